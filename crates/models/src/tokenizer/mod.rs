@@ -1,0 +1,2 @@
+//! Tokenizers (being written; see the tokenizer task).
+pub struct Tokenizer;
