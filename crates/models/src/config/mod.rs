@@ -1,2 +1,186 @@
-//! placeholder
-pub struct ModelConfig;
+//! Model configuration: one resolved [`ModelConfig`] that the decoder reads, produced once from a
+//! family's HF `config.json` ([`hf`]) or from GGUF metadata ([`gguf`]).
+//!
+//! The decoder never sees raw configs: a model family is nothing but a mapping onto these
+//! blocks (see `docs/families.md`). Adding a family means adding a mapping, not a model file.
+
+pub mod gguf;
+pub mod hf;
+pub mod names;
+mod rope;
+
+pub use names::{GateUpNames, QkvNames, WeightNames};
+pub use rope::{RopeConfig, RopeScaling};
+
+use serde::Serialize;
+
+/// Everything the decoder needs, already validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelConfig {
+    /// The family mapping that produced this config (e.g. `llama`, `gemma2`).
+    pub family: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub max_position_embeddings: usize,
+    pub attention: AttentionConfig,
+    pub mlp: MlpConfig,
+    pub norm: NormConfig,
+    pub norm_placement: NormPlacement,
+    pub position: PositionEncoding,
+    /// Per-layer variation (sliding window, rope on/off); `layers.len() == num_layers`.
+    pub layers: Vec<LayerSpec>,
+    /// Multiplies token embeddings (Gemma: sqrt(hidden_size)).
+    pub embedding_scale: Option<f32>,
+    /// `tanh(logits / cap) * cap` on the final logits (Gemma 2).
+    pub final_logit_softcap: Option<f32>,
+    pub tie_word_embeddings: bool,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttentionConfig {
+    pub num_heads: usize,
+    /// `num_kv_heads == num_heads` is MHA, `1` is MQA, anything between is GQA.
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub qkv_bias: bool,
+    pub out_bias: bool,
+    /// RMSNorm over each head's `head_dim` on q and k, before rope (Qwen3).
+    pub qk_norm: bool,
+    /// `tanh(scores / cap) * cap` before the mask (Gemma 2).
+    pub softcap: Option<f32>,
+    /// Multiplies `q·k` (usually `head_dim^-0.5`).
+    pub scale: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Activation {
+    Silu,
+    /// Exact erf GELU.
+    Gelu,
+    /// tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    pub fn from_hf(name: &str) -> crate::Result<Self> {
+        Ok(match name {
+            "silu" | "swish" => Activation::Silu,
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_python_tanh" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            other => {
+                return Err(crate::Error::config(
+                    "hidden_act",
+                    format!("unsupported activation `{other}` (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)"),
+                ))
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MlpConfig {
+    pub intermediate_size: usize,
+    pub activation: Activation,
+    /// `down(act(gate(x)) * up(x))` (SwiGLU/GeGLU) when true, `down(act(up(x)))` otherwise.
+    pub gated: bool,
+    pub bias: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NormKind {
+    RmsNorm,
+    LayerNorm,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NormConfig {
+    pub kind: NormKind,
+    pub eps: f64,
+    /// Added to the stored weight at load time (Gemma stores `w` and computes `x * (1 + w)`).
+    pub weight_offset: f32,
+    /// LayerNorm with a bias term.
+    pub bias: bool,
+}
+
+/// Where the norms of a decoder layer sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NormPlacement {
+    /// `x + attn(norm(x))`, `x + mlp(norm(x))`.
+    Pre,
+    /// Gemma 2: `x + norm(attn(norm(x)))`, `x + norm(mlp(norm(x)))`.
+    Sandwich,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum PositionEncoding {
+    Rope(RopeConfig),
+    /// Learned absolute position embeddings added to the token embeddings (GPT-2).
+    Learned,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LayerSpec {
+    /// Keys further back than this many tokens (counting the query itself) are masked out.
+    pub sliding_window: Option<usize>,
+}
+
+impl ModelConfig {
+    /// Checks the invariants the decoder relies on. Called by every mapping before returning.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::Error;
+        let nonzero = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_layers),
+            ("num_attention_heads", self.attention.num_heads),
+            ("num_key_value_heads", self.attention.num_kv_heads),
+            ("head_dim", self.attention.head_dim),
+            ("intermediate_size", self.mlp.intermediate_size),
+        ];
+        for (field, v) in nonzero {
+            if v == 0 {
+                return Err(Error::config(field, "must be > 0, got 0"));
+            }
+        }
+        let a = &self.attention;
+        if a.num_heads % a.num_kv_heads != 0 {
+            return Err(Error::config(
+                "num_key_value_heads",
+                format!("{} does not divide num_attention_heads {}", a.num_kv_heads, a.num_heads),
+            ));
+        }
+        if self.layers.len() != self.num_layers {
+            return Err(Error::config(
+                "layer_types",
+                format!("{} entries for {} layers", self.layers.len(), self.num_layers),
+            ));
+        }
+        if let PositionEncoding::Rope(r) = &self.position {
+            if r.rotary_dim == 0 || r.rotary_dim > a.head_dim || r.rotary_dim % 2 != 0 {
+                return Err(Error::config(
+                    "partial_rotary_factor",
+                    format!("rotary dim {} must be even and in 2..={}", r.rotary_dim, a.head_dim),
+                ));
+            }
+            r.validate()?;
+        }
+        if !(self.norm.eps > 0.0 && self.norm.eps < 1.0) {
+            return Err(Error::config("rms_norm_eps", format!("must be in (0, 1), got {}", self.norm.eps)));
+        }
+        for cap in [a.softcap, self.final_logit_softcap].into_iter().flatten() {
+            if !(cap > 0.0 && cap.is_finite()) {
+                return Err(Error::config("softcapping", format!("must be > 0, got {cap}")));
+            }
+        }
+        if let Some(w) = self.layers.iter().find_map(|l| l.sliding_window.filter(|w| *w == 0)) {
+            return Err(Error::config("sliding_window", format!("must be > 0, got {w}")));
+        }
+        Ok(())
+    }
+}

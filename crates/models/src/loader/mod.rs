@@ -1,2 +1,45 @@
-//! placeholder
-pub struct Weights;
+//! Checkpoint readers behind one [`Weights`] trait: memory-mapped safetensors (single file or
+//! shards) and GGUF. The decoder asks for tensors by name; quantized GGUF tensors stay
+//! quantized, float checkpoints are widened to f32 (bf16/f16 matmul on the CPU is slow).
+
+mod gguf;
+mod safetensors;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+
+pub use self::gguf::GgufWeights;
+pub use self::safetensors::SafetensorsWeights;
+use crate::Result;
+
+/// A tensor as stored: dense (already f32) or a GGUF quantized block format.
+pub enum WeightData {
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+impl WeightData {
+    /// The tensor as dense f32, dequantizing if needed.
+    pub fn to_dense(&self, device: &Device) -> Result<Tensor> {
+        Ok(match self {
+            WeightData::Dense(t) => t.clone(),
+            WeightData::Quantized(q) => q.dequantize(device)?,
+        })
+    }
+}
+
+/// Named tensors of one checkpoint.
+pub trait Weights {
+    /// The file (or directory) the tensors come from, for error messages.
+    fn path(&self) -> &Path;
+    fn contains(&self, name: &str) -> bool;
+    /// Logical shape in PyTorch order (`(out, in)` for linear weights).
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// Storage type as the file names it (`BF16`, `Q4_1`, ...).
+    fn dtype_name(&self, name: &str) -> Option<String>;
+    fn names(&self) -> Vec<String>;
+    fn load(&self, name: &str, device: &Device) -> Result<WeightData>;
+}

@@ -1,1 +1,20 @@
-//! placeholder
+//! The one composable decoder. Every family is this code with different [`crate::config`]
+//! options: one [`Attention`](attention::Attention) (MHA/MQA/GQA, qkv bias, QK-norm, sliding
+//! window, softcap), one [`Mlp`](mlp::Mlp) (gated or not, activation as a parameter), one
+//! [`DecoderLayer`](layer::DecoderLayer) (pre or sandwich norms), one [`KvCache`].
+
+mod attention;
+mod build;
+mod kv_cache;
+mod layer;
+mod linear;
+mod mlp;
+mod model;
+mod norm;
+mod rope;
+
+pub use kv_cache::KvCache;
+pub use linear::Linear;
+pub use model::{LogitsFor, Model};
+pub use norm::Norm;
+pub use rope::Rope;

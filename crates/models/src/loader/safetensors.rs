@@ -1,0 +1,109 @@
+//! Memory-mapped safetensors, one file or many shards. Headers are parsed once at open (which
+//! validates offsets against the file size); tensor bytes are read from the map on demand.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, Metadata, SafeTensors};
+
+use super::{WeightData, Weights};
+use crate::{Error, Result};
+
+struct Shard {
+    path: PathBuf,
+    mmap: Mmap,
+    data_start: usize,
+    meta: Metadata,
+}
+
+pub struct SafetensorsWeights {
+    /// The directory (or the single file) for messages.
+    root: PathBuf,
+    shards: Vec<Shard>,
+    index: HashMap<String, usize>,
+}
+
+impl SafetensorsWeights {
+    pub fn open(files: &[PathBuf]) -> Result<Self> {
+        let root = match files {
+            [one] => one.clone(),
+            [first, ..] => first.parent().map(Path::to_path_buf).unwrap_or_else(|| first.clone()),
+            [] => return Err(Error::ModelNotFound("no safetensors files given".into())),
+        };
+        let mut shards = Vec::with_capacity(files.len());
+        let mut index = HashMap::new();
+        for (i, path) in files.iter().enumerate() {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            // SAFETY: the map is read-only; a checkpoint modified while we run is outside our contract
+            // (as for every mmap-based loader: candle, vLLM, llama.cpp).
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            let (header_len, meta) = SafeTensors::read_metadata(&mmap)
+                .map_err(|e| Error::bad_file(path, format!("not a valid safetensors file: {e}")))?;
+            for name in meta.tensors().keys() {
+                if let Some(prev) = index.insert(name.clone(), i) {
+                    return Err(Error::bad_file(
+                        path,
+                        format!("tensor `{name}` also appears in {}", files[prev].display()),
+                    ));
+                }
+            }
+            shards.push(Shard { path: path.clone(), mmap, data_start: 8 + header_len, meta });
+        }
+        Ok(Self { root, shards, index })
+    }
+
+    fn info(&self, name: &str) -> Option<(&Shard, &safetensors::tensor::TensorInfo)> {
+        let shard = &self.shards[*self.index.get(name)?];
+        Some((shard, shard.meta.info(name)?))
+    }
+}
+
+impl Weights for SafetensorsWeights {
+    fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.info(name).map(|(_, i)| i.shape.clone())
+    }
+
+    fn dtype_name(&self, name: &str) -> Option<String> {
+        self.info(name).map(|(_, i)| format!("{:?}", i.dtype))
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.index.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn load(&self, name: &str, device: &Device) -> Result<WeightData> {
+        let (shard, info) =
+            self.info(name).ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.root.clone() })?;
+        let (start, end) = info.data_offsets;
+        let bytes = &shard.mmap[shard.data_start + start..shard.data_start + end];
+        let dtype = match info.dtype {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            Dtype::F64 => DType::F64,
+            other => {
+                return Err(Error::bad_file(
+                    &shard.path,
+                    format!("tensor `{name}` has dtype {other:?}; supported: F32, F16, BF16, F64"),
+                ))
+            }
+        };
+        let t = Tensor::from_raw_buffer(bytes, dtype, &info.shape, device)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(|e| Error::bad_file(&shard.path, format!("tensor `{name}`: {e}")))?;
+        Ok(WeightData::Dense(t))
+    }
+}

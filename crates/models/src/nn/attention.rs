@@ -1,0 +1,125 @@
+//! Causal self-attention for every family: MHA/MQA/GQA, optional qkv bias, QK-norm, sliding
+//! window and score softcapping. K/V come from the [`KvCache`].
+
+use candle_core::{Device, Tensor, D};
+
+use super::kv_cache::KvCache;
+use super::linear::Linear;
+use super::norm::Norm;
+use super::rope::{Rope, RopeTables};
+use crate::config::AttentionConfig;
+use crate::{Result, TensorContext};
+
+pub enum QkvProj {
+    Separate { q: Linear, k: Linear, v: Linear },
+    /// Output `[q | k | v]` along the feature dim.
+    Fused(Linear),
+}
+
+pub struct Attention {
+    pub(super) qkv: QkvProj,
+    pub(super) o: Linear,
+    pub(super) q_norm: Option<Norm>,
+    pub(super) k_norm: Option<Norm>,
+    pub(super) cfg: AttentionConfig,
+    pub(super) sliding_window: Option<usize>,
+}
+
+impl Attention {
+    /// `x`: (b, seq, hidden) for positions `cache.len()..cache.len() + seq`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        rope: Option<(&Rope, &RopeTables)>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3().ctx("attention input")?;
+        let (h, kvh, d) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
+        let (q, k, v) = match &self.qkv {
+            QkvProj::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            QkvProj::Fused(qkv) => {
+                let y = qkv.forward(x)?;
+                (
+                    y.narrow(D::Minus1, 0, h * d).ctx("split q")?,
+                    y.narrow(D::Minus1, h * d, kvh * d).ctx("split k")?,
+                    y.narrow(D::Minus1, (h + kvh) * d, kvh * d).ctx("split v")?,
+                )
+            }
+        };
+        // (b, seq, heads*d) → (b, heads, seq, d)
+        let heads = |x: Tensor, n: usize| -> Result<Tensor> {
+            x.reshape((b, t, n, d)).and_then(|x| x.transpose(1, 2)).ctx("split heads")
+        };
+        let (mut q, mut k, v) = (heads(q, h)?, heads(k, kvh)?, heads(v, kvh)?);
+        if let Some(n) = &self.q_norm {
+            q = n.forward(&q)?;
+        }
+        if let Some(n) = &self.k_norm {
+            k = n.forward(&k)?;
+        }
+        if let Some((rope, tables)) = rope {
+            q = rope.apply(&q, tables)?;
+            k = rope.apply(&k, tables)?;
+        }
+        let start = cache.len();
+        // (b, kv_heads, total, d)
+        let (k, v) = cache.append(layer, &k, &v.contiguous().ctx("v")?)?;
+        let total = start + t;
+
+        // GQA without copying K/V: fold each kv head's query group into the row dim.
+        // q: (b, h, t, d) → (b, kvh, rep * t, d); rows ordered (rep, t).
+        let rep = h / kvh;
+        let q = q.contiguous().and_then(|q| q.reshape((b, kvh, rep * t, d))).ctx("group q")?;
+        // (b, kvh, rep * t, total)
+        let mut scores = (q.matmul(&k.t().ctx("kᵀ")?).ctx("q·kᵀ")? * self.cfg.scale as f64).ctx("scale")?;
+        if let Some(cap) = self.cfg.softcap {
+            scores = ((scores / cap as f64).ctx("softcap")?.tanh().ctx("softcap")? * cap as f64).ctx("softcap")?;
+        }
+        if let Some(mask) = causal_mask(start, t, total, self.sliding_window, rep, x.device())? {
+            scores = scores.broadcast_add(&mask).ctx("mask")?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores).ctx("softmax")?;
+        // (b, kvh, rep * t, d) → (b, h, t, d) → (b, t, h * d)
+        let out = probs
+            .matmul(&v)
+            .and_then(|o| o.reshape((b, h, t, d)))
+            .and_then(|o| o.transpose(1, 2))
+            .and_then(|o| o.reshape((b, t, h * d)))
+            .ctx("attention output")?;
+        self.o.forward(&out)
+    }
+}
+
+/// Additive mask `(rep * t, total)` with `-inf` where query `start + i` may not see key `j`:
+/// `j > start + i` (future) or `start + i - j >= window` (outside the sliding window).
+/// `None` when nothing is masked (a single decode token inside the window).
+fn causal_mask(
+    start: usize,
+    t: usize,
+    total: usize,
+    window: Option<usize>,
+    rep: usize,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    let window = window.unwrap_or(usize::MAX);
+    if t == 1 && total <= window {
+        return Ok(None);
+    }
+    let mut m = vec![0f32; t * total];
+    for i in 0..t {
+        let qpos = start + i;
+        for j in 0..total {
+            if j > qpos || qpos - j >= window {
+                m[i * total + j] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let mask = Tensor::from_vec(m, (t, total), device).ctx("mask")?;
+    let mask = if rep > 1 {
+        Tensor::cat(&vec![&mask; rep], 0).ctx("mask repeat")?
+    } else {
+        mask
+    };
+    Ok(Some(mask))
+}

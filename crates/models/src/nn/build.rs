@@ -1,0 +1,75 @@
+//! Builds blocks from named tensors, checking every shape against the config so a wrong or
+//! truncated checkpoint fails at load with the tensor's name, never later inside a matmul.
+
+use std::sync::Arc;
+
+use candle_core::quantized::QMatMul;
+use candle_core::{Device, Tensor};
+
+use super::linear::Linear;
+use super::norm::Norm;
+use crate::config::NormConfig;
+use crate::loader::{WeightData, Weights};
+use crate::{Error, Result};
+
+pub struct Builder<'a> {
+    pub weights: &'a dyn Weights,
+    pub device: &'a Device,
+}
+
+impl Builder<'_> {
+    fn check_shape(&self, name: &str, expected: &[usize]) -> Result<()> {
+        let found = self
+            .weights
+            .shape(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.weights.path().into() })?;
+        if found != expected {
+            return Err(Error::ShapeMismatch {
+                name: name.into(),
+                path: self.weights.path().into(),
+                expected: expected.to_vec(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// A dense f32 tensor of exactly `shape`.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.check_shape(name, shape)?;
+        self.weights.load(name, self.device)?.to_dense(self.device)
+    }
+
+    /// The raw stored form (quantized stays quantized) of a tensor of exactly `shape`.
+    pub fn raw(&self, name: &str, shape: &[usize]) -> Result<WeightData> {
+        self.check_shape(name, shape)?;
+        self.weights.load(name, self.device)
+    }
+
+    /// `prefix.weight` (out, in) — or (in, out) when `transposed` — and `prefix.bias` (out).
+    pub fn linear(&self, prefix: &str, out: usize, inp: usize, bias: bool, transposed: bool) -> Result<Linear> {
+        let name = format!("{prefix}.weight");
+        let weight = if transposed {
+            let t = self.tensor(&name, &[inp, out])?;
+            let t = t.t().and_then(|t| t.contiguous()).map_err(|e| Error::Tensor { op: name.clone(), source: e })?;
+            QMatMul::Tensor(t)
+        } else {
+            match self.raw(&name, &[out, inp])? {
+                WeightData::Dense(t) => QMatMul::Tensor(t),
+                WeightData::Quantized(q) => QMatMul::from_arc(Arc::clone(&q))?,
+            }
+        };
+        let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), &[out])?) } else { None };
+        Ok(Linear::new(weight, bias, out))
+    }
+
+    pub fn norm(&self, prefix: &str, dim: usize, cfg: &NormConfig) -> Result<Norm> {
+        let mut weight = self.tensor(&format!("{prefix}.weight"), &[dim])?;
+        if cfg.weight_offset != 0.0 {
+            weight = (weight + cfg.weight_offset as f64)?;
+        }
+        let bias_name = format!("{prefix}.bias");
+        let bias = if cfg.bias { Some(self.tensor(&bias_name, &[dim])?) } else { None };
+        Ok(Norm::new(cfg.kind, weight, bias, cfg.eps))
+    }
+}

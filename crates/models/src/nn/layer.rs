@@ -1,0 +1,42 @@
+//! One decoder layer; norm placement is a parameter (pre-norm, or Gemma 2's sandwich norms).
+
+use candle_core::Tensor;
+
+use super::attention::Attention;
+use super::kv_cache::KvCache;
+use super::mlp::Mlp;
+use super::norm::Norm;
+use super::rope::{Rope, RopeTables};
+use crate::{Result, TensorContext};
+
+pub struct DecoderLayer {
+    pub(super) attn_norm: Norm,
+    pub(super) attn: Attention,
+    /// Sandwich norm on the attention output, before the residual add.
+    pub(super) post_attn_norm: Option<Norm>,
+    pub(super) ffn_norm: Norm,
+    pub(super) mlp: Mlp,
+    pub(super) post_ffn_norm: Option<Norm>,
+}
+
+impl DecoderLayer {
+    /// `x`: (b, seq, hidden) → (b, seq, hidden)
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        index: usize,
+        rope: Option<(&Rope, &RopeTables)>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let mut h = self.attn.forward(&self.attn_norm.forward(x)?, index, rope, cache)?;
+        if let Some(n) = &self.post_attn_norm {
+            h = n.forward(&h)?;
+        }
+        let x = (x + h).ctx("attention residual")?;
+        let mut h = self.mlp.forward(&self.ffn_norm.forward(&x)?)?;
+        if let Some(n) = &self.post_ffn_norm {
+            h = n.forward(&h)?;
+        }
+        (x + h).ctx("mlp residual")
+    }
+}

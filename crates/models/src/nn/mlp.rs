@@ -1,0 +1,51 @@
+//! The feed-forward block: gated (SwiGLU, GeGLU) or plain (GPT-2), activation as a parameter.
+
+use candle_core::{Tensor, D};
+
+use super::linear::Linear;
+use crate::config::Activation;
+use crate::{Result, TensorContext};
+
+pub enum GateUp {
+    Separate { gate: Linear, up: Linear },
+    /// Output `[gate | up]` along the feature dim.
+    Fused(Linear),
+    /// Ungated: `down(act(up(x)))`.
+    UpOnly(Linear),
+}
+
+pub struct Mlp {
+    pub(super) gate_up: GateUp,
+    pub(super) down: Linear,
+    pub(super) activation: Activation,
+}
+
+fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
+    match a {
+        Activation::Silu => x.silu(),
+        Activation::Gelu => x.gelu_erf(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Relu => x.relu(),
+    }
+    .ctx("activation")
+}
+
+impl Mlp {
+    /// `x`: (b, seq, hidden) → (b, seq, hidden)
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = match &self.gate_up {
+            GateUp::Separate { gate, up } => {
+                (activate(&gate.forward(x)?, self.activation)? * up.forward(x)?).ctx("gate * up")?
+            }
+            GateUp::Fused(gu) => {
+                let y = gu.forward(x)?;
+                let ff = gu.out_features() / 2;
+                let gate = y.narrow(D::Minus1, 0, ff).ctx("split gate")?;
+                let up = y.narrow(D::Minus1, ff, ff).ctx("split up")?;
+                (activate(&gate, self.activation)? * up).ctx("gate * up")?
+            }
+            GateUp::UpOnly(up) => activate(&up.forward(x)?, self.activation)?,
+        };
+        self.down.forward(&h)
+    }
+}

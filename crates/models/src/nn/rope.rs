@@ -1,0 +1,75 @@
+//! Rotary position embedding at run time: cos/sin for a span of positions, applied to q and k.
+
+use candle_core::{Device, Tensor, D};
+
+use crate::config::RopeConfig;
+use crate::{Result, TensorContext};
+
+pub struct Rope {
+    cfg: RopeConfig,
+    /// `inv_freq` for schemes that do not depend on the sequence length.
+    fixed_inv_freq: Option<Vec<f32>>,
+}
+
+/// cos and sin, each `(seq, rotary_dim / 2)`, already multiplied by the attention factor.
+pub struct RopeTables {
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+impl Rope {
+    pub fn new(cfg: RopeConfig) -> Self {
+        let fixed_inv_freq = (!cfg.is_dynamic()).then(|| cfg.inv_freq(0));
+        Self { cfg, fixed_inv_freq }
+    }
+
+    /// Tables for positions `start..start + len`; `total_len` (usually `start + len`) selects the
+    /// dynamic-NTK base or the longrope factor set.
+    pub fn tables(&self, start: usize, len: usize, total_len: usize, device: &Device) -> Result<RopeTables> {
+        let dynamic;
+        let inv_freq = match &self.fixed_inv_freq {
+            Some(f) => f,
+            None => {
+                dynamic = self.cfg.inv_freq(total_len);
+                &dynamic
+            }
+        };
+        let half = inv_freq.len();
+        let scale = self.cfg.attention_factor() as f32;
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in start..start + len {
+            for f in inv_freq {
+                // Same f32 product as transformers' `inv_freq @ position_ids.float()`.
+                let angle = p as f32 * f;
+                cos.push(angle.cos() * scale);
+                sin.push(angle.sin() * scale);
+            }
+        }
+        Ok(RopeTables {
+            cos: Tensor::from_vec(cos, (len, half), device).ctx("rope cos")?,
+            sin: Tensor::from_vec(sin, (len, half), device).ctx("rope sin")?,
+        })
+    }
+
+    /// `x`: (b, heads, seq, head_dim); rotates the leading `rotary_dim` dims of each head.
+    pub fn apply(&self, x: &Tensor, t: &RopeTables) -> Result<Tensor> {
+        let head_dim = x.dim(D::Minus1).ctx("rope")?;
+        let rot = self.cfg.rotary_dim;
+        let rotate = |x: &Tensor| -> Result<Tensor> {
+            let x = x.contiguous().ctx("rope input")?;
+            if self.cfg.interleaved {
+                candle_nn::rotary_emb::rope_i(&x, &t.cos, &t.sin).ctx("rope_i")
+            } else {
+                candle_nn::rotary_emb::rope(&x, &t.cos, &t.sin).ctx("rope")
+            }
+        };
+        if rot == head_dim {
+            return rotate(x);
+        }
+        // Partial rotary (Phi-3.5, GPT-NeoX style): only the first `rot` dims turn.
+        let rotated = rotate(&x.narrow(D::Minus1, 0, rot).ctx("rope narrow")?)?;
+        let pass = x.narrow(D::Minus1, rot, head_dim - rot).ctx("rope narrow")?;
+        Tensor::cat(&[&rotated, &pass], D::Minus1).ctx("rope cat")
+    }
+}
