@@ -10,6 +10,7 @@
 pub mod chat;
 pub mod config;
 mod error;
+pub mod load;
 pub mod loader;
 pub mod nn;
 pub mod source;
