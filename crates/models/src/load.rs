@@ -42,3 +42,59 @@ fn with_file(e: Error, path: &Path) -> Error {
         other => other,
     }
 }
+
+/// Everything a model directory or GGUF file provides, ready to run.
+pub struct LoadedModel {
+    pub model: Model,
+    /// `None` for weight-only directories (e.g. the golden fixtures): text in/out is unavailable.
+    pub tokenizer: Option<crate::Tokenizer>,
+    /// `None` when the model ships no template.
+    pub chat_template: Option<crate::chat::ChatTemplate>,
+    pub generation_config: crate::generation_config::GenerationConfig,
+    /// The tensors as stored, for `prom inspect`.
+    pub weights: Box<dyn Weights>,
+    pub files: crate::source::ModelFiles,
+}
+
+/// Loads model, tokenizer, chat template and generation defaults from resolved files.
+pub fn load(files: &crate::source::ModelFiles, device: &Device) -> Result<LoadedModel> {
+    use crate::chat::ChatTemplate;
+    use crate::generation_config::GenerationConfig;
+    use crate::source::ModelFiles;
+    match files {
+        ModelFiles::HfDir { config, weights, tokenizer_json, tokenizer_config, generation_config, chat_template_jinja, .. } => {
+            let (model, w) = load_hf(config, weights, device)?;
+            let tokenizer = tokenizer_json
+                .as_deref()
+                .map(|t| crate::Tokenizer::from_hf_files(t, tokenizer_config.as_deref()))
+                .transpose()?;
+            let chat_template = ChatTemplate::from_hf_files(tokenizer_config.as_deref(), chat_template_jinja.as_deref())?;
+            let generation_config = match generation_config {
+                Some(p) => GenerationConfig::from_file(p)?,
+                None => GenerationConfig::default(),
+            };
+            Ok(LoadedModel { model, tokenizer, chat_template, generation_config, weights: Box::new(w), files: files.clone() })
+        }
+        ModelFiles::Gguf { path } => {
+            let (model, w) = load_gguf(path, device)?;
+            let tokenizer = crate::Tokenizer::from_gguf(w.content(), path)?;
+            let chat_template = tokenizer
+                .chat_template()
+                .map(|src| ChatTemplate::new(src, tokenizer.bos_token(), tokenizer.eos_token()))
+                .transpose()?;
+            let generation_config = GenerationConfig {
+                bos_token_id: tokenizer.bos_token_id(),
+                eos_token_ids: tokenizer.eos_token_ids().to_vec(),
+                ..GenerationConfig::default()
+            };
+            Ok(LoadedModel {
+                model,
+                tokenizer: Some(tokenizer),
+                chat_template,
+                generation_config,
+                weights: Box::new(w),
+                files: files.clone(),
+            })
+        }
+    }
+}
