@@ -10,6 +10,7 @@
 pub mod chat;
 pub mod config;
 mod error;
+pub mod generation_config;
 pub mod load;
 pub mod loader;
 pub mod nn;

@@ -1,1 +1,0 @@
-//! Model source resolution (being written).
