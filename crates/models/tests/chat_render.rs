@@ -182,3 +182,9 @@ fn templates_from_hf_files() {
         matches!(ChatTemplate::from_tokenizer_config(&config), Err(Error::Config { field, .. }) if field == "chat_template")
     );
 }
+
+#[test]
+fn templates_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ChatTemplate>();
+}
