@@ -93,7 +93,8 @@ pub(super) fn load(json: &Path, config: Option<&Path>) -> Result<(Hf, Info)> {
     // What "add special tokens" adds, whichever way it is configured.
     let probe = hf.encode("", true, true).map_err(|e| Error::bad_file(json, e.to_string()))?;
     let info = Info {
-        vocab_size: hf.tok.get_vocab_size(true),
+        // Ids run to the highest added token even if some in between are unused.
+        vocab_size: hf.tok.get_vocab_size(true).max(added.keys().max().map_or(0, |&m| m as usize + 1)),
         bos_id,
         bos: cfg.bos.filter(|_| bos_id.is_some()),
         eos_ids,

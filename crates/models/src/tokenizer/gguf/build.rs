@@ -24,7 +24,7 @@ use tokenizers::{NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior}
 use super::vocab::{Model, Vocab};
 use crate::{Error, Result};
 
-pub(super) fn encoder(vocab: &Vocab, unk: Option<u32>, path: &Path) -> Result<tokenizers::Tokenizer> {
+pub(super) fn encoder(vocab: &mut Vocab, unk: Option<u32>, path: &Path) -> Result<tokenizers::Tokenizer> {
     let err = |what: &str, e: tokenizers::Error| Error::bad_file(path, format!("building the tokenizer ({what}): {e}"));
     let bpe_vocab: BpeVocab = vocab.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     let space_to_meta = || Replace::new(" ", "\u{2581}").map_err(|e| err("normalizer", e));
@@ -49,7 +49,7 @@ pub(super) fn encoder(vocab: &Vocab, unk: Option<u32>, path: &Path) -> Result<to
         }
         Model::Bpe(spec) => {
             let model = BPE::builder()
-                .vocab_and_merges(bpe_vocab, vocab.merges.clone())
+                .vocab_and_merges(bpe_vocab, std::mem::take(&mut vocab.merges))
                 .ignore_merges(spec.ignore_merges)
                 .byte_fallback(!spec.byte_level)
                 .build()

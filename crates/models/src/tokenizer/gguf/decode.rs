@@ -96,15 +96,17 @@ fn unmap_byte_level(text: &str) -> Vec<u8> {
 }
 
 /// The inverse of GPT-2's `bytes_to_unicode`: printable Latin-1 bytes map to themselves, the
-/// other 68 bytes to U+0100.. in byte order.
+/// other 68 bytes (0x00-0x20, 0x7F-0xA0, 0xAD, in that order) to U+0100.. .
 fn unicode_to_byte(c: char) -> Option<u8> {
     let cp = c as u32;
     let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
-    if cp < 0x100 {
-        return printable(cp).then_some(cp as u8);
+    match cp {
+        0..=0xFF => printable(cp).then_some(cp as u8),
+        0x100..=0x120 => Some((cp - 0x100) as u8),
+        0x121..=0x142 => Some((cp - 0x121 + 0x7F) as u8),
+        0x143 => Some(0xAD),
+        _ => None,
     }
-    let k = cp.checked_sub(0x100)? as usize;
-    (0u32..256).filter(|&b| !printable(b)).nth(k).map(|b| b as u8)
 }
 
 /// llama.cpp's three in-place `clean_spaces` passes, ported literally (including reading the
@@ -161,4 +163,48 @@ fn clean_spaces(t: &mut Vec<u8>) {
         total += 1;
     }
     t.truncate(total);
+}
+
+#[cfg(test)]
+mod tests {
+    /// GPT-2's `bytes_to_unicode`, written out as in the original encoder.py.
+    fn bytes_to_unicode() -> Vec<(u8, char)> {
+        let mut bs: Vec<u32> = (0x21..=0x7E).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+        let mut cs = bs.clone();
+        let mut n = 0;
+        for b in 0..256 {
+            if !bs.contains(&b) {
+                bs.push(b);
+                cs.push(256 + n);
+                n += 1;
+            }
+        }
+        bs.iter().zip(cs).map(|(&b, c)| (b as u8, char::from_u32(c).unwrap())).collect()
+    }
+
+    #[test]
+    fn byte_level_alphabet_inverts() {
+        for (b, c) in bytes_to_unicode() {
+            assert_eq!(super::unicode_to_byte(c), Some(b), "{c:?}");
+        }
+        assert_eq!(super::unicode_to_byte('\u{144}'), None);
+        assert_eq!(super::unicode_to_byte(' '), None);
+    }
+
+    #[test]
+    fn clean_spaces_like_llama_cpp() {
+        let clean = |s: &str| {
+            let mut v = s.as_bytes().to_vec();
+            super::clean_spaces(&mut v);
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(clean("Hello , world . Yes ! Why ?"), "Hello, world. Yes! Why?");
+        assert_eq!(clean("it 's he 'm we 're they 've"), "it's he'm we're they've");
+        assert_eq!(clean("do n't 't 'd 'll"), "do n't 't 'd 'll");
+        assert_eq!(clean("a ' b"), "a'b");
+        // The NUL llama.cpp writes over the skipped space keeps the next apostrophe apart.
+        assert_eq!(clean("a ' ' b"), "a'' b");
+        assert_eq!(clean(""), "");
+        assert_eq!(clean(" ."), ".");
+    }
 }

@@ -47,7 +47,7 @@ pub(super) fn load(content: &Content, path: &Path) -> Result<(Gguf, Info)> {
     let sp = special::resolve(&meta, &mut vocab, name, arch)?;
     let chat_template = meta.string("tokenizer.chat_template")?.map(str::to_owned);
 
-    let encoder = build::encoder(&vocab, sp.unk, path)?;
+    let encoder = build::encoder(&mut vocab, sp.unk, path)?;
     let partitioner = Partitioner::new(&vocab);
     let pieces = Pieces::new(&vocab);
     let text = |id: Option<u32>| id.map(|i| vocab.tokens[i as usize].clone());

@@ -35,6 +35,7 @@ pub(super) struct Vocab {
     pub attrs: Vec<Attr>,
     pub token_to_id: HashMap<String, u32>,
     /// BPE only, in rank order, each pair and its concatenation known to be in the vocab.
+    /// Moved into the encoder when it is built.
     pub merges: Vec<(String, String)>,
     /// Encoding prepends a space to each run of text (SPM).
     pub add_space_prefix: bool,
@@ -141,24 +142,28 @@ fn read_merges(meta: &Meta, vocab: &HashMap<String, u32>) -> Result<Vec<(String,
         .ok_or_else(|| meta.bad(KEY_MERGES, "missing: BPE vocabularies need their merges"))?;
     let mut seen = std::collections::HashSet::with_capacity(raw.len());
     let mut merges = Vec::with_capacity(raw.len());
+    let mut merged = String::new();
     for (i, m) in raw.iter().enumerate() {
         let split = m.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(p, _)| p);
         let Some(pos) = split else {
             return Err(meta.bad(KEY_MERGES, format!("merge {i} {m:?} has no space separating its two parts")));
         };
         let (left, right) = (&m[..pos], &m[pos + 1..]);
-        for part in [left, right] {
-            if !vocab.contains_key(part) {
+        let id = |part: &str| {
+            vocab.get(part).copied().ok_or_else(|| {
                 let msg = format!("merge {i} {m:?} refers to {part:?}, which is not in the vocabulary");
-                return Err(meta.bad(KEY_MERGES, msg));
-            }
-        }
-        let merged = format!("{left}{right}");
-        if !vocab.contains_key(&merged) {
+                meta.bad(KEY_MERGES, msg)
+            })
+        };
+        let pair = (id(left)?, id(right)?);
+        merged.clear();
+        merged.push_str(left);
+        merged.push_str(right);
+        if !vocab.contains_key(merged.as_str()) {
             let msg = format!("merge {i} {m:?} produces {merged:?}, which is not in the vocabulary");
             return Err(meta.bad(KEY_MERGES, msg));
         }
-        if seen.insert((left, right)) {
+        if seen.insert(pair) {
             merges.push((left.to_owned(), right.to_owned()));
         }
     }
