@@ -5,26 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use prom_models::load::load_hf;
+use prom_models::load::load;
 use prom_models::nn::LogitsFor;
+use prom_models::source::{resolve, ResolveOptions};
 
 const TOL: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/golden")
-}
-
-fn weight_files(dir: &Path) -> Vec<PathBuf> {
-    let index = dir.join("model.safetensors.index.json");
-    if !index.exists() {
-        return vec![dir.join("model.safetensors")];
-    }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index).unwrap()).unwrap();
-    let mut files: Vec<String> =
-        v["weight_map"].as_object().unwrap().values().map(|f| f.as_str().unwrap().to_string()).collect();
-    files.sort();
-    files.dedup();
-    files.into_iter().map(|f| dir.join(f)).collect()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -38,7 +26,9 @@ fn argmax(row: &Tensor) -> u32 {
 fn check_case(name: &str) -> Result<(), String> {
     let dir = fixtures().join(name);
     let dev = Device::Cpu;
-    let (model, _) = load_hf(&dir.join("config.json"), &weight_files(&dir), &dev).map_err(|e| e.to_string())?;
+    let files = resolve(&dir.to_string_lossy(), &ResolveOptions { offline: true, ..Default::default() })
+        .map_err(|e| e.to_string())?;
+    let model = load(&files, &dev).map_err(|e| e.to_string())?.model;
     let expected = candle_core::safetensors::load(dir.join("expected.safetensors"), &dev).unwrap();
     let prompt: Vec<u32> =
         expected["prompt_ids"].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
