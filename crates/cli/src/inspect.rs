@@ -53,6 +53,7 @@ pub fn run(a: Args) -> Result<()> {
     let rope = match &cfg.position {
         PositionEncoding::Rope(r) => json!({ "theta": r.theta, "rotary_dim": r.rotary_dim, "scaling": format!("{:?}", r.scaling) }),
         PositionEncoding::Learned => json!("learned absolute"),
+        PositionEncoding::Alibi => json!("alibi"),
         PositionEncoding::None => json!("none"),
     };
     let report = json!({

@@ -102,7 +102,8 @@ pub fn from_gguf_metadata(
     let is = |a: &str| arch == a;
 
     let hidden = meta.usize(&k("embedding_length"))?;
-    let num_layers = meta.usize(&k("block_count"))?;
+    let num_layers = check_num_layers(&k("block_count"), meta.usize(&k("block_count"))?)
+        .map_err(|e| Error::bad_file(meta.path, e.to_string()))?;
     let num_heads = meta.usize(&k("attention.head_count"))?;
     if num_heads == 0 {
         return Err(Error::bad_file(meta.path, format!("GGUF metadata `{}`: must be > 0", k("attention.head_count"))));
@@ -191,6 +192,7 @@ pub fn from_gguf_metadata(
                 "llama" | "mistral" | "phi3" => sliding,
                 _ => None,
             },
+            rope: LayerRope::Main,
         })
         .collect();
 
@@ -220,7 +222,7 @@ pub fn from_gguf_metadata(
             head_dim,
             qkv_bias: has_tensor("blk.0.attn_q.bias") || has_tensor("blk.0.attn_qkv.bias"),
             out_bias: has_tensor("blk.0.attn_output.bias"),
-            qk_norm: has_tensor("blk.0.attn_q_norm.weight"),
+            qk_norm: if has_tensor("blk.0.attn_q_norm.weight") { QkNorm::PerHead } else { QkNorm::None },
             softcap: meta.f64_opt(&k("attn_logit_softcapping"))?.map(|v| v as f32),
             scale: (head_dim as f32).powf(-0.5),
         },
@@ -241,7 +243,9 @@ pub fn from_gguf_metadata(
         },
         norm_placement: if is("gemma2") { NormPlacement::Sandwich } else { NormPlacement::Pre },
         position,
+        local_rope: None,
         layers,
+        embedding_norm: false,
         embedding_scale: is("gemma2").then(|| (hidden as f32).sqrt()),
         final_logit_softcap: meta.f64_opt(&k("final_logit_softcapping"))?.map(|v| v as f32),
         tie_word_embeddings: names.lm_head.is_none(),
@@ -260,6 +264,7 @@ fn gguf_names(arch: &str, has_tensor: &dyn Fn(&str) -> bool) -> WeightNames {
     if arch != "gpt2" {
         n.position_embed = None;
     }
+    n.embed_norm = None;
     if arch != "gemma2" {
         n.post_attn_norm = None;
         n.post_ffn_norm = None;

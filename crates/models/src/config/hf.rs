@@ -11,7 +11,8 @@ use super::*;
 use crate::{Error, Result};
 
 /// The families [`from_hf_config`] maps, by HF `model_type`.
-pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "gpt2"];
+pub const SUPPORTED: &[&str] =
+    &["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3", "olmo2", "gpt2", "bloom"];
 
 /// Mirrors the union of the fields these families' `config.json` files use. Everything optional:
 /// each family mapping decides what is required and what the default is.
@@ -34,7 +35,12 @@ pub struct HfConfig {
     pub hidden_activation: Option<String>,
     pub rope_theta: Option<f64>,
     pub rope_scaling: Option<HfRopeParams>,
-    pub rope_parameters: Option<HfRopeParams>,
+    /// transformers 5: rope settings, or a map from layer type to rope settings (Gemma 3).
+    pub rope_parameters: Option<serde_json::Value>,
+    pub rope_local_base_freq: Option<f64>,
+    pub sliding_window_pattern: Option<usize>,
+    pub no_rope_layers: Option<Vec<u8>>,
+    pub no_rope_layer_interval: Option<usize>,
     pub partial_rotary_factor: Option<f64>,
     pub attention_bias: Option<bool>,
     pub mlp_bias: Option<bool>,
@@ -50,6 +56,7 @@ pub struct HfConfig {
     pub eos_token_id: Option<serde_json::Value>,
     // GPT-2 names.
     pub n_embd: Option<usize>,
+    pub n_embed: Option<usize>,
     pub n_layer: Option<usize>,
     pub n_head: Option<usize>,
     pub n_inner: Option<usize>,
@@ -61,7 +68,17 @@ pub struct HfConfig {
 impl HfConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("invalid config.json: {e}")))
+        serde_json::from_str(&text).map_err(|e| {
+            let msg = match serde_json::from_str(&text) {
+                Ok(serde_json::Value::Object(map)) => match bad_field(map) {
+                    Some(field) => format!("field `{field}`: {e}"),
+                    None => e.to_string(),
+                },
+                Ok(_) => "the top level is not a JSON object".into(),
+                Err(_) => e.to_string(),
+            };
+            Error::bad_file(path, format!("invalid config.json: {msg}"))
+        })
     }
 
     pub fn family(&self) -> Result<String> {
@@ -76,6 +93,17 @@ impl HfConfig {
             .map(|f| f.to_string())
             .ok_or_else(|| Error::config("model_type", "missing (and `architectures` names no known family)"))
     }
+}
+
+/// serde's type errors give a line and column but not the field (`hidden_size: -4` reads
+/// "invalid value: integer `-4`, expected usize"); find the top-level key that fails alone.
+fn bad_field(map: serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    map.into_iter()
+        .find(|(k, v)| {
+            let alone = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+            serde_json::from_value::<HfConfig>(alone).is_err()
+        })
+        .map(|(k, _)| k)
 }
 
 fn req(v: Option<usize>, field: &str) -> Result<usize> {
@@ -100,8 +128,11 @@ fn token_ids(v: &Option<serde_json::Value>, field: &str) -> Result<Vec<u32>> {
 pub fn from_hf_config(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConfig, WeightNames)> {
     let family = raw.family()?;
     let (cfg, names) = match family.as_str() {
-        "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2" | "phi3" => llama_like(raw, &family, has_tensor)?,
+        "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2" | "gemma3_text" | "phi3" | "smollm3" | "olmo2" => {
+            llama_like(raw, &family, has_tensor)?
+        }
         "gpt2" => gpt2(raw, has_tensor)?,
+        "bloom" => bloom(raw, has_tensor)?,
         other => {
             return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") })
         }
@@ -117,41 +148,41 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
     if num_heads == 0 {
         return Err(Error::config("num_attention_heads", "must be > 0, got 0"));
     }
-    let num_layers = req(raw.num_hidden_layers, "num_hidden_layers")?;
+    let num_layers = check_num_layers("num_hidden_layers", req(raw.num_hidden_layers, "num_hidden_layers")?)?;
     let head_dim = raw.head_dim.unwrap_or(hidden / num_heads);
     let max_pos = raw.max_position_embeddings.unwrap_or(2048);
     let is = |f: &str| family == f;
 
-    // Rope: transformers 5 nests theta into `rope_parameters`; 4.x uses `rope_theta` + `rope_scaling`.
-    let params = raw.rope_parameters.clone().or_else(|| raw.rope_scaling.clone()).unwrap_or_default();
-    let theta = params.rope_theta.or(raw.rope_theta).unwrap_or(10_000.0);
-    let partial = params.partial_rotary_factor.or(raw.partial_rotary_factor).unwrap_or(1.0);
-    if !(partial > 0.0 && partial <= 1.0) {
-        return Err(Error::config("partial_rotary_factor", format!("must be in (0, 1], got {partial}")));
-    }
-    let rope = RopeConfig {
-        theta,
-        rotary_dim: (head_dim as f64 * partial) as usize,
-        interleaved: false,
-        scaling: params.scaling(max_pos, raw.original_max_position_embeddings)?,
+    let gemma = is("gemma2") || is("gemma3_text");
+    // Rope: transformers 5 nests theta into `rope_parameters` (per layer type for Gemma 3);
+    // 4.x checkpoints use `rope_theta` + `rope_scaling` (+ `rope_local_base_freq`).
+    let (main_params, local_params) = rope_params(raw)?;
+    let default_theta = if is("gemma3_text") { 1_000_000.0 } else { 10_000.0 };
+    let rope = rope_config(&main_params, raw.rope_theta.unwrap_or(default_theta), raw, head_dim, max_pos)?;
+    let local_rope = if is("gemma3_text") {
+        let local = local_params.unwrap_or_default();
+        Some(rope_config(&local, raw.rope_local_base_freq.unwrap_or(10_000.0), raw, head_dim, max_pos)?)
+    } else {
+        None
     };
 
     let act_name = raw
         .hidden_activation
         .as_deref()
         .or(raw.hidden_act.as_deref())
-        .unwrap_or(if is("gemma2") { "gelu_pytorch_tanh" } else { "silu" });
+        .unwrap_or(if gemma { "gelu_pytorch_tanh" } else { "silu" });
 
     let sliding = raw.sliding_window;
     let layers: Vec<LayerSpec> = match &raw.layer_types {
         Some(types) => types
             .iter()
             .map(|t| match t.as_str() {
-                "full_attention" => Ok(LayerSpec { sliding_window: None }),
+                "full_attention" => Ok(LayerSpec { sliding_window: None, rope: LayerRope::Main }),
                 "sliding_attention" => Ok(LayerSpec {
                     sliding_window: Some(sliding.ok_or_else(|| {
                         Error::config("sliding_window", "required when layer_types has sliding_attention")
                     })?),
+                    rope: if is("gemma3_text") { LayerRope::Local } else { LayerRope::Main },
                 }),
                 other => Err(Error::config("layer_types", format!("unsupported layer type `{other}`"))),
             })
@@ -164,11 +195,29 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
                         sliding.filter(|_| i >= raw.max_window_layers.unwrap_or(0))
                     }
                     "gemma2" => sliding.filter(|_| i % 2 == 0),
+                    "gemma3_text" => sliding.filter(|_| (i + 1) % raw.sliding_window_pattern.unwrap_or(6) != 0),
                     _ => None,
                 },
+                rope: LayerRope::Main,
             })
             .collect(),
     };
+    let mut layers = layers;
+    for (i, l) in layers.iter_mut().enumerate() {
+        if is("gemma3_text") && l.sliding_window.is_some() {
+            l.rope = LayerRope::Local;
+        }
+        if is("smollm3") {
+            // `no_rope_layers[i] == 1` means the layer *uses* rope (transformers' naming).
+            let uses_rope = match &raw.no_rope_layers {
+                Some(flags) => flags.get(i).copied().unwrap_or(1) != 0,
+                None => (i + 1) % raw.no_rope_layer_interval.unwrap_or(4).max(1) != 0,
+            };
+            if !uses_rope {
+                l.rope = LayerRope::Off;
+            }
+        }
+    }
 
     let attention = AttentionConfig {
         num_heads,
@@ -176,26 +225,36 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
         head_dim,
         qkv_bias: raw.attention_bias.unwrap_or(is("qwen2")),
         out_bias: raw.attention_bias.unwrap_or(false) && !is("qwen2"),
-        qk_norm: is("qwen3"),
-        softcap: if is("gemma2") { raw.attn_logit_softcapping } else { None },
+        qk_norm: match family {
+            "qwen3" | "gemma3_text" => QkNorm::PerHead,
+            "olmo2" => QkNorm::Full,
+            _ => QkNorm::None,
+        },
+        softcap: if gemma { raw.attn_logit_softcapping } else { None },
         scale: match raw.query_pre_attn_scalar {
-            Some(s) if is("gemma2") => (s.powf(-0.5)) as f32,
+            Some(s) if gemma => (s.powf(-0.5)) as f32,
             _ => (head_dim as f64).powf(-0.5) as f32,
         },
     };
-    let tie = raw.tie_word_embeddings.unwrap_or(is("gemma2") || !has_tensor("lm_head.weight"));
+    let tie = raw.tie_word_embeddings.unwrap_or(gemma || !has_tensor("lm_head.weight"));
 
     let mut names = WeightNames::hf_llama_like("model.");
     if tie {
         names.lm_head = None;
     }
-    if is("qwen3") {
+    if matches!(family, "qwen3" | "gemma3_text" | "olmo2") {
         names.q_norm = Some("model.layers.{i}.self_attn.q_norm".into());
         names.k_norm = Some("model.layers.{i}.self_attn.k_norm".into());
     }
-    if is("gemma2") {
+    if gemma {
         names.post_attn_norm = Some("model.layers.{i}.post_attention_layernorm".into());
-        names.ffn_norm = "model.layers.{i}.pre_feedforward_layernorm".into();
+        names.ffn_norm = Some("model.layers.{i}.pre_feedforward_layernorm".into());
+        names.post_ffn_norm = Some("model.layers.{i}.post_feedforward_layernorm".into());
+    }
+    if is("olmo2") {
+        names.attn_norm = None;
+        names.ffn_norm = None;
+        names.post_attn_norm = Some("model.layers.{i}.post_attention_layernorm".into());
         names.post_ffn_norm = Some("model.layers.{i}.post_feedforward_layernorm".into());
     }
     if is("phi3") {
@@ -219,14 +278,20 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
         norm: NormConfig {
             kind: NormKind::RmsNorm,
             eps: raw.rms_norm_eps.unwrap_or(1e-6),
-            weight_offset: if is("gemma2") { 1.0 } else { 0.0 },
+            weight_offset: if gemma { 1.0 } else { 0.0 },
             bias: false,
         },
-        norm_placement: if is("gemma2") { NormPlacement::Sandwich } else { NormPlacement::Pre },
+        norm_placement: match family {
+            "gemma2" | "gemma3_text" => NormPlacement::Sandwich,
+            "olmo2" => NormPlacement::Post,
+            _ => NormPlacement::Pre,
+        },
         position: PositionEncoding::Rope(rope),
+        local_rope,
         layers,
-        embedding_scale: is("gemma2").then(|| (hidden as f32).sqrt()),
-        final_logit_softcap: if is("gemma2") { raw.final_logit_softcapping } else { None },
+        embedding_norm: false,
+        embedding_scale: gemma.then(|| (hidden as f32).sqrt()),
+        final_logit_softcap: if gemma { raw.final_logit_softcapping } else { None },
         tie_word_embeddings: tie,
         bos_token_id: token_ids(&raw.bos_token_id, "bos_token_id")?.first().copied(),
         eos_token_ids: token_ids(&raw.eos_token_id, "eos_token_id")?,
@@ -240,19 +305,20 @@ fn gpt2(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConfi
     if num_heads == 0 {
         return Err(Error::config("n_head", "must be > 0, got 0"));
     }
-    let num_layers = req(raw.n_layer.or(raw.num_hidden_layers), "n_layer")?;
+    let num_layers = check_num_layers("n_layer", req(raw.n_layer.or(raw.num_hidden_layers), "n_layer")?)?;
     let head_dim = hidden / num_heads;
     // Checkpoints saved from GPT2LMHeadModel prefix everything with `transformer.`.
     let p = if has_tensor("transformer.wte.weight") { "transformer." } else { "" };
     let l = |s: &str| format!("{p}h.{{i}}.{s}");
     let names = WeightNames {
         embed: format!("{p}wte.weight"),
+        embed_norm: None,
         position_embed: Some(format!("{p}wpe.weight")),
         final_norm: format!("{p}ln_f"),
         lm_head: None,
-        attn_norm: l("ln_1"),
+        attn_norm: Some(l("ln_1")),
         post_attn_norm: None,
-        ffn_norm: l("ln_2"),
+        ffn_norm: Some(l("ln_2")),
         post_ffn_norm: None,
         qkv: QkvNames::Fused(l("attn.c_attn")),
         o: l("attn.c_proj"),
@@ -274,12 +340,12 @@ fn gpt2(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConfi
             head_dim,
             qkv_bias: true,
             out_bias: true,
-            qk_norm: false,
+            qk_norm: QkNorm::None,
             softcap: None,
             scale: (head_dim as f32).powf(-0.5),
         },
         mlp: MlpConfig {
-            intermediate_size: raw.n_inner.unwrap_or(4 * hidden),
+            intermediate_size: raw.n_inner.unwrap_or(hidden.saturating_mul(4)),
             activation: Activation::from_hf(raw.activation_function.as_deref().unwrap_or("gelu_new"))?,
             gated: false,
             bias: true,
@@ -292,7 +358,110 @@ fn gpt2(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConfi
         },
         norm_placement: NormPlacement::Pre,
         position: PositionEncoding::Learned,
+        local_rope: None,
         layers: vec![LayerSpec::default(); num_layers],
+        embedding_norm: false,
+        embedding_scale: None,
+        final_logit_softcap: None,
+        tie_word_embeddings: true,
+        bos_token_id: token_ids(&raw.bos_token_id, "bos_token_id")?.first().copied(),
+        eos_token_ids: token_ids(&raw.eos_token_id, "eos_token_id")?,
+    };
+    Ok((cfg, names))
+}
+
+/// Splits `rope_parameters` / `rope_scaling` into the main and (Gemma 3) local settings.
+fn rope_params(raw: &HfConfig) -> Result<(HfRopeParams, Option<HfRopeParams>)> {
+    let parse = |v: &serde_json::Value, field: &str| -> Result<HfRopeParams> {
+        serde_json::from_value(v.clone()).map_err(|e| Error::config(field, e.to_string()))
+    };
+    match &raw.rope_parameters {
+        Some(v) if v.get("full_attention").is_some() || v.get("sliding_attention").is_some() => {
+            let main = v.get("full_attention").map(|m| parse(m, "rope_parameters.full_attention")).transpose()?;
+            let local = v.get("sliding_attention").map(|l| parse(l, "rope_parameters.sliding_attention")).transpose()?;
+            Ok((main.unwrap_or_default(), local))
+        }
+        Some(v) => Ok((parse(v, "rope_parameters")?, None)),
+        None => Ok((raw.rope_scaling.clone().unwrap_or_default(), None)),
+    }
+}
+
+fn rope_config(p: &HfRopeParams, theta: f64, raw: &HfConfig, head_dim: usize, max_pos: usize) -> Result<RopeConfig> {
+    let partial = p.partial_rotary_factor.or(raw.partial_rotary_factor).unwrap_or(1.0);
+    if !(partial > 0.0 && partial <= 1.0) {
+        return Err(Error::config("partial_rotary_factor", format!("must be in (0, 1], got {partial}")));
+    }
+    Ok(RopeConfig {
+        theta: p.rope_theta.unwrap_or(theta),
+        rotary_dim: (head_dim as f64 * partial) as usize,
+        interleaved: false,
+        scaling: p.scaling(max_pos, raw.original_max_position_embeddings)?,
+    })
+}
+
+/// BLOOM: ALiBi instead of positions, LayerNorm after the embeddings, a per-head fused qkv.
+fn bloom(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConfig, WeightNames)> {
+    let hidden = req(raw.hidden_size.or(raw.n_embed), "hidden_size")?;
+    let num_heads = req(raw.n_head.or(raw.num_attention_heads), "n_head")?;
+    if num_heads == 0 || hidden % num_heads != 0 {
+        return Err(Error::config("n_head", format!("must be > 0 and divide hidden_size {hidden}, got {num_heads}")));
+    }
+    let num_layers = check_num_layers("n_layer", req(raw.n_layer.or(raw.num_hidden_layers), "n_layer")?)?;
+    let head_dim = hidden / num_heads;
+    let p = if has_tensor("transformer.word_embeddings.weight") { "transformer." } else { "" };
+    let l = |s: &str| format!("{p}h.{{i}}.{s}");
+    let names = WeightNames {
+        embed: format!("{p}word_embeddings.weight"),
+        embed_norm: Some(format!("{p}word_embeddings_layernorm")),
+        position_embed: None,
+        final_norm: format!("{p}ln_f"),
+        lm_head: None,
+        attn_norm: Some(l("input_layernorm")),
+        post_attn_norm: None,
+        ffn_norm: Some(l("post_attention_layernorm")),
+        post_ffn_norm: None,
+        qkv: QkvNames::FusedPerHead(l("self_attention.query_key_value")),
+        o: l("self_attention.dense"),
+        q_norm: None,
+        k_norm: None,
+        gate_up: GateUpNames::UpOnly(l("mlp.dense_h_to_4h")),
+        down: l("mlp.dense_4h_to_h"),
+        transposed: false,
+    };
+    let cfg = ModelConfig {
+        family: "bloom".into(),
+        vocab_size: req(raw.vocab_size, "vocab_size")?,
+        hidden_size: hidden,
+        num_layers,
+        // ALiBi has no trained maximum; use the training length when the config records one.
+        max_position_embeddings: raw.max_position_embeddings.or(raw.n_positions).unwrap_or(2048),
+        attention: AttentionConfig {
+            num_heads,
+            num_kv_heads: num_heads,
+            head_dim,
+            qkv_bias: true,
+            out_bias: true,
+            qk_norm: QkNorm::None,
+            softcap: None,
+            scale: (head_dim as f32).powf(-0.5),
+        },
+        mlp: MlpConfig {
+            intermediate_size: hidden.saturating_mul(4),
+            activation: Activation::GeluTanh,
+            gated: false,
+            bias: true,
+        },
+        norm: NormConfig {
+            kind: NormKind::LayerNorm,
+            eps: raw.layer_norm_epsilon.unwrap_or(1e-5),
+            weight_offset: 0.0,
+            bias: true,
+        },
+        norm_placement: NormPlacement::Pre,
+        position: PositionEncoding::Alibi,
+        local_rope: None,
+        layers: vec![LayerSpec::default(); num_layers],
+        embedding_norm: true,
         embedding_scale: None,
         final_logit_softcap: None,
         tie_word_embeddings: true,

@@ -28,8 +28,12 @@ pub struct ModelConfig {
     pub norm: NormConfig,
     pub norm_placement: NormPlacement,
     pub position: PositionEncoding,
+    /// RoPE of the layers marked [`LayerRope::Local`] (Gemma 3's sliding layers use another base).
+    pub local_rope: Option<RopeConfig>,
     /// Per-layer variation (sliding window, rope on/off); `layers.len() == num_layers`.
     pub layers: Vec<LayerSpec>,
+    /// A norm right after the token embeddings (BLOOM).
+    pub embedding_norm: bool,
     /// Multiplies token embeddings (Gemma: sqrt(hidden_size)).
     pub embedding_scale: Option<f32>,
     /// `tanh(logits / cap) * cap` on the final logits (Gemma 2).
@@ -47,12 +51,21 @@ pub struct AttentionConfig {
     pub head_dim: usize,
     pub qkv_bias: bool,
     pub out_bias: bool,
-    /// RMSNorm over each head's `head_dim` on q and k, before rope (Qwen3).
-    pub qk_norm: bool,
+    /// RMSNorm on q and k before rope.
+    pub qk_norm: QkNorm,
     /// `tanh(scores / cap) * cap` before the mask (Gemma 2).
     pub softcap: Option<f32>,
     /// Multiplies `q·k` (usually `head_dim^-0.5`).
     pub scale: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum QkNorm {
+    None,
+    /// Over each head's `head_dim` (Qwen3, Gemma 3).
+    PerHead,
+    /// Over the whole q (or k) projection, before splitting heads (OLMo 2).
+    Full,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,8 +125,10 @@ pub struct NormConfig {
 pub enum NormPlacement {
     /// `x + attn(norm(x))`, `x + mlp(norm(x))`.
     Pre,
-    /// Gemma 2: `x + norm(attn(norm(x)))`, `x + norm(mlp(norm(x)))`.
+    /// Gemma 2/3: `x + norm(attn(norm(x)))`, `x + norm(mlp(norm(x)))`.
     Sandwich,
+    /// OLMo 2: `x + norm(attn(x))`, `x + norm(mlp(x))`.
+    Post,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,20 +136,49 @@ pub enum PositionEncoding {
     Rope(RopeConfig),
     /// Learned absolute position embeddings added to the token embeddings (GPT-2).
     Learned,
+    /// Linear biases on the attention scores, one slope per head (BLOOM, MPT).
+    Alibi,
     None,
+}
+
+/// Which rotary embedding a layer applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum LayerRope {
+    /// The model's [`PositionEncoding::Rope`].
+    #[default]
+    Main,
+    /// [`ModelConfig::local_rope`].
+    Local,
+    /// No positional signal in this layer (NoPE; SmolLM3 every fourth layer).
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LayerSpec {
     /// Keys further back than this many tokens (counting the query itself) are masked out.
     pub sliding_window: Option<usize>,
+    pub rope: LayerRope,
+}
+
+/// No real model comes near this in any dimension; refusing larger values keeps the size
+/// arithmetic (`heads * head_dim`, `vocab * hidden`) far from overflow.
+const MAX_SIZE: usize = 1 << 31;
+
+/// Per-layer settings are built before any tensor is read, so the layer count is bounded
+/// before a mapping allocates for it.
+pub(crate) fn check_num_layers(field: &str, n: usize) -> crate::Result<usize> {
+    const MAX_LAYERS: usize = 1 << 16;
+    if n > MAX_LAYERS {
+        return Err(crate::Error::config(field, format!("{n} is too large (at most {MAX_LAYERS})")));
+    }
+    Ok(n)
 }
 
 impl ModelConfig {
     /// Checks the invariants the decoder relies on. Called by every mapping before returning.
     pub fn validate(&self) -> crate::Result<()> {
         use crate::Error;
-        let nonzero = [
+        let sizes = [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_hidden_layers", self.num_layers),
@@ -142,12 +186,17 @@ impl ModelConfig {
             ("num_key_value_heads", self.attention.num_kv_heads),
             ("head_dim", self.attention.head_dim),
             ("intermediate_size", self.mlp.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
-        for (field, v) in nonzero {
+        for (field, v) in sizes {
             if v == 0 {
                 return Err(Error::config(field, "must be > 0, got 0"));
             }
+            if v > MAX_SIZE {
+                return Err(Error::config(field, format!("{v} is too large (at most {MAX_SIZE})")));
+            }
         }
+        check_num_layers("num_hidden_layers", self.num_layers)?;
         let a = &self.attention;
         if a.num_heads % a.num_kv_heads != 0 {
             return Err(Error::config(
@@ -161,7 +210,11 @@ impl ModelConfig {
                 format!("{} entries for {} layers", self.layers.len(), self.num_layers),
             ));
         }
-        if let PositionEncoding::Rope(r) = &self.position {
+        let ropes = match &self.position {
+            PositionEncoding::Rope(r) => Some(r).into_iter().chain(self.local_rope.as_ref()).collect(),
+            _ => vec![],
+        };
+        for r in ropes {
             if r.rotary_dim == 0 || r.rotary_dim > a.head_dim || r.rotary_dim % 2 != 0 {
                 return Err(Error::config(
                     "partial_rotary_factor",
@@ -170,8 +223,15 @@ impl ModelConfig {
             }
             r.validate()?;
         }
+        if self.local_rope.is_none() && self.layers.iter().any(|l| l.rope == LayerRope::Local) {
+            return Err(Error::config("rope_local_base_freq", "layers use a local rope but none is configured"));
+        }
         if !(self.norm.eps > 0.0 && self.norm.eps < 1.0) {
-            return Err(Error::config("rms_norm_eps", format!("must be in (0, 1), got {}", self.norm.eps)));
+            let field = match self.norm.kind {
+                NormKind::RmsNorm => "rms_norm_eps",
+                NormKind::LayerNorm => "layer_norm_epsilon",
+            };
+            return Err(Error::config(field, format!("must be in (0, 1), got {}", self.norm.eps)));
         }
         for cap in [a.softcap, self.final_logit_softcap].into_iter().flatten() {
             if !(cap > 0.0 && cap.is_finite()) {

@@ -10,6 +10,9 @@ pub enum QkvNames {
     Separate { q: String, k: String, v: String },
     /// One projection whose output is `[q | k | v]` (Phi-3 `qkv_proj`, GPT-2 `c_attn`).
     Fused(String),
+    /// One projection whose output is `[q0 k0 v0 | q1 k1 v1 | ...]` per head (BLOOM); rows are
+    /// reordered to `[q | k | v]` at load.
+    FusedPerHead(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,13 +27,16 @@ pub enum GateUpNames {
 #[derive(Debug, Clone, Serialize)]
 pub struct WeightNames {
     pub embed: String,
+    /// Norm applied right after the embeddings (BLOOM's `word_embeddings_layernorm`).
+    pub embed_norm: Option<String>,
     pub position_embed: Option<String>,
     pub final_norm: String,
     /// `None` when the checkpoint has no separate head (tied to `embed`).
     pub lm_head: Option<String>,
-    pub attn_norm: String,
+    /// Pre-norms; `None` in post-norm layers (OLMo 2).
+    pub attn_norm: Option<String>,
     pub post_attn_norm: Option<String>,
-    pub ffn_norm: String,
+    pub ffn_norm: Option<String>,
     pub post_ffn_norm: Option<String>,
     pub qkv: QkvNames,
     pub o: String,
@@ -53,12 +59,13 @@ impl WeightNames {
         let l = |s: &str| format!("{prefix}layers.{{i}}.{s}");
         WeightNames {
             embed: format!("{prefix}embed_tokens.weight"),
+            embed_norm: None,
             position_embed: None,
             final_norm: format!("{prefix}norm"),
             lm_head: Some("lm_head.weight".into()),
-            attn_norm: l("input_layernorm"),
+            attn_norm: Some(l("input_layernorm")),
             post_attn_norm: None,
-            ffn_norm: l("post_attention_layernorm"),
+            ffn_norm: Some(l("post_attention_layernorm")),
             post_ffn_norm: None,
             qkv: QkvNames::Separate {
                 q: l("self_attn.q_proj"),
@@ -79,12 +86,13 @@ impl WeightNames {
         let l = |s: &str| format!("blk.{{i}}.{s}");
         WeightNames {
             embed: "token_embd.weight".into(),
+            embed_norm: Some("token_embd_norm".into()),
             position_embed: Some("position_embd.weight".into()),
             final_norm: "output_norm".into(),
             lm_head: Some("output.weight".into()),
-            attn_norm: l("attn_norm"),
+            attn_norm: Some(l("attn_norm")),
             post_attn_norm: Some(l("post_attention_norm")),
-            ffn_norm: l("ffn_norm"),
+            ffn_norm: Some(l("ffn_norm")),
             post_ffn_norm: Some(l("post_ffw_norm")),
             qkv: QkvNames::Separate { q: l("attn_q"), k: l("attn_k"), v: l("attn_v") },
             o: l("attn_output"),

@@ -1,5 +1,6 @@
-//! Causal self-attention for every family: MHA/MQA/GQA, optional qkv bias, QK-norm, sliding
-//! window and score softcapping. K/V come from the [`KvCache`].
+//! Causal self-attention for every family: MHA/MQA/GQA, optional qkv bias, QK-norm (per head or
+//! over the whole projection), sliding window, ALiBi and score softcapping. K/V come from the
+//! [`KvCache`].
 
 use candle_core::{Device, Tensor, D};
 
@@ -7,7 +8,7 @@ use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::norm::Norm;
 use super::rope::{Rope, RopeTables};
-use crate::config::AttentionConfig;
+use crate::config::{AttentionConfig, QkNorm};
 use crate::{Result, TensorContext};
 
 pub enum QkvProj {
@@ -23,6 +24,8 @@ pub struct Attention {
     pub(super) k_norm: Option<Norm>,
     pub(super) cfg: AttentionConfig,
     pub(super) sliding_window: Option<usize>,
+    /// ALiBi slopes, one per query head, `(heads,)`.
+    pub(super) alibi_slopes: Option<Tensor>,
 }
 
 impl Attention {
@@ -47,16 +50,27 @@ impl Attention {
                 )
             }
         };
+        let (mut q, mut k) = (q, k);
+        let full_norm = self.cfg.qk_norm == QkNorm::Full;
+        if full_norm {
+            // OLMo 2: over the whole (b, seq, heads*d) projection.
+            if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+                q = qn.forward(&q)?;
+                k = kn.forward(&k)?;
+            }
+        }
         // (b, seq, heads*d) → (b, heads, seq, d)
         let heads = |x: Tensor, n: usize| -> Result<Tensor> {
             x.reshape((b, t, n, d)).and_then(|x| x.transpose(1, 2)).ctx("split heads")
         };
         let (mut q, mut k, v) = (heads(q, h)?, heads(k, kvh)?, heads(v, kvh)?);
-        if let Some(n) = &self.q_norm {
-            q = n.forward(&q)?;
-        }
-        if let Some(n) = &self.k_norm {
-            k = n.forward(&k)?;
+        if !full_norm {
+            if let Some(n) = &self.q_norm {
+                q = n.forward(&q)?;
+            }
+            if let Some(n) = &self.k_norm {
+                k = n.forward(&k)?;
+            }
         }
         if let Some((rope, tables)) = rope {
             q = rope.apply(&q, tables)?;
@@ -73,6 +87,20 @@ impl Attention {
         let q = q.contiguous().and_then(|q| q.reshape((b, kvh, rep * t, d))).ctx("group q")?;
         // (b, kvh, rep * t, total)
         let mut scores = (q.matmul(&k.t().ctx("kᵀ")?).ctx("q·kᵀ")? * self.cfg.scale as f64).ctx("scale")?;
+        if let Some(slopes) = &self.alibi_slopes {
+            // BLOOM adds slope·j for key position j; constant per query row, so softmax sees
+            // the same thing as slope·(j - i). Shape (1, kvh, rep, 1, total) over (rep, t) rows.
+            let pos = Tensor::arange(0u32, total as u32, x.device())
+                .and_then(|p| p.to_dtype(candle_core::DType::F32))
+                .ctx("alibi positions")?;
+            let bias = slopes
+                .reshape((kvh, rep, 1, 1))
+                .and_then(|s| s.broadcast_mul(&pos.reshape((1, 1, 1, total))?))
+                .and_then(|bias| bias.broadcast_as((kvh, rep, t, total)))
+                .and_then(|bias| bias.reshape((1, kvh, rep * t, total)))
+                .ctx("alibi bias")?;
+            scores = scores.broadcast_add(&bias).ctx("alibi")?;
+        }
         if let Some(cap) = self.cfg.softcap {
             scores = ((scores / cap as f64).ctx("softcap")?.tanh().ctx("softcap")? * cap as f64).ctx("softcap")?;
         }

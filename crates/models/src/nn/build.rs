@@ -26,7 +26,7 @@ impl Builder<'_> {
         if found != expected {
             return Err(Error::ShapeMismatch {
                 name: name.into(),
-                path: self.weights.path().into(),
+                path: self.weights.path_of(name).into(),
                 expected: expected.to_vec(),
                 found,
             });
@@ -61,6 +61,28 @@ impl Builder<'_> {
         };
         let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), &[out])?) } else { None };
         Ok(Linear::new(weight, bias, out))
+    }
+
+    /// A fused qkv projection stored per head as `[q0 k0 v0 | q1 k1 v1 | ...]` (BLOOM), with its
+    /// rows reordered to `[q | k | v]` so the attention can split it like any fused projection.
+    pub fn linear_per_head_qkv(&self, prefix: &str, heads: usize, head_dim: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let out = 3 * heads * head_dim;
+        let reorder = |t: Tensor, cols: usize| -> Result<Tensor> {
+            // (heads, 3, head_dim, cols) → (3, heads, head_dim, cols)
+            t.reshape((heads, 3, head_dim, cols))
+                .and_then(|t| t.transpose(0, 1))
+                .and_then(|t| t.contiguous())
+                .and_then(|t| t.reshape((out, cols)))
+                .map_err(|e| Error::Tensor { op: format!("{prefix}: reorder per-head qkv"), source: e })
+        };
+        let w = reorder(self.tensor(&format!("{prefix}.weight"), &[out, inp])?, inp)?;
+        let b = if bias {
+            let b = reorder(self.tensor(&format!("{prefix}.bias"), &[out])?, 1)?;
+            Some(b.flatten_all().map_err(|e| Error::Tensor { op: prefix.to_string(), source: e })?)
+        } else {
+            None
+        };
+        Ok(Linear::new(QMatMul::Tensor(w), b, out))
     }
 
     pub fn norm(&self, prefix: &str, dim: usize, cfg: &NormConfig) -> Result<Norm> {

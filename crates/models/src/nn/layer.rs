@@ -1,4 +1,5 @@
-//! One decoder layer; norm placement is a parameter (pre-norm, or Gemma 2's sandwich norms).
+//! One decoder layer; norm placement is a parameter: pre-norm, sandwich (Gemma 2/3: pre and
+//! post) or post-norm (OLMo 2), by which norms are present.
 
 use candle_core::Tensor;
 
@@ -10,11 +11,12 @@ use super::rope::{Rope, RopeTables};
 use crate::{Result, TensorContext};
 
 pub struct DecoderLayer {
-    pub(super) attn_norm: Norm,
+    /// Pre-norms (absent in post-norm layers).
+    pub(super) attn_norm: Option<Norm>,
     pub(super) attn: Attention,
     /// Sandwich norm on the attention output, before the residual add.
     pub(super) post_attn_norm: Option<Norm>,
-    pub(super) ffn_norm: Norm,
+    pub(super) ffn_norm: Option<Norm>,
     pub(super) mlp: Mlp,
     pub(super) post_ffn_norm: Option<Norm>,
 }
@@ -28,12 +30,18 @@ impl DecoderLayer {
         rope: Option<(&Rope, &RopeTables)>,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        let mut h = self.attn.forward(&self.attn_norm.forward(x)?, index, rope, cache)?;
+        let normed = |n: &Option<Norm>, x: &Tensor| -> Result<Tensor> {
+            match n {
+                Some(n) => n.forward(x),
+                None => Ok(x.clone()),
+            }
+        };
+        let mut h = self.attn.forward(&normed(&self.attn_norm, x)?, index, rope, cache)?;
         if let Some(n) = &self.post_attn_norm {
             h = n.forward(&h)?;
         }
         let x = (x + h).ctx("attention residual")?;
-        let mut h = self.mlp.forward(&self.ffn_norm.forward(&x)?)?;
+        let mut h = self.mlp.forward(&normed(&self.ffn_norm, &x)?)?;
         if let Some(n) = &self.post_ffn_norm {
             h = n.forward(&h)?;
         }

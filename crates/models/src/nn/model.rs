@@ -12,7 +12,7 @@ use super::mlp::{GateUp, Mlp};
 use super::norm::Norm;
 use super::rope::Rope;
 use crate::config::names::layer as at;
-use crate::config::{GateUpNames, ModelConfig, PositionEncoding, QkvNames, WeightNames};
+use crate::config::{GateUpNames, LayerRope, ModelConfig, PositionEncoding, QkNorm, QkvNames, WeightNames};
 use crate::loader::{WeightData, Weights};
 use crate::{Error, Result, TensorContext};
 
@@ -27,12 +27,14 @@ pub struct Model {
     cfg: ModelConfig,
     /// (vocab, hidden), f32
     embed: Tensor,
+    embed_norm: Option<Norm>,
     /// (max_positions, hidden), f32 — learned absolute positions (GPT-2).
     position_embed: Option<Tensor>,
     layers: Vec<DecoderLayer>,
     final_norm: Norm,
     lm_head: Linear,
     rope: Option<Rope>,
+    local_rope: Option<Rope>,
     device: Device,
 }
 
@@ -64,13 +66,38 @@ impl Model {
             }
             _ => None,
         };
-        let layers = (0..cfg.num_layers).map(|i| load_layer(&b, &cfg, names, i)).collect::<Result<Vec<_>>>()?;
+        let embed_norm = match (cfg.embedding_norm, &names.embed_norm) {
+            (true, Some(name)) => Some(b.norm(name, hidden, &cfg.norm)?),
+            (true, None) => return Err(Error::config("embedding_norm", "enabled but the family maps no tensor")),
+            (false, _) => None,
+        };
+        let alibi = match cfg.position {
+            PositionEncoding::Alibi => {
+                Some(Tensor::new(alibi_slopes(cfg.attention.num_heads), device).ctx("alibi slopes")?)
+            }
+            _ => None,
+        };
+        let layers = (0..cfg.num_layers)
+            .map(|i| load_layer(&b, &cfg, names, i, alibi.clone()))
+            .collect::<Result<Vec<_>>>()?;
         let final_norm = b.norm(&names.final_norm, hidden, &cfg.norm)?;
         let rope = match &cfg.position {
             PositionEncoding::Rope(r) => Some(Rope::new(r.clone())),
             _ => None,
         };
-        Ok(Self { cfg, embed, position_embed, layers, final_norm, lm_head, rope, device: device.clone() })
+        let local_rope = cfg.local_rope.clone().map(Rope::new);
+        Ok(Self {
+            cfg,
+            embed,
+            embed_norm,
+            position_embed,
+            layers,
+            final_norm,
+            lm_head,
+            rope,
+            local_rope,
+            device: device.clone(),
+        })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -111,13 +138,20 @@ impl Model {
             }
             x = (x + pe.narrow(0, start, t).ctx("positions")?).ctx("add positions")?;
         }
+        if let Some(n) = &self.embed_norm {
+            x = n.forward(&x)?;
+        }
         let mut x = x.unsqueeze(0).ctx("batch dim")?;
-        let tables = match &self.rope {
-            Some(r) => Some(r.tables(start, t, start + t, &self.device)?),
-            None => None,
+        let tables = |r: &Option<Rope>| -> Result<_> {
+            r.as_ref().map(|r| r.tables(start, t, start + t, &self.device)).transpose()
         };
-        let rope = self.rope.as_ref().zip(tables.as_ref());
+        let (main, local) = (tables(&self.rope)?, tables(&self.local_rope)?);
         for (i, layer) in self.layers.iter().enumerate() {
+            let rope = match self.cfg.layers[i].rope {
+                LayerRope::Main => self.rope.as_ref().zip(main.as_ref()),
+                LayerRope::Local => self.local_rope.as_ref().zip(local.as_ref()),
+                LayerRope::Off => None,
+            };
             x = layer.forward(&x, i, rope, cache)?;
         }
         cache.advance();
@@ -133,7 +167,21 @@ impl Model {
     }
 }
 
-fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize) -> Result<DecoderLayer> {
+/// ALiBi slopes for `n` heads (Press et al.; BLOOM's `build_alibi_tensor`): a geometric
+/// sequence for the largest power of two ≤ n, then every other slope of the 2× sequence.
+fn alibi_slopes(n: usize) -> Vec<f32> {
+    let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+    let base = |k: usize| 2f64.powf(-(2f64.powf(-((k as f64).log2() - 3.0))));
+    let b = base(p);
+    let mut s: Vec<f32> = (1..=p).map(|i| b.powi(i as i32) as f32).collect();
+    if p != n {
+        let eb = base(2 * p);
+        s.extend((0..(n - p).min(p)).map(|j| eb.powi((2 * j + 1) as i32) as f32));
+    }
+    s
+}
+
+fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: Option<Tensor>) -> Result<DecoderLayer> {
     let a = &cfg.attention;
     let hidden = cfg.hidden_size;
     let (q_dim, kv_dim) = (a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim);
@@ -145,21 +193,29 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize) -> Resu
             v: b.linear(&at(v, i), kv_dim, hidden, a.qkv_bias, tr)?,
         },
         QkvNames::Fused(name) => QkvProj::Fused(b.linear(&at(name, i), q_dim + 2 * kv_dim, hidden, a.qkv_bias, tr)?),
+        QkvNames::FusedPerHead(name) => {
+            QkvProj::Fused(b.linear_per_head_qkv(&at(name, i), a.num_heads, a.head_dim, hidden, a.qkv_bias)?)
+        }
     };
-    let head_norm = |name: &Option<String>| -> Result<Option<Norm>> {
-        match (a.qk_norm, name) {
-            (true, Some(name)) => Ok(Some(b.norm(&at(name, i), a.head_dim, &cfg.norm)?)),
-            (true, None) => Err(Error::config("qk_norm", "enabled but the family maps no q/k norm tensors")),
-            (false, _) => Ok(None),
+    let head_norm = |name: &Option<String>, full_dim: usize| -> Result<Option<Norm>> {
+        let dim = match a.qk_norm {
+            QkNorm::None => return Ok(None),
+            QkNorm::PerHead => a.head_dim,
+            QkNorm::Full => full_dim,
+        };
+        match name {
+            Some(name) => Ok(Some(b.norm(&at(name, i), dim, &cfg.norm)?)),
+            None => Err(Error::config("qk_norm", "enabled but the family maps no q/k norm tensors")),
         }
     };
     let attn = Attention {
         qkv,
         o: b.linear(&at(&n.o, i), hidden, q_dim, a.out_bias, tr)?,
-        q_norm: head_norm(&n.q_norm)?,
-        k_norm: head_norm(&n.k_norm)?,
+        q_norm: head_norm(&n.q_norm, q_dim)?,
+        k_norm: head_norm(&n.k_norm, kv_dim)?,
         cfg: a.clone(),
         sliding_window: cfg.layers[i].sliding_window,
+        alibi_slopes: alibi,
     };
     let m = &cfg.mlp;
     let ff = m.intermediate_size;
@@ -171,15 +227,30 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize) -> Resu
         GateUpNames::Fused(name) => GateUp::Fused(b.linear(&at(name, i), 2 * ff, hidden, m.bias, tr)?),
         GateUpNames::UpOnly(name) => GateUp::UpOnly(b.linear(&at(name, i), ff, hidden, m.bias, tr)?),
     };
-    let sandwich = |name: &Option<String>| -> Result<Option<Norm>> {
+    let norm = |name: &Option<String>| -> Result<Option<Norm>> {
         name.as_ref().map(|name| b.norm(&at(name, i), hidden, &cfg.norm)).transpose()
     };
     Ok(DecoderLayer {
-        attn_norm: b.norm(&at(&n.attn_norm, i), hidden, &cfg.norm)?,
+        attn_norm: norm(&n.attn_norm)?,
         attn,
-        post_attn_norm: sandwich(&n.post_attn_norm)?,
-        ffn_norm: b.norm(&at(&n.ffn_norm, i), hidden, &cfg.norm)?,
+        post_attn_norm: norm(&n.post_attn_norm)?,
+        ffn_norm: norm(&n.ffn_norm)?,
         mlp: Mlp { gate_up, down: b.linear(&at(&n.down, i), hidden, ff, m.bias, tr)?, activation: m.activation },
-        post_ffn_norm: sandwich(&n.post_ffn_norm)?,
+        post_ffn_norm: norm(&n.post_ffn_norm)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alibi_slopes;
+
+    #[test]
+    fn alibi_slopes_match_bloom() {
+        // transformers' build_alibi_tensor for 4 and 6 heads.
+        let s4 = alibi_slopes(4);
+        assert_eq!(s4, vec![0.25, 0.0625, 0.015625, 0.00390625]);
+        let s6 = alibi_slopes(6);
+        assert_eq!(&s6[..4], &s4[..]);
+        assert!((s6[4] - 0.5).abs() < 1e-7 && (s6[5] - 0.125).abs() < 1e-7, "{s6:?}");
+    }
 }
