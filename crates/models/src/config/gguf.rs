@@ -225,6 +225,7 @@ pub fn from_gguf_metadata(
             qk_norm: if has_tensor("blk.0.attn_q_norm.weight") { QkNorm::PerHead } else { QkNorm::None },
             softcap: meta.f64_opt(&k("attn_logit_softcapping"))?.map(|v| v as f32),
             scale: (head_dim as f32).powf(-0.5),
+            mla: None,
         },
         mlp: MlpConfig {
             intermediate_size: ff,

@@ -235,6 +235,7 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
             Some(s) if gemma => (s.powf(-0.5)) as f32,
             _ => (head_dim as f64).powf(-0.5) as f32,
         },
+        mla: None,
     };
     let tie = raw.tie_word_embeddings.unwrap_or(gemma || !has_tensor("lm_head.weight"));
 
@@ -343,6 +344,7 @@ fn gpt2(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConfi
             qk_norm: QkNorm::None,
             softcap: None,
             scale: (head_dim as f32).powf(-0.5),
+            mla: None,
         },
         mlp: MlpConfig {
             intermediate_size: raw.n_inner.unwrap_or(hidden.saturating_mul(4)),
@@ -444,6 +446,7 @@ fn bloom(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConf
             qk_norm: QkNorm::None,
             softcap: None,
             scale: (head_dim as f32).powf(-0.5),
+            mla: None,
         },
         mlp: MlpConfig {
             intermediate_size: hidden.saturating_mul(4),

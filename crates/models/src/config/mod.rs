@@ -6,6 +6,7 @@
 
 pub mod gguf;
 pub mod hf;
+pub mod moe;
 pub mod names;
 mod rope;
 
@@ -57,6 +58,19 @@ pub struct AttentionConfig {
     pub softcap: Option<f32>,
     /// Multiplies `q·k` (usually `head_dim^-0.5`).
     pub scale: f32,
+    /// Multi-head latent attention; `head_dim` is then `qk_nope_head_dim + qk_rope_head_dim`.
+    pub mla: Option<MlaConfig>,
+}
+
+/// DeepSeek-V2/V3 multi-head latent attention dimensions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MlaConfig {
+    /// Low-rank query (`q_a_proj` → norm → `q_b_proj`); `None`: one `q_proj`.
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: usize,
+    pub qk_nope_head_dim: usize,
+    pub qk_rope_head_dim: usize,
+    pub v_head_dim: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -13,6 +13,16 @@ pub enum QkvNames {
     /// One projection whose output is `[q0 k0 v0 | q1 k1 v1 | ...]` per head (BLOOM); rows are
     /// reordered to `[q | k | v]` at load.
     FusedPerHead(String),
+    /// Multi-head latent attention (DeepSeek): all names are layer templates.
+    Mla {
+        q: Option<String>,
+        q_a: Option<String>,
+        q_a_norm: Option<String>,
+        q_b: Option<String>,
+        kv_a: String,
+        kv_a_norm: String,
+        kv_b: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

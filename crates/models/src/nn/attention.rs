@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor, D};
 
 use super::kv_cache::KvCache;
 use super::linear::Linear;
+use super::mla::Mla;
 use super::norm::Norm;
 use super::rope::{Rope, RopeTables};
 use crate::config::{AttentionConfig, QkNorm};
@@ -15,6 +16,8 @@ pub enum QkvProj {
     Separate { q: Linear, k: Linear, v: Linear },
     /// Output `[q | k | v]` along the feature dim.
     Fused(Linear),
+    /// Multi-head latent attention (DeepSeek-V2/V3): the cache holds the compressed latent.
+    Mla(Box<Mla>),
 }
 
 pub struct Attention {
@@ -38,6 +41,63 @@ impl Attention {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3().ctx("attention input")?;
+        let h = self.cfg.num_heads;
+        let start = cache.len();
+        // q: (b, h, t, dq); k, v: (b, kvh, total, dq | dv) — everything the cache holds.
+        let (q, k, v, kvh) = match &self.qkv {
+            QkvProj::Mla(m) => {
+                let (q, k, v) = m.forward(x, layer, rope, cache)?;
+                (q, k, v, h)
+            }
+            _ => {
+                let (q, k, v) = self.project(x, rope)?;
+                let (k, v) = cache.append(layer, &k, &v.contiguous().ctx("v")?)?;
+                (q, k, v, self.cfg.num_kv_heads)
+            }
+        };
+        let total = start + t;
+        let (dq, dv) = (q.dim(D::Minus1).ctx("q dim")?, v.dim(D::Minus1).ctx("v dim")?);
+
+        // GQA without copying K/V: fold each kv head's query group into the row dim.
+        // q: (b, h, t, d) → (b, kvh, rep * t, d); rows ordered (rep, t).
+        let rep = h / kvh;
+        let q = q.contiguous().and_then(|q| q.reshape((b, kvh, rep * t, dq))).ctx("group q")?;
+        // (b, kvh, rep * t, total)
+        let mut scores = (q.matmul(&k.t().ctx("kᵀ")?).ctx("q·kᵀ")? * self.cfg.scale as f64).ctx("scale")?;
+        if let Some(slopes) = &self.alibi_slopes {
+            // BLOOM adds slope·j for key position j; constant per query row, so softmax sees
+            // the same thing as slope·(j - i). Shape (1, kvh, rep, 1, total) over (rep, t) rows.
+            let pos = Tensor::arange(0u32, total as u32, x.device())
+                .and_then(|p| p.to_dtype(candle_core::DType::F32))
+                .ctx("alibi positions")?;
+            let bias = slopes
+                .reshape((kvh, rep, 1, 1))
+                .and_then(|s| s.broadcast_mul(&pos.reshape((1, 1, 1, total))?))
+                .and_then(|bias| bias.broadcast_as((kvh, rep, t, total)))
+                .and_then(|bias| bias.reshape((1, kvh, rep * t, total)))
+                .ctx("alibi bias")?;
+            scores = scores.broadcast_add(&bias).ctx("alibi")?;
+        }
+        if let Some(cap) = self.cfg.softcap {
+            scores = ((scores / cap as f64).ctx("softcap")?.tanh().ctx("softcap")? * cap as f64).ctx("softcap")?;
+        }
+        if let Some(mask) = causal_mask(start, t, total, self.sliding_window, rep, x.device())? {
+            scores = scores.broadcast_add(&mask).ctx("mask")?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores).ctx("softmax")?;
+        // (b, kvh, rep * t, dv) → (b, h, t, dv) → (b, t, h * dv)
+        let out = probs
+            .matmul(&v)
+            .and_then(|o| o.reshape((b, h, t, dv)))
+            .and_then(|o| o.transpose(1, 2))
+            .and_then(|o| o.reshape((b, t, h * dv)))
+            .ctx("attention output")?;
+        self.o.forward(&out)
+    }
+
+    /// Standard projections: q (b, h, t, d), k and v (b, kvh, t, d), normed and rotated.
+    fn project(&self, x: &Tensor, rope: Option<(&Rope, &RopeTables)>) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, _) = x.dims3().ctx("attention input")?;
         let (h, kvh, d) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
         let (q, k, v) = match &self.qkv {
             QkvProj::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
@@ -48,6 +108,9 @@ impl Attention {
                     y.narrow(D::Minus1, h * d, kvh * d).ctx("split k")?,
                     y.narrow(D::Minus1, (h + kvh) * d, kvh * d).ctx("split v")?,
                 )
+            }
+            QkvProj::Mla(_) => {
+                return Err(crate::Error::config("attention", "MLA layers do not use standard projections"))
             }
         };
         let (mut q, mut k) = (q, k);
@@ -76,46 +139,7 @@ impl Attention {
             q = rope.apply(&q, tables)?;
             k = rope.apply(&k, tables)?;
         }
-        let start = cache.len();
-        // (b, kv_heads, total, d)
-        let (k, v) = cache.append(layer, &k, &v.contiguous().ctx("v")?)?;
-        let total = start + t;
-
-        // GQA without copying K/V: fold each kv head's query group into the row dim.
-        // q: (b, h, t, d) → (b, kvh, rep * t, d); rows ordered (rep, t).
-        let rep = h / kvh;
-        let q = q.contiguous().and_then(|q| q.reshape((b, kvh, rep * t, d))).ctx("group q")?;
-        // (b, kvh, rep * t, total)
-        let mut scores = (q.matmul(&k.t().ctx("kᵀ")?).ctx("q·kᵀ")? * self.cfg.scale as f64).ctx("scale")?;
-        if let Some(slopes) = &self.alibi_slopes {
-            // BLOOM adds slope·j for key position j; constant per query row, so softmax sees
-            // the same thing as slope·(j - i). Shape (1, kvh, rep, 1, total) over (rep, t) rows.
-            let pos = Tensor::arange(0u32, total as u32, x.device())
-                .and_then(|p| p.to_dtype(candle_core::DType::F32))
-                .ctx("alibi positions")?;
-            let bias = slopes
-                .reshape((kvh, rep, 1, 1))
-                .and_then(|s| s.broadcast_mul(&pos.reshape((1, 1, 1, total))?))
-                .and_then(|bias| bias.broadcast_as((kvh, rep, t, total)))
-                .and_then(|bias| bias.reshape((1, kvh, rep * t, total)))
-                .ctx("alibi bias")?;
-            scores = scores.broadcast_add(&bias).ctx("alibi")?;
-        }
-        if let Some(cap) = self.cfg.softcap {
-            scores = ((scores / cap as f64).ctx("softcap")?.tanh().ctx("softcap")? * cap as f64).ctx("softcap")?;
-        }
-        if let Some(mask) = causal_mask(start, t, total, self.sliding_window, rep, x.device())? {
-            scores = scores.broadcast_add(&mask).ctx("mask")?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores).ctx("softmax")?;
-        // (b, kvh, rep * t, d) → (b, h, t, d) → (b, t, h * d)
-        let out = probs
-            .matmul(&v)
-            .and_then(|o| o.reshape((b, h, t, d)))
-            .and_then(|o| o.transpose(1, 2))
-            .and_then(|o| o.reshape((b, t, h * d)))
-            .ctx("attention output")?;
-        self.o.forward(&out)
+        Ok((q, k, v))
     }
 }
 

@@ -8,6 +8,7 @@ mod build;
 mod kv_cache;
 mod layer;
 mod linear;
+mod mla;
 mod mlp;
 mod model;
 mod norm;

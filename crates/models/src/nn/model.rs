@@ -8,6 +8,7 @@ use super::build::Builder;
 use super::kv_cache::KvCache;
 use super::layer::DecoderLayer;
 use super::linear::Linear;
+use super::mla::{Mla, MlaQuery};
 use super::mlp::{GateUp, Mlp};
 use super::norm::Norm;
 use super::rope::Rope;
@@ -196,6 +197,34 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
         QkvNames::FusedPerHead(name) => {
             QkvProj::Fused(b.linear_per_head_qkv(&at(name, i), a.num_heads, a.head_dim, hidden, a.qkv_bias)?)
         }
+        QkvNames::Mla { q, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b } => {
+            let m = a.mla.as_ref().ok_or_else(|| Error::config("kv_lora_rank", "MLA tensors need an MLA config"))?;
+            let qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
+            let missing = |what: &str| Error::config(what.to_string(), "MLA query projection not mapped");
+            let query = match (m.q_lora_rank, q, q_a, q_a_norm, q_b) {
+                (None, Some(q), _, _, _) => MlaQuery::Direct(b.linear(&at(q, i), a.num_heads * qk, hidden, false, tr)?),
+                (Some(r), _, Some(qa), Some(qn), Some(qb)) => MlaQuery::LowRank {
+                    a: b.linear(&at(qa, i), r, hidden, a.qkv_bias, tr)?,
+                    norm: b.norm(&at(qn, i), r, &cfg.norm)?,
+                    b: b.linear(&at(qb, i), a.num_heads * qk, r, false, tr)?,
+                },
+                (None, None, ..) => return Err(missing("q_proj")),
+                (Some(_), ..) => return Err(missing("q_a_proj")),
+            };
+            QkvProj::Mla(Box::new(Mla {
+                q: query,
+                kv_a: b.linear(&at(kv_a, i), m.kv_lora_rank + m.qk_rope_head_dim, hidden, a.qkv_bias, tr)?,
+                kv_norm: b.norm(&at(kv_a_norm, i), m.kv_lora_rank, &cfg.norm)?,
+                kv_b: b.linear(&at(kv_b, i), a.num_heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, false, tr)?,
+                heads: a.num_heads,
+                cfg: m.clone(),
+            }))
+        }
+    };
+    // The output projection reads `heads * v_dim` features (v_dim = head_dim except in MLA).
+    let o_in = match &a.mla {
+        Some(m) => a.num_heads * m.v_head_dim,
+        None => q_dim,
     };
     let head_norm = |name: &Option<String>, full_dim: usize| -> Result<Option<Norm>> {
         let dim = match a.qk_norm {
@@ -210,7 +239,7 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
     };
     let attn = Attention {
         qkv,
-        o: b.linear(&at(&n.o, i), hidden, q_dim, a.out_bias, tr)?,
+        o: b.linear(&at(&n.o, i), hidden, o_in, a.out_bias, tr)?,
         q_norm: head_norm(&n.q_norm, q_dim)?,
         k_norm: head_norm(&n.k_norm, kv_dim)?,
         cfg: a.clone(),
