@@ -30,7 +30,8 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<(Model, GgufWeights)> {
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| Error::bad_file(path, format!("tensor `{name}`: {e}")))
     };
-    let (cfg, names) = from_gguf_metadata(&meta, &|n| weights.contains(n), &factors)?;
+    let (cfg, names) =
+        from_gguf_metadata(&meta, &|n| weights.contains(n), &factors).map_err(|e| with_file(e, path))?;
     let model = Model::load(cfg, &names, &weights, device)?;
     Ok((model, weights))
 }

@@ -3,7 +3,8 @@
 //! k-quants candle knows) stay quantized for `QMatMul`.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, ErrorKind};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -23,18 +24,57 @@ pub struct GgufWeights {
 impl GgufWeights {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if file_len == 0 {
+            return Err(Error::bad_file(path, "not a valid GGUF file: the file is empty"));
+        }
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader)
-            .map_err(|e| Error::bad_file(path, format!("not a valid GGUF file: {e}")))?;
+        // candle 0.11 divides by `general.alignment` unchecked, so a 0 there panics inside
+        // `Content::read`; the reader is dropped with the error, so no broken state survives.
+        let content = catch_unwind(AssertUnwindSafe(|| Content::read(&mut reader)))
+            .map_err(|_| Error::bad_file(path, "not a valid GGUF file: the reader panicked (is `general.alignment` 0?)"))?
+            .map_err(|e| {
+                let truncated = matches!(&e, candle_core::Error::Io(io) if io.kind() == ErrorKind::UnexpectedEof);
+                let hint = if truncated { " (truncated: the file ends inside its header)" } else { "" };
+                Error::bad_file(path, format!("not a valid GGUF file: {e}{hint}"))
+            })?;
         if matches!(content.magic, VersionedMagic::GgufV1) {
             return Err(Error::bad_file(path, "GGUF v1 is not supported (v2 and v3 are)"));
         }
+        check_extents(&content, file_len).map_err(|msg| Error::bad_file(path, msg))?;
         Ok(Self { path: path.to_path_buf(), content, file: Mutex::new(reader) })
     }
 
     pub fn content(&self) -> &Content {
         &self.content
     }
+}
+
+/// Every tensor's bytes must lie inside the file, so a truncated download fails at open naming
+/// the first tensor cut off, not at first use (and sizes that overflow fail before candle
+/// multiplies them).
+fn check_extents(content: &Content, file_len: u64) -> std::result::Result<(), String> {
+    let mut infos: Vec<_> = content.tensor_infos.iter().collect();
+    infos.sort_by_key(|(name, info)| (info.offset, name.as_str()));
+    for (name, info) in infos {
+        let dtype = info.ggml_dtype;
+        let (block, type_size) = (dtype.block_size() as u64, dtype.type_size() as u64);
+        let elems = info.shape.dims().iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        let end = elems
+            .filter(|e| e % block == 0)
+            .and_then(|e| (e / block).checked_mul(type_size))
+            .and_then(|bytes| content.tensor_data_offset.checked_add(info.offset)?.checked_add(bytes));
+        let Some(end) = end else {
+            return Err(format!(
+                "tensor `{name}`: shape {:?} is not a whole number of {dtype:?} blocks or its size overflows",
+                info.shape.dims()
+            ));
+        };
+        if end > file_len {
+            return Err(format!("truncated: tensor `{name}` ends at byte {end}, the file has {file_len} bytes"));
+        }
+    }
+    Ok(())
 }
 
 impl Weights for GgufWeights {

@@ -35,6 +35,10 @@ impl WeightData {
 pub trait Weights {
     /// The file (or directory) the tensors come from, for error messages.
     fn path(&self) -> &Path;
+    /// The file holding `name` (its shard, for sharded checkpoints), for error messages.
+    fn path_of(&self, _name: &str) -> &Path {
+        self.path()
+    }
     fn contains(&self, name: &str) -> bool;
     /// Logical shape in PyTorch order (`(out, in)` for linear weights).
     fn shape(&self, name: &str) -> Option<Vec<usize>>;

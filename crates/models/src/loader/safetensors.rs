@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use memmap2::Mmap;
-use safetensors::tensor::{Dtype, Metadata, SafeTensors};
+use safetensors::tensor::{Dtype, Metadata, SafeTensorError, SafeTensors};
 
 use super::{WeightData, Weights};
 use crate::{Error, Result};
@@ -41,7 +41,7 @@ impl SafetensorsWeights {
             // (as for every mmap-based loader: candle, vLLM, llama.cpp).
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
             let (header_len, meta) = SafeTensors::read_metadata(&mmap)
-                .map_err(|e| Error::bad_file(path, format!("not a valid safetensors file: {e}")))?;
+                .map_err(|e| Error::bad_file(path, format!("not a valid safetensors file: {}", diagnose(&mmap, e))))?;
             for name in meta.tensors().keys() {
                 if let Some(prev) = index.insert(name.clone(), i) {
                     return Err(Error::bad_file(
@@ -56,14 +56,59 @@ impl SafetensorsWeights {
     }
 
     fn info(&self, name: &str) -> Option<(&Shard, &safetensors::tensor::TensorInfo)> {
-        let shard = &self.shards[*self.index.get(name)?];
+        let shard = self.shards.get(*self.index.get(name)?)?;
         Some((shard, shard.meta.info(name)?))
     }
+}
+
+/// Explains a file `read_metadata` refused in terms of its length: the crate's own messages
+/// ("invalid header length", "file not fully covered") do not say that the file is truncated.
+fn diagnose(bytes: &[u8], e: SafeTensorError) -> String {
+    let len = bytes.len() as u64;
+    let Some(prefix) = bytes.get(..8) else {
+        return match len {
+            0 => "the file is empty".into(),
+            _ => format!("{len} bytes, too short for the 8-byte header length"),
+        };
+    };
+    let mut n = [0u8; 8];
+    n.copy_from_slice(prefix);
+    let n = u64::from_le_bytes(n);
+    if n > len - 8 {
+        return format!("the header length says {n} bytes but only {} follow (truncated, or not a safetensors file)", len - 8);
+    }
+    if matches!(e, SafeTensorError::MetadataIncompleteBuffer) {
+        // The header parsed: compare the tensor data it describes with what the file holds.
+        let have = len - 8 - n;
+        let header = bytes.get(8..8 + n as usize).unwrap_or_default();
+        if let Some(need) = data_len(header) {
+            return if need > have {
+                format!("truncated: the header describes {need} bytes of tensor data, the file holds {have} ({len} bytes in all)")
+            } else {
+                format!("{} unexpected bytes after the last tensor", have - need)
+            };
+        }
+    }
+    e.to_string()
+}
+
+/// The end of the last tensor's data according to a header, if it parses.
+fn data_len(header: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(header).ok()?;
+    v.as_object()?
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64())
+        .try_fold(0, |end: u64, e| e.map(|e| end.max(e)))
 }
 
 impl Weights for SafetensorsWeights {
     fn path(&self) -> &Path {
         &self.root
+    }
+
+    fn path_of(&self, name: &str) -> &Path {
+        self.info(name).map_or(&self.root, |(s, _)| &s.path)
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -88,7 +133,10 @@ impl Weights for SafetensorsWeights {
         let (shard, info) =
             self.info(name).ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.root.clone() })?;
         let (start, end) = info.data_offsets;
-        let bytes = &shard.mmap[shard.data_start + start..shard.data_start + end];
+        // `read_metadata` checked the offsets against the file; `get` keeps that a non-panic.
+        let bytes = shard.mmap.get(shard.data_start + start..shard.data_start + end).ok_or_else(|| {
+            Error::bad_file(&shard.path, format!("tensor `{name}`: data offsets {start}..{end} lie outside the file"))
+        })?;
         let dtype = match info.dtype {
             Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,
