@@ -193,6 +193,7 @@ pub fn from_gguf_metadata(
                 _ => None,
             },
             rope: LayerRope::Main,
+            moe: false,
         })
         .collect();
 
@@ -227,6 +228,7 @@ pub fn from_gguf_metadata(
             scale: (head_dim as f32).powf(-0.5),
             mla: None,
         },
+        moe: None,
         mlp: MlpConfig {
             intermediate_size: ff,
             activation: match arch.as_str() {

@@ -11,8 +11,10 @@ use super::*;
 use crate::{Error, Result};
 
 /// The families [`from_hf_config`] maps, by HF `model_type`.
-pub const SUPPORTED: &[&str] =
-    &["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3", "olmo2", "gpt2", "bloom"];
+pub const SUPPORTED: &[&str] = &[
+    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3", "olmo2", "gpt2", "bloom",
+    "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3",
+];
 
 /// Mirrors the union of the fields these families' `config.json` files use. Everything optional:
 /// each family mapping decides what is required and what the default is.
@@ -55,6 +57,31 @@ pub struct HfConfig {
     pub bos_token_id: Option<serde_json::Value>,
     pub eos_token_id: Option<serde_json::Value>,
     // GPT-2 names.
+    // Mixture of experts (Mixtral, Qwen2/3-MoE, DeepSeek).
+    pub num_local_experts: Option<usize>,
+    pub num_experts: Option<usize>,
+    pub n_routed_experts: Option<usize>,
+    pub num_experts_per_tok: Option<usize>,
+    pub moe_intermediate_size: Option<usize>,
+    pub shared_expert_intermediate_size: Option<usize>,
+    pub n_shared_experts: Option<usize>,
+    pub norm_topk_prob: Option<bool>,
+    pub decoder_sparse_step: Option<usize>,
+    pub mlp_only_layers: Option<Vec<usize>>,
+    pub first_k_dense_replace: Option<usize>,
+    pub moe_layer_freq: Option<usize>,
+    pub routed_scaling_factor: Option<f32>,
+    pub topk_method: Option<String>,
+    pub scoring_func: Option<String>,
+    pub n_group: Option<usize>,
+    pub topk_group: Option<usize>,
+    // Multi-head latent attention (DeepSeek).
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: Option<usize>,
+    pub qk_nope_head_dim: Option<usize>,
+    pub qk_rope_head_dim: Option<usize>,
+    pub v_head_dim: Option<usize>,
+    pub rope_interleave: Option<bool>,
     pub n_embd: Option<usize>,
     pub n_embed: Option<usize>,
     pub n_layer: Option<usize>,
@@ -131,6 +158,10 @@ pub fn from_hf_config(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Resu
         "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2" | "gemma3_text" | "phi3" | "smollm3" | "olmo2" => {
             llama_like(raw, &family, has_tensor)?
         }
+        "mixtral" | "qwen2_moe" | "qwen3_moe" | "deepseek_v2" | "deepseek_v3" => {
+            let (cfg, names) = llama_like(raw, &family, has_tensor)?;
+            super::hf_moe::with_experts(raw, &family, cfg, names, has_tensor)?
+        }
         "gpt2" => gpt2(raw, has_tensor)?,
         "bloom" => bloom(raw, has_tensor)?,
         other => {
@@ -177,12 +208,13 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
         Some(types) => types
             .iter()
             .map(|t| match t.as_str() {
-                "full_attention" => Ok(LayerSpec { sliding_window: None, rope: LayerRope::Main }),
+                "full_attention" => Ok(LayerSpec { sliding_window: None, rope: LayerRope::Main, moe: false }),
                 "sliding_attention" => Ok(LayerSpec {
                     sliding_window: Some(sliding.ok_or_else(|| {
                         Error::config("sliding_window", "required when layer_types has sliding_attention")
                     })?),
                     rope: if is("gemma3_text") { LayerRope::Local } else { LayerRope::Main },
+                    moe: false,
                 }),
                 other => Err(Error::config("layer_types", format!("unsupported layer type `{other}`"))),
             })
@@ -190,7 +222,7 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
         None => (0..num_layers)
             .map(|i| LayerSpec {
                 sliding_window: match family {
-                    "mistral" | "phi3" => sliding,
+                    "mistral" | "phi3" | "mixtral" => sliding,
                     "qwen2" | "qwen3" if raw.use_sliding_window == Some(true) => {
                         sliding.filter(|_| i >= raw.max_window_layers.unwrap_or(0))
                     }
@@ -199,6 +231,7 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
                     _ => None,
                 },
                 rope: LayerRope::Main,
+                moe: false,
             })
             .collect(),
     };
@@ -223,10 +256,10 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
         num_heads,
         num_kv_heads: raw.num_key_value_heads.unwrap_or(num_heads),
         head_dim,
-        qkv_bias: raw.attention_bias.unwrap_or(is("qwen2")),
-        out_bias: raw.attention_bias.unwrap_or(false) && !is("qwen2"),
+        qkv_bias: raw.attention_bias.unwrap_or(is("qwen2") || is("qwen2_moe")),
+        out_bias: raw.attention_bias.unwrap_or(false) && !is("qwen2") && !is("qwen2_moe"),
         qk_norm: match family {
-            "qwen3" | "gemma3_text" => QkNorm::PerHead,
+            "qwen3" | "qwen3_moe" | "gemma3_text" => QkNorm::PerHead,
             "olmo2" => QkNorm::Full,
             _ => QkNorm::None,
         },
@@ -243,7 +276,7 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
     if tie {
         names.lm_head = None;
     }
-    if matches!(family, "qwen3" | "gemma3_text" | "olmo2") {
+    if matches!(family, "qwen3" | "qwen3_moe" | "gemma3_text" | "olmo2") {
         names.q_norm = Some("model.layers.{i}.self_attn.q_norm".into());
         names.k_norm = Some("model.layers.{i}.self_attn.k_norm".into());
     }
@@ -270,6 +303,7 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
         num_layers,
         max_position_embeddings: max_pos,
         attention,
+        moe: None,
         mlp: MlpConfig {
             intermediate_size: req(raw.intermediate_size, "intermediate_size")?,
             activation: Activation::from_hf(act_name)?,
@@ -327,6 +361,7 @@ fn gpt2(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConfi
         k_norm: None,
         gate_up: GateUpNames::UpOnly(l("mlp.c_fc")),
         down: l("mlp.c_proj"),
+        moe: None,
         transposed: true,
     };
     let cfg = ModelConfig {
@@ -346,6 +381,7 @@ fn gpt2(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConfi
             scale: (head_dim as f32).powf(-0.5),
             mla: None,
         },
+        moe: None,
         mlp: MlpConfig {
             intermediate_size: raw.n_inner.unwrap_or(hidden.saturating_mul(4)),
             activation: Activation::from_hf(raw.activation_function.as_deref().unwrap_or("gelu_new"))?,
@@ -428,6 +464,7 @@ fn bloom(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConf
         k_norm: None,
         gate_up: GateUpNames::UpOnly(l("mlp.dense_h_to_4h")),
         down: l("mlp.dense_4h_to_h"),
+        moe: None,
         transposed: false,
     };
     let cfg = ModelConfig {
@@ -448,6 +485,7 @@ fn bloom(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Result<(ModelConf
             scale: (head_dim as f32).powf(-0.5),
             mla: None,
         },
+        moe: None,
         mlp: MlpConfig {
             intermediate_size: hidden.saturating_mul(4),
             activation: Activation::GeluTanh,

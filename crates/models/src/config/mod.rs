@@ -6,6 +6,7 @@
 
 pub mod gguf;
 pub mod hf;
+mod hf_moe;
 pub mod moe;
 pub mod names;
 mod rope;
@@ -26,6 +27,8 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     pub attention: AttentionConfig,
     pub mlp: MlpConfig,
+    /// Mixture of experts, used by the layers whose [`LayerSpec::moe`] is set.
+    pub moe: Option<moe::MoeConfig>,
     pub norm: NormConfig,
     pub norm_placement: NormPlacement,
     pub position: PositionEncoding,
@@ -172,6 +175,8 @@ pub struct LayerSpec {
     /// Keys further back than this many tokens (counting the query itself) are masked out.
     pub sliding_window: Option<usize>,
     pub rope: LayerRope,
+    /// The feed-forward block is [`ModelConfig::moe`] instead of the dense MLP.
+    pub moe: bool,
 }
 
 /// No real model comes near this in any dimension; refusing larger values keeps the size
@@ -236,6 +241,11 @@ impl ModelConfig {
                 ));
             }
             r.validate()?;
+        }
+        if let Some(m) = &self.moe {
+            m.validate()?;
+        } else if self.layers.iter().any(|l| l.moe) {
+            return Err(Error::config("num_experts", "layers are marked MoE but no MoE block is configured"));
         }
         if self.local_rope.is_none() && self.layers.iter().any(|l| l.rope == LayerRope::Local) {
             return Err(Error::config("rope_local_base_freq", "layers use a local rope but none is configured"));

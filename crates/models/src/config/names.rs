@@ -54,6 +54,8 @@ pub struct WeightNames {
     pub k_norm: Option<String>,
     pub gate_up: GateUpNames,
     pub down: String,
+    /// Where MoE layers find their router and experts.
+    pub moe: Option<super::moe::MoeNames>,
     /// Linear weights are stored `(in, out)` (GPT-2's Conv1D) instead of `(out, in)`.
     pub transposed: bool,
 }
@@ -87,6 +89,7 @@ impl WeightNames {
             k_norm: None,
             gate_up: GateUpNames::Separate { gate: l("mlp.gate_proj"), up: l("mlp.up_proj") },
             down: l("mlp.down_proj"),
+            moe: None,
             transposed: false,
         }
     }
@@ -110,6 +113,7 @@ impl WeightNames {
             k_norm: Some(l("attn_k_norm")),
             gate_up: GateUpNames::Separate { gate: l("ffn_gate"), up: l("ffn_up") },
             down: l("ffn_down"),
+            moe: None,
             transposed: false,
         }
     }

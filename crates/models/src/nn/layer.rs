@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use super::attention::Attention;
 use super::kv_cache::KvCache;
 use super::mlp::Mlp;
+use super::moe::Moe;
 use super::norm::Norm;
 use super::rope::{Rope, RopeTables};
 use crate::{Result, TensorContext};
@@ -17,8 +18,23 @@ pub struct DecoderLayer {
     /// Sandwich norm on the attention output, before the residual add.
     pub(super) post_attn_norm: Option<Norm>,
     pub(super) ffn_norm: Option<Norm>,
-    pub(super) mlp: Mlp,
+    pub(super) mlp: FeedForward,
     pub(super) post_ffn_norm: Option<Norm>,
+}
+
+/// The feed-forward half of a layer: the dense MLP or the mixture of experts.
+pub enum FeedForward {
+    Dense(Mlp),
+    Moe(Moe),
+}
+
+impl FeedForward {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            FeedForward::Dense(m) => m.forward(x),
+            FeedForward::Moe(m) => m.forward(x),
+        }
+    }
 }
 
 impl DecoderLayer {

@@ -6,7 +6,8 @@ use candle_core::{Device, Tensor};
 use super::attention::{Attention, QkvProj};
 use super::build::Builder;
 use super::kv_cache::KvCache;
-use super::layer::DecoderLayer;
+use super::layer::{DecoderLayer, FeedForward};
+use super::moe::Moe;
 use super::linear::Linear;
 use super::mla::{Mla, MlaQuery};
 use super::mlp::{GateUp, Mlp};
@@ -168,6 +169,20 @@ impl Model {
     }
 }
 
+fn load_mlp(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize) -> Result<Mlp> {
+    let (m, hidden, tr) = (&cfg.mlp, cfg.hidden_size, n.transposed);
+    let ff = m.intermediate_size;
+    let gate_up = match &n.gate_up {
+        GateUpNames::Separate { gate, up } => GateUp::Separate {
+            gate: b.linear(&at(gate, i), ff, hidden, m.bias, tr)?,
+            up: b.linear(&at(up, i), ff, hidden, m.bias, tr)?,
+        },
+        GateUpNames::Fused(name) => GateUp::Fused(b.linear(&at(name, i), 2 * ff, hidden, m.bias, tr)?),
+        GateUpNames::UpOnly(name) => GateUp::UpOnly(b.linear(&at(name, i), ff, hidden, m.bias, tr)?),
+    };
+    Ok(Mlp { gate_up, down: b.linear(&at(&n.down, i), hidden, ff, m.bias, tr)?, activation: m.activation })
+}
+
 /// ALiBi slopes for `n` heads (Press et al.; BLOOM's `build_alibi_tensor`): a geometric
 /// sequence for the largest power of two ≤ n, then every other slope of the 2× sequence.
 fn alibi_slopes(n: usize) -> Vec<f32> {
@@ -246,15 +261,13 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
         sliding_window: cfg.layers[i].sliding_window,
         alibi_slopes: alibi,
     };
-    let m = &cfg.mlp;
-    let ff = m.intermediate_size;
-    let gate_up = match &n.gate_up {
-        GateUpNames::Separate { gate, up } => GateUp::Separate {
-            gate: b.linear(&at(gate, i), ff, hidden, m.bias, tr)?,
-            up: b.linear(&at(up, i), ff, hidden, m.bias, tr)?,
-        },
-        GateUpNames::Fused(name) => GateUp::Fused(b.linear(&at(name, i), 2 * ff, hidden, m.bias, tr)?),
-        GateUpNames::UpOnly(name) => GateUp::UpOnly(b.linear(&at(name, i), ff, hidden, m.bias, tr)?),
+    let ffn = if cfg.layers[i].moe {
+        let (mc, mn) = cfg.moe.as_ref().zip(n.moe.as_ref()).ok_or_else(|| {
+            Error::config("num_experts", format!("layer {i} is MoE but the family maps no MoE block"))
+        })?;
+        FeedForward::Moe(Moe::load(b, mc, mn, i, hidden)?)
+    } else {
+        FeedForward::Dense(load_mlp(b, cfg, n, i)?)
     };
     let norm = |name: &Option<String>| -> Result<Option<Norm>> {
         name.as_ref().map(|name| b.norm(&at(name, i), hidden, &cfg.norm)).transpose()
@@ -264,7 +277,7 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
         attn,
         post_attn_norm: norm(&n.post_attn_norm)?,
         ffn_norm: norm(&n.ffn_norm)?,
-        mlp: Mlp { gate_up, down: b.linear(&at(&n.down, i), hidden, ff, m.bias, tr)?, activation: m.activation },
+        mlp: ffn,
         post_ffn_norm: norm(&n.post_ffn_norm)?,
     })
 }
