@@ -42,6 +42,13 @@ enum Command {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`prom inspect m | head`) like other Unix tools, instead of
+    // panicking inside println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,prom_models=info,prom_cli=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();

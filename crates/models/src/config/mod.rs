@@ -267,4 +267,33 @@ impl ModelConfig {
         }
         Ok(())
     }
+
+    /// Bytes the KV cache holds per token at `elem_bytes` per element: K and V per kv head,
+    /// or, for MLA, the compressed latent plus the shared rope key.
+    pub fn kv_bytes_per_token(&self, elem_bytes: usize) -> usize {
+        let a = &self.attention;
+        let per_layer = match &a.mla {
+            Some(m) => m.kv_lora_rank + m.qk_rope_head_dim,
+            None => 2 * a.num_kv_heads * a.head_dim,
+        };
+        self.num_layers * per_layer * elem_bytes
+    }
+
+    /// What [`kv_bytes_per_token`](Self::kv_bytes_per_token) would be if MLA cached full
+    /// per-head K and V instead of its latent; `None` for other attention.
+    pub fn kv_bytes_per_token_without_mla(&self, elem_bytes: usize) -> Option<usize> {
+        let a = &self.attention;
+        a.mla.as_ref().map(|m| {
+            let k = m.qk_nope_head_dim + m.qk_rope_head_dim;
+            self.num_layers * a.num_heads * (k + m.v_head_dim) * elem_bytes
+        })
+    }
+
+    /// Routed-expert parameters a token does not use: in every MoE layer, all but `top_k` experts.
+    pub fn inactive_expert_params(&self) -> u64 {
+        let Some(m) = &self.moe else { return 0 };
+        let moe_layers = self.layers.iter().filter(|l| l.moe).count() as u64;
+        let per_expert = 3 * self.hidden_size as u64 * m.expert_intermediate_size as u64;
+        moe_layers * (m.num_experts.saturating_sub(m.top_k)) as u64 * per_expert
+    }
 }
