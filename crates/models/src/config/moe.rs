@@ -106,7 +106,10 @@ impl MoeConfig {
                 return Err(Error::config("n_group", format!("must be > 0 and divide num_experts {n}, got {n_group}")));
             }
             if topk_group == 0 || topk_group > n_group {
-                return Err(Error::config("topk_group", format!("must be in 1..={n_group} (n_group), got {topk_group}")));
+                return Err(Error::config(
+                    "topk_group",
+                    format!("must be in 1..={n_group} (n_group), got {topk_group}"),
+                ));
             }
             let reachable = topk_group * (n / n_group);
             if self.top_k > reachable {
@@ -290,7 +293,10 @@ mod tests {
         assert!(err_field(&c).starts_with("n_group: noaux_tc scores a group by its top 2"));
         let c = MoeConfig { routed_scaling_factor: f32::NAN, ..base() };
         assert_eq!(err_field(&c), "routed_scaling_factor: must be finite and > 0, got NaN");
-        let c = MoeConfig { shared_experts: Some(SharedExperts { intermediate_size: 0, gated_by_sigmoid: true }), ..base() };
+        let c = MoeConfig {
+            shared_experts: Some(SharedExperts { intermediate_size: 0, gated_by_sigmoid: true }),
+            ..base()
+        };
         assert_eq!(err_field(&c), "shared_expert_intermediate_size: must be in 1..=2147483648, got 0");
     }
 
@@ -304,6 +310,9 @@ mod tests {
         let ExpertNames::StackedGateUp { gate_up, .. } = &s.experts else { panic!("stacked") };
         assert_eq!(expert(gate_up, 1, 0), "model.layers.1.mlp.experts.gate_up_proj");
         let d = MoeNames::deepseek("model.", true);
-        assert_eq!(expert(d.correction_bias.as_deref().unwrap(), 2, 0), "model.layers.2.mlp.gate.e_score_correction_bias");
+        assert_eq!(
+            expert(d.correction_bias.as_deref().unwrap(), 2, 0),
+            "model.layers.2.mlp.gate.e_score_correction_bias"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod layer;
 mod linear;
 mod mla;
 mod mlp;
+pub mod moe;
 mod model;
 mod norm;
 mod rope;
