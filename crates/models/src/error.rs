@@ -36,6 +36,11 @@ pub enum Error {
         found: Vec<usize>,
     },
 
+    /// A caller passed something the model cannot run (a token id past the vocabulary, an empty
+    /// sequence, a sequence longer than learned positions allow).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 

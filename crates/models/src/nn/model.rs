@@ -119,10 +119,10 @@ impl Model {
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: LogitsFor) -> Result<Tensor> {
         let t = tokens.len();
         if t == 0 {
-            return Err(Error::config("tokens", "forward needs at least one token"));
+            return Err(Error::InvalidInput("forward needs at least one token".into()));
         }
         if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
-            return Err(Error::config("tokens", format!("token id {bad} >= vocab_size {}", self.cfg.vocab_size)));
+            return Err(Error::InvalidInput(format!("token id {bad} >= vocab_size {}", self.cfg.vocab_size)));
         }
         let start = cache.len();
         let ids = Tensor::new(tokens, &self.device).ctx("token ids")?;
@@ -133,10 +133,11 @@ impl Model {
         }
         if let Some(pe) = &self.position_embed {
             if start + t > self.cfg.max_position_embeddings {
-                return Err(Error::config(
-                    "max_position_embeddings",
-                    format!("sequence of {} tokens exceeds the model's {} learned positions", start + t, self.cfg.max_position_embeddings),
-                ));
+                return Err(Error::InvalidInput(format!(
+                    "sequence of {} tokens exceeds the model's {} learned positions",
+                    start + t,
+                    self.cfg.max_position_embeddings
+                )));
             }
             x = (x + pe.narrow(0, start, t).ctx("positions")?).ctx("add positions")?;
         }
