@@ -836,12 +836,13 @@ def main(argv=None):
     OUT_ROOT.mkdir(parents=True, exist_ok=True)
 
     manifest_path = OUT_ROOT / "manifest.json"
-    existing = {}
+    existing, existing_top = {}, {}
     if manifest_path.exists():
         try:
-            existing = {c["name"]: c for c in json.loads(manifest_path.read_text()).get("cases", [])}
+            existing_top = json.loads(manifest_path.read_text())
+            existing = {c["name"]: c for c in existing_top.get("cases", [])}
         except (json.JSONDecodeError, KeyError):
-            existing = {}
+            existing, existing_top = {}, {}
 
     results = {}
     for case in selected:
@@ -854,6 +855,8 @@ def main(argv=None):
             ordered.append(results[n])
         elif n in existing:
             ordered.append(existing[n])
+    # Cases written by other generators (gen_golden_families2.py) are kept as they are, after ours.
+    ordered += [c for n, c in existing.items() if n not in names]
 
     manifest = {
         "generator": "scripts/golden/gen_golden.py",
@@ -881,8 +884,12 @@ def main(argv=None):
             "decode_logits": "F32 [8, V]; logits of feeding decode_ids[i] alone with the KV cache (prompt + decode_ids[:i])",
         },
         "tolerance_cached_vs_uncached": TOL,
-        "cases": ordered,
     }
+    # Keep top-level keys added by other generators (before "cases", in their existing order).
+    for k, v in existing_top.items():
+        if k not in manifest and k != "cases":
+            manifest[k] = v
+    manifest["cases"] = ordered
     manifest_path.write_text(json.dumps(jsonable(manifest), indent=1) + "\n")
     print(f"\nwrote {os.path.relpath(manifest_path, REPO_ROOT)} ({len(ordered)} cases)")
     return 0
