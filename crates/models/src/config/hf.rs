@@ -263,7 +263,8 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
             "olmo2" => QkNorm::Full,
             _ => QkNorm::None,
         },
-        softcap: if gemma { raw.attn_logit_softcapping } else { None },
+        // Gemma 3 keeps the config field but its attention never applies it.
+        softcap: if is("gemma2") { raw.attn_logit_softcapping } else { None },
         scale: match raw.query_pre_attn_scalar {
             Some(s) if gemma => (s.powf(-0.5)) as f32,
             _ => (head_dim as f64).powf(-0.5) as f32,
