@@ -216,12 +216,14 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
         QkvNames::Mla { q, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b } => {
             let m = a.mla.as_ref().ok_or_else(|| Error::config("kv_lora_rank", "MLA tensors need an MLA config"))?;
             let qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
+            // DeepSeek builds q_a_layernorm / kv_a_layernorm without passing rms_norm_eps: 1e-6.
+            let latent_norm = crate::config::NormConfig { eps: 1e-6, ..cfg.norm.clone() };
             let missing = |what: &str| Error::config(what.to_string(), "MLA query projection not mapped");
             let query = match (m.q_lora_rank, q, q_a, q_a_norm, q_b) {
                 (None, Some(q), _, _, _) => MlaQuery::Direct(b.linear(&at(q, i), a.num_heads * qk, hidden, false, tr)?),
                 (Some(r), _, Some(qa), Some(qn), Some(qb)) => MlaQuery::LowRank {
                     a: b.linear(&at(qa, i), r, hidden, a.qkv_bias, tr)?,
-                    norm: b.norm(&at(qn, i), r, &cfg.norm)?,
+                    norm: b.norm(&at(qn, i), r, &latent_norm)?,
                     b: b.linear(&at(qb, i), a.num_heads * qk, r, false, tr)?,
                 },
                 (None, None, ..) => return Err(missing("q_proj")),
@@ -230,7 +232,7 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
             QkvProj::Mla(Box::new(Mla {
                 q: query,
                 kv_a: b.linear(&at(kv_a, i), m.kv_lora_rank + m.qk_rope_head_dim, hidden, a.qkv_bias, tr)?,
-                kv_norm: b.norm(&at(kv_a_norm, i), m.kv_lora_rank, &cfg.norm)?,
+                kv_norm: b.norm(&at(kv_a_norm, i), m.kv_lora_rank, &latent_norm)?,
                 kv_b: b.linear(&at(kv_b, i), a.num_heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, false, tr)?,
                 heads: a.num_heads,
                 cfg: m.clone(),
