@@ -100,7 +100,8 @@ pub fn with_experts(
                     top_k,
                     expert_intermediate_size: expert_ff,
                     scoring,
-                    norm_topk_prob: raw.norm_topk_prob.unwrap_or(v3),
+                    // transformers' V2 router never renormalises (it ignores the flag).
+                    norm_topk_prob: v3 && raw.norm_topk_prob.unwrap_or(true),
                     routed_scaling_factor: raw.routed_scaling_factor.unwrap_or(1.0),
                     topk_method: method,
                     has_correction_bias: has_bias,

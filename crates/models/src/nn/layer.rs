@@ -25,7 +25,7 @@ pub struct DecoderLayer {
 /// The feed-forward half of a layer: the dense MLP or the mixture of experts.
 pub enum FeedForward {
     Dense(Mlp),
-    Moe(Moe),
+    Moe(Box<Moe>),
 }
 
 impl FeedForward {

@@ -268,7 +268,7 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
         let (mc, mn) = cfg.moe.as_ref().zip(n.moe.as_ref()).ok_or_else(|| {
             Error::config("num_experts", format!("layer {i} is MoE but the family maps no MoE block"))
         })?;
-        FeedForward::Moe(Moe::load(b, mc, mn, i, hidden)?)
+        FeedForward::Moe(Box::new(Moe::load(b, mc, mn, i, hidden)?))
     } else {
         FeedForward::Dense(load_mlp(b, cfg, n, i)?)
     };
