@@ -1,0 +1,134 @@
+//! AVX2 backend for x86 CPUs without AVX-512 VNNI: the same tiles, each 64-byte group read as
+//! two 256-bit halves (rows 0..8 and 8..16). `vpmaddubsw` multiplies u8 × i8 into i16 pairs.
+//! For the 4-bit kinds a whole block's 8 products stay in i16 (each ≤ 2·15·127, eight sum
+//! to ≤ 30480 < 2¹⁵) before one `vpmaddwd` widens them; Q8_0 uses the sign trick
+//! (`|w| · sign(a, w)`, ≤ 2·128·127 per pair) and widens every group.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::act::QuantRows;
+use super::layout::{QuantKind, QK, TILE_ROWS};
+use super::Out;
+
+/// Activation rows per register block (16 ymm registers: 4 accumulators per row).
+const MR: usize = 2;
+
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("f16c")
+        && is_x86_feature_detected!("fma")
+}
+
+/// See [`super::scalar::tile`]. Safety: [`available`] is true.
+#[target_feature(enable = "avx2,f16c,fma")]
+pub(crate) unsafe fn tile(
+    kind: QuantKind,
+    tile: &[u8],
+    acts: &QuantRows,
+    rows: Range<usize>,
+    y: Out,
+    col0: usize,
+    valid: usize,
+) {
+    let mut i = rows.start;
+    while i < rows.end {
+        if rows.end - i >= MR {
+            store(&block::<MR>(kind, tile, acts, i), i, y, col0, valid);
+            i += MR;
+        } else {
+            store(&block::<1>(kind, tile, acts, i), i, y, col0, valid);
+            i += 1;
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,f16c,fma")]
+unsafe fn store(acc: &[[__m256; 2]], i0: usize, y: Out, col0: usize, valid: usize) {
+    for (i, acc) in acc.iter().enumerate() {
+        let mut out = [0f32; TILE_ROWS];
+        _mm256_storeu_ps(out.as_mut_ptr(), acc[0]);
+        _mm256_storeu_ps(out.as_mut_ptr().add(8), acc[1]);
+        // SAFETY: the caller owns columns col0..col0 + valid of these rows.
+        y.write_row(i0 + i, col0, &out[..valid]);
+    }
+}
+
+// Indexing keeps the per-row register arrays visibly parallel.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,f16c,fma")]
+unsafe fn block<const M: usize>(
+    kind: QuantKind,
+    tile: &[u8],
+    acts: &QuantRows,
+    i0: usize,
+) -> [[__m256; 2]; M] {
+    let tb = kind.tile_bytes();
+    let t0 = tile.as_ptr();
+    let qs: [*const i8; M] = std::array::from_fn(|i| acts.qs[(i0 + i) * acts.k..].as_ptr());
+    let ones = _mm256_set1_epi16(1);
+    let nibble = _mm256_set1_epi8(0x0F);
+    let mut acc = [[_mm256_setzero_ps(); 2]; M];
+    for b in 0..acts.kb {
+        let t = t0.add(b * tb);
+        let mut isum = [[_mm256_setzero_si256(); 2]; M];
+        match kind {
+            QuantKind::Q4_0 | QuantKind::Q4_1 => {
+                let mut p16 = [[_mm256_setzero_si256(); 2]; M];
+                for g in 0..4 {
+                    for h in 0..2 {
+                        let raw = _mm256_loadu_si256(t.add(64 * g + 32 * h) as *const _);
+                        let lo = _mm256_and_si256(raw, nibble);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                        for i in 0..M {
+                            let a = qs[i].add(b * QK);
+                            let plo = _mm256_maddubs_epi16(lo, bcast4(a, 4 * g));
+                            let phi = _mm256_maddubs_epi16(hi, bcast4(a, 16 + 4 * g));
+                            p16[i][h] = _mm256_add_epi16(p16[i][h], _mm256_add_epi16(plo, phi));
+                        }
+                    }
+                }
+                for i in 0..M {
+                    for h in 0..2 {
+                        isum[i][h] = _mm256_madd_epi16(p16[i][h], ones);
+                    }
+                }
+            }
+            QuantKind::Q8_0 => {
+                for g in 0..8 {
+                    for h in 0..2 {
+                        let w = _mm256_loadu_si256(t.add(64 * g + 32 * h) as *const _);
+                        let aw = _mm256_abs_epi8(w);
+                        for i in 0..M {
+                            let a = _mm256_sign_epi8(bcast4(qs[i].add(b * QK), 4 * g), w);
+                            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, a), ones);
+                            isum[i][h] = _mm256_add_epi32(isum[i][h], p);
+                        }
+                    }
+                }
+            }
+        }
+        for h in 0..2 {
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.d_offset() + 16 * h) as *const _));
+            let mw = match kind {
+                QuantKind::Q4_1 => {
+                    _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.m_offset() + 16 * h) as *const _))
+                }
+                QuantKind::Q4_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-8.0)),
+                QuantKind::Q8_0 => _mm256_setzero_ps(),
+            };
+            for i in 0..M {
+                let da = _mm256_set1_ps(acts.d[(i0 + i) * acts.kb + b]);
+                let sa = _mm256_set1_ps(acts.s[(i0 + i) * acts.kb + b]);
+                let x = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[i][h]), da);
+                acc[i][h] = _mm256_fmadd_ps(mw, sa, _mm256_fmadd_ps(x, dw, acc[i][h]));
+            }
+        }
+    }
+    acc
+}
+
+#[inline(always)]
+unsafe fn bcast4(qs: *const i8, at: usize) -> __m256i {
+    _mm256_set1_epi32((qs.add(at) as *const i32).read_unaligned())
+}

@@ -1,0 +1,194 @@
+//! AVX-512 VNNI backend. Per 32-weight block of a 16-row tile, each 64-byte load of quants
+//! feeds `vpdpbusd` (u8 weights × i8 activations, 4 products per i32 lane) for up to `MR`
+//! activation rows at once, so in prefill every weight byte loaded serves `MR` rows; the
+//! per-block scale `d_w · d_a` and the offset term `m_w · s_a` are applied in f32.
+//!
+//! Offsets: Q4_1 adds `m · s` (the GGUF minimum times the activation block sum); Q4_0 stores
+//! `q` in 0..16 for `q - 8`, so it adds `-8 d · s`; Q8_0 is signed, so its quants are shifted
+//! into u8 by `^ 0x80` (= +128) and it adds `-128 d · s`.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::act::QuantRows;
+use super::layout::{QuantKind, QK, TILE_ROWS};
+use super::Out;
+
+/// Activation rows per register block: 8 f32 accumulators + 8 i32 block sums + 6 temporaries
+/// fit the 32 zmm registers.
+const MR: usize = 8;
+
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("f16c")
+        && is_x86_feature_detected!("fma")
+}
+
+/// See [`super::scalar::tile`]. Safety: [`available`] is true.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+pub(crate) unsafe fn tile(
+    kind: QuantKind,
+    tile: &[u8],
+    acts: &QuantRows,
+    rows: Range<usize>,
+    y: Out,
+    col0: usize,
+    valid: usize,
+) {
+    let mut i = rows.start;
+    while i < rows.end {
+        let mr = (rows.end - i).min(MR);
+        match mr {
+            8 => block::<8>(kind, tile, acts, i, y, col0, valid),
+            7 => block::<7>(kind, tile, acts, i, y, col0, valid),
+            6 => block::<6>(kind, tile, acts, i, y, col0, valid),
+            5 => block::<5>(kind, tile, acts, i, y, col0, valid),
+            4 => block::<4>(kind, tile, acts, i, y, col0, valid),
+            3 => block::<3>(kind, tile, acts, i, y, col0, valid),
+            2 => block::<2>(kind, tile, acts, i, y, col0, valid),
+            _ => block::<1>(kind, tile, acts, i, y, col0, valid),
+        }
+        i += mr;
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+unsafe fn block<const M: usize>(
+    kind: QuantKind,
+    tile: &[u8],
+    acts: &QuantRows,
+    i0: usize,
+    y: Out,
+    col0: usize,
+    valid: usize,
+) {
+    debug_assert!(tile.len() == acts.kb * kind.tile_bytes());
+    let rows = Rows::<M>::new(acts, i0);
+    let acc = match kind {
+        QuantKind::Q4_0 => q4::<M, false>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::Q4_1 => q4::<M, true>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::Q8_0 => q8::<M>(tile.as_ptr(), acts.kb, &rows),
+    };
+    let mask: __mmask16 = if valid >= TILE_ROWS {
+        !0
+    } else {
+        (1u16 << valid) - 1
+    };
+    for (i, acc) in acc.iter().enumerate() {
+        // SAFETY: the caller owns columns col0..col0 + valid of these rows.
+        _mm512_mask_storeu_ps(y.row_ptr(i0 + i, col0), mask, *acc);
+    }
+}
+
+/// Pointers to the quants and per-block `d`, `s` of `M` consecutive activation rows.
+struct Rows<const M: usize> {
+    qs: [*const i8; M],
+    d: [*const f32; M],
+    s: [*const f32; M],
+}
+
+impl<const M: usize> Rows<M> {
+    fn new(acts: &QuantRows, i0: usize) -> Self {
+        Self {
+            qs: std::array::from_fn(|i| acts.qs[(i0 + i) * acts.k..].as_ptr()),
+            d: std::array::from_fn(|i| acts.d[(i0 + i) * acts.kb..].as_ptr()),
+            s: std::array::from_fn(|i| acts.s[(i0 + i) * acts.kb..].as_ptr()),
+        }
+    }
+}
+
+/// Broadcast of activation quants `at..at + 4` of a row.
+#[inline(always)]
+unsafe fn bcast4(qs: *const i8, at: usize) -> __m512i {
+    _mm512_set1_epi32((qs.add(at) as *const i32).read_unaligned())
+}
+
+// Indexing keeps the per-row register arrays visibly parallel.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+unsafe fn q4<const M: usize, const HAS_MIN: bool>(
+    tile: *const u8,
+    kb: usize,
+    rows: &Rows<M>,
+) -> [__m512; M] {
+    let kind = if HAS_MIN {
+        QuantKind::Q4_1
+    } else {
+        QuantKind::Q4_0
+    };
+    let tb = kind.tile_bytes();
+    let nibble = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); M];
+    for b in 0..kb {
+        let t = tile.add(b * tb);
+        let mut isum = [_mm512_setzero_si512(); M];
+        for g in 0..4 {
+            let raw = _mm512_loadu_si512(t.add(64 * g) as *const _);
+            let lo = _mm512_and_si512(raw, nibble);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
+            for i in 0..M {
+                let a = rows.qs[i].add(b * QK);
+                isum[i] = _mm512_dpbusd_epi32(isum[i], lo, bcast4(a, 4 * g));
+                isum[i] = _mm512_dpbusd_epi32(isum[i], hi, bcast4(a, 16 + 4 * g));
+            }
+        }
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.d_offset()) as *const _));
+        if HAS_MIN {
+            let mw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.m_offset()) as *const _));
+            for i in 0..M {
+                let x = _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(isum[i]),
+                    _mm512_set1_ps(*rows.d[i].add(b)),
+                );
+                acc[i] = _mm512_fmadd_ps(x, dw, acc[i]);
+                acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*rows.s[i].add(b)), acc[i]);
+            }
+        } else {
+            for i in 0..M {
+                let da = _mm512_set1_ps(*rows.d[i].add(b));
+                let off = _mm512_set1_ps(-8.0 * *rows.s[i].add(b));
+                acc[i] = _mm512_fmadd_ps(
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off),
+                    dw,
+                    acc[i],
+                );
+            }
+        }
+    }
+    acc
+}
+
+// Indexing keeps the per-row register arrays visibly parallel.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+unsafe fn q8<const M: usize>(tile: *const u8, kb: usize, rows: &Rows<M>) -> [__m512; M] {
+    let kind = QuantKind::Q8_0;
+    let tb = kind.tile_bytes();
+    let flip = _mm512_set1_epi8(-128);
+    let mut acc = [_mm512_setzero_ps(); M];
+    for b in 0..kb {
+        let t = tile.add(b * tb);
+        let mut isum = [_mm512_setzero_si512(); M];
+        for g in 0..8 {
+            // i8 → u8 + 128: vpdpbusd wants the unsigned operand on the weight side.
+            let w = _mm512_xor_si512(_mm512_loadu_si512(t.add(64 * g) as *const _), flip);
+            for i in 0..M {
+                isum[i] = _mm512_dpbusd_epi32(isum[i], w, bcast4(rows.qs[i].add(b * QK), 4 * g));
+            }
+        }
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.d_offset()) as *const _));
+        for i in 0..M {
+            let da = _mm512_set1_ps(*rows.d[i].add(b));
+            let off = _mm512_set1_ps(-128.0 * *rows.s[i].add(b));
+            acc[i] = _mm512_fmadd_ps(
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off),
+                dw,
+                acc[i],
+            );
+        }
+    }
+    acc
+}

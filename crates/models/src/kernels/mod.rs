@@ -1,0 +1,329 @@
+//! Our own CPU matmul for GGUF Q4_0 / Q4_1 / Q8_0 weights: `y (m, n) = x (m, k) · Wᵀ`.
+//!
+//! candle has no SIMD kernel for Q4_1 and its thread pool spins between ops; this module
+//! replaces both for the block formats llama.cpp's small models ship in. The design:
+//!
+//! - **Weights** ([`QMatrix`]) are the GGUF blocks, permuted once at load into tiles of 16 output
+//!   rows (see `layout`), so one 64-byte load of quants feeds one AVX-512 VNNI `vpdpbusd`
+//!   that advances 16 dot products by 4 weights each.
+//! - **Activations** are quantized per call to 8-bit blocks exactly as llama.cpp's
+//!   `quantize_row_q8_1` does (`act`), so the integer dot products match llama.cpp's.
+//! - **Prefill** reuses each weight load for up to 8 activation rows in registers, and walks a
+//!   row tile's blocks for all rows while they sit in L1, so it is compute-bound.
+//! - **Threads**: units of row tiles are claimed through an atomic cursor by the caller and the
+//!   helpers of a small fork-join pool (`pool`) that sleeps when idle.
+//! - **Backends**: AVX-512 VNNI, AVX2 and portable scalar, chosen at runtime
+//!   ([`Backend::detect`]); all read the same tiles and are tested against a dequantizing
+//!   reference.
+//!
+//! Out of scope: k-quants (candle's own kernels serve those), non-CPU devices, and `k` that is
+//! not a multiple of 32 (GGUF cannot store it for these formats).
+
+mod act;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod layout;
+mod pool;
+mod scalar;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Storage, Tensor};
+
+use self::act::QuantRows;
+use self::layout::{Tiles, QK, TILE_ROWS};
+use self::pool::Pool;
+use crate::{Error, Result};
+
+pub use self::layout::QuantKind;
+
+/// The instruction set a [`QMatrix`] computes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Scalar,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl Backend {
+    /// The fastest backend this CPU supports.
+    pub fn detect() -> Self {
+        *Self::available().last().unwrap_or(&Backend::Scalar)
+    }
+
+    /// Every backend this CPU supports, slowest first.
+    pub fn available() -> Vec<Self> {
+        let mut v = vec![Backend::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx2::available() {
+                v.push(Backend::Avx2);
+            }
+            if avx512::available() {
+                v.push(Backend::Avx512Vnni);
+            }
+        }
+        v
+    }
+}
+
+/// Activation rows processed per pass over a unit's row tiles: bounds the quantized activations
+/// touched per pass (≤ 64·k bytes) so they stay in L2 while the weights stream once.
+const ROW_CHUNK: usize = 64;
+/// Below this many multiply-adds a matmul runs on the calling thread: waking a helper costs more.
+const PARALLEL_MIN_MACS: usize = 1 << 16;
+/// Matmuls of at most this many rows (decode steps) come microseconds apart, so the pool's
+/// helpers keep polling after them instead of sleeping (see `pool::Pool::run`).
+const LINGER_MAX_ROWS: usize = 4;
+
+/// An `n × k` GGUF-quantized weight matrix (`n` output features, `k` inputs), packed for the
+/// kernels of this module.
+pub struct QMatrix {
+    n: usize,
+    k: usize,
+    tiles: Tiles,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QMatrix")
+            .field("kind", &self.kind())
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl QMatrix {
+    /// Packs `n` rows of raw GGUF blocks (`data`, row-major, `k / 32` blocks per row).
+    pub fn from_ggml(kind: QuantKind, n: usize, k: usize, data: &[u8]) -> Result<Self> {
+        let op = || format!("{kind:?} matrix ({n}, {k})");
+        if k == 0 || !k.is_multiple_of(QK) {
+            return Err(kernel_error(
+                op(),
+                format!("k = {k} is not a positive multiple of {QK}"),
+            ));
+        }
+        let want = n * (k / QK) * kind.block_bytes();
+        if data.len() != want {
+            return Err(kernel_error(
+                op(),
+                format!("expected {want} bytes of blocks, found {}", data.len()),
+            ));
+        }
+        Ok(Self {
+            n,
+            k,
+            tiles: Tiles::pack(kind, n, k, data),
+            backend: Backend::detect(),
+        })
+    }
+
+    /// Packs a 2-D CPU `QTensor` of a kind this module implements; `None` for other dtypes
+    /// (k-quants, f16, ...) and devices, which stay with candle.
+    pub fn from_qtensor(q: &QTensor) -> Result<Option<Self>> {
+        let kind = match q.dtype() {
+            GgmlDType::Q4_0 => QuantKind::Q4_0,
+            GgmlDType::Q4_1 => QuantKind::Q4_1,
+            GgmlDType::Q8_0 => QuantKind::Q8_0,
+            _ => return Ok(None),
+        };
+        if !q.device().is_cpu() {
+            return Ok(None);
+        }
+        let (n, k) = q.shape().dims2().map_err(|e| Error::Tensor {
+            op: "QMatrix::from_qtensor".into(),
+            source: e,
+        })?;
+        let data = q.data().map_err(|e| Error::Tensor {
+            op: "QMatrix::from_qtensor".into(),
+            source: e,
+        })?;
+        Self::from_ggml(kind, n, k, &data).map(Some)
+    }
+
+    /// The same matrix computed with `backend`; an error if this CPU lacks it.
+    pub fn with_backend(mut self, backend: Backend) -> Result<Self> {
+        if !Backend::available().contains(&backend) {
+            return Err(kernel_error(
+                format!("{self:?}"),
+                format!("this CPU cannot run the {backend:?} backend"),
+            ));
+        }
+        self.backend = backend;
+        Ok(self)
+    }
+
+    pub fn kind(&self) -> QuantKind {
+        self.tiles.kind()
+    }
+
+    /// (n, k): output and input features.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// `y (m, n) = x (m, k) · Wᵀ`, all row-major.
+    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
+        if x.len() != m * self.k || y.len() != m * self.n {
+            return Err(kernel_error(
+                format!("{self:?} matmul"),
+                format!(
+                    "x has {} values and y {}, expected {} and {} for m = {m}",
+                    x.len(),
+                    y.len(),
+                    m * self.k,
+                    m * self.n
+                ),
+            ));
+        }
+        thread_local! {
+            // Reused across calls: quantized activations are ~k bytes per row.
+            static ACTS: RefCell<QuantRows> = RefCell::new(QuantRows::default());
+        }
+        ACTS.with(|acts| {
+            let mut acts = acts.borrow_mut();
+            acts.quantize(x, m, self.k, self.kind().sum_through_f16());
+            self.run(
+                &acts,
+                m,
+                Out {
+                    ptr: y.as_mut_ptr(),
+                    ld: self.n,
+                    len: y.len(),
+                },
+            );
+        });
+        Ok(())
+    }
+
+    /// `x (.., k) → (.., n)` for a CPU tensor of any float dtype (computed in f32).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let op = || format!("{self:?} forward");
+        let dims = x.dims();
+        if dims.last() != Some(&self.k) || !x.device().is_cpu() {
+            return Err(kernel_error(
+                op(),
+                format!("input of shape {dims:?} on {:?}", x.device().location()),
+            ));
+        }
+        let m = x.elem_count() / self.k;
+        let x32 = x
+            .to_dtype(DType::F32)
+            .and_then(|t| t.contiguous())
+            .map_err(|e| Error::Tensor {
+                op: op(),
+                source: e,
+            })?;
+        let mut y = vec![0f32; m * self.n];
+        {
+            let (storage, layout) = x32.storage_and_layout();
+            let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets())
+            else {
+                return Err(kernel_error(
+                    op(),
+                    "input is not a contiguous CPU tensor".into(),
+                ));
+            };
+            let xs = cpu.as_slice::<f32>().map_err(|e| Error::Tensor {
+                op: op(),
+                source: e,
+            })?;
+            self.matmul(&xs[start..end], m, &mut y)?;
+        }
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("dims checked non-empty above") = self.n;
+        Tensor::from_vec(y, shape, x.device())
+            .and_then(|y| y.to_dtype(x.dtype()))
+            .map_err(|e| Error::Tensor {
+                op: op(),
+                source: e,
+            })
+    }
+
+    fn run(&self, acts: &QuantRows, m: usize, y: Out) {
+        let n_tiles = self.tiles.n_tiles();
+        let pool = Pool::global();
+        let threads = if m * self.n * self.k < PARALLEL_MIN_MACS {
+            1
+        } else {
+            pool.threads()
+        };
+        // ~8 units per thread: small enough for the cursor to balance a late-waking helper.
+        let per_unit = n_tiles.div_ceil(threads * 8).max(1);
+        let n_units = n_tiles.div_ceil(per_unit);
+        let unit = |u: usize| {
+            let tiles = u * per_unit..n_tiles.min((u + 1) * per_unit);
+            for r0 in (0..m).step_by(ROW_CHUNK) {
+                for t in tiles.clone() {
+                    self.tile(t, acts, r0..m.min(r0 + ROW_CHUNK), y);
+                }
+            }
+        };
+        if threads == 1 {
+            (0..n_units).for_each(unit);
+        } else {
+            pool.run(n_units, m <= LINGER_MAX_ROWS, &unit);
+        }
+    }
+
+    /// Output columns `16t..16t + 16` (clipped to `n`) for activation `rows`.
+    fn tile(&self, t: usize, acts: &QuantRows, rows: Range<usize>, y: Out) {
+        let (kind, w) = (self.kind(), self.tiles.row_tile(t));
+        let (col0, valid) = (t * TILE_ROWS, TILE_ROWS.min(self.n - t * TILE_ROWS));
+        match self.backend {
+            // SAFETY: `with_backend`/`detect` admit only backends this CPU supports.
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512Vnni => unsafe { avx512::tile(kind, w, acts, rows, y, col0, valid) },
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => unsafe { avx2::tile(kind, w, acts, rows, y, col0, valid) },
+            _ => scalar::tile(kind, w, acts, rows, y, col0, valid),
+        }
+    }
+}
+
+fn kernel_error(op: String, msg: String) -> Error {
+    Error::Tensor {
+        op,
+        source: candle_core::Error::Msg(msg),
+    }
+}
+
+/// The output matrix, shared by the threads of one matmul. Each (row, column) is written by
+/// exactly one tile call, which is what makes handing out this raw pointer sound.
+#[derive(Clone, Copy)]
+pub(crate) struct Out {
+    ptr: *mut f32,
+    ld: usize,
+    len: usize,
+}
+
+// SAFETY: see the type's invariant; writes go to disjoint elements.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Safety: the caller is the only writer of row `i`, columns `col..col + 16` (clipped).
+    pub(crate) unsafe fn row_ptr(&self, i: usize, col: usize) -> *mut f32 {
+        debug_assert!(i * self.ld + col < self.len);
+        self.ptr.add(i * self.ld + col)
+    }
+
+    /// Safety: as for [`Out::row_ptr`].
+    pub(crate) unsafe fn write_row(&self, i: usize, col: usize, vals: &[f32]) {
+        debug_assert!(i * self.ld + col + vals.len() <= self.len);
+        std::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(i * self.ld + col), vals.len());
+    }
+}
