@@ -1,20 +1,47 @@
-//! `y = x Wᵀ + b` over dense f32 or GGUF-quantized weights (candle's `QMatMul`).
+//! `y = x Wᵀ + b` over dense f32 or GGUF-quantized weights.
+//!
+//! Q4_0, Q4_1 and Q8_0 weights run on our own kernels ([`crate::kernels`]); every other format
+//! (k-quants, dense f32/f16) and non-CPU devices stay with candle's `QMatMul`.
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Tensor};
 
+use crate::kernels::QMatrix;
 use crate::{Result, TensorContext};
 
 pub struct Linear {
-    weight: QMatMul,
+    weight: Weight,
     bias: Option<Tensor>,
     /// Output features, for splitting fused projections.
     out_features: usize,
 }
 
+enum Weight {
+    Packed(QMatrix),
+    Candle(QMatMul),
+}
+
 impl Linear {
+    /// Takes candle's weight form; CPU Q4_0/Q4_1/Q8_0 tensors are repacked for our kernels here
+    /// (a byte permutation: the repacked copy replaces the GGUF one, it does not add to it).
     pub fn new(weight: QMatMul, bias: Option<Tensor>, out_features: usize) -> Self {
-        Self { weight, bias, out_features }
+        let weight = match &weight {
+            QMatMul::QTensor(q) => match QMatrix::from_qtensor(q) {
+                Ok(Some(packed)) => Weight::Packed(packed),
+                Ok(None) => Weight::Candle(weight),
+                Err(e) => {
+                    // candle can still run it; only the speed is lost.
+                    tracing::warn!("keeping candle's matmul for a {:?} weight: {e}", q.dtype());
+                    Weight::Candle(weight)
+                }
+            },
+            _ => Weight::Candle(weight),
+        };
+        Self {
+            weight,
+            bias,
+            out_features,
+        }
     }
 
     pub fn out_features(&self) -> usize {
@@ -23,7 +50,10 @@ impl Linear {
 
     /// `x`: (.., in) → (.., out)
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x).ctx("linear")?;
+        let y = match &self.weight {
+            Weight::Packed(w) => w.forward(x)?,
+            Weight::Candle(w) => w.forward(x).ctx("linear")?,
+        };
         match &self.bias {
             Some(b) => y.broadcast_add(b).ctx("linear bias"),
             None => Ok(y),
@@ -32,6 +62,9 @@ impl Linear {
 
     /// Whether the weight is block-quantized (for `prom inspect`).
     pub fn is_quantized(&self) -> bool {
-        matches!(self.weight, QMatMul::QTensor(_))
+        matches!(
+            self.weight,
+            Weight::Packed(_) | Weight::Candle(QMatMul::QTensor(_))
+        )
     }
 }
