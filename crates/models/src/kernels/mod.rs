@@ -58,6 +58,7 @@ impl Backend {
     }
 
     /// Every backend this CPU supports, slowest first.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     pub fn available() -> Vec<Self> {
         let mut v = vec![Backend::Scalar];
         #[cfg(target_arch = "x86_64")]
@@ -73,8 +74,10 @@ impl Backend {
     }
 }
 
-/// Activation rows processed per pass over a unit's row tiles: bounds the quantized activations
-/// touched per pass (≤ 64·k bytes) so they stay in L2 while the weights stream once.
+/// Activation rows per pass over a unit's row tiles. Within a pass each tile's weights are
+/// loaded from memory once and reused from L1 for every 8-row register block; the pass's
+/// quantized activations (≤ 64·k bytes) stay in L2. Longer prompts re-walk the unit's few tiles
+/// (tens of KB, still cached) once per 64 rows.
 const ROW_CHUNK: usize = 64;
 /// Below this many multiply-adds a matmul runs on the calling thread: waking a helper costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 16;
