@@ -32,7 +32,9 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<(Model, GgufWeights)> {
     };
     let (cfg, names) =
         from_gguf_metadata(&meta, &|n| weights.contains(n), &factors).map_err(|e| with_file(e, path))?;
-    let model = Model::load(cfg, &names, &weights, device)?;
+    // llama.cpp's default cache type (f16 K/V): half the memory, and the numerics GGUF users
+    // compare against.
+    let model = Model::load(cfg, &names, &weights, device)?.with_kv_dtype(candle_core::DType::F16);
     Ok((model, weights))
 }
 

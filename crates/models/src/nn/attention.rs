@@ -50,7 +50,11 @@ impl Attention {
                 (q, k, v, h)
             }
             _ => {
-                let (q, k, v) = self.project(x, rope)?;
+                let (mut q, k, v) = self.project(x, rope)?;
+                if cache.dtype() != candle_core::DType::F32 {
+                    // Same precision on both sides of q·k as the cache holds.
+                    q = q.to_dtype(cache.dtype()).and_then(|q| q.to_dtype(candle_core::DType::F32)).ctx("q round")?;
+                }
                 let (k, v) = cache.append(layer, &k, &v.contiguous().ctx("v")?)?;
                 (q, k, v, self.cfg.num_kv_heads)
             }

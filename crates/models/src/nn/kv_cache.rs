@@ -4,7 +4,7 @@
 //! not copy the whole history. The paged, shared block pool of the engine replaces this for
 //! batched serving; this one serves single-sequence generation and scoring.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use crate::{Result, TensorContext};
 
@@ -21,13 +21,20 @@ pub struct KvCache {
     len: usize,
     /// Tokens written into the layer currently being filled.
     pending: usize,
+    /// Storage type; values are returned as f32 whatever it is.
+    dtype: DType,
 }
 
 const MIN_CAPACITY: usize = 64;
 
 impl KvCache {
-    pub fn new(num_layers: usize) -> Self {
-        Self { layers: (0..num_layers).map(|_| LayerKv::default()).collect(), len: 0, pending: 0 }
+    /// A cache storing K/V as `dtype` (f32, or f16 as llama.cpp does by default for GGUF models).
+    pub fn new(num_layers: usize, dtype: DType) -> Self {
+        Self { layers: (0..num_layers).map(|_| LayerKv::default()).collect(), len: 0, pending: 0, dtype }
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// Tokens already cached: the position of the next token.
@@ -57,20 +64,21 @@ impl KvCache {
             if total > cap {
                 let new_cap = total.max(2 * cap).max(MIN_CAPACITY);
                 let (b, h, _, d) = x.dims4().ctx("kv dims")?;
-                let grown = Tensor::zeros((b, h, new_cap, d), x.dtype(), x.device()).ctx("kv alloc")?;
+                let grown = Tensor::zeros((b, h, new_cap, d), self.dtype, x.device()).ctx("kv alloc")?;
                 if let Some(old) = slot.as_ref() {
                     grown.slice_set(&old.narrow(2, 0, self.len).ctx("kv narrow")?, 2, 0).ctx("kv copy")?;
                 }
                 *slot = Some(grown);
             }
             if let Some(buf) = slot.as_ref() {
-                buf.slice_set(&x.contiguous().ctx("kv contiguous")?, 2, self.len).ctx("kv write")?;
+                let x = x.to_dtype(self.dtype).and_then(|x| x.contiguous()).ctx("kv store")?;
+                buf.slice_set(&x, 2, self.len).ctx("kv write")?;
             }
         }
         self.pending = new;
         let view = |t: &Option<Tensor>| -> Result<Tensor> {
             match t {
-                Some(t) => t.narrow(2, 0, total).ctx("kv view"),
+                Some(t) => t.narrow(2, 0, total).and_then(|t| t.to_dtype(DType::F32)).ctx("kv view"),
                 None => Err(crate::Error::Tensor {
                     op: "kv view".into(),
                     source: candle_core::Error::Msg("empty kv slot".into()),

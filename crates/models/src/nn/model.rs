@@ -1,7 +1,7 @@
 //! The decoder: embeddings → layers → final norm → head.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::attention::{Attention, QkvProj};
 use super::build::Builder;
@@ -37,6 +37,8 @@ pub struct Model {
     lm_head: Linear,
     rope: Option<Rope>,
     local_rope: Option<Rope>,
+    /// Storage type of the KV cache (see [`Model::with_kv_dtype`]).
+    kv_dtype: DType,
     device: Device,
 }
 
@@ -98,6 +100,7 @@ impl Model {
             lm_head,
             rope,
             local_rope,
+            kv_dtype: DType::F32,
             device: device.clone(),
         })
     }
@@ -111,7 +114,14 @@ impl Model {
     }
 
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.cfg.num_layers)
+        KvCache::new(self.cfg.num_layers, self.kv_dtype)
+    }
+
+    /// Stores K/V as `dtype`. With f16 the queries are rounded to f16 as well, as llama.cpp's
+    /// CPU attention does with its default f16 cache (it dots f16 q with f16 k).
+    pub fn with_kv_dtype(mut self, dtype: DType) -> Self {
+        self.kv_dtype = dtype;
+        self
     }
 
     /// Runs `tokens` (positions `cache.len()..`) through the model, appending to `cache`.
