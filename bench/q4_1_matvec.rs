@@ -46,43 +46,23 @@ fn main() {
         candle_core::utils::get_num_threads(),
         Backend::detect()
     );
-    println!(
-        "{:<30} {:>14} {:>10} {:>9} {:>8} {:>9}",
-        "case", "impl", "us/call", "GMAC/s", "GB/s", "vs candle"
-    );
+    println!("{:<30} {:>14} {:>10} {:>9} {:>8} {:>9}", "case", "impl", "us/call", "GMAC/s", "GB/s", "vs candle");
     let mut seed = 1u32;
     let mut rand = move || {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
     };
     for &(label, m, n, k) in CASES {
-        let w = Tensor::from_vec(
-            (0..n * k).map(|_| rand()).collect::<Vec<f32>>(),
-            (n, k),
-            &dev,
-        )
-        .unwrap();
-        let x = Tensor::from_vec(
-            (0..m * k).map(|_| rand()).collect::<Vec<f32>>(),
-            (m, k),
-            &dev,
-        )
-        .unwrap();
+        let w = Tensor::from_vec((0..n * k).map(|_| rand()).collect::<Vec<f32>>(), (n, k), &dev).unwrap();
+        let x = Tensor::from_vec((0..m * k).map(|_| rand()).collect::<Vec<f32>>(), (m, k), &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         let weight_bytes = q.storage_size_in_bytes() as f64;
-        let ours = QMatrix::from_qtensor(&q)
-            .unwrap()
-            .expect("Q4_1 is supported");
+        let ours = QMatrix::from_qtensor(&q).unwrap().expect("Q4_1 is supported");
         let candle = QMatMul::from_qtensor(q).unwrap();
 
         let want: Vec<Vec<f32>> = candle.forward(&x).unwrap().to_vec2().unwrap();
         let got: Vec<Vec<f32>> = ours.forward(&x).unwrap().to_vec2().unwrap();
-        let max_diff = got
-            .iter()
-            .flatten()
-            .zip(want.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_diff = got.iter().flatten().zip(want.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
 
         let t_candle = median_time(|| {
             black_box(candle.forward(black_box(&x)).unwrap());
@@ -104,9 +84,7 @@ fn main() {
             if backend == Backend::Scalar && m * n * k > 1 << 24 {
                 continue; // minutes of scalar work teach nothing new
             }
-            let w = QMatrix::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap())
-                .unwrap()
-                .unwrap();
+            let w = QMatrix::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap().unwrap();
             let w = w.with_backend(backend).unwrap();
             let t = median_time(|| {
                 black_box(w.forward(black_box(&x)).unwrap());

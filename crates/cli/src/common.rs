@@ -23,7 +23,9 @@ pub fn load_model(spec: &str, offline: bool) -> Result<LoadedModel> {
     let opts = ResolveOptions { offline, ..ResolveOptions::default() };
     let files = source::resolve(spec, &opts).with_context(|| format!("resolving model `{spec}`"))?;
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.set_message(format!("loading {spec}"));
     bar.enable_steady_tick(Duration::from_millis(100));
     let loaded = prom_models::load::load(&files, &Device::Cpu).with_context(|| format!("loading model `{spec}`"));

@@ -53,7 +53,9 @@ pub fn run(a: Args) -> Result<()> {
     let kv_without_mla = cfg.kv_bytes_per_token_without_mla(4);
     let active = params.saturating_sub(cfg.inactive_expert_params());
     let rope = match &cfg.position {
-        PositionEncoding::Rope(r) => json!({ "theta": r.theta, "rotary_dim": r.rotary_dim, "scaling": format!("{:?}", r.scaling) }),
+        PositionEncoding::Rope(r) => {
+            json!({ "theta": r.theta, "rotary_dim": r.rotary_dim, "scaling": format!("{:?}", r.scaling) })
+        }
         PositionEncoding::Learned => json!("learned absolute"),
         PositionEncoding::Alibi => json!("alibi"),
         PositionEncoding::None => json!("none"),
@@ -100,8 +102,21 @@ pub fn run(a: Args) -> Result<()> {
             if m.shared_experts.is_some() { ", plus shared experts" } else { "" }
         );
     }
-    println!("layers           {} × hidden {}, mlp {} ({:?}{})", cfg.num_layers, cfg.hidden_size, cfg.mlp.intermediate_size, cfg.mlp.activation, if cfg.mlp.gated { ", gated" } else { "" });
-    println!("attention        {} heads, {} kv heads ({}), head_dim {}", a_cfg.num_heads, a_cfg.num_kv_heads, report["attention"]["kind"].as_str().unwrap_or(""), a_cfg.head_dim);
+    println!(
+        "layers           {} × hidden {}, mlp {} ({:?}{})",
+        cfg.num_layers,
+        cfg.hidden_size,
+        cfg.mlp.intermediate_size,
+        cfg.mlp.activation,
+        if cfg.mlp.gated { ", gated" } else { "" }
+    );
+    println!(
+        "attention        {} heads, {} kv heads ({}), head_dim {}",
+        a_cfg.num_heads,
+        a_cfg.num_kv_heads,
+        report["attention"]["kind"].as_str().unwrap_or(""),
+        a_cfg.head_dim
+    );
     println!("position         {}", report["position"]);
     println!("vocab            {}", cfg.vocab_size);
     println!("context length   {}", cfg.max_position_embeddings);

@@ -50,7 +50,11 @@ fn prom(args: &[&str]) -> (Option<i32>, String, String) {
         .env_remove("PROM_LOG")
         .output()
         .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `prom args` fails with exit code 1 and an `error:` line containing each of `needles`.
@@ -104,7 +108,10 @@ fn bad_gguf_file() {
     let scratch = Scratch::new("gguf");
     let empty = scratch.0.join("empty-model.gguf");
     fs::write(&empty, b"").unwrap();
-    fails_cleanly(&["run", "--model", s(&empty), "--offline", "hi"], &[s(&empty), "not a valid GGUF file", "the file is empty"]);
+    fails_cleanly(
+        &["run", "--model", s(&empty), "--offline", "hi"],
+        &[s(&empty), "not a valid GGUF file", "the file is empty"],
+    );
     let junk = scratch.0.join("junk.gguf");
     fs::write(&junk, b"GGUF\x03\x00\x00\x00 and then nothing useful").unwrap();
     fails_cleanly(&["inspect", s(&junk), "--offline"], &[s(&junk), "not a valid GGUF file"]);

@@ -41,7 +41,12 @@ impl<'a> Generator<'a> {
 
     /// Generates from `prompt` token ids, calling `on_text` with each piece of text as soon as
     /// it is final (UTF-8 complete and not part of a possible stop string).
-    pub fn generate(&self, prompt: &[u32], params: &SamplingParams, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        params: &SamplingParams,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Generation> {
         params.validate()?;
         let ctx = self.model.config().max_position_embeddings;
         if prompt.is_empty() {

@@ -29,12 +29,7 @@ pub enum Error {
     MissingTensor { name: String, path: PathBuf },
 
     #[error("tensor `{name}` in {path}: expected shape {expected:?}, found {found:?}")]
-    ShapeMismatch {
-        name: String,
-        path: PathBuf,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    ShapeMismatch { name: String, path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
 
     /// A caller passed something the model cannot run (a token id past the vocabulary, an empty
     /// sequence, a sequence longer than learned positions allow).

@@ -14,8 +14,7 @@ use crate::{Error, Result};
 pub fn load_hf(config: &Path, weight_files: &[PathBuf], device: &Device) -> Result<(Model, SafetensorsWeights)> {
     let raw = HfConfig::from_file(config)?;
     let weights = SafetensorsWeights::open(weight_files)?;
-    let (cfg, names) = from_hf_config(&raw, &|n| weights.contains(n))
-        .map_err(|e| with_file(e, config))?;
+    let (cfg, names) = from_hf_config(&raw, &|n| weights.contains(n)).map_err(|e| with_file(e, config))?;
     let model = Model::load(cfg, &names, &weights, device)?;
     Ok((model, weights))
 }
@@ -30,8 +29,7 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<(Model, GgufWeights)> {
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| Error::bad_file(path, format!("tensor `{name}`: {e}")))
     };
-    let (cfg, names) =
-        from_gguf_metadata(&meta, &|n| weights.contains(n), &factors).map_err(|e| with_file(e, path))?;
+    let (cfg, names) = from_gguf_metadata(&meta, &|n| weights.contains(n), &factors).map_err(|e| with_file(e, path))?;
     // llama.cpp's default cache type (f16 K/V): half the memory, and the numerics GGUF users
     // compare against.
     let model = Model::load(cfg, &names, &weights, device)?.with_kv_dtype(candle_core::DType::F16);
@@ -65,18 +63,34 @@ pub fn load(files: &crate::source::ModelFiles, device: &Device) -> Result<Loaded
     use crate::generation_config::GenerationConfig;
     use crate::source::ModelFiles;
     match files {
-        ModelFiles::HfDir { config, weights, tokenizer_json, tokenizer_config, generation_config, chat_template_jinja, .. } => {
+        ModelFiles::HfDir {
+            config,
+            weights,
+            tokenizer_json,
+            tokenizer_config,
+            generation_config,
+            chat_template_jinja,
+            ..
+        } => {
             let (model, w) = load_hf(config, weights, device)?;
             let tokenizer = tokenizer_json
                 .as_deref()
                 .map(|t| crate::Tokenizer::from_hf_files(t, tokenizer_config.as_deref()))
                 .transpose()?;
-            let chat_template = ChatTemplate::from_hf_files(tokenizer_config.as_deref(), chat_template_jinja.as_deref())?;
+            let chat_template =
+                ChatTemplate::from_hf_files(tokenizer_config.as_deref(), chat_template_jinja.as_deref())?;
             let generation_config = match generation_config {
                 Some(p) => GenerationConfig::from_file(p)?,
                 None => GenerationConfig::default(),
             };
-            Ok(LoadedModel { model, tokenizer, chat_template, generation_config, weights: Box::new(w), files: files.clone() })
+            Ok(LoadedModel {
+                model,
+                tokenizer,
+                chat_template,
+                generation_config,
+                weights: Box::new(w),
+                files: files.clone(),
+            })
         }
         ModelFiles::Gguf { path } => {
             let (model, w) = load_gguf(path, device)?;

@@ -270,7 +270,8 @@ fn safetensors_sharded_bad_shard_is_named() {
 #[test]
 fn safetensors_tensor_in_two_shards() {
     let tmp = copy_case("llama_sharded");
-    let (a, b) = (tmp.path().join("model-00001-of-00007.safetensors"), tmp.path().join("model-00002-of-00007.safetensors"));
+    let (a, b) =
+        (tmp.path().join("model-00001-of-00007.safetensors"), tmp.path().join("model-00002-of-00007.safetensors"));
     let name = "model.embed_tokens.weight";
     let mut tb = read_tensors(&b);
     tb.insert(name.into(), read_tensors(&a)[name].clone());
@@ -319,7 +320,12 @@ fn config_invalid_json() {
 
 #[test]
 fn config_unknown_model_type() {
-    config_err("llama_gqa", "model_type", Some(json!("mamba-xyz")), &["mamba-xyz", "unsupported architecture", "llama"]);
+    config_err(
+        "llama_gqa",
+        "model_type",
+        Some(json!("mamba-xyz")),
+        &["mamba-xyz", "unsupported architecture", "llama"],
+    );
     // No model_type and an architecture class that names no known family.
     let (tmp, cfg) = with_config("llama_gqa", |c| {
         c.remove("model_type");
@@ -340,7 +346,16 @@ fn config_missing_required_fields() {
 
 #[test]
 fn config_zero_counts() {
-    for field in ["num_attention_heads", "num_key_value_heads", "num_hidden_layers", "hidden_size", "vocab_size", "intermediate_size", "head_dim", "max_position_embeddings"] {
+    for field in [
+        "num_attention_heads",
+        "num_key_value_heads",
+        "num_hidden_layers",
+        "hidden_size",
+        "vocab_size",
+        "intermediate_size",
+        "head_dim",
+        "max_position_embeddings",
+    ] {
         config_err("llama_gqa", field, Some(json!(0)), &[field, "0"]);
     }
     config_err("gpt2", "n_head", Some(json!(0)), &["n_head", "0"]);
@@ -348,7 +363,12 @@ fn config_zero_counts() {
 
 #[test]
 fn config_kv_heads_not_dividing_heads() {
-    config_err("llama_gqa", "num_key_value_heads", Some(json!(3)), &["num_key_value_heads", "3", "does not divide", "4"]);
+    config_err(
+        "llama_gqa",
+        "num_key_value_heads",
+        Some(json!(3)),
+        &["num_key_value_heads", "3", "does not divide", "4"],
+    );
     config_err("llama_gqa", "num_key_value_heads", Some(json!(8)), &["num_key_value_heads", "8"]);
 }
 
@@ -383,7 +403,9 @@ fn config_out_of_range_floats() {
 fn config_absurd_sizes() {
     // Too large to be a model: refused before any arithmetic on them can overflow.
     let huge = json!(1u64 << 62);
-    for field in ["head_dim", "hidden_size", "intermediate_size", "vocab_size", "num_attention_heads", "num_hidden_layers"] {
+    for field in
+        ["head_dim", "hidden_size", "intermediate_size", "vocab_size", "num_attention_heads", "num_hidden_layers"]
+    {
         config_err("llama_gqa", field, Some(huge.clone()), &[field, &(1u64 << 62).to_string()]);
     }
     config_err("gpt2", "n_embd", Some(huge.clone()), &[&(1u64 << 62).to_string(), "too large"]);
@@ -428,7 +450,10 @@ fn config_rope_scaling_errors() {
         (json!({"rope_type": "wobbly", "rope_theta": 10000.0}), vec!["rope_type", "wobbly", "yarn"]),
         (json!({"rope_type": "yarn"}), vec!["original_max_position_embeddings", "yarn"]),
         (json!({"rope_type": "yarn", "factor": 0.0, "original_max_position_embeddings": 32}), vec!["factor", "0"]),
-        (json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 0}), vec!["original_max_position_embeddings", "0"]),
+        (
+            json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 0}),
+            vec!["original_max_position_embeddings", "0"],
+        ),
         (json!({"rope_type": "linear"}), vec!["rope_scaling.factor", "linear"]),
         (json!({"rope_type": "linear", "factor": -2.0}), vec!["factor", "-2"]),
         (json!({"rope_type": "dynamic", "factor": 0.0}), vec!["factor", "0"]),
@@ -531,7 +556,10 @@ impl TinyGguf {
                 .unwrap()
         };
         let ones = |n: usize| Tensor::ones(n, DType::F32, &Device::Cpu).unwrap();
-        let mut tensors = vec![("token_embd.weight".to_owned(), t(&[vocab, HIDDEN])), ("output_norm.weight".to_owned(), ones(HIDDEN))];
+        let mut tensors = vec![
+            ("token_embd.weight".to_owned(), t(&[vocab, HIDDEN])),
+            ("output_norm.weight".to_owned(), ones(HIDDEN)),
+        ];
         for i in 0..LAYERS {
             let l = |s: &str| format!("blk.{i}.{s}.weight");
             tensors.extend([
@@ -669,7 +697,9 @@ fn gguf_unknown_architecture() {
 
 #[test]
 fn gguf_missing_required_metadata() {
-    for key in ["llama.block_count", "llama.embedding_length", "llama.attention.head_count", "llama.feed_forward_length"] {
+    for key in
+        ["llama.block_count", "llama.embedding_length", "llama.attention.head_count", "llama.feed_forward_length"]
+    {
         let (_tmp, path) = gguf(&TinyGguf::llama().meta(key, None));
         assert_err(&path, &path, &[key, "missing"]);
     }

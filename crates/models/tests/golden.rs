@@ -30,10 +30,8 @@ fn check_case(name: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let model = load(&files, &dev).map_err(|e| e.to_string())?.model;
     let expected = candle_core::safetensors::load(dir.join("expected.safetensors"), &dev).unwrap();
-    let prompt: Vec<u32> =
-        expected["prompt_ids"].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
-    let decode_ids: Vec<u32> =
-        expected["decode_ids"].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
+    let prompt: Vec<u32> = expected["prompt_ids"].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
+    let decode_ids: Vec<u32> = expected["decode_ids"].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
 
     let mut cache = model.new_cache();
     let prefill = model.forward(&prompt, &mut cache, LogitsFor::All).map_err(|e| e.to_string())?;

@@ -17,9 +17,9 @@ use prom_models::Tokenizer;
 use serde_json::Value;
 
 fn artifacts() -> PathBuf {
-    std::env::var_os("PROM_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
-        dirs::home_dir().unwrap_or_default().join(".cache/prometheus/artifacts")
-    })
+    std::env::var_os("PROM_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dirs::home_dir().unwrap_or_default().join(".cache/prometheus/artifacts"))
 }
 
 fn model_path() -> PathBuf {

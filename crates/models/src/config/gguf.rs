@@ -141,9 +141,11 @@ pub fn from_gguf_metadata(
                     original_max_position_embeddings: orig.unwrap_or(ctx),
                     beta_fast: meta.f64_opt(&k("rope.scaling.yarn_beta_fast"))?.unwrap_or(32.0),
                     beta_slow: meta.f64_opt(&k("rope.scaling.yarn_beta_slow"))?.unwrap_or(1.0),
-                    attention_factor: meta
-                        .f64_opt(&k("rope.scaling.attn_factor"))?
-                        .unwrap_or(if factor <= 1.0 { 1.0 } else { 0.1 * factor.ln() + 1.0 }),
+                    attention_factor: meta.f64_opt(&k("rope.scaling.attn_factor"))?.unwrap_or(if factor <= 1.0 {
+                        1.0
+                    } else {
+                        0.1 * factor.ln() + 1.0
+                    }),
                     truncate: true,
                 }
             }

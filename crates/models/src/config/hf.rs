@@ -12,8 +12,22 @@ use crate::{Error, Result};
 
 /// The families [`from_hf_config`] maps, by HF `model_type`.
 pub const SUPPORTED: &[&str] = &[
-    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3", "olmo2", "gpt2", "bloom",
-    "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+    "smollm3",
+    "olmo2",
+    "gpt2",
+    "bloom",
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "deepseek_v2",
+    "deepseek_v3",
 ];
 
 /// Mirrors the union of the fields these families' `config.json` files use. Everything optional:
@@ -141,11 +155,12 @@ fn token_ids(v: &Option<serde_json::Value>, field: &str) -> Result<Vec<u32>> {
     let bad = || Error::config(field, "must be an integer or a list of integers");
     match v {
         None | Some(serde_json::Value::Null) => Ok(vec![]),
-        Some(serde_json::Value::Number(n)) => Ok(vec![n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)?]),
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad))
-            .collect(),
+        Some(serde_json::Value::Number(n)) => {
+            Ok(vec![n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)?])
+        }
+        Some(serde_json::Value::Array(a)) => {
+            a.iter().map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)).collect()
+        }
         Some(_) => Err(bad()),
     }
 }
@@ -164,9 +179,7 @@ pub fn from_hf_config(raw: &HfConfig, has_tensor: &dyn Fn(&str) -> bool) -> Resu
         }
         "gpt2" => gpt2(raw, has_tensor)?,
         "bloom" => bloom(raw, has_tensor)?,
-        other => {
-            return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") })
-        }
+        other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     };
     cfg.validate()?;
     Ok((cfg, names))
@@ -197,11 +210,11 @@ fn llama_like(raw: &HfConfig, family: &str, has_tensor: &dyn Fn(&str) -> bool) -
         None
     };
 
-    let act_name = raw
-        .hidden_activation
-        .as_deref()
-        .or(raw.hidden_act.as_deref())
-        .unwrap_or(if gemma { "gelu_pytorch_tanh" } else { "silu" });
+    let act_name = raw.hidden_activation.as_deref().or(raw.hidden_act.as_deref()).unwrap_or(if gemma {
+        "gelu_pytorch_tanh"
+    } else {
+        "silu"
+    });
 
     let sliding = raw.sliding_window;
     let layers: Vec<LayerSpec> = match &raw.layer_types {
@@ -417,7 +430,8 @@ fn rope_params(raw: &HfConfig) -> Result<(HfRopeParams, Option<HfRopeParams>)> {
     match &raw.rope_parameters {
         Some(v) if v.get("full_attention").is_some() || v.get("sliding_attention").is_some() => {
             let main = v.get("full_attention").map(|m| parse(m, "rope_parameters.full_attention")).transpose()?;
-            let local = v.get("sliding_attention").map(|l| parse(l, "rope_parameters.sliding_attention")).transpose()?;
+            let local =
+                v.get("sliding_attention").map(|l| parse(l, "rope_parameters.sliding_attention")).transpose()?;
             Ok((main.unwrap_or_default(), local))
         }
         Some(v) => Ok((parse(v, "rope_parameters")?, None)),

@@ -69,7 +69,8 @@ pub fn with_experts(
             let v3 = family == "deepseek_v3";
             let experts = req(raw.n_routed_experts, "n_routed_experts")?;
             let expert_ff = req(raw.moe_intermediate_size, "moe_intermediate_size")?;
-            let groups = || -> Result<(usize, usize)> { Ok((req(raw.n_group, "n_group")?, req(raw.topk_group, "topk_group")?)) };
+            let groups =
+                || -> Result<(usize, usize)> { Ok((req(raw.n_group, "n_group")?, req(raw.topk_group, "topk_group")?)) };
             let method = match raw.topk_method.as_deref().unwrap_or(if v3 { "noaux_tc" } else { "greedy" }) {
                 "greedy" => TopkMethod::Greedy,
                 "group_limited_greedy" => {
@@ -81,13 +82,18 @@ pub fn with_experts(
                     TopkMethod::NoAuxTc { n_group, topk_group }
                 }
                 other => {
-                    return Err(Error::config("topk_method", format!("unsupported `{other}` (greedy, group_limited_greedy, noaux_tc)")))
+                    return Err(Error::config(
+                        "topk_method",
+                        format!("unsupported `{other}` (greedy, group_limited_greedy, noaux_tc)"),
+                    ))
                 }
             };
             let scoring = match raw.scoring_func.as_deref().unwrap_or(if v3 { "sigmoid" } else { "softmax" }) {
                 "softmax" => Scoring::Softmax,
                 "sigmoid" => Scoring::Sigmoid,
-                other => return Err(Error::config("scoring_func", format!("unsupported `{other}` (softmax, sigmoid)"))),
+                other => {
+                    return Err(Error::config("scoring_func", format!("unsupported `{other}` (softmax, sigmoid)")))
+                }
             };
             let shared = raw.n_shared_experts.unwrap_or(0);
             let first_dense = raw.first_k_dense_replace.unwrap_or(0);

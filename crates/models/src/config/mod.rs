@@ -105,7 +105,9 @@ impl Activation {
             other => {
                 return Err(crate::Error::config(
                     "hidden_act",
-                    format!("unsupported activation `{other}` (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)"),
+                    format!(
+                        "unsupported activation `{other}` (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)"
+                    ),
                 ))
             }
         })

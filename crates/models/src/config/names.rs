@@ -7,7 +7,11 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub enum QkvNames {
-    Separate { q: String, k: String, v: String },
+    Separate {
+        q: String,
+        k: String,
+        v: String,
+    },
     /// One projection whose output is `[q | k | v]` (Phi-3 `qkv_proj`, GPT-2 `c_attn`).
     Fused(String),
     /// One projection whose output is `[q0 k0 v0 | q1 k1 v1 | ...]` per head (BLOOM); rows are
@@ -27,7 +31,10 @@ pub enum QkvNames {
 
 #[derive(Debug, Clone, Serialize)]
 pub enum GateUpNames {
-    Separate { gate: String, up: String },
+    Separate {
+        gate: String,
+        up: String,
+    },
     /// One projection whose output is `[gate | up]` (Phi-3 `gate_up_proj`).
     Fused(String),
     /// Ungated MLP: only an up projection.
@@ -79,11 +86,7 @@ impl WeightNames {
             post_attn_norm: None,
             ffn_norm: Some(l("post_attention_layernorm")),
             post_ffn_norm: None,
-            qkv: QkvNames::Separate {
-                q: l("self_attn.q_proj"),
-                k: l("self_attn.k_proj"),
-                v: l("self_attn.v_proj"),
-            },
+            qkv: QkvNames::Separate { q: l("self_attn.q_proj"), k: l("self_attn.k_proj"), v: l("self_attn.v_proj") },
             o: l("self_attn.o_proj"),
             q_norm: None,
             k_norm: None,

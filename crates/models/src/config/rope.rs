@@ -24,9 +24,14 @@ pub struct RopeConfig {
 #[derive(Debug, Clone, Serialize)]
 pub enum RopeScaling {
     None,
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// NTK-aware base change once the sequence outgrows `max_position_embeddings`.
-    DynamicNtk { factor: f64, max_position_embeddings: usize },
+    DynamicNtk {
+        factor: f64,
+        max_position_embeddings: usize,
+    },
     Yarn {
         factor: f64,
         original_max_position_embeddings: usize,
@@ -124,9 +129,7 @@ impl RopeConfig {
         };
         match &self.scaling {
             RopeScaling::None => base_freqs(self.theta),
-            RopeScaling::Linear { factor } => {
-                base_freqs(self.theta).into_iter().map(|f| f / *factor as f32).collect()
-            }
+            RopeScaling::Linear { factor } => base_freqs(self.theta).into_iter().map(|f| f / *factor as f32).collect(),
             RopeScaling::DynamicNtk { factor, max_position_embeddings } => {
                 let max = *max_position_embeddings as f64;
                 let seq = (seq_len as f64).max(max);
@@ -138,7 +141,8 @@ impl RopeConfig {
                 let d = dim as f64;
                 let base = self.theta;
                 let orig = *original_max_position_embeddings as f64;
-                let correction_dim = |rot: f64| (d * (orig / (rot * 2.0 * std::f64::consts::PI)).ln()) / (2.0 * base.ln());
+                let correction_dim =
+                    |rot: f64| (d * (orig / (rot * 2.0 * std::f64::consts::PI)).ln()) / (2.0 * base.ln());
                 let (mut low, mut high) = (correction_dim(*beta_fast), correction_dim(*beta_slow));
                 if *truncate {
                     low = low.floor();
@@ -226,7 +230,10 @@ impl HfRopeParams {
         let orig = self.original_max_position_embeddings.or(original_max);
         let need_orig = || {
             orig.ok_or_else(|| {
-                Error::config("rope_scaling.original_max_position_embeddings", format!("required for rope_type `{kind}`"))
+                Error::config(
+                    "rope_scaling.original_max_position_embeddings",
+                    format!("required for rope_type `{kind}`"),
+                )
             })
         };
         let get_mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
@@ -242,7 +249,9 @@ impl HfRopeParams {
                 };
                 let attention_factor = match (self.attention_factor, self.mscale, self.mscale_all_dim) {
                     (Some(a), _, _) => a,
-                    (None, Some(m), Some(mad)) if m != 0.0 && mad != 0.0 => get_mscale(factor, m) / get_mscale(factor, mad),
+                    (None, Some(m), Some(mad)) if m != 0.0 && mad != 0.0 => {
+                        get_mscale(factor, m) / get_mscale(factor, mad)
+                    }
                     _ => get_mscale(factor, 1.0),
                 };
                 RopeScaling::Yarn {

@@ -33,9 +33,7 @@ impl QuantRows {
         self.d.resize(m * kb, 0.0);
         self.s.resize(m * kb, 0.0);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-        {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: the features were just detected.
             return unsafe { quantize_avx512(self, x, sum_through_f16) };
         } else if std::arch::is_x86_feature_detected!("avx2") {
@@ -73,14 +71,7 @@ fn scales(amax: f32) -> (f32, f32) {
 #[inline(always)]
 fn block_scales(d: f32, sum: i32, sum_through_f16: bool) -> (f32, f32) {
     let d16 = f16::from_f32(d).to_f32();
-    (
-        d16,
-        if sum_through_f16 {
-            f16::from_f32(d * sum as f32).to_f32()
-        } else {
-            d16 * sum as f32
-        },
-    )
+    (d16, if sum_through_f16 { f16::from_f32(d * sum as f32).to_f32() } else { d16 * sum as f32 })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -128,19 +119,14 @@ unsafe fn quantize_avx2(rows: &mut QuantRows, x: &[f32], sum_through_f16: bool) 
         let (d, id) = scales(_mm_cvtss_f32(m4));
         let mul = _mm256_set1_ps(id);
         let q: [__m256i; 4] = std::array::from_fn(|i| {
-            _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(
-                v[i], mul,
-            )))
+            _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(v[i], mul)))
         });
         let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
         let s4 = _mm_add_epi32(_mm256_extracti128_si256::<1>(s), _mm256_castsi256_si128(s));
         let s4 = _mm_hadd_epi32(s4, s4);
         let sum = _mm_cvtsi128_si32(_mm_hadd_epi32(s4, s4));
         // i32 → i8 with the lane order the 128-bit-lane packs scramble, put back by a permute.
-        let p = _mm256_packs_epi16(
-            _mm256_packs_epi32(q[0], q[1]),
-            _mm256_packs_epi32(q[2], q[3]),
-        );
+        let p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256(rows.qs.as_mut_ptr().add(b * QK) as *mut __m256i, p);
         (rows.d[b], rows.s[b]) = block_scales(d, sum, sum_through_f16);
@@ -173,23 +159,13 @@ mod tests {
         let mut x: Vec<f32> = (0..32 * 37)
             .map(|_| {
                 seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5)
-                    * if seed.is_multiple_of(7) { 50.0 } else { 1.0 }
+                ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5) * if seed.is_multiple_of(7) { 50.0 } else { 1.0 }
             })
             .collect();
         // Exact ties (amax 127 → id 1) and an all-zero block.
-        x[..32]
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = if i == 0 { 127.0 } else { i as f32 * 0.5 - 8.0 });
+        x[..32].iter_mut().enumerate().for_each(|(i, v)| *v = if i == 0 { 127.0 } else { i as f32 * 0.5 - 8.0 });
         x[32..64].iter_mut().for_each(|v| *v = 0.0);
-        let fresh = || QuantRows {
-            k: x.len(),
-            kb: 37,
-            qs: vec![0; x.len()],
-            d: vec![0.0; 37],
-            s: vec![0.0; 37],
-        };
+        let fresh = || QuantRows { k: x.len(), kb: 37, qs: vec![0; x.len()], d: vec![0.0; 37], s: vec![0.0; 37] };
         for sum_f16 in [false, true] {
             let mut want = fresh();
             quantize_blocks(&mut want, &x, sum_f16);
@@ -217,10 +193,7 @@ mod tests {
         let mut r = QuantRows::default();
         r.quantize(&[0f32; 64], 2, 32, false);
         assert!(r.qs.iter().all(|&q| q == 0));
-        assert_eq!(
-            (r.d.as_slice(), r.s.as_slice()),
-            (&[0f32, 0.0][..], &[0f32, 0.0][..])
-        );
+        assert_eq!((r.d.as_slice(), r.s.as_slice()), (&[0f32, 0.0][..], &[0f32, 0.0][..]));
     }
 
     #[test]

@@ -15,9 +15,7 @@ use super::Out;
 const MR: usize = 2;
 
 pub(crate) fn available() -> bool {
-    is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("f16c")
-        && is_x86_feature_detected!("fma")
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c") && is_x86_feature_detected!("fma")
 }
 
 /// See [`super::scalar::tile`]. Safety: [`available`] is true.
@@ -57,12 +55,7 @@ unsafe fn store(acc: &[[__m256; 2]], i0: usize, y: Out, col0: usize, valid: usiz
 // Indexing keeps the per-row register arrays visibly parallel.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,f16c,fma")]
-unsafe fn block<const M: usize>(
-    kind: QuantKind,
-    tile: &[u8],
-    acts: &QuantRows,
-    i0: usize,
-) -> [[__m256; 2]; M] {
+unsafe fn block<const M: usize>(kind: QuantKind, tile: &[u8], acts: &QuantRows, i0: usize) -> [[__m256; 2]; M] {
     let tb = kind.tile_bytes();
     let t0 = tile.as_ptr();
     let qs: [*const i8; M] = std::array::from_fn(|i| acts.qs[(i0 + i) * acts.k..].as_ptr());
@@ -111,9 +104,7 @@ unsafe fn block<const M: usize>(
         for h in 0..2 {
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.d_offset() + 16 * h) as *const _));
             let mw = match kind {
-                QuantKind::Q4_1 => {
-                    _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.m_offset() + 16 * h) as *const _))
-                }
+                QuantKind::Q4_1 => _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.m_offset() + 16 * h) as *const _)),
                 QuantKind::Q4_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-8.0)),
                 QuantKind::Q8_0 => _mm256_setzero_ps(),
             };

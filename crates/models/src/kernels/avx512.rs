@@ -72,11 +72,7 @@ unsafe fn block<const M: usize>(
         QuantKind::Q4_1 => q4::<M, true>(tile.as_ptr(), acts.kb, &rows),
         QuantKind::Q8_0 => q8::<M>(tile.as_ptr(), acts.kb, &rows),
     };
-    let mask: __mmask16 = if valid >= TILE_ROWS {
-        !0
-    } else {
-        (1u16 << valid) - 1
-    };
+    let mask: __mmask16 = if valid >= TILE_ROWS { !0 } else { (1u16 << valid) - 1 };
     for (i, acc) in acc.iter().enumerate() {
         // SAFETY: the caller owns columns col0..col0 + valid of these rows.
         _mm512_mask_storeu_ps(y.row_ptr(i0 + i, col0), mask, *acc);
@@ -109,16 +105,8 @@ unsafe fn bcast4(qs: *const i8, at: usize) -> __m512i {
 // Indexing keeps the per-row register arrays visibly parallel.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-unsafe fn q4<const M: usize, const HAS_MIN: bool>(
-    tile: *const u8,
-    kb: usize,
-    rows: &Rows<M>,
-) -> [__m512; M] {
-    let kind = if HAS_MIN {
-        QuantKind::Q4_1
-    } else {
-        QuantKind::Q4_0
-    };
+unsafe fn q4<const M: usize, const HAS_MIN: bool>(tile: *const u8, kb: usize, rows: &Rows<M>) -> [__m512; M] {
+    let kind = if HAS_MIN { QuantKind::Q4_1 } else { QuantKind::Q4_0 };
     let tb = kind.tile_bytes();
     let nibble = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); M];
@@ -139,10 +127,7 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool>(
         if HAS_MIN {
             let mw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.m_offset()) as *const _));
             for i in 0..M {
-                let x = _mm512_mul_ps(
-                    _mm512_cvtepi32_ps(isum[i]),
-                    _mm512_set1_ps(*rows.d[i].add(b)),
-                );
+                let x = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_set1_ps(*rows.d[i].add(b)));
                 acc[i] = _mm512_fmadd_ps(x, dw, acc[i]);
                 acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*rows.s[i].add(b)), acc[i]);
             }
@@ -150,11 +135,7 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool>(
             for i in 0..M {
                 let da = _mm512_set1_ps(*rows.d[i].add(b));
                 let off = _mm512_set1_ps(-8.0 * *rows.s[i].add(b));
-                acc[i] = _mm512_fmadd_ps(
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off),
-                    dw,
-                    acc[i],
-                );
+                acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off), dw, acc[i]);
             }
         }
     }
@@ -183,11 +164,7 @@ unsafe fn q8<const M: usize>(tile: *const u8, kb: usize, rows: &Rows<M>) -> [__m
         for i in 0..M {
             let da = _mm512_set1_ps(*rows.d[i].add(b));
             let off = _mm512_set1_ps(-128.0 * *rows.s[i].add(b));
-            acc[i] = _mm512_fmadd_ps(
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off),
-                dw,
-                acc[i],
-            );
+            acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off), dw, acc[i]);
         }
     }
     acc

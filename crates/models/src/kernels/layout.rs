@@ -95,19 +95,13 @@ pub(crate) struct Tiles {
 impl Tiles {
     /// Packs `n` rows of `k / 32` GGUF blocks each. The caller checked `data.len()` and `k % 32`.
     pub(crate) fn pack(kind: QuantKind, n: usize, k: usize, data: &[u8]) -> Self {
-        let (kb, bb, tb, qsb) = (
-            k / QK,
-            kind.block_bytes(),
-            kind.tile_bytes(),
-            kind.qs_bytes(),
-        );
+        let (kb, bb, tb, qsb) = (k / QK, kind.block_bytes(), kind.tile_bytes(), kind.qs_bytes());
         debug_assert_eq!(data.len(), n * kb * bb);
         let n_tiles = n.div_ceil(TILE_ROWS);
         let total = n_tiles * kb * tb;
         let mut buf = vec![Line([0; 64]); total.div_ceil(64)];
         // SAFETY: `Line` is 64 plain bytes; the slice covers exactly the initialised buffer.
-        let out =
-            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 64) };
+        let out = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 64) };
         for row in 0..n {
             let (t, r) = (row / TILE_ROWS, row % TILE_ROWS);
             for b in 0..kb {
@@ -123,12 +117,7 @@ impl Tiles {
                 }
             }
         }
-        Self {
-            kind,
-            kb,
-            n_tiles,
-            buf,
-        }
+        Self { kind, kb, n_tiles, buf }
     }
 
     pub(crate) fn kind(&self) -> QuantKind {
@@ -147,9 +136,7 @@ impl Tiles {
 
     pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: see `pack`.
-        let all = unsafe {
-            std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.buf.len() * 64)
-        };
+        let all = unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.buf.len() * 64) };
         &all[..self.n_tiles * self.kb * self.kind.tile_bytes()]
     }
 }

@@ -110,24 +110,13 @@ impl QMatrix {
     pub fn from_ggml(kind: QuantKind, n: usize, k: usize, data: &[u8]) -> Result<Self> {
         let op = || format!("{kind:?} matrix ({n}, {k})");
         if k == 0 || !k.is_multiple_of(QK) {
-            return Err(kernel_error(
-                op(),
-                format!("k = {k} is not a positive multiple of {QK}"),
-            ));
+            return Err(kernel_error(op(), format!("k = {k} is not a positive multiple of {QK}")));
         }
         let want = n * (k / QK) * kind.block_bytes();
         if data.len() != want {
-            return Err(kernel_error(
-                op(),
-                format!("expected {want} bytes of blocks, found {}", data.len()),
-            ));
+            return Err(kernel_error(op(), format!("expected {want} bytes of blocks, found {}", data.len())));
         }
-        Ok(Self {
-            n,
-            k,
-            tiles: Tiles::pack(kind, n, k, data),
-            backend: Backend::detect(),
-        })
+        Ok(Self { n, k, tiles: Tiles::pack(kind, n, k, data), backend: Backend::detect() })
     }
 
     /// Packs a 2-D CPU `QTensor` of a kind this module implements; `None` for other dtypes
@@ -142,24 +131,15 @@ impl QMatrix {
         if !q.device().is_cpu() {
             return Ok(None);
         }
-        let (n, k) = q.shape().dims2().map_err(|e| Error::Tensor {
-            op: "QMatrix::from_qtensor".into(),
-            source: e,
-        })?;
-        let data = q.data().map_err(|e| Error::Tensor {
-            op: "QMatrix::from_qtensor".into(),
-            source: e,
-        })?;
+        let (n, k) = q.shape().dims2().map_err(|e| Error::Tensor { op: "QMatrix::from_qtensor".into(), source: e })?;
+        let data = q.data().map_err(|e| Error::Tensor { op: "QMatrix::from_qtensor".into(), source: e })?;
         Self::from_ggml(kind, n, k, &data).map(Some)
     }
 
     /// The same matrix computed with `backend`; an error if this CPU lacks it.
     pub fn with_backend(mut self, backend: Backend) -> Result<Self> {
         if !Backend::available().contains(&backend) {
-            return Err(kernel_error(
-                format!("{self:?}"),
-                format!("this CPU cannot run the {backend:?} backend"),
-            ));
+            return Err(kernel_error(format!("{self:?}"), format!("this CPU cannot run the {backend:?} backend")));
         }
         self.backend = backend;
         Ok(self)
@@ -199,15 +179,7 @@ impl QMatrix {
         ACTS.with(|acts| {
             let mut acts = acts.borrow_mut();
             acts.quantize(x, m, self.k, self.kind().sum_through_f16());
-            self.run(
-                &acts,
-                m,
-                Out {
-                    ptr: y.as_mut_ptr(),
-                    ld: self.n,
-                    len: y.len(),
-                },
-            );
+            self.run(&acts, m, Out { ptr: y.as_mut_ptr(), ld: self.n, len: y.len() });
         });
         Ok(())
     }
@@ -217,53 +189,31 @@ impl QMatrix {
         let op = || format!("{self:?} forward");
         let dims = x.dims();
         if dims.last() != Some(&self.k) || !x.device().is_cpu() {
-            return Err(kernel_error(
-                op(),
-                format!("input of shape {dims:?} on {:?}", x.device().location()),
-            ));
+            return Err(kernel_error(op(), format!("input of shape {dims:?} on {:?}", x.device().location())));
         }
         let m = x.elem_count() / self.k;
-        let x32 = x
-            .to_dtype(DType::F32)
-            .and_then(|t| t.contiguous())
-            .map_err(|e| Error::Tensor {
-                op: op(),
-                source: e,
-            })?;
+        let x32 =
+            x.to_dtype(DType::F32).and_then(|t| t.contiguous()).map_err(|e| Error::Tensor { op: op(), source: e })?;
         let mut y = vec![0f32; m * self.n];
         {
             let (storage, layout) = x32.storage_and_layout();
-            let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets())
-            else {
-                return Err(kernel_error(
-                    op(),
-                    "input is not a contiguous CPU tensor".into(),
-                ));
+            let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+                return Err(kernel_error(op(), "input is not a contiguous CPU tensor".into()));
             };
-            let xs = cpu.as_slice::<f32>().map_err(|e| Error::Tensor {
-                op: op(),
-                source: e,
-            })?;
+            let xs = cpu.as_slice::<f32>().map_err(|e| Error::Tensor { op: op(), source: e })?;
             self.matmul(&xs[start..end], m, &mut y)?;
         }
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("dims checked non-empty above") = self.n;
         Tensor::from_vec(y, shape, x.device())
             .and_then(|y| y.to_dtype(x.dtype()))
-            .map_err(|e| Error::Tensor {
-                op: op(),
-                source: e,
-            })
+            .map_err(|e| Error::Tensor { op: op(), source: e })
     }
 
     fn run(&self, acts: &QuantRows, m: usize, y: Out) {
         let n_tiles = self.tiles.n_tiles();
         let pool = Pool::global();
-        let threads = if m * self.n * self.k < PARALLEL_MIN_MACS {
-            1
-        } else {
-            pool.threads()
-        };
+        let threads = if m * self.n * self.k < PARALLEL_MIN_MACS { 1 } else { pool.threads() };
         // ~8 units per thread: small enough for the cursor to balance a late-waking helper.
         let per_unit = n_tiles.div_ceil(threads * 8).max(1);
         let n_units = n_tiles.div_ceil(per_unit);
@@ -298,10 +248,7 @@ impl QMatrix {
 }
 
 fn kernel_error(op: String, msg: String) -> Error {
-    Error::Tensor {
-        op,
-        source: candle_core::Error::Msg(msg),
-    }
+    Error::Tensor { op, source: candle_core::Error::Msg(msg) }
 }
 
 /// The output matrix, shared by the threads of one matmul. Each (row, column) is written by

@@ -91,18 +91,11 @@ impl Pool {
         for i in 1..threads.max(1) {
             let s = Arc::clone(&shared);
             // A pool that could not start a helper is still correct, only narrower.
-            if std::thread::Builder::new()
-                .name(format!("prom-matmul-{i}"))
-                .spawn(move || helper(&s))
-                .is_ok()
-            {
+            if std::thread::Builder::new().name(format!("prom-matmul-{i}")).spawn(move || helper(&s)).is_ok() {
                 started += 1;
             }
         }
-        Self {
-            shared,
-            threads: started,
-        }
+        Self { shared, threads: started }
     }
 
     pub(crate) fn threads(&self) -> usize {
@@ -118,16 +111,11 @@ impl Pool {
         if self.threads <= 1 || n <= 1 || s.busy.swap(true, Acquire) {
             return (0..n).for_each(f);
         }
-        let job = Job {
-            f,
-            n,
-            next: AtomicUsize::new(0),
-        };
+        let job = Job { f, n, next: AtomicUsize::new(0) };
         // SAFETY (lifetime erasure): `Finish` withdraws the job and waits until no helper is
         // inside it before `job` goes out of scope, on unwind too.
         s.linger.store(linger, Relaxed);
-        s.job
-            .store(&job as *const Job<'_> as *mut Job<'static>, SeqCst);
+        s.job.store(&job as *const Job<'_> as *mut Job<'static>, SeqCst);
         s.gen.fetch_add(1, SeqCst);
         if s.sleepers.load(SeqCst) > 0 {
             let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,11 +159,7 @@ fn helper(s: &Shared) {
     loop {
         // Poll briefly for the next job before paying for a sleep and a wake-up.
         let start = Instant::now();
-        let spin = if s.linger.load(Relaxed) {
-            HELPER_SPIN
-        } else {
-            Duration::ZERO
-        };
+        let spin = if s.linger.load(Relaxed) { HELPER_SPIN } else { Duration::ZERO };
         'spin: while s.gen.load(Acquire) == seen {
             for _ in 0..64 {
                 std::hint::spin_loop();
@@ -197,9 +181,7 @@ fn helper(s: &Shared) {
         let job = s.job.load(SeqCst);
         if !job.is_null() {
             // SAFETY: the job stays alive while `joined > 0` (see `Shared::joined`).
-            let ok =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*job).work() }))
-                    .is_ok();
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*job).work() })).is_ok();
             if !ok {
                 s.panicked.store(true, Relaxed);
             }

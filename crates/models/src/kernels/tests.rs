@@ -74,19 +74,10 @@ fn dequantize_row(kind: QuantKind, data: &[u8], k: usize, row: usize) -> Vec<f32
 /// tolerance: f32 rounding of its terms (1e-5 · Σ|w·x|) plus, for Q4_1, the f16 rounding of
 /// llama.cpp's Q8_1 block sums `s` that the minimum multiplies: `f16(d·Σq)` against our
 /// reference's `f16(d)·Σq` is two f16 roundings apart, ≤ 2⁻¹⁰ · Σ_blocks |m · s|.
-fn reference(
-    kind: QuantKind,
-    data: &[u8],
-    x: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
-) -> (Vec<f64>, Vec<f64>) {
+fn reference(kind: QuantKind, data: &[u8], x: &[f32], m: usize, n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
     let mut acts = QuantRows::default();
     acts.quantize(x, m, k, false);
-    let xq: Vec<f64> = (0..m * k)
-        .map(|i| acts.qs[i] as f64 * acts.d[i / QK] as f64)
-        .collect();
+    let xq: Vec<f64> = (0..m * k).map(|i| acts.qs[i] as f64 * acts.d[i / QK] as f64).collect();
     let (mut y, mut tol) = (vec![0f64; m * n], vec![0f64; m * n]);
     for r in 0..n {
         let w = dequantize_row(kind, data, k, r);
@@ -113,39 +104,20 @@ fn reference(
 }
 
 fn random_x(m: usize, k: usize, rng: &mut Rng) -> Vec<f32> {
-    (0..m * k)
-        .map(|_| {
-            rng.unit()
-                * if rng.next().is_multiple_of(16) {
-                    8.0
-                } else {
-                    1.0
-                }
-        })
-        .collect()
+    (0..m * k).map(|_| rng.unit() * if rng.next().is_multiple_of(16) { 8.0 } else { 1.0 }).collect()
 }
 
 #[test]
 fn every_backend_matches_the_dequantizing_reference_on_odd_shapes() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     // n and m straddle the 16-row tile, the 8-row register block and the 64-row chunk.
-    for &(m, n, k) in &[
-        (1, 1, 32),
-        (3, 17, 64),
-        (7, 15, 96),
-        (9, 33, 576),
-        (13, 100, 160),
-        (70, 47, 1536),
-    ] {
+    for &(m, n, k) in &[(1, 1, 32), (3, 17, 64), (7, 15, 96), (9, 33, 576), (13, 100, 160), (70, 47, 1536)] {
         for kind in KINDS {
             let data = random_blocks(kind, n, k, &mut rng);
             let x = random_x(m, k, &mut rng);
             let (want, tol) = reference(kind, &data, &x, m, n, k);
             for backend in Backend::available() {
-                let w = QMatrix::from_ggml(kind, n, k, &data)
-                    .unwrap()
-                    .with_backend(backend)
-                    .unwrap();
+                let w = QMatrix::from_ggml(kind, n, k, &data).unwrap().with_backend(backend).unwrap();
                 let mut y = vec![f32::NAN; m * n];
                 w.matmul(&x, m, &mut y).unwrap();
                 for (idx, ((&got, &want), &tol)) in y.iter().zip(&want).zip(&tol).enumerate() {
@@ -170,21 +142,13 @@ fn simd_backends_agree_with_scalar_to_rounding() {
         let x = random_x(m, k, &mut rng);
         let run = |b| {
             let mut y = vec![0f32; m * n];
-            QMatrix::from_ggml(kind, n, k, &data)
-                .unwrap()
-                .with_backend(b)
-                .unwrap()
-                .matmul(&x, m, &mut y)
-                .unwrap();
+            QMatrix::from_ggml(kind, n, k, &data).unwrap().with_backend(b).unwrap().matmul(&x, m, &mut y).unwrap();
             y
         };
         let scalar = run(Backend::Scalar);
         for b in Backend::available() {
             for (got, want) in run(b).iter().zip(&scalar) {
-                assert!(
-                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "{kind:?} {b:?}: {got} vs scalar {want}"
-                );
+                assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "{kind:?} {b:?}: {got} vs scalar {want}");
             }
         }
     }
@@ -206,11 +170,9 @@ fn reads_candle_qtensors_as_candle_dequantizes_them() {
         .chunks(QK)
         .flat_map(|b| std::iter::repeat_n(b.iter().fold(0f32, |a, v| a.max(v.abs())) / 254.0, QK))
         .collect();
-    for (dtype, kind) in [
-        (GgmlDType::Q4_0, QuantKind::Q4_0),
-        (GgmlDType::Q4_1, QuantKind::Q4_1),
-        (GgmlDType::Q8_0, QuantKind::Q8_0),
-    ] {
+    for (dtype, kind) in
+        [(GgmlDType::Q4_0, QuantKind::Q4_0), (GgmlDType::Q4_1, QuantKind::Q4_1), (GgmlDType::Q8_0, QuantKind::Q8_0)]
+    {
         let q = QTensor::quantize(&wt, dtype).unwrap();
         let deq: Vec<Vec<f32>> = q.dequantize(&dev).unwrap().to_vec2().unwrap();
         let ours = QMatrix::from_qtensor(&q).unwrap().expect("supported dtype");
@@ -220,16 +182,9 @@ fn reads_candle_qtensors_as_candle_dequantizes_them() {
             for (r, wr) in deq.iter().enumerate() {
                 let xi = &x[i * k..][..k];
                 let want: f64 = wr.iter().zip(xi).map(|(&w, &x)| w as f64 * x as f64).sum();
-                let bound: f64 = wr
-                    .iter()
-                    .zip(&half_step[i * k..])
-                    .map(|(&w, &h)| (w.abs() * h) as f64)
-                    .sum();
+                let bound: f64 = wr.iter().zip(&half_step[i * k..]).map(|(&w, &h)| (w.abs() * h) as f64).sum();
                 let g = got[i][r] as f64;
-                assert!(
-                    (g - want).abs() <= bound * 1.01 + 1e-4,
-                    "{dtype:?} y[{i}][{r}]: ours {g} vs {want} ± {bound}"
-                );
+                assert!((g - want).abs() <= bound * 1.01 + 1e-4, "{dtype:?} y[{i}][{r}]: ours {g} vs {want} ± {bound}");
             }
         }
     }
@@ -239,53 +194,28 @@ fn reads_candle_qtensors_as_candle_dequantizes_them() {
 fn forward_keeps_leading_dims_and_dtype() {
     let mut rng = Rng(3);
     let (n, k) = (20, 64);
-    let w = QMatrix::from_ggml(
-        QuantKind::Q4_1,
-        n,
-        k,
-        &random_blocks(QuantKind::Q4_1, n, k, &mut rng),
-    )
-    .unwrap();
+    let w = QMatrix::from_ggml(QuantKind::Q4_1, n, k, &random_blocks(QuantKind::Q4_1, n, k, &mut rng)).unwrap();
     let x = Tensor::from_vec(random_x(6, k, &mut rng), (2, 3, k), &Device::Cpu).unwrap();
     assert_eq!(w.forward(&x).unwrap().dims(), &[2, 3, n]);
-    let y16 = w
-        .forward(&x.to_dtype(candle_core::DType::F16).unwrap())
-        .unwrap();
+    let y16 = w.forward(&x.to_dtype(candle_core::DType::F16).unwrap()).unwrap();
     assert_eq!(y16.dtype(), candle_core::DType::F16);
     // A transposed (non-contiguous) input gives the same result as its contiguous copy.
-    let xt = Tensor::from_vec(random_x(k * 4, 1, &mut rng), (k, 4), &Device::Cpu)
-        .unwrap()
-        .t()
-        .unwrap();
+    let xt = Tensor::from_vec(random_x(k * 4, 1, &mut rng), (k, 4), &Device::Cpu).unwrap().t().unwrap();
     let a: Vec<Vec<f32>> = w.forward(&xt).unwrap().to_vec2().unwrap();
-    let b: Vec<Vec<f32>> = w
-        .forward(&xt.contiguous().unwrap())
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let b: Vec<Vec<f32>> = w.forward(&xt.contiguous().unwrap()).unwrap().to_vec2().unwrap();
     assert_eq!(a, b);
 }
 
 #[test]
 fn bad_shapes_are_errors_not_panics() {
     let blocks = vec![0u8; 2 * QuantKind::Q4_1.block_bytes()];
-    assert!(
-        QMatrix::from_ggml(QuantKind::Q4_1, 2, 48, &blocks).is_err(),
-        "k not a multiple of 32"
-    );
-    assert!(
-        QMatrix::from_ggml(QuantKind::Q4_1, 3, 32, &blocks).is_err(),
-        "too few bytes"
-    );
+    assert!(QMatrix::from_ggml(QuantKind::Q4_1, 2, 48, &blocks).is_err(), "k not a multiple of 32");
+    assert!(QMatrix::from_ggml(QuantKind::Q4_1, 3, 32, &blocks).is_err(), "too few bytes");
     let w = QMatrix::from_ggml(QuantKind::Q4_1, 2, 32, &blocks).unwrap();
     assert!(w.matmul(&[0.0; 32], 1, &mut [0.0; 3]).is_err());
-    assert!(w
-        .forward(&Tensor::zeros((1, 31), candle_core::DType::F32, &Device::Cpu).unwrap())
-        .is_err());
-    let f16q = QTensor::quantize(
-        &Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
-        GgmlDType::F16,
-    )
-    .unwrap();
+    assert!(w.forward(&Tensor::zeros((1, 31), candle_core::DType::F32, &Device::Cpu).unwrap()).is_err());
+    let f16q =
+        QTensor::quantize(&Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F16)
+            .unwrap();
     assert!(QMatrix::from_qtensor(&f16q).unwrap().is_none());
 }

@@ -32,7 +32,9 @@ impl GgufWeights {
         // candle 0.11 divides by `general.alignment` unchecked, so a 0 there panics inside
         // `Content::read`; the reader is dropped with the error, so no broken state survives.
         let content = catch_unwind(AssertUnwindSafe(|| Content::read(&mut reader)))
-            .map_err(|_| Error::bad_file(path, "not a valid GGUF file: the reader panicked (is `general.alignment` 0?)"))?
+            .map_err(|_| {
+                Error::bad_file(path, "not a valid GGUF file: the reader panicked (is `general.alignment` 0?)")
+            })?
             .map_err(|e| {
                 let truncated = matches!(&e, candle_core::Error::Io(io) if io.kind() == ErrorKind::UnexpectedEof);
                 let hint = if truncated { " (truncated: the file ends inside its header)" } else { "" };

@@ -75,7 +75,10 @@ fn diagnose(bytes: &[u8], e: SafeTensorError) -> String {
     n.copy_from_slice(prefix);
     let n = u64::from_le_bytes(n);
     if n > len - 8 {
-        return format!("the header length says {n} bytes but only {} follow (truncated, or not a safetensors file)", len - 8);
+        return format!(
+            "the header length says {n} bytes but only {} follow (truncated, or not a safetensors file)",
+            len - 8
+        );
     }
     if matches!(e, SafeTensorError::MetadataIncompleteBuffer) {
         // The header parsed: compare the tensor data it describes with what the file holds.

@@ -13,7 +13,11 @@ use crate::config::{AttentionConfig, QkNorm};
 use crate::{Result, TensorContext};
 
 pub enum QkvProj {
-    Separate { q: Linear, k: Linear, v: Linear },
+    Separate {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
     /// Output `[q | k | v]` along the feature dim.
     Fused(Linear),
     /// Multi-head latent attention (DeepSeek-V2/V3): the cache holds the compressed latent.
@@ -172,10 +176,6 @@ fn causal_mask(
         }
     }
     let mask = Tensor::from_vec(m, (t, total), device).ctx("mask")?;
-    let mask = if rep > 1 {
-        Tensor::cat(&vec![&mask; rep], 0).ctx("mask repeat")?
-    } else {
-        mask
-    };
+    let mask = if rep > 1 { Tensor::cat(&vec![&mask; rep], 0).ctx("mask repeat")? } else { mask };
     Ok(Some(mask))
 }

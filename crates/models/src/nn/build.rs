@@ -65,7 +65,14 @@ impl Builder<'_> {
 
     /// A fused qkv projection stored per head as `[q0 k0 v0 | q1 k1 v1 | ...]` (BLOOM), with its
     /// rows reordered to `[q | k | v]` so the attention can split it like any fused projection.
-    pub fn linear_per_head_qkv(&self, prefix: &str, heads: usize, head_dim: usize, inp: usize, bias: bool) -> Result<Linear> {
+    pub fn linear_per_head_qkv(
+        &self,
+        prefix: &str,
+        heads: usize,
+        head_dim: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         let out = 3 * heads * head_dim;
         let reorder = |t: Tensor, cols: usize| -> Result<Tensor> {
             // (heads, 3, head_dim, cols) → (3, heads, head_dim, cols)

@@ -103,5 +103,4 @@ impl KvCache {
             .map(|t| t.elem_count() * t.dtype().size_in_bytes())
             .sum()
     }
-
 }

@@ -37,11 +37,7 @@ impl Linear {
             },
             _ => Weight::Candle(weight),
         };
-        Self {
-            weight,
-            bias,
-            out_features,
-        }
+        Self { weight, bias, out_features }
     }
 
     pub fn out_features(&self) -> usize {
@@ -62,9 +58,6 @@ impl Linear {
 
     /// Whether the weight is block-quantized (for `prom inspect`).
     pub fn is_quantized(&self) -> bool {
-        matches!(
-            self.weight,
-            Weight::Packed(_) | Weight::Candle(QMatMul::QTensor(_))
-        )
+        matches!(self.weight, Weight::Packed(_) | Weight::Candle(QMatMul::QTensor(_)))
     }
 }

@@ -15,7 +15,11 @@ use crate::{Result, TensorContext};
 pub enum MlaQuery {
     Direct(Linear),
     /// `q_b(norm(q_a(x)))`
-    LowRank { a: Linear, norm: Norm, b: Linear },
+    LowRank {
+        a: Linear,
+        norm: Norm,
+        b: Linear,
+    },
 }
 
 pub struct Mla {

@@ -7,7 +7,10 @@ use crate::config::Activation;
 use crate::{Result, TensorContext};
 
 pub enum GateUp {
-    Separate { gate: Linear, up: Linear },
+    Separate {
+        gate: Linear,
+        up: Linear,
+    },
     /// Output `[gate | up]` along the feature dim.
     Fused(Linear),
     /// Ungated: `down(act(up(x)))`.

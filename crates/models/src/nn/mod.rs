@@ -10,8 +10,8 @@ mod layer;
 mod linear;
 mod mla;
 mod mlp;
-pub mod moe;
 mod model;
+pub mod moe;
 mod norm;
 mod rope;
 

@@ -7,10 +7,10 @@ use super::attention::{Attention, QkvProj};
 use super::build::Builder;
 use super::kv_cache::KvCache;
 use super::layer::{DecoderLayer, FeedForward};
-use super::moe::Moe;
 use super::linear::Linear;
 use super::mla::{Mla, MlaQuery};
 use super::mlp::{GateUp, Mlp};
+use super::moe::Moe;
 use super::norm::Norm;
 use super::rope::Rope;
 use crate::config::names::layer as at;
@@ -81,9 +81,8 @@ impl Model {
             }
             _ => None,
         };
-        let layers = (0..cfg.num_layers)
-            .map(|i| load_layer(&b, &cfg, names, i, alibi.clone()))
-            .collect::<Result<Vec<_>>>()?;
+        let layers =
+            (0..cfg.num_layers).map(|i| load_layer(&b, &cfg, names, i, alibi.clone())).collect::<Result<Vec<_>>>()?;
         let final_norm = b.norm(&names.final_norm, hidden, &cfg.norm)?;
         let rope = match &cfg.position {
             PositionEncoding::Rope(r) => Some(Rope::new(r.clone())),
@@ -174,7 +173,8 @@ impl Model {
         let x = self.final_norm.forward(&x)?;
         let mut logits = self.lm_head.forward(&x)?.squeeze(0).ctx("logits")?;
         if let Some(cap) = self.cfg.final_logit_softcap {
-            logits = ((logits / cap as f64).and_then(|l| l.tanh()).and_then(|l| l * cap as f64)).ctx("final softcap")?;
+            logits =
+                ((logits / cap as f64).and_then(|l| l.tanh()).and_then(|l| l * cap as f64)).ctx("final softcap")?;
         }
         Ok(logits)
     }
@@ -208,7 +208,13 @@ fn alibi_slopes(n: usize) -> Vec<f32> {
     s
 }
 
-fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: Option<Tensor>) -> Result<DecoderLayer> {
+fn load_layer(
+    b: &Builder,
+    cfg: &ModelConfig,
+    n: &WeightNames,
+    i: usize,
+    alibi: Option<Tensor>,
+) -> Result<DecoderLayer> {
     let a = &cfg.attention;
     let hidden = cfg.hidden_size;
     let (q_dim, kv_dim) = (a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim);
@@ -230,7 +236,9 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
             let latent_norm = crate::config::NormConfig { eps: 1e-6, ..cfg.norm.clone() };
             let missing = |what: &str| Error::config(what.to_string(), "MLA query projection not mapped");
             let query = match (m.q_lora_rank, q, q_a, q_a_norm, q_b) {
-                (None, Some(q), _, _, _) => MlaQuery::Direct(b.linear(&at(q, i), a.num_heads * qk, hidden, false, tr)?),
+                (None, Some(q), _, _, _) => {
+                    MlaQuery::Direct(b.linear(&at(q, i), a.num_heads * qk, hidden, false, tr)?)
+                }
                 (Some(r), _, Some(qa), Some(qn), Some(qb)) => MlaQuery::LowRank {
                     a: b.linear(&at(qa, i), r, hidden, a.qkv_bias, tr)?,
                     norm: b.norm(&at(qn, i), r, &latent_norm)?,
@@ -243,7 +251,13 @@ fn load_layer(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, alibi: 
                 q: query,
                 kv_a: b.linear(&at(kv_a, i), m.kv_lora_rank + m.qk_rope_head_dim, hidden, a.qkv_bias, tr)?,
                 kv_norm: b.norm(&at(kv_a_norm, i), m.kv_lora_rank, &latent_norm)?,
-                kv_b: b.linear(&at(kv_b, i), a.num_heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, false, tr)?,
+                kv_b: b.linear(
+                    &at(kv_b, i),
+                    a.num_heads * (m.qk_nope_head_dim + m.v_head_dim),
+                    m.kv_lora_rank,
+                    false,
+                    tr,
+                )?,
                 heads: a.num_heads,
                 cfg: m.clone(),
             }))
