@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
-use prom_models::config::moe::{MoeConfig, Scoring, TopkMethod};
+use prom_models::config::moe::MoeConfig;
 use prom_models::config::Activation;
 use prom_models::nn::moe::{GatedFfn, Moe, MoeParts};
 use prom_models::nn::Linear;
@@ -46,18 +46,7 @@ fn time(budget: Duration, mut f: impl FnMut() -> Result<Tensor>) -> Result<Durat
 
 fn main() -> Result<()> {
     let dev = Device::Cpu;
-    let cfg = MoeConfig {
-        num_experts: EXPERTS,
-        top_k: TOP_K,
-        expert_intermediate_size: FF,
-        scoring: Scoring::Softmax,
-        norm_topk_prob: true,
-        routed_scaling_factor: 1.0,
-        topk_method: TopkMethod::Greedy,
-        has_correction_bias: false,
-        shared_experts: None,
-        activation: Activation::Silu,
-    };
+    let cfg = MoeConfig::softmax_top_k(EXPERTS, TOP_K, FF, Activation::Silu);
     let experts = (0..EXPERTS)
         .map(|_| {
             Ok(GatedFfn {

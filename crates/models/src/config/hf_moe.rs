@@ -24,18 +24,12 @@ pub fn with_experts(
     let n = cfg.num_layers;
     let (moe, moe_names, is_moe): (MoeConfig, MoeNames, Box<dyn Fn(usize) -> bool>) = match family {
         "mixtral" => (
-            MoeConfig {
-                num_experts: req(raw.num_local_experts, "num_local_experts")?,
+            MoeConfig::softmax_top_k(
+                req(raw.num_local_experts, "num_local_experts")?,
                 top_k,
-                expert_intermediate_size: cfg.mlp.intermediate_size,
-                scoring: Scoring::Softmax,
-                norm_topk_prob: true,
-                routed_scaling_factor: 1.0,
-                topk_method: TopkMethod::Greedy,
-                has_correction_bias: false,
-                shared_experts: None,
-                activation: act,
-            },
+                cfg.mlp.intermediate_size,
+                act,
+            ),
             MoeNames::mixtral("model."),
             Box::new(|_| true),
         ),

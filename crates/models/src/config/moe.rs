@@ -79,6 +79,28 @@ const MAX_EXPERTS: usize = 1 << 16;
 const MAX_SIZE: usize = 1 << 31;
 
 impl MoeConfig {
+    /// Mixtral-style routing: softmax over all experts, the top `top_k`, renormalised; no shared
+    /// experts. Other families start here and override fields.
+    pub fn softmax_top_k(
+        num_experts: usize,
+        top_k: usize,
+        expert_intermediate_size: usize,
+        activation: Activation,
+    ) -> Self {
+        MoeConfig {
+            num_experts,
+            top_k,
+            expert_intermediate_size,
+            scoring: Scoring::Softmax,
+            norm_topk_prob: true,
+            routed_scaling_factor: 1.0,
+            topk_method: TopkMethod::Greedy,
+            has_correction_bias: false,
+            shared_experts: None,
+            activation,
+        }
+    }
+
     /// Checks the invariants routing relies on (it indexes by them). Names the HF field.
     pub fn validate(&self) -> Result<()> {
         let n = self.num_experts;
@@ -256,18 +278,7 @@ mod tests {
     use super::*;
 
     fn base() -> MoeConfig {
-        MoeConfig {
-            num_experts: 8,
-            top_k: 2,
-            expert_intermediate_size: 16,
-            scoring: Scoring::Softmax,
-            norm_topk_prob: true,
-            routed_scaling_factor: 1.0,
-            topk_method: TopkMethod::Greedy,
-            has_correction_bias: false,
-            shared_experts: None,
-            activation: Activation::Silu,
-        }
+        MoeConfig::softmax_top_k(8, 2, 16, Activation::Silu)
     }
 
     fn err_field(c: &MoeConfig) -> String {

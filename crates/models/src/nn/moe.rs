@@ -400,18 +400,7 @@ mod tests {
     }
 
     fn cfg(num_experts: usize, top_k: usize) -> MoeConfig {
-        MoeConfig {
-            num_experts,
-            top_k,
-            expert_intermediate_size: 4,
-            scoring: Scoring::Softmax,
-            norm_topk_prob: true,
-            routed_scaling_factor: 1.0,
-            topk_method: TopkMethod::Greedy,
-            has_correction_bias: false,
-            shared_experts: None,
-            activation: Activation::Silu,
-        }
+        MoeConfig::softmax_top_k(num_experts, top_k, 4, Activation::Silu)
     }
 
     fn ffn(seed: u64, ff: usize, hidden: usize) -> GatedFfn {
