@@ -65,6 +65,23 @@ pub struct AttentionConfig {
     pub mla: Option<MlaConfig>,
 }
 
+impl AttentionConfig {
+    /// GPT-2/BLOOM-style attention: MHA, biases on every projection, `head_dim^-0.5` scale.
+    pub fn mha_with_bias(num_heads: usize, head_dim: usize) -> Self {
+        AttentionConfig {
+            num_heads,
+            num_kv_heads: num_heads,
+            head_dim,
+            qkv_bias: true,
+            out_bias: true,
+            qk_norm: QkNorm::None,
+            softcap: None,
+            scale: (head_dim as f32).powf(-0.5),
+            mla: None,
+        }
+    }
+}
+
 /// DeepSeek-V2/V3 multi-head latent attention dimensions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MlaConfig {
@@ -137,6 +154,13 @@ pub struct NormConfig {
     pub weight_offset: f32,
     /// LayerNorm with a bias term.
     pub bias: bool,
+}
+
+impl NormConfig {
+    /// LayerNorm with weight and bias.
+    pub fn layer_norm(eps: f64) -> Self {
+        NormConfig { kind: NormKind::LayerNorm, eps, weight_offset: 0.0, bias: true }
+    }
 }
 
 /// Where the norms of a decoder layer sit.
