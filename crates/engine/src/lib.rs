@@ -16,9 +16,11 @@
 mod detokenizer;
 mod error;
 mod generate;
+mod kv;
 mod sampler;
 
 pub use detokenizer::{StopMatcher, StreamDecoder};
 pub use error::{Error, Result};
 pub use generate::{FinishReason, Generation, Generator};
+pub use kv::{BlockId, KvManager, PrefixCacheStats, PrefixHit, SeqId};
 pub use sampler::{Sampler, SamplingParams};
