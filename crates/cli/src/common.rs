@@ -74,6 +74,7 @@ impl SamplingArgs {
             stop: self.stop.clone(),
             stop_token_ids: g.eos_token_ids.clone(),
             ignore_eos: self.ignore_eos,
+            ..SamplingParams::default()
         }
     }
 }

@@ -65,7 +65,9 @@ impl<'a> Generator<'a> {
             stop_ids.extend_from_slice(&self.model.config().eos_token_ids);
         }
 
-        let mut sampler = Sampler::new(params);
+        let mut eos_ids = self.tokenizer.eos_token_ids().to_vec();
+        eos_ids.extend_from_slice(&self.model.config().eos_token_ids);
+        let mut sampler = Sampler::new(params, &eos_ids, self.model.config().vocab_size, prompt)?;
         let mut decoder = StreamDecoder::new(self.tokenizer, true);
         let mut stops = StopMatcher::new(&params.stop);
         let mut cache = self.model.new_cache();
@@ -86,7 +88,7 @@ impl<'a> Generator<'a> {
         let mut hit_stop_string = false;
         while ids.len() < budget {
             let row: Vec<f32> = logits.get(0).and_then(|r| r.to_vec1()).map_err(tensor_err("read logits"))?;
-            let next = sampler.sample(&row);
+            let next = sampler.sample(&row, &ids)?.token;
             if stop_ids.contains(&next) {
                 finish = FinishReason::Stop;
                 break;

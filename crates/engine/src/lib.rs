@@ -23,4 +23,4 @@ pub use detokenizer::{StopMatcher, StreamDecoder};
 pub use error::{Error, Result};
 pub use generate::{FinishReason, Generation, Generator};
 pub use kv::{BlockId, KvManager, PrefixCacheStats, PrefixHit, SeqId};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{child_seed, prompt_logprobs, Sampled, Sampler, SamplingParams, TokenLogprob, MAX_LOGPROBS};

@@ -1,0 +1,226 @@
+//! Per-sequence token selection, following vLLM's V1 sampler.
+//!
+//! Each step, in this order:
+//! 1. logprobs, when asked, from the raw model logits (vLLM's default "raw_logprobs"), so they
+//!    describe the model, not the request's knobs;
+//! 2. `logit_bias`, then the `min_tokens` mask on EOS and stop ids, then the penalties;
+//! 3. greedy argmax (temperature 0, ties to the lowest id), or temperature → top-k → top-p →
+//!    min-p → one draw from the sequence's own RNG.
+//!
+//! One [`Sampler`] belongs to one sequence and draws only from its own seeded RNG, exactly once per
+//! random step, so a seeded request reproduces whatever else is in the batch. Out of scope here:
+//! batching across sequences, beam search, guided decoding, stop strings (the detokenizer's job).
+
+mod filter;
+mod logprobs;
+mod params;
+mod penalties;
+#[cfg(test)]
+mod tests;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{Error, Result};
+use filter::{Cand, Filters};
+pub use logprobs::{prompt_logprobs, TokenLogprob};
+pub use params::{SamplingParams, MAX_LOGPROBS};
+pub use penalties::{apply_logit_bias, apply_penalties, mask_tokens, Penalties, TokenCounts};
+
+/// Temperatures below this sample greedily, as vLLM's `_SAMPLING_EPS`: dividing by them would
+/// only overflow on the way to the same argmax.
+const GREEDY_BELOW: f32 = 1e-5;
+
+/// One step's outcome: the token, and its logprob when the request asked for `logprobs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    pub token: u32,
+    pub logprob: Option<TokenLogprob>,
+}
+
+/// The sampling state of one sequence: its RNG, its penalty counts and reusable scratch buffers.
+pub struct Sampler {
+    /// `None` when the step is an argmax.
+    filters: Option<Filters>,
+    logprobs: Option<usize>,
+    logit_bias: Vec<(u32, f32)>,
+    min_tokens: usize,
+    /// EOS ids (unless `ignore_eos`) and `stop_token_ids` inside the vocabulary, masked while
+    /// fewer than `min_tokens` tokens were generated.
+    min_tokens_mask: Vec<u32>,
+    penalties: Penalties,
+    /// `Some` exactly when a penalty is on.
+    counts: Option<TokenCounts>,
+    vocab_size: usize,
+    seed: u64,
+    rng: StdRng,
+    /// The processed logits of the current step; reused so a step allocates nothing.
+    work: Vec<f32>,
+    /// Candidates of the random path; reused likewise.
+    cand: Vec<Cand>,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler")
+            .field("filters", &self.filters)
+            .field("penalties", &self.penalties)
+            .field("vocab_size", &self.vocab_size)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sampler {
+    /// The sampler of a request's only (or first) sequence. `eos_ids` are the model's end ids,
+    /// `vocab_size` the width of a logits row, `prompt` the prompt ids (for the repetition penalty).
+    pub fn new(params: &SamplingParams, eos_ids: &[u32], vocab_size: usize, prompt: &[u32]) -> Result<Self> {
+        Self::new_for_child(params, eos_ids, vocab_size, prompt, 0)
+    }
+
+    /// The sampler of sequence `index` of an `n > 1` request. With a seed, sequence i draws from
+    /// [`child_seed`]`(seed, i)`: distinct per sequence, reproducible per request, and sequence 0
+    /// matches [`Sampler::new`]. Without one, each sequence gets its own random seed.
+    pub fn new_for_child(
+        params: &SamplingParams,
+        eos_ids: &[u32],
+        vocab_size: usize,
+        prompt: &[u32],
+        index: usize,
+    ) -> Result<Self> {
+        params.validate()?;
+        if vocab_size == 0 {
+            return Err(Error::InvalidRequest("the sampler's `vocab_size` must be >= 1. Given: 0".into()));
+        }
+        if let Some(&(id, _)) = params.logit_bias.iter().find(|&&(id, _)| id as usize >= vocab_size) {
+            return Err(Error::InvalidRequest(format!(
+                "`logit_bias` token ids must be < the vocabulary size ({vocab_size}). Given: {id}"
+            )));
+        }
+        let mut min_tokens_mask = Vec::new();
+        if params.min_tokens > 0 {
+            min_tokens_mask.extend_from_slice(&params.stop_token_ids);
+            if !params.ignore_eos {
+                min_tokens_mask.extend_from_slice(eos_ids);
+            }
+            min_tokens_mask.retain(|&t| (t as usize) < vocab_size);
+            min_tokens_mask.sort_unstable();
+            min_tokens_mask.dedup();
+        }
+        let penalties = Penalties {
+            repetition: params.repetition_penalty,
+            presence: params.presence_penalty,
+            frequency: params.frequency_penalty,
+        };
+        // The prompt only matters to the repetition penalty; don't keep a set of it otherwise.
+        let counts =
+            (!penalties.is_off()).then(|| TokenCounts::new(if penalties.repetition != 1.0 { prompt } else { &[] }));
+        let greedy = params.temperature < GREEDY_BELOW || params.top_k == 1;
+        let filters = (!greedy).then_some(Filters {
+            temperature: params.temperature,
+            top_k: params.top_k,
+            top_p: params.top_p,
+            min_p: params.min_p,
+        });
+        let seed = match params.seed {
+            Some(s) => child_seed(s, index),
+            // ThreadRng is a CSPRNG seeded from the OS; keeping the seed lets a run be replayed.
+            None => rand::random(),
+        };
+        Ok(Self {
+            filters,
+            logprobs: params.logprobs,
+            logit_bias: params.logit_bias.clone(),
+            min_tokens: params.min_tokens,
+            min_tokens_mask,
+            penalties,
+            counts,
+            vocab_size,
+            seed,
+            rng: StdRng::seed_from_u64(seed),
+            work: Vec::new(),
+            cand: Vec::new(),
+        })
+    }
+
+    /// The seed this sequence draws from (the random one when the request gave none). Note that
+    /// `StdRng` streams are reproducible within one build of `rand`, not promised across versions.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Picks the next token from one row of raw model logits. `generated` is everything this
+    /// sequence has generated so far; it only ever grows between calls (the penalty counts are
+    /// updated from its new tail, and recounted if it shrinks).
+    pub fn sample(&mut self, logits: &[f32], generated: &[u32]) -> Result<Sampled> {
+        if logits.len() != self.vocab_size {
+            return Err(Error::InvalidRequest(format!(
+                "a logits row must have vocab_size ({}) entries. Given: {}",
+                self.vocab_size,
+                logits.len()
+            )));
+        }
+        if let Some(c) = &mut self.counts {
+            c.sync(generated);
+        }
+        let masking = generated.len() < self.min_tokens && !self.min_tokens_mask.is_empty();
+        let processed: &[f32] = if self.logit_bias.is_empty() && !masking && self.counts.is_none() {
+            logits
+        } else {
+            self.work.clear();
+            self.work.extend_from_slice(logits);
+            apply_logit_bias(&mut self.work, &self.logit_bias);
+            if masking {
+                mask_tokens(&mut self.work, &self.min_tokens_mask);
+            }
+            if let Some(c) = &self.counts {
+                apply_penalties(&mut self.work, c, self.penalties);
+            }
+            &self.work
+        };
+        let token = match self.filters {
+            None => argmax(processed),
+            Some(f) => {
+                // Draw before filtering so every random step consumes exactly one number.
+                let u: f64 = self.rng.random();
+                if filter::candidates(processed, f, &mut self.cand) {
+                    filter::draw(&self.cand, u)
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(token) = token else {
+            return Err(Error::InvalidRequest(
+                "no token can be sampled: every logit is -inf or NaN after bias, masks and penalties".into(),
+            ));
+        };
+        let logprob = self.logprobs.and_then(|n| logprobs::token_logprob(logits, token, n));
+        Ok(Sampled { token, logprob })
+    }
+}
+
+/// The seed of sequence `index` of a request seeded with `seed`: the seed itself for index 0,
+/// else the index-th output of SplitMix64 started at `seed` (a bijective mix of
+/// `seed + index * 0x9E37_79B9_7F4A_7C15`), so neighbouring seeds and indices share no stream.
+pub fn child_seed(seed: u64, index: usize) -> u64 {
+    if index == 0 {
+        return seed;
+    }
+    let mut z = seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Index of the largest finite logit, the lowest id on ties (like torch.argmax); `None` when no
+/// logit is finite.
+pub fn argmax(logits: &[f32]) -> Option<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &x) in logits.iter().enumerate() {
+        if x.is_finite() && best.is_none_or(|(_, b)| x > b) {
+            best = Some((i, x));
+        }
+    }
+    best.map(|(i, _)| i as u32)
+}
