@@ -1,14 +1,23 @@
 //! The random path: temperature, then top-k, top-p and min-p (HF's order), then one draw.
 //!
-//! Candidates live in a buffer the sampler reuses across steps. Nothing sorts the vocabulary:
-//! top-k is a linear-time selection, top-p sorts only the prefix it keeps (found by selecting
-//! growing chunks), and min-p is a threshold. Order among equal logits is by id, so a seed
-//! reproduces the same draw.
+//! Candidates live in a buffer the sampler reuses across steps, and nothing sorts the vocabulary:
+//! top-k is a linear-time selection, top-p a weighted quickselect (expected linear), min-p a
+//! threshold. Each candidate's exp is computed once, in f32, and summed in f64. Order among equal
+//! values is by id, so a seed reproduces the same draw.
 
 use std::cmp::Ordering;
 
-/// A surviving token: `(logit / temperature, id)`.
+/// A surviving token: `(logit / temperature, id)` until top-k is done, then `(weight, id)` with
+/// weight = exp(s - s_max), the probability relative to the most likely token (which has 1).
 pub(crate) type Cand = (f32, u32);
+
+/// Tokens this many nats (after temperature) below the best never enter the buffer: e^-50 ≈ 2e-22,
+/// so even a million of them hold under 2^-53 of the mass, less than the f64 uniform draw can
+/// resolve. In a peaked distribution that skips most of the vocabulary.
+const NEGLIGIBLE_NATS: f32 = 50.0;
+
+/// Below this many candidates, top-p just sorts.
+const SORT_BELOW: usize = 64;
 
 /// Most likely first; lower id first on ties. A total order, so selection is deterministic.
 fn desc(a: &Cand, b: &Cand) -> Ordering {
@@ -23,80 +32,88 @@ pub(crate) struct Filters {
     pub min_p: f32,
 }
 
-/// Fills `cand` with the tokens that survive the filters. Returns false when no logit is finite.
+/// Fills `cand` with the surviving tokens and their weights. Returns false when no logit is finite.
 pub(crate) fn candidates(logits: &[f32], f: Filters, cand: &mut Vec<Cand>) -> bool {
     cand.clear();
-    // Dividing a huge logit by a small temperature can overflow; clamped, it still dominates.
-    let scaled = |(i, &x): (usize, &f32)| ((x / f.temperature).clamp(f32::MIN, f32::MAX), i as u32);
-    cand.extend(logits.iter().enumerate().filter(|(_, x)| x.is_finite()).map(scaled));
-    if cand.is_empty() {
+    let max = logits.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
         return false;
+    }
+    // Dividing a huge logit by a small temperature can overflow; clamped, it still dominates.
+    let scale = |x: f32| (x / f.temperature).clamp(f32::MIN, f32::MAX);
+    let (s_max, floor) = (scale(max), scale(max) - NEGLIGIBLE_NATS);
+    for (i, &x) in logits.iter().enumerate() {
+        if x.is_finite() && scale(x) >= floor {
+            cand.push((scale(x), i as u32));
+        }
     }
     if f.top_k > 0 && f.top_k < cand.len() {
         cand.select_nth_unstable_by(f.top_k - 1, desc);
         cand.truncate(f.top_k);
     }
+    for c in cand.iter_mut() {
+        c.0 = (c.0 - s_max).exp();
+    }
     if f.top_p < 1.0 {
         top_p(cand, f.top_p);
     }
     if f.min_p > 0.0 {
-        // p_i >= min_p * p_max  <=>  exp(s_i - s_max) >= min_p; renormalizing after top-k/top-p
-        // does not change that ratio, so the threshold is the same wherever it is applied.
-        let max = max_logit(cand);
-        cand.retain(|&(s, _)| f64::from(s - max).exp() >= f64::from(f.min_p));
+        // Weights are p_i / p_max, which renormalizing after top-k/top-p does not change.
+        cand.retain(|&(w, _)| w >= f.min_p);
     }
     true
 }
 
-fn max_logit(cand: &[Cand]) -> f32 {
-    cand.iter().map(|c| c.0).fold(f32::NEG_INFINITY, f32::max)
+fn mass(cand: &[Cand]) -> f64 {
+    cand.iter().map(|c| f64::from(c.0)).sum()
 }
 
-/// Keeps the smallest most-likely prefix whose probability reaches `p` of the candidates' mass.
-/// Sorts only that prefix: the next chunk of most likely tokens is selected in linear time and
-/// sorted, and the chunk grows 4x whenever the mass is not reached yet.
+/// Keeps the smallest most-likely prefix whose weight reaches `p` of the candidates' total:
+/// a quickselect that halves the range around the boundary, then sorts the last few.
 fn top_p(cand: &mut Vec<Cand>, p: f32) {
-    let max = max_logit(cand);
-    let weight = |c: &Cand| f64::from(c.0 - max).exp();
-    let target = f64::from(p) * cand.iter().map(weight).sum::<f64>();
-    let (mut sorted, mut chunk, mut acc) = (0, 64, 0.0);
-    while sorted < cand.len() {
-        let (len, end) = (cand.len(), (sorted + chunk).min(cand.len()));
-        let rest = &mut cand[sorted..];
-        if end < len {
-            rest.select_nth_unstable_by(end - sorted - 1, desc);
+    let target = f64::from(p) * mass(cand);
+    // Invariant: each of cand[..lo] is more likely than all of cand[lo..hi], together they weigh
+    // `acc`, and the kept prefix ends inside lo..hi.
+    let (mut lo, mut hi, mut acc) = (0, cand.len(), 0.0);
+    while hi - lo > SORT_BELOW {
+        let mid = lo + (hi - lo) / 2;
+        cand[lo..hi].select_nth_unstable_by(mid - lo, desc);
+        let upper = mass(&cand[lo..=mid]);
+        if acc + upper >= target {
+            hi = mid + 1;
+        } else {
+            acc += upper;
+            lo = mid + 1;
         }
-        rest[..end - sorted].sort_unstable_by(desc);
-        for i in sorted..end {
-            acc += weight(&cand[i]);
-            if acc >= target {
-                cand.truncate(i + 1);
-                return;
-            }
-        }
-        sorted = end;
-        chunk *= 4;
     }
+    cand[lo..hi].sort_unstable_by(desc);
+    for i in lo..hi {
+        acc += f64::from(cand[i].0);
+        if acc >= target {
+            cand.truncate(i + 1);
+            return;
+        }
+    }
+    // Rounding (sums taken in another order) left `acc` just short: `hi` is known to suffice.
+    cand.truncate(hi);
 }
 
-/// Draws one candidate with probability proportional to exp(s), `u` uniform in [0, 1); `None`
-/// only when `cand` is empty.
+/// Draws one candidate with probability proportional to its weight, `u` uniform in [0, 1);
+/// `None` only when `cand` is empty.
 pub(crate) fn draw(cand: &[Cand], u: f64) -> Option<u32> {
-    let max = max_logit(cand);
-    let total: f64 = cand.iter().map(|c| f64::from(c.0 - max).exp()).sum();
-    let mut r = u * total;
+    let mut r = u * mass(cand);
     let mut last = None;
-    for c in cand {
-        let w = f64::from(c.0 - max).exp();
+    for &(w, id) in cand {
         if w > 0.0 {
+            let w = f64::from(w);
             if r < w {
-                return Some(c.1);
+                return Some(id);
             }
             r -= w;
-            last = Some(c.1);
+            last = Some(id);
         }
     }
-    // Rounding left `r` just past the end: the last token with any mass.
+    // Rounding left `r` just past the end: the last token with any weight.
     last
 }
 
@@ -125,17 +142,17 @@ mod tests {
     fn top_p_keeps_the_smallest_prefix_reaching_p() {
         // Probabilities 0.5, 0.25, 0.125, 0.125 (ln-spaced logits).
         let l = [2f32.ln() * 3.0, 2f32.ln() * 2.0, 2f32.ln(), 2f32.ln()];
-        assert_eq!(kept(&l, Filters { top_p: 0.5, ..OFF }), vec![0]);
+        assert_eq!(kept(&l, Filters { top_p: 0.45, ..OFF }), vec![0]);
         assert_eq!(kept(&l, Filters { top_p: 0.6, ..OFF }), vec![0, 1]);
         assert_eq!(kept(&l, Filters { top_p: 0.8, ..OFF }), vec![0, 1, 2]);
         assert_eq!(kept(&l, Filters { top_p: 0.9, ..OFF }), vec![0, 1, 2, 3]);
     }
 
     #[test]
-    fn top_p_across_several_chunks_matches_a_full_sort() {
+    fn top_p_on_a_large_vocab_matches_a_full_sort() {
         let l: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 4999) as f32 * 1e-3).collect();
         for p in [0.01, 0.3, 0.97, 0.999] {
-            let mut got = kept(&l, Filters { top_p: p, ..OFF });
+            let got = kept(&l, Filters { top_p: p, ..OFF });
             let mut all: Vec<Cand> = l.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
             all.sort_by(desc);
             let total: f64 = all.iter().map(|c| f64::from(c.0 - all[0].0).exp()).sum();
@@ -146,7 +163,6 @@ mod tests {
             });
             let mut want: Vec<u32> = all[..n.map_or(all.len(), |i| i + 1)].iter().map(|c| c.1).collect();
             want.sort_unstable();
-            got.dedup();
             assert_eq!(got, want, "top_p {p}");
         }
     }
@@ -170,17 +186,25 @@ mod tests {
     }
 
     #[test]
+    fn only_negligible_tokens_are_dropped_up_front() {
+        assert_eq!(kept(&[0.0, -49.0, -51.0], OFF), vec![0, 1]);
+        // Temperature scales the distance: 100 logits at T = 4 is 25 nats.
+        assert_eq!(kept(&[0.0, -100.0, -300.0], Filters { temperature: 4.0, ..OFF }), vec![0, 1]);
+    }
+
+    #[test]
     fn nothing_finite_is_reported() {
         assert!(!candidates(&[f32::NEG_INFINITY, f32::NAN], OFF, &mut vec![]));
     }
 
     #[test]
     fn draw_walks_the_cumulative_mass() {
-        let c = [(0.0, 7), (0.0, 9)];
+        let c = [(1.0, 7), (1.0, 9), (0.0, 11)];
         assert_eq!(draw(&c, 0.0), Some(7));
         assert_eq!(draw(&c, 0.49), Some(7));
         assert_eq!(draw(&c, 0.51), Some(9));
         assert_eq!(draw(&c, 0.999_999_999), Some(9));
+        assert_eq!(draw(&[(0.25, 1), (0.75, 2)], 0.26), Some(2));
         assert_eq!(draw(&[], 0.5), None);
     }
 }
