@@ -39,7 +39,7 @@ pub fn run(a: Args) -> Result<()> {
     if ids.is_empty() {
         bail!("nothing to score: the token sequence is empty");
     }
-    let mut cache = m.model.new_cache();
+    let mut cache = m.model.new_cache()?;
     let logits = m.model.forward(&ids, &mut cache, LogitsFor::All)?;
     let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1).context("log_softmax")?;
     let rows: Vec<Vec<f32>> = logprobs.to_vec2()?;

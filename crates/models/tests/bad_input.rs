@@ -89,7 +89,7 @@ fn assert_loads(path: &Path) {
         Ok(Err(e)) => panic!("undamaged {} failed to load: {e}", path.display()),
         Err(p) => panic!("undamaged {} panicked: {}", path.display(), panic_message(&*p)),
     };
-    let mut cache = m.model.new_cache();
+    let mut cache = m.model.new_cache().unwrap();
     let logits = m.model.forward(&[1], &mut cache, LogitsFor::Last).unwrap();
     assert_eq!(logits.dims(), &[1, m.model.config().vocab_size]);
 }

@@ -33,7 +33,7 @@ fn check_case(name: &str) -> Result<(), String> {
     let prompt: Vec<u32> = expected["prompt_ids"].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
     let decode_ids: Vec<u32> = expected["decode_ids"].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
 
-    let mut cache = model.new_cache();
+    let mut cache = model.new_cache().map_err(|e| e.to_string())?;
     let prefill = model.forward(&prompt, &mut cache, LogitsFor::All).map_err(|e| e.to_string())?;
     let d = max_abs_diff(&prefill, &expected["prefill_logits"]);
     let mut report = format!("{name}: prefill maxdiff {d:.2e}");

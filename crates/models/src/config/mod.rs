@@ -299,7 +299,9 @@ impl ModelConfig {
     pub fn kv_bytes_per_token(&self, elem_bytes: usize) -> usize {
         let a = &self.attention;
         let per_layer = match &a.mla {
-            Some(m) => m.kv_lora_rank + m.qk_rope_head_dim,
+            // Key `[latent | k_pe]` and value `latent` (the paged kernel reads V in its own
+            // layout, so the latent is stored twice; still far below per-head K/V).
+            Some(m) => 2 * m.kv_lora_rank + m.qk_rope_head_dim,
             None => 2 * a.num_kv_heads * a.head_dim,
         };
         self.num_layers * per_layer * elem_bytes

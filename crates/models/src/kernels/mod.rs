@@ -20,6 +20,7 @@
 //! not a multiple of 32 (GGUF cannot store it for these formats).
 
 mod act;
+pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

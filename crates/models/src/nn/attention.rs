@@ -1,15 +1,17 @@
 //! Causal self-attention for every family: MHA/MQA/GQA, optional qkv bias, QK-norm (per head or
 //! over the whole projection), sliding window, ALiBi and score softcapping. K/V come from the
-//! [`KvCache`].
+//! paged cache ([`PagedKvCache`]) through each sequence's block table.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Tensor, D};
 
-use super::kv_cache::KvCache;
+use super::batch::BatchMeta;
+use super::kv_cache::PagedKvCache;
 use super::linear::Linear;
 use super::mla::Mla;
 use super::norm::Norm;
 use super::rope::{Rope, RopeTables};
 use crate::config::{AttentionConfig, QkNorm};
+use crate::kernels::attention::{paged_attention, AttnParams};
 use crate::{Result, TensorContext};
 
 pub enum QkvProj {
@@ -31,75 +33,47 @@ pub struct Attention {
     pub(super) k_norm: Option<Norm>,
     pub(super) cfg: AttentionConfig,
     pub(super) sliding_window: Option<usize>,
-    /// ALiBi slopes, one per query head, `(heads,)`.
-    pub(super) alibi_slopes: Option<Tensor>,
+    /// ALiBi slopes, one per query head.
+    pub(super) alibi_slopes: Option<Vec<f32>>,
 }
 
 impl Attention {
-    /// `x`: (b, seq, hidden) for positions `cache.len()..cache.len() + seq`.
-    pub fn forward(
+    /// `x`: (1, T, hidden), the batch's tokens one after another. Writes their K/V into `kv`
+    /// and attends each to its own sequence through its block table. → (1, T, hidden)
+    pub(crate) fn forward(
         &self,
         x: &Tensor,
         layer: usize,
         rope: Option<(&Rope, &RopeTables)>,
-        cache: &mut KvCache,
+        batch: &BatchMeta,
+        kv: &mut PagedKvCache,
     ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3().ctx("attention input")?;
+        let (_, t, _) = x.dims3().ctx("attention input")?;
         let h = self.cfg.num_heads;
-        let start = cache.len();
-        // q: (b, h, t, dq); k, v: (b, kvh, total, dq | dv) — everything the cache holds.
-        let (q, k, v, kvh) = match &self.qkv {
+        let (q, dv) = match &self.qkv {
             QkvProj::Mla(m) => {
-                let (q, k, v) = m.forward(x, layer, rope, cache)?;
-                (q, k, v, h)
+                let out = m.forward(x, layer, rope, batch, kv, self.cfg.scale as f32)?;
+                return self.o.forward(&out);
             }
             _ => {
-                let (mut q, k, v) = self.project(x, rope)?;
-                if cache.dtype() != candle_core::DType::F32 {
-                    // Same precision on both sides of q·k as the cache holds.
-                    q = q.to_dtype(cache.dtype()).and_then(|q| q.to_dtype(candle_core::DType::F32)).ctx("q round")?;
-                }
-                let (k, v) = cache.append(layer, &k, &v.contiguous().ctx("v")?)?;
-                (q, k, v, self.cfg.num_kv_heads)
+                let (q, k, v) = self.project(x, rope)?;
+                // k, v: (1, kvh, T, d) → flat (kvh, T, d)
+                kv.write(layer, &batch.slots, &flat(&k, "k")?, &flat(&v, "v")?)?;
+                // q: (1, h, T, d) → (T, h, d)
+                (flat(&q.transpose(1, 2).ctx("q rows")?, "q")?, self.cfg.head_dim)
             }
         };
-        let total = start + t;
-        let (dq, dv) = (q.dim(D::Minus1).ctx("q dim")?, v.dim(D::Minus1).ctx("v dim")?);
-
-        // GQA without copying K/V: fold each kv head's query group into the row dim.
-        // q: (b, h, t, d) → (b, kvh, rep * t, d); rows ordered (rep, t).
-        let rep = h / kvh;
-        let q = q.contiguous().and_then(|q| q.reshape((b, kvh, rep * t, dq))).ctx("group q")?;
-        // (b, kvh, rep * t, total)
-        let mut scores = (q.matmul(&k.t().ctx("kᵀ")?).ctx("q·kᵀ")? * self.cfg.scale as f64).ctx("scale")?;
-        if let Some(slopes) = &self.alibi_slopes {
-            // BLOOM adds slope·j for key position j; constant per query row, so softmax sees
-            // the same thing as slope·(j - i). Shape (1, kvh, rep, 1, total) over (rep, t) rows.
-            let pos = Tensor::arange(0u32, total as u32, x.device())
-                .and_then(|p| p.to_dtype(candle_core::DType::F32))
-                .ctx("alibi positions")?;
-            let bias = slopes
-                .reshape((kvh, rep, 1, 1))
-                .and_then(|s| s.broadcast_mul(&pos.reshape((1, 1, 1, total))?))
-                .and_then(|bias| bias.broadcast_as((kvh, rep, t, total)))
-                .and_then(|bias| bias.reshape((1, kvh, rep * t, total)))
-                .ctx("alibi bias")?;
-            scores = scores.broadcast_add(&bias).ctx("alibi")?;
-        }
-        if let Some(cap) = self.cfg.softcap {
-            scores = ((scores / cap as f64).ctx("softcap")?.tanh().ctx("softcap")? * cap as f64).ctx("softcap")?;
-        }
-        if let Some(mask) = causal_mask(start, t, total, self.sliding_window, rep, x.device())? {
-            scores = scores.broadcast_add(&mask).ctx("mask")?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores).ctx("softmax")?;
-        // (b, kvh, rep * t, dv) → (b, h, t, dv) → (b, t, h * dv)
-        let out = probs
-            .matmul(&v)
-            .and_then(|o| o.reshape((b, h, t, dv)))
-            .and_then(|o| o.transpose(1, 2))
-            .and_then(|o| o.reshape((b, t, h * dv)))
-            .ctx("attention output")?;
+        let mut out = vec![0f32; t * h * dv];
+        let params = AttnParams {
+            heads: h,
+            scale: self.cfg.scale as f32,
+            softcap: self.cfg.softcap.map(|c| c as f32),
+            window: self.sliding_window,
+            alibi: self.alibi_slopes.as_deref(),
+        };
+        paged_attention(&q, &batch.seqs, &kv.blocks(layer)?, &params, &mut out)?;
+        // (T, h, dv) → (1, T, h * dv)
+        let out = Tensor::from_vec(out, (1, t, h * dv), x.device()).ctx("attention output")?;
         self.o.forward(&out)
     }
 
@@ -151,31 +125,7 @@ impl Attention {
     }
 }
 
-/// Additive mask `(rep * t, total)` with `-inf` where query `start + i` may not see key `j`:
-/// `j > start + i` (future) or `start + i - j >= window` (outside the sliding window).
-/// `None` when nothing is masked (a single decode token inside the window).
-fn causal_mask(
-    start: usize,
-    t: usize,
-    total: usize,
-    window: Option<usize>,
-    rep: usize,
-    device: &Device,
-) -> Result<Option<Tensor>> {
-    let window = window.unwrap_or(usize::MAX);
-    if t == 1 && total <= window {
-        return Ok(None);
-    }
-    let mut m = vec![0f32; t * total];
-    for i in 0..t {
-        let qpos = start + i;
-        for j in 0..total {
-            if j > qpos || qpos - j >= window {
-                m[i * total + j] = f32::NEG_INFINITY;
-            }
-        }
-    }
-    let mask = Tensor::from_vec(m, (t, total), device).ctx("mask")?;
-    let mask = if rep > 1 { Tensor::cat(&vec![&mask; rep], 0).ctx("mask repeat")? } else { mask };
-    Ok(Some(mask))
+/// A tensor's values in row-major order, as f32.
+pub(super) fn flat(x: &Tensor, what: &str) -> Result<Vec<f32>> {
+    x.to_dtype(DType::F32).and_then(|x| x.flatten_all()).and_then(|x| x.to_vec1()).ctx(what)
 }

@@ -1,40 +1,221 @@
-//! Per-sequence contiguous KV cache, one entry per layer.
+//! The KV cache: a pool of fixed-size blocks shared by every sequence of a batch, each block
+//! holding `block_size` consecutive tokens of one sequence for every layer. Which blocks a
+//! sequence owns (its block table) is decided outside the model (the engine's KV manager);
+//! the model only writes the new tokens' K/V into their slots and reads through the tables.
 //!
-//! Storage is preallocated in chunks and grown by doubling, so appending a decode token does
-//! not copy the whole history. The paged, shared block pool of the engine replaces this for
-//! batched serving; this one serves single-sequence generation and scoring.
+//! MLA layers cache their compressed latent instead of per-head K/V: one "kv head" whose key is
+//! `[latent | rotary key]` and whose value is the latent (see `nn::mla`).
+//!
+//! [`KvCache`] is the single-sequence convenience (scoring, tests, `prom score`): a private pool
+//! that grows as the sequence does, with the sequence's own block table. It runs through exactly
+//! the same attention as the batched engine.
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
+use half::f16;
 
-use crate::{Result, TensorContext};
+use crate::kernels::attention::{KvBlocks, KvSlice};
+use crate::{Error, Result};
 
-#[derive(Default)]
+/// The shape of one token's cache entry in one layer, and the block geometry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvSpec {
+    pub num_layers: usize,
+    pub kv_heads: usize,
+    pub k_dim: usize,
+    pub v_dim: usize,
+    /// f32, or f16 (llama.cpp's default cache type, used for GGUF models).
+    pub dtype: DType,
+    pub block_size: usize,
+}
+
+impl KvSpec {
+    /// Values (K and V) per token per layer.
+    fn values_per_token(&self) -> usize {
+        self.kv_heads * (self.k_dim + self.v_dim)
+    }
+
+    pub fn bytes_per_token(&self) -> usize {
+        self.num_layers * self.values_per_token() * self.dtype.size_in_bytes()
+    }
+
+    pub fn bytes_per_block(&self) -> usize {
+        self.bytes_per_token() * self.block_size
+    }
+
+    fn check(&self) -> Result<()> {
+        if !matches!(self.dtype, DType::F32 | DType::F16) {
+            return Err(Error::config("kv_cache_dtype", format!("{:?} is not supported (f32 or f16)", self.dtype)));
+        }
+        if self.block_size == 0 || self.kv_heads == 0 {
+            return Err(Error::config(
+                "block_size",
+                format!("block size {} and {} kv heads", self.block_size, self.kv_heads),
+            ));
+        }
+        Ok(())
+    }
+}
+
+enum Buf {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl Buf {
+    fn zeros(dtype: DType, n: usize) -> Self {
+        match dtype {
+            DType::F16 => Buf::F16(vec![f16::ZERO; n]),
+            _ => Buf::F32(vec![0.0; n]),
+        }
+    }
+
+    fn resize(&mut self, n: usize) {
+        match self {
+            Buf::F32(v) => v.resize(n, 0.0),
+            Buf::F16(v) => v.resize(n, f16::ZERO),
+        }
+    }
+
+    fn set(&mut self, at: usize, x: f32) {
+        match self {
+            Buf::F32(v) => v[at] = x,
+            Buf::F16(v) => v[at] = f16::from_f32(x),
+        }
+    }
+
+    fn as_slice(&self) -> KvSlice<'_> {
+        match self {
+            Buf::F32(v) => KvSlice::F32(v),
+            Buf::F16(v) => KvSlice::F16(v),
+        }
+    }
+}
+
 struct LayerKv {
-    /// (b, kv_heads, capacity, head_dim)
-    k: Option<Tensor>,
-    v: Option<Tensor>,
+    /// `[block][kv_head][k_dim][offset]`
+    k: Buf,
+    /// `[block][kv_head][offset][v_dim]`
+    v: Buf,
 }
 
-pub struct KvCache {
+/// The block pool's storage for every layer.
+pub struct PagedKvCache {
+    spec: KvSpec,
+    num_blocks: usize,
     layers: Vec<LayerKv>,
-    /// Tokens stored (the same for every layer once a forward pass completes).
-    len: usize,
-    /// Tokens written into the layer currently being filled.
-    pending: usize,
-    /// Storage type; values are returned as f32 whatever it is.
-    dtype: DType,
 }
 
-const MIN_CAPACITY: usize = 64;
+impl PagedKvCache {
+    /// A pool of `num_blocks` blocks. Memory is zero-filled lazily by the OS (calloc), so a large
+    /// pool costs address space until it is written.
+    pub fn new(spec: KvSpec, num_blocks: usize) -> Result<Self> {
+        spec.check()?;
+        let per_layer = |dim: usize| num_blocks * spec.kv_heads * dim * spec.block_size;
+        let layers = (0..spec.num_layers)
+            .map(|_| LayerKv {
+                k: Buf::zeros(spec.dtype, per_layer(spec.k_dim)),
+                v: Buf::zeros(spec.dtype, per_layer(spec.v_dim)),
+            })
+            .collect();
+        Ok(Self { spec, num_blocks, layers })
+    }
+
+    pub fn spec(&self) -> &KvSpec {
+        &self.spec
+    }
+
+    pub fn num_blocks(&self) -> usize {
+        self.num_blocks
+    }
+
+    /// Bytes of K/V storage.
+    pub fn bytes(&self) -> usize {
+        self.num_blocks * self.spec.bytes_per_block()
+    }
+
+    /// Adds blocks at the end (ids `num_blocks..n`); existing contents stay.
+    pub(crate) fn grow(&mut self, n: usize) {
+        if n <= self.num_blocks {
+            return;
+        }
+        let s = &self.spec;
+        for l in &mut self.layers {
+            l.k.resize(n * s.kv_heads * s.k_dim * s.block_size);
+            l.v.resize(n * s.kv_heads * s.v_dim * s.block_size);
+        }
+        self.num_blocks = n;
+    }
+
+    /// Stores the new tokens' keys and values for `layer`: `k (kv_heads, t, k_dim)` and
+    /// `v (kv_heads, t, v_dim)`, token `i` going to `slots[i]` (= block · block_size + offset).
+    pub(crate) fn write(&mut self, layer: usize, slots: &[usize], k: &[f32], v: &[f32]) -> Result<()> {
+        let s = &self.spec;
+        let (t, kvh, bs) = (slots.len(), s.kv_heads, s.block_size);
+        if k.len() != kvh * t * s.k_dim || v.len() != kvh * t * s.v_dim {
+            return Err(Error::InvalidInput(format!("kv write: {} keys / {} values for {t} tokens", k.len(), v.len())));
+        }
+        if let Some(&bad) = slots.iter().find(|&&slot| slot >= self.num_blocks * bs) {
+            return Err(Error::InvalidInput(format!(
+                "kv write: slot {bad} outside a pool of {} blocks",
+                self.num_blocks
+            )));
+        }
+        let entry = self
+            .layers
+            .get_mut(layer)
+            .ok_or_else(|| Error::InvalidInput(format!("kv write: layer {layer} of {}", s.num_layers)))?;
+        for (i, &slot) in slots.iter().enumerate() {
+            let (block, off) = (slot / bs, slot % bs);
+            for h in 0..kvh {
+                let src = &k[(h * t + i) * s.k_dim..][..s.k_dim];
+                let base = (block * kvh + h) * s.k_dim * bs + off;
+                for (d, &x) in src.iter().enumerate() {
+                    entry.k.set(base + d * bs, x);
+                }
+                let src = &v[(h * t + i) * s.v_dim..][..s.v_dim];
+                let base = ((block * kvh + h) * bs + off) * s.v_dim;
+                for (d, &x) in src.iter().enumerate() {
+                    entry.v.set(base + d, x);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn blocks(&self, layer: usize) -> Result<KvBlocks<'_>> {
+        let entry = self
+            .layers
+            .get(layer)
+            .ok_or_else(|| Error::InvalidInput(format!("kv read: layer {layer} of {}", self.spec.num_layers)))?;
+        Ok(KvBlocks {
+            k: entry.k.as_slice(),
+            v: entry.v.as_slice(),
+            block_size: self.spec.block_size,
+            kv_heads: self.spec.kv_heads,
+            k_dim: self.spec.k_dim,
+            v_dim: self.spec.v_dim,
+        })
+    }
+}
+
+/// One sequence's cache: a private growing pool whose block table is simply `0, 1, 2, ...`.
+pub struct KvCache {
+    pub(crate) pool: PagedKvCache,
+    pub(crate) table: Vec<u32>,
+    len: usize,
+}
+
+/// Blocks of a single-sequence cache: 16 tokens, as the engine's default.
+const SINGLE_BLOCK: usize = 16;
 
 impl KvCache {
-    /// A cache storing K/V as `dtype` (f32, or f16 as llama.cpp does by default for GGUF models).
-    pub fn new(num_layers: usize, dtype: DType) -> Self {
-        Self { layers: (0..num_layers).map(|_| LayerKv::default()).collect(), len: 0, pending: 0, dtype }
+    pub fn new(mut spec: KvSpec) -> Result<Self> {
+        spec.block_size = SINGLE_BLOCK;
+        Ok(Self { pool: PagedKvCache::new(spec, 0)?, table: Vec::new(), len: 0 })
     }
 
     pub fn dtype(&self) -> DType {
-        self.dtype
+        self.pool.spec.dtype
     }
 
     /// Tokens already cached: the position of the next token.
@@ -47,60 +228,26 @@ impl KvCache {
     }
 
     pub fn clear(&mut self) {
-        for l in &mut self.layers {
-            *l = LayerKv::default();
-        }
         self.len = 0;
     }
 
-    /// Appends `k`, `v` (b, kv_heads, new, head_dim) for `layer`; returns all cached keys and
-    /// values for it, (b, kv_heads, len + new, head_dim).
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let new = k.dim(2).ctx("kv append")?;
-        let total = self.len + new;
-        let entry = &mut self.layers[layer];
-        for (slot, x) in [(&mut entry.k, k), (&mut entry.v, v)] {
-            let cap = slot.as_ref().map(|t| t.dim(2)).transpose().ctx("kv cap")?.unwrap_or(0);
-            if total > cap {
-                let new_cap = total.max(2 * cap).max(MIN_CAPACITY);
-                let (b, h, _, d) = x.dims4().ctx("kv dims")?;
-                let grown = Tensor::zeros((b, h, new_cap, d), self.dtype, x.device()).ctx("kv alloc")?;
-                if let Some(old) = slot.as_ref() {
-                    grown.slice_set(&old.narrow(2, 0, self.len).ctx("kv narrow")?, 2, 0).ctx("kv copy")?;
-                }
-                *slot = Some(grown);
-            }
-            if let Some(buf) = slot.as_ref() {
-                let x = x.to_dtype(self.dtype).and_then(|x| x.contiguous()).ctx("kv store")?;
-                buf.slice_set(&x, 2, self.len).ctx("kv write")?;
-            }
+    /// Makes room for `total` tokens, growing the pool by doubling.
+    pub(crate) fn reserve(&mut self, total: usize) {
+        let need = total.div_ceil(SINGLE_BLOCK);
+        if need > self.pool.num_blocks() {
+            self.pool.grow(need.max(2 * self.pool.num_blocks()).max(4));
         }
-        self.pending = new;
-        let view = |t: &Option<Tensor>| -> Result<Tensor> {
-            match t {
-                Some(t) => t.narrow(2, 0, total).and_then(|t| t.to_dtype(DType::F32)).ctx("kv view"),
-                None => Err(crate::Error::Tensor {
-                    op: "kv view".into(),
-                    source: candle_core::Error::Msg("empty kv slot".into()),
-                }),
-            }
-        };
-        Ok((view(&entry.k)?, view(&entry.v)?))
+        while self.table.len() < need {
+            self.table.push(self.table.len() as u32);
+        }
     }
 
-    /// Called once after every layer has appended `new` tokens.
-    pub(crate) fn advance(&mut self) {
-        self.len += self.pending;
-        self.pending = 0;
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.len += n;
     }
 
-    /// Bytes held by the cache tensors.
+    /// Bytes held by the cache storage.
     pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flat_map(|l| [&l.k, &l.v])
-            .flatten()
-            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
-            .sum()
+        self.pool.bytes()
     }
 }

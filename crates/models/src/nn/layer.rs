@@ -4,7 +4,8 @@
 use candle_core::Tensor;
 
 use super::attention::Attention;
-use super::kv_cache::KvCache;
+use super::batch::BatchMeta;
+use super::kv_cache::PagedKvCache;
 use super::mlp::Mlp;
 use super::moe::Moe;
 use super::norm::Norm;
@@ -38,13 +39,14 @@ impl FeedForward {
 }
 
 impl DecoderLayer {
-    /// `x`: (b, seq, hidden) → (b, seq, hidden)
-    pub fn forward(
+    /// `x`: (1, T, hidden) → (1, T, hidden)
+    pub(crate) fn forward(
         &self,
         x: &Tensor,
         index: usize,
         rope: Option<(&Rope, &RopeTables)>,
-        cache: &mut KvCache,
+        batch: &BatchMeta,
+        kv: &mut PagedKvCache,
     ) -> Result<Tensor> {
         let normed = |n: &Option<Norm>, x: &Tensor| -> Result<Tensor> {
             match n {
@@ -52,7 +54,7 @@ impl DecoderLayer {
                 None => Ok(x.clone()),
             }
         };
-        let mut h = self.attn.forward(&normed(&self.attn_norm, x)?, index, rope, cache)?;
+        let mut h = self.attn.forward(&normed(&self.attn_norm, x)?, index, rope, batch, kv)?;
         if let Some(n) = &self.post_attn_norm {
             h = n.forward(&h)?;
         }

@@ -4,6 +4,7 @@
 //! [`DecoderLayer`](layer::DecoderLayer) (pre or sandwich norms), one [`KvCache`].
 
 mod attention;
+mod batch;
 mod build;
 mod kv_cache;
 mod layer;
@@ -15,8 +16,9 @@ pub mod moe;
 mod norm;
 mod rope;
 
-pub use kv_cache::KvCache;
+pub use batch::{LogitsFor, SeqChunk};
+pub use kv_cache::{KvCache, KvSpec, PagedKvCache};
 pub use linear::Linear;
-pub use model::{LogitsFor, Model};
+pub use model::Model;
 pub use norm::Norm;
 pub use rope::Rope;

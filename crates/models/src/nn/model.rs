@@ -4,8 +4,9 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
 
 use super::attention::{Attention, QkvProj};
+use super::batch::{BatchMeta, LogitsFor, SeqChunk};
 use super::build::Builder;
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvSpec, PagedKvCache};
 use super::layer::{DecoderLayer, FeedForward};
 use super::linear::Linear;
 use super::mla::{Mla, MlaQuery};
@@ -17,13 +18,6 @@ use crate::config::names::layer as at;
 use crate::config::{GateUpNames, LayerRope, ModelConfig, PositionEncoding, QkNorm, QkvNames, WeightNames};
 use crate::loader::{WeightData, Weights};
 use crate::{Error, Result, TensorContext};
-
-/// Which positions get logits: all (scoring, prompt logprobs) or only the last (generation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogitsFor {
-    All,
-    Last,
-}
 
 pub struct Model {
     cfg: ModelConfig,
@@ -76,9 +70,7 @@ impl Model {
             (false, _) => None,
         };
         let alibi = match cfg.position {
-            PositionEncoding::Alibi => {
-                Some(Tensor::new(alibi_slopes(cfg.attention.num_heads), device).ctx("alibi slopes")?)
-            }
+            PositionEncoding::Alibi => Some(alibi_slopes(cfg.attention.num_heads)),
             _ => None,
         };
         let layers =
@@ -112,8 +104,19 @@ impl Model {
         &self.device
     }
 
-    pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.cfg.num_layers, self.kv_dtype)
+    /// The cache geometry this model needs: per-head K/V, or MLA's latent as one kv head.
+    pub fn kv_spec(&self, block_size: usize) -> KvSpec {
+        let a = &self.cfg.attention;
+        let (kv_heads, k_dim, v_dim) = match &a.mla {
+            Some(m) => (1, m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank),
+            None => (a.num_kv_heads, a.head_dim, a.head_dim),
+        };
+        KvSpec { num_layers: self.cfg.num_layers, kv_heads, k_dim, v_dim, dtype: self.kv_dtype, block_size }
+    }
+
+    /// A single-sequence cache for [`Model::forward`].
+    pub fn new_cache(&self) -> Result<KvCache> {
+        KvCache::new(self.kv_spec(16))
     }
 
     /// Stores K/V as `dtype`. With f16 the queries are rounded to f16 as well, as llama.cpp's
@@ -123,39 +126,57 @@ impl Model {
         self
     }
 
-    /// Runs `tokens` (positions `cache.len()..`) through the model, appending to `cache`.
-    /// Returns f32 logits `(n, vocab)`: `n = tokens.len()` for [`LogitsFor::All`], 1 for `Last`.
+    pub fn kv_dtype(&self) -> DType {
+        self.kv_dtype
+    }
+
+    /// Runs one sequence's `tokens` (positions `cache.len()..`) through the model, appending to
+    /// `cache`. Returns f32 logits `(n, vocab)`: `n = tokens.len()` for [`LogitsFor::All`], 1 for
+    /// `Last`, 0 for `None`.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: LogitsFor) -> Result<Tensor> {
-        let t = tokens.len();
-        if t == 0 {
-            return Err(Error::InvalidInput("forward needs at least one token".into()));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
-            return Err(Error::InvalidInput(format!("token id {bad} >= vocab_size {}", self.cfg.vocab_size)));
-        }
         let start = cache.len();
-        let ids = Tensor::new(tokens, &self.device).ctx("token ids")?;
-        // (t, hidden) → (1, t, hidden)
+        cache.reserve(start + tokens.len());
+        let KvCache { pool, table, .. } = cache;
+        let chunk = SeqChunk { tokens, start, block_table: table, logits: which };
+        let logits = self.forward_batch(&[chunk], pool)?;
+        cache.advance(tokens.len());
+        Ok(logits)
+    }
+
+    /// One forward pass over a batch of sequence chunks (prefill chunks and decode tokens mixed,
+    /// each at its own position): every linear layer runs once over all `T` tokens, attention
+    /// reads each sequence's K/V through its block table. Returns f32 logits `(rows, vocab)` for
+    /// the rows the chunks ask for, in chunk order.
+    pub fn forward_batch(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
+        let want = self.kv_spec(kv.spec().block_size);
+        if kv.spec() != &want {
+            return Err(Error::InvalidInput(format!("KV cache {:?} does not fit this model ({want:?})", kv.spec())));
+        }
+        let batch = BatchMeta::new(chunks, want.block_size, self.cfg.vocab_size)?;
+        let t = batch.num_tokens();
+        let ids = Tensor::new(batch.tokens.as_slice(), &self.device).ctx("token ids")?;
+        // (T, hidden) → (1, T, hidden)
         let mut x = self.embed.index_select(&ids, 0).ctx("embedding")?;
         if let Some(s) = self.cfg.embedding_scale {
             x = (x * s as f64).ctx("embedding scale")?;
         }
         if let Some(pe) = &self.position_embed {
-            if start + t > self.cfg.max_position_embeddings {
+            let max = self.cfg.max_position_embeddings;
+            if let Some(&(start, len, _)) = batch.spans.iter().find(|s| s.2 > max) {
                 return Err(Error::InvalidInput(format!(
-                    "sequence of {} tokens exceeds the model's {} learned positions",
-                    start + t,
-                    self.cfg.max_position_embeddings
+                    "sequence of {} tokens exceeds the model's {max} learned positions",
+                    start + len
                 )));
             }
-            x = (x + pe.narrow(0, start, t).ctx("positions")?).ctx("add positions")?;
+            let pos = Tensor::new(batch.positions.as_slice(), &self.device).ctx("positions")?;
+            x = (x + pe.index_select(&pos, 0).ctx("positions")?).ctx("add positions")?;
         }
         if let Some(n) = &self.embed_norm {
             x = n.forward(&x)?;
         }
         let mut x = x.unsqueeze(0).ctx("batch dim")?;
         let tables = |r: &Option<Rope>| -> Result<_> {
-            r.as_ref().map(|r| r.tables(start, t, start + t, &self.device)).transpose()
+            r.as_ref().map(|r| r.tables_for(&batch.spans, &self.device)).transpose()
         };
         let (main, local) = (tables(&self.rope)?, tables(&self.local_rope)?);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -164,14 +185,21 @@ impl Model {
                 LayerRope::Local => self.local_rope.as_ref().zip(local.as_ref()),
                 LayerRope::Off => None,
             };
-            x = layer.forward(&x, i, rope, cache)?;
+            x = layer.forward(&x, i, rope, &batch, kv)?;
         }
-        cache.advance();
-        if which == LogitsFor::Last {
-            x = x.narrow(1, t - 1, 1).ctx("last position")?;
+        let vocab = self.cfg.vocab_size;
+        if batch.logit_rows.is_empty() {
+            return Tensor::zeros((0, vocab), DType::F32, &self.device).ctx("no logits");
         }
+        let x = x.squeeze(0).ctx("rows")?;
+        let x = if batch.logit_rows.len() == t {
+            x
+        } else {
+            let rows = Tensor::new(batch.logit_rows.as_slice(), &self.device).ctx("logit rows")?;
+            x.index_select(&rows, 0).ctx("logit rows")?
+        };
         let x = self.final_norm.forward(&x)?;
-        let mut logits = self.lm_head.forward(&x)?.squeeze(0).ctx("logits")?;
+        let mut logits = self.lm_head.forward(&x)?;
         if let Some(cap) = self.cfg.final_logit_softcap {
             logits =
                 ((logits / cap as f64).and_then(|l| l.tanh()).and_then(|l| l * cap as f64)).ctx("final softcap")?;
@@ -213,7 +241,7 @@ fn load_layer(
     cfg: &ModelConfig,
     n: &WeightNames,
     i: usize,
-    alibi: Option<Tensor>,
+    alibi: Option<Vec<f32>>,
 ) -> Result<DecoderLayer> {
     let a = &cfg.attention;
     let hidden = cfg.hidden_size;
@@ -247,17 +275,15 @@ fn load_layer(
                 (None, None, ..) => return Err(missing("q_proj")),
                 (Some(_), ..) => return Err(missing("q_a_proj")),
             };
+            let kv_b_shape = [a.num_heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank];
+            let kv_b = b.tensor(&format!("{}.weight", at(kv_b, i)), &kv_b_shape)?;
+            let (w_uk, w_uv_t) = Mla::split_kv_b(&kv_b, a.num_heads, m)?;
             QkvProj::Mla(Box::new(Mla {
                 q: query,
                 kv_a: b.linear(&at(kv_a, i), m.kv_lora_rank + m.qk_rope_head_dim, hidden, a.qkv_bias, tr)?,
                 kv_norm: b.norm(&at(kv_a_norm, i), m.kv_lora_rank, &latent_norm)?,
-                kv_b: b.linear(
-                    &at(kv_b, i),
-                    a.num_heads * (m.qk_nope_head_dim + m.v_head_dim),
-                    m.kv_lora_rank,
-                    false,
-                    tr,
-                )?,
+                w_uk,
+                w_uv_t,
                 heads: a.num_heads,
                 cfg: m.clone(),
             }))

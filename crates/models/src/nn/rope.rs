@@ -26,29 +26,38 @@ impl Rope {
     /// Tables for positions `start..start + len`; `total_len` (usually `start + len`) selects the
     /// dynamic-NTK base or the longrope factor set.
     pub fn tables(&self, start: usize, len: usize, total_len: usize, device: &Device) -> Result<RopeTables> {
-        let dynamic;
-        let inv_freq = match &self.fixed_inv_freq {
-            Some(f) => f,
-            None => {
-                dynamic = self.cfg.inv_freq(total_len);
-                &dynamic
-            }
-        };
-        let half = inv_freq.len();
+        self.tables_for(&[(start, len, total_len)], device)
+    }
+
+    /// Tables for several spans `(start, len, total_len)` one after another: the rows of a batch
+    /// that mixes sequences at different positions.
+    pub fn tables_for(&self, spans: &[(usize, usize, usize)], device: &Device) -> Result<RopeTables> {
+        let rows: usize = spans.iter().map(|s| s.1).sum();
         let scale = self.cfg.attention_factor() as f32;
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
-        for p in start..start + len {
-            for f in inv_freq {
-                // Same f32 product as transformers' `inv_freq @ position_ids.float()`.
-                let angle = p as f32 * f;
-                cos.push(angle.cos() * scale);
-                sin.push(angle.sin() * scale);
+        let mut cos = Vec::with_capacity(rows * self.cfg.rotary_dim / 2);
+        let mut sin = Vec::with_capacity(rows * self.cfg.rotary_dim / 2);
+        for &(start, len, total_len) in spans {
+            let dynamic;
+            let inv_freq = match &self.fixed_inv_freq {
+                Some(f) => f,
+                None => {
+                    dynamic = self.cfg.inv_freq(total_len);
+                    &dynamic
+                }
+            };
+            for p in start..start + len {
+                for f in inv_freq {
+                    // Same f32 product as transformers' `inv_freq @ position_ids.float()`.
+                    let angle = p as f32 * f;
+                    cos.push(angle.cos() * scale);
+                    sin.push(angle.sin() * scale);
+                }
             }
         }
+        let half = cos.len() / rows.max(1);
         Ok(RopeTables {
-            cos: Tensor::from_vec(cos, (len, half), device).ctx("rope cos")?,
-            sin: Tensor::from_vec(sin, (len, half), device).ctx("rope sin")?,
+            cos: Tensor::from_vec(cos, (rows, half), device).ctx("rope cos")?,
+            sin: Tensor::from_vec(sin, (rows, half), device).ctx("rope sin")?,
         })
     }
 

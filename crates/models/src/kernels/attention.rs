@@ -1,0 +1,504 @@
+//! Paged attention on the CPU: every query row of a batch attends to its own sequence's keys and
+//! values, read block by block through that sequence's block table, with an online softmax
+//! (flash-attention style), so nothing is gathered into a contiguous copy.
+//!
+//! Block storage layout, per layer (see `nn::kv_cache`):
+//! - K: `[block][kv_head][dim][offset]`: transposed inside a block, so the scores of one query row
+//!   against 16 keys are 16-lane FMAs over `dim` (no horizontal sums).
+//! - V: `[block][kv_head][offset][dim]`: `acc += p_j · v_j` runs along `dim`.
+//!
+//! Work units are (sequence, kv head, tile of up to [`TILE_TOKENS`] query tokens); a unit
+//! computes every query head of the kv head's GQA group for those tokens, so each K/V block
+//! is converted (f16 → f32) and read from L1 once per unit, not once per head. Each query row
+//! walks its keys in the same order whatever the batch, tile or chunking around it, which is
+//! what makes batched results bitwise equal to running a sequence alone.
+//!
+//! Score order matches the model's reference: `q·k · scale`, then the ALiBi bias, then the
+//! softcap, then the causal/sliding-window mask.
+
+use std::cell::RefCell;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use super::pool::Pool;
+use crate::{Error, Result};
+
+/// Query tokens per work unit: enough rows to reuse each converted K/V block, few enough that
+/// a decode batch still splits into one unit per (sequence, kv head).
+pub const TILE_TOKENS: usize = 8;
+const LANES: usize = 16;
+
+/// One layer's cached keys or values.
+#[derive(Clone, Copy)]
+pub enum KvSlice<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl KvSlice<'_> {
+    fn len(&self) -> usize {
+        match self {
+            KvSlice::F32(s) => s.len(),
+            KvSlice::F16(s) => s.len(),
+        }
+    }
+
+    /// Copies `out.len()` values from `at` as f32.
+    fn read(&self, at: usize, out: &mut [f32]) {
+        match self {
+            KvSlice::F32(s) => out.copy_from_slice(&s[at..at + out.len()]),
+            KvSlice::F16(s) => s[at..at + out.len()].convert_to_f32_slice(out),
+        }
+    }
+}
+
+/// One layer of the block pool, laid out as described in the module docs.
+pub struct KvBlocks<'a> {
+    pub k: KvSlice<'a>,
+    pub v: KvSlice<'a>,
+    pub block_size: usize,
+    pub kv_heads: usize,
+    pub k_dim: usize,
+    pub v_dim: usize,
+}
+
+/// One sequence's query rows: rows `row..row + len` of `q` are positions `start..start + len`.
+pub struct AttnSeq<'a> {
+    pub row: usize,
+    pub len: usize,
+    pub start: usize,
+    pub block_table: &'a [u32],
+}
+
+pub struct AttnParams<'a> {
+    pub heads: usize,
+    pub scale: f32,
+    pub softcap: Option<f32>,
+    /// Keys strictly older than `window` positions are masked.
+    pub window: Option<usize>,
+    /// ALiBi slope per query head: `score += slope · key_position`.
+    pub alibi: Option<&'a [f32]>,
+}
+
+/// `out (rows, heads, v_dim) = softmax(q kᵀ) v` for `q (rows, heads, k_dim)`, causal within each
+/// sequence. Rows not covered by any sequence are left untouched.
+pub fn paged_attention(q: &[f32], seqs: &[AttnSeq], kv: &KvBlocks, p: &AttnParams, out: &mut [f32]) -> Result<()> {
+    let (h, kvh, dk, dv, bs) = (p.heads, kv.kv_heads, kv.k_dim, kv.v_dim, kv.block_size);
+    let err = |m: String| Err(Error::InvalidInput(format!("paged attention: {m}")));
+    if kvh == 0 || h % kvh != 0 || bs == 0 {
+        return err(format!("{h} query heads, {kvh} kv heads, block size {bs}"));
+    }
+    let rows = q.len() / (h * dk).max(1);
+    if q.len() != rows * h * dk || out.len() != rows * h * dv {
+        return err(format!("q has {} values, out {}, for {h} heads of {dk}/{dv}", q.len(), out.len()));
+    }
+    let block_k = kvh * dk * bs;
+    let num_blocks = kv.k.len() / block_k.max(1);
+    if kv.k.len() != num_blocks * block_k || kv.v.len() != num_blocks * kvh * dv * bs {
+        return err(format!("K/V storage of {} / {} values is not whole blocks", kv.k.len(), kv.v.len()));
+    }
+    if p.alibi.is_some_and(|a| a.len() != h) {
+        return err(format!("{} ALiBi slopes for {h} heads", p.alibi.map_or(0, <[f32]>::len)));
+    }
+    let mut units = Vec::new();
+    for (si, s) in seqs.iter().enumerate() {
+        let needed = (s.start + s.len).div_ceil(bs);
+        if s.row + s.len > rows || s.block_table.len() < needed {
+            return err(format!(
+                "sequence {si}: rows {}..{} of {rows}, block table of {} blocks for {} tokens",
+                s.row,
+                s.row + s.len,
+                s.block_table.len(),
+                s.start + s.len
+            ));
+        }
+        if let Some(&b) = s.block_table[..needed].iter().find(|&&b| b as usize >= num_blocks) {
+            return err(format!("sequence {si}: block {b} outside a pool of {num_blocks}"));
+        }
+        for g in 0..kvh {
+            for t in (0..s.len).step_by(TILE_TOKENS) {
+                units.push(Unit { seq: si, kv_head: g, tile: t, tile_len: TILE_TOKENS.min(s.len - t) });
+            }
+        }
+    }
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let run = |u: usize| {
+        let unit = &units[u];
+        // SAFETY: units write disjoint (row, head) ranges of `out`, which outlives the pool job.
+        unsafe { unit_attention(unit, q, &seqs[unit.seq], kv, p, &out_ptr) };
+    };
+    Pool::global().run(units.len(), true, &run);
+    Ok(())
+}
+
+struct Unit {
+    seq: usize,
+    kv_head: usize,
+    tile: usize,
+    tile_len: usize,
+}
+
+struct OutPtr(*mut f32);
+// SAFETY: each unit writes only its own rows/heads (see `paged_attention`).
+unsafe impl Sync for OutPtr {}
+
+#[derive(Default)]
+struct Scratch {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    q: Vec<f32>,
+    acc: Vec<f32>,
+    /// (running max, running sum) per row.
+    ml: Vec<(f32, f32)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// # Safety
+/// No other thread writes the rows `seq.row + unit.tile ..` of heads in `unit.kv_head`'s group.
+unsafe fn unit_attention(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p: &AttnParams, out: &OutPtr) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected.
+        return unsafe { unit_avx512(unit, q, seq, kv, p, out) };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { unit_generic(unit, q, seq, kv, p, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma,f16c")]
+unsafe fn unit_avx512(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p: &AttnParams, out: &OutPtr) {
+    // SAFETY: forwarded from the caller.
+    unsafe { unit_generic(unit, q, seq, kv, p, out) }
+}
+
+#[inline(always)]
+unsafe fn unit_generic(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p: &AttnParams, out: &OutPtr) {
+    let (h, kvh, dk, dv, bs) = (p.heads, kv.kv_heads, kv.k_dim, kv.v_dim, kv.block_size);
+    let rep = h / kvh;
+    let nrows = unit.tile_len * rep;
+    SCRATCH.with(|s| {
+        let s = &mut *s.borrow_mut();
+        s.k.resize(dk * bs, 0.0);
+        s.v.resize(bs * dv, 0.0);
+        s.q.resize(nrows * dk, 0.0);
+        s.acc.clear();
+        s.acc.resize(nrows * dv, 0.0);
+        s.ml.clear();
+        s.ml.resize(nrows, (f32::NEG_INFINITY, 0.0));
+        // Row r = i * rep + g: token tile + i, query head kv_head * rep + g.
+        let round_q = matches!(kv.k, KvSlice::F16(_));
+        for i in 0..unit.tile_len {
+            for g in 0..rep {
+                let head = unit.kv_head * rep + g;
+                let src = &q[((seq.row + unit.tile + i) * h + head) * dk..][..dk];
+                let dst = &mut s.q[(i * rep + g) * dk..][..dk];
+                if round_q {
+                    // Same precision on both sides of q·k as the f16 cache holds (llama.cpp's
+                    // CPU attention dots f16 q with f16 k).
+                    dst.iter_mut().zip(src).for_each(|(d, &x)| *d = f16::from_f32(x).to_f32());
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        let first_pos = seq.start + unit.tile;
+        let last_pos = first_pos + unit.tile_len - 1;
+        let lo = p.window.map_or(0, |w| (first_pos + 1).saturating_sub(w));
+        let mut scores = vec![0f32; bs.next_multiple_of(LANES)];
+        for b in lo / bs..=last_pos / bs {
+            let block = seq.block_table[b] as usize;
+            kv.k.read((block * kvh + unit.kv_head) * dk * bs, &mut s.k);
+            kv.v.read((block * kvh + unit.kv_head) * bs * dv, &mut s.v);
+            let key0 = b * bs;
+            for i in 0..unit.tile_len {
+                let qpos = first_pos + i;
+                let kmin = p.window.map_or(0, |w| (qpos + 1).saturating_sub(w)).max(key0);
+                let kend = (qpos + 1).min(key0 + bs);
+                if kmin >= kend {
+                    continue;
+                }
+                for g in 0..rep {
+                    let r = i * rep + g;
+                    let head = unit.kv_head * rep + g;
+                    block_scores(&s.q[r * dk..][..dk], &s.k, bs, &mut scores);
+                    let (j0, j1) = (kmin - key0, kend - key0);
+                    let mut m_blk = f32::NEG_INFINITY;
+                    for (j, sc) in scores.iter_mut().enumerate().take(j1).skip(j0) {
+                        let mut x = *sc * p.scale;
+                        if let Some(a) = p.alibi {
+                            x += a[head] * (key0 + j) as f32;
+                        }
+                        if let Some(cap) = p.softcap {
+                            x = (x / cap).tanh() * cap;
+                        }
+                        *sc = x;
+                        m_blk = m_blk.max(x);
+                    }
+                    let (m, l) = s.ml[r];
+                    let m_new = m.max(m_blk);
+                    if m_new == f32::NEG_INFINITY {
+                        continue;
+                    }
+                    let corr = if m == f32::NEG_INFINITY { 0.0 } else { (m - m_new).exp() };
+                    let probs = &mut scores[j0..j1];
+                    probs.iter_mut().for_each(|x| *x -= m_new);
+                    exp_in_place(probs);
+                    let acc = &mut s.acc[r * dv..][..dv];
+                    if corr != 1.0 {
+                        acc.iter_mut().for_each(|a| *a *= corr);
+                    }
+                    let mut sum = 0f32;
+                    for (j, &pj) in (j0..j1).zip(probs.iter()) {
+                        sum += pj;
+                        let vj = &s.v[j * dv..][..dv];
+                        acc.iter_mut().zip(vj).for_each(|(a, &v)| *a = pj.mul_add(v, *a));
+                    }
+                    s.ml[r] = (m_new, l * corr + sum);
+                }
+            }
+        }
+        for i in 0..unit.tile_len {
+            for g in 0..rep {
+                let r = i * rep + g;
+                let head = unit.kv_head * rep + g;
+                let l = s.ml[r].1;
+                let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+                // SAFETY: (row, head) belongs to this unit alone (see `paged_attention`).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out.0.add(((seq.row + unit.tile + i) * h + head) * dv), dv)
+                };
+                dst.iter_mut().zip(&s.acc[r * dv..][..dv]).for_each(|(d, &a)| *d = a * inv);
+            }
+        }
+    });
+}
+
+/// `scores[j] = Σ_d q[d] · kt[d][j]` for a block stored `[dim][offset]`.
+#[inline(always)]
+fn block_scores(q: &[f32], kt: &[f32], bs: usize, scores: &mut [f32]) {
+    for c in (0..bs).step_by(LANES) {
+        let w = LANES.min(bs - c);
+        let mut acc = [0f32; LANES];
+        if w == LANES {
+            for (d, &qd) in q.iter().enumerate() {
+                let k: &[f32; LANES] = kt[d * bs + c..][..LANES].try_into().unwrap_or(&[0.0; LANES]);
+                for l in 0..LANES {
+                    acc[l] = qd.mul_add(k[l], acc[l]);
+                }
+            }
+        } else {
+            for (d, &qd) in q.iter().enumerate() {
+                for l in 0..w {
+                    acc[l] = qd.mul_add(kt[d * bs + c + l], acc[l]);
+                }
+            }
+        }
+        scores[c..c + w].copy_from_slice(&acc[..w]);
+    }
+}
+
+/// `x = exp(x)` for `x ≤ 0` (scores minus their running max), vectorizable: Cody–Waite range
+/// reduction to `2^n · e^r` with `|r| ≤ ln2/2` and a degree-6 polynomial (≤ 2 ulp), as
+/// Cephes' `expf`. Below -87.3 the result flushes to 0.
+#[inline(always)]
+pub(crate) fn exp_in_place(xs: &mut [f32]) {
+    for x in xs.iter_mut() {
+        *x = exp_neg(*x);
+    }
+}
+
+#[inline(always)]
+fn exp_neg(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.max(-87.3);
+    let n = (x * LOG2E).round();
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+    let mut y = 1.987_569_1e-4_f32;
+    y = y.mul_add(r, 1.398_199_9e-3);
+    y = y.mul_add(r, 8.333_452e-3);
+    y = y.mul_add(r, 4.166_579_6e-2);
+    y = y.mul_add(r, 1.666_666_5e-1);
+    y = y.mul_add(r, 0.5);
+    let y = (y * r).mul_add(r, r) + 1.0;
+    // 2^n by building the exponent bits; n ∈ [-126, 0] here.
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tiny deterministic generator (tests only).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    struct Case {
+        heads: usize,
+        kvh: usize,
+        dk: usize,
+        dv: usize,
+        bs: usize,
+        window: Option<usize>,
+        softcap: Option<f32>,
+        alibi: bool,
+        f16: bool,
+    }
+
+    /// Every sequence's keys live in scattered blocks; the reference recomputes each row with a
+    /// plain two-pass softmax from per-position K/V.
+    fn check(c: &Case) {
+        let seqs_spec = [(0usize, 5usize), (37, 1), (3, 19), (60, 3)]; // (start, len)
+        let num_blocks = 64;
+        let block_vals = |dim| num_blocks * c.kvh * dim * c.bs;
+        let mut kbuf = values(block_vals(c.dk), 1);
+        let mut vbuf = values(block_vals(c.dv), 2);
+        if c.f16 {
+            for x in kbuf.iter_mut().chain(vbuf.iter_mut()) {
+                *x = f16::from_f32(*x).to_f32();
+            }
+        }
+        let (k16, v16): (Vec<f16>, Vec<f16>) =
+            (kbuf.iter().map(|&x| f16::from_f32(x)).collect(), vbuf.iter().map(|&x| f16::from_f32(x)).collect());
+        // Block tables: a fixed permutation of the pool, disjoint per sequence.
+        let perm: Vec<u32> = (0..num_blocks as u32).map(|i| (i * 37 + 11) % num_blocks as u32).collect();
+        let mut tables = vec![];
+        let mut next = 0;
+        for &(start, len) in &seqs_spec {
+            let n = (start + len).div_ceil(c.bs);
+            tables.push(perm[next..next + n].to_vec());
+            next += n;
+        }
+        let rows: usize = seqs_spec.iter().map(|s| s.1).sum();
+        let q = values(rows * c.heads * c.dk, 3);
+        let mut seqs = vec![];
+        let mut row = 0;
+        for (i, &(start, len)) in seqs_spec.iter().enumerate() {
+            seqs.push(AttnSeq { row, len, start, block_table: &tables[i] });
+            row += len;
+        }
+        let slopes: Vec<f32> = (0..c.heads).map(|h| 0.5f32.powi(h as i32 + 1)).collect();
+        let p = AttnParams {
+            heads: c.heads,
+            scale: 0.3,
+            softcap: c.softcap,
+            window: c.window,
+            alibi: c.alibi.then_some(slopes.as_slice()),
+        };
+        let kv = KvBlocks {
+            k: if c.f16 { KvSlice::F16(&k16) } else { KvSlice::F32(&kbuf) },
+            v: if c.f16 { KvSlice::F16(&v16) } else { KvSlice::F32(&vbuf) },
+            block_size: c.bs,
+            kv_heads: c.kvh,
+            k_dim: c.dk,
+            v_dim: c.dv,
+        };
+        let mut out = vec![f32::NAN; rows * c.heads * c.dv];
+        paged_attention(&q, &seqs, &kv, &p, &mut out).unwrap();
+
+        let rep = c.heads / c.kvh;
+        let mut worst = 0f32;
+        for s in &seqs {
+            let key = |pos: usize, g: usize, d: usize| {
+                let b = s.block_table[pos / c.bs] as usize;
+                kbuf[((b * c.kvh + g) * c.dk + d) * c.bs + pos % c.bs]
+            };
+            let val = |pos: usize, g: usize, d: usize| {
+                let b = s.block_table[pos / c.bs] as usize;
+                vbuf[((b * c.kvh + g) * c.bs + pos % c.bs) * c.dv + d]
+            };
+            for i in 0..s.len {
+                let qpos = s.start + i;
+                for h in 0..c.heads {
+                    let g = h / rep;
+                    let qr: Vec<f32> = q[((s.row + i) * c.heads + h) * c.dk..][..c.dk]
+                        .iter()
+                        .map(|&x| if c.f16 { f16::from_f32(x).to_f32() } else { x })
+                        .collect();
+                    let lo = c.window.map_or(0, |w| (qpos + 1).saturating_sub(w));
+                    let sc: Vec<f32> = (lo..=qpos)
+                        .map(|j| {
+                            let mut x = (0..c.dk).map(|d| qr[d] * key(j, g, d)).sum::<f32>() * p.scale;
+                            if c.alibi {
+                                x += slopes[h] * j as f32;
+                            }
+                            if let Some(cap) = c.softcap {
+                                x = (x / cap).tanh() * cap;
+                            }
+                            x
+                        })
+                        .collect();
+                    let m = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let e: Vec<f32> = sc.iter().map(|x| (x - m).exp()).collect();
+                    let z: f32 = e.iter().sum();
+                    for d in 0..c.dv {
+                        let want: f32 = (lo..=qpos).zip(&e).map(|(j, w)| w * val(j, g, d)).sum::<f32>() / z;
+                        let got = out[((s.row + i) * c.heads + h) * c.dv + d];
+                        worst = worst.max((got - want).abs());
+                    }
+                }
+            }
+        }
+        assert!(worst < 2e-5, "max abs diff {worst}");
+    }
+
+    #[test]
+    fn matches_reference_across_layouts() {
+        let base =
+            Case { heads: 6, kvh: 2, dk: 32, dv: 32, bs: 16, window: None, softcap: None, alibi: false, f16: false };
+        check(&base);
+        check(&Case { bs: 8, ..base });
+        check(&Case { bs: 5, heads: 4, kvh: 4, dk: 20, dv: 12, ..base });
+        check(&Case { window: Some(7), softcap: Some(5.0), ..base });
+        check(&Case { alibi: true, heads: 3, kvh: 1, ..base });
+        check(&Case { f16: true, ..base });
+        check(&Case { bs: 32, dk: 48, dv: 16, heads: 2, kvh: 1, ..base });
+    }
+
+    #[test]
+    fn bad_tables_are_errors_not_panics() {
+        let (k, v) = (vec![0f32; 2 * 16 * 8], vec![0f32; 2 * 16 * 8]);
+        let kv = KvBlocks { k: KvSlice::F32(&k), v: KvSlice::F32(&v), block_size: 16, kv_heads: 1, k_dim: 8, v_dim: 8 };
+        let p = AttnParams { heads: 1, scale: 1.0, softcap: None, window: None, alibi: None };
+        let q = vec![0f32; 8];
+        let mut out = vec![0f32; 8];
+        let short = [0u32];
+        let e = paged_attention(&q, &[AttnSeq { row: 0, len: 1, start: 20, block_table: &short }], &kv, &p, &mut out);
+        assert!(e.unwrap_err().to_string().contains("block table of 1 blocks for 21 tokens"));
+        let outside = [7u32];
+        let e = paged_attention(&q, &[AttnSeq { row: 0, len: 1, start: 0, block_table: &outside }], &kv, &p, &mut out);
+        assert!(e.unwrap_err().to_string().contains("block 7 outside a pool of 2"));
+    }
+
+    #[test]
+    fn exp_matches_std() {
+        let mut worst = 0f32;
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let mut v = [x];
+            exp_in_place(&mut v);
+            let want = x.exp();
+            worst = worst.max(((v[0] - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 3e-7, "max relative error {worst}");
+        let mut tiny = [-100.0f32, f32::NEG_INFINITY];
+        exp_in_place(&mut tiny);
+        assert!(tiny.iter().all(|&v| (0.0..1e-37).contains(&v)), "{tiny:?}");
+    }
+}
