@@ -52,7 +52,7 @@ impl Attention {
         let h = self.cfg.num_heads;
         let (q, dv) = match &self.qkv {
             QkvProj::Mla(m) => {
-                let out = m.forward(x, layer, rope, batch, kv, self.cfg.scale as f32)?;
+                let out = m.forward(x, layer, rope, batch, kv, self.cfg.scale)?;
                 return self.o.forward(&out);
             }
             _ => {
@@ -66,8 +66,8 @@ impl Attention {
         let mut out = vec![0f32; t * h * dv];
         let params = AttnParams {
             heads: h,
-            scale: self.cfg.scale as f32,
-            softcap: self.cfg.softcap.map(|c| c as f32),
+            scale: self.cfg.scale,
+            softcap: self.cfg.softcap,
             window: self.sliding_window,
             alibi: self.alibi_slopes.as_deref(),
         };
