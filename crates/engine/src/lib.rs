@@ -18,9 +18,11 @@ mod error;
 mod generate;
 mod kv;
 mod sampler;
+mod scheduler;
 
 pub use detokenizer::{StopMatcher, StreamDecoder};
 pub use error::{Error, Result};
 pub use generate::{FinishReason, Generation, Generator};
 pub use kv::{BlockId, KvManager, PrefixCacheStats, PrefixHit, SeqId};
 pub use sampler::{child_seed, prompt_logprobs, Sampled, Sampler, SamplingParams, TokenLogprob, MAX_LOGPROBS};
+pub use scheduler::{Policy, SchedError, ScheduledSeq, Scheduler, SchedulerConfig, SchedulerOutput, SeqRequest};
