@@ -75,7 +75,7 @@ pub struct Scheduler {
     kv: KvManager,
     seqs: HashMap<SeqId, Seq>,
     /// Not running and holding no blocks. FCFS admits front first; preempted seqs re-enter at the
-    /// front. Under `Policy::Priority` the order only breaks nothing: the key decides.
+    /// front. Under `Policy::Priority` the order is irrelevant: `(priority, arrival)` decides.
     waiting: VecDeque<SeqId>,
     /// Holding blocks, in admission order: served in this order, FCFS preempts from the back.
     running: Vec<SeqId>,
