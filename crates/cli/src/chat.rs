@@ -4,10 +4,10 @@
 use std::io::{BufRead, Write};
 
 use anyhow::Result;
-use prom_engine::{FinishReason, Generator};
+use prom_engine::FinishReason;
 use prom_models::chat::ChatMessage;
 
-use crate::common::{load_model, tokenizer, ModelArgs, SamplingArgs};
+use crate::common::{generate, load_model, start_engine, EngineArgs, ModelArgs, SamplingArgs};
 use crate::run::render;
 
 #[derive(clap::Args)]
@@ -16,6 +16,8 @@ pub struct Args {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// System message for the conversation.
     #[arg(long)]
     system: Option<String>,
@@ -23,12 +25,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let m = load_model(&a.model.model, a.model.offline)?;
-    let tok = tokenizer(&m)?;
     if m.chat_template.is_none() {
         eprintln!("note: the model has no chat template; using ChatML");
     }
     let params = a.sampling.params(&m);
-    let generator = Generator::new(&m.model, tok);
+    let s = start_engine(m, &a.engine)?;
     let start: Vec<ChatMessage> = a.system.iter().map(|s| ChatMessage::system(s.clone())).collect();
     let mut history = start.clone();
     eprintln!("chatting with {} — /reset clears the history, /exit or Ctrl-D quits", a.model.model);
@@ -53,8 +54,9 @@ pub fn run(a: Args) -> Result<()> {
             _ => {}
         }
         history.push(ChatMessage::user(line));
-        let prompt = tok.encode(&render(m.chat_template.as_ref(), &history)?, false)?;
-        let g = match generator.generate(&prompt, &params, |piece| {
+        // Prefix caching makes each turn re-use the blocks of the conversation so far.
+        let prompt = s.tokenizer.encode(&render(s.chat_template.as_ref(), &history)?, false)?;
+        let g = match generate(&s.engine, prompt, params.clone(), |piece| {
             let _ = out.write_all(piece.as_bytes());
             let _ = out.flush();
         }) {
@@ -67,8 +69,8 @@ pub fn run(a: Args) -> Result<()> {
             }
         };
         writeln!(out)?;
-        if g.finish_reason == FinishReason::Length {
-            eprintln!("(reply cut at {} tokens)", g.token_ids.len());
+        if g.finish == Some(FinishReason::Length) {
+            eprintln!("(reply cut at {} tokens)", g.tokens);
         }
         history.push(ChatMessage::assistant(g.text));
     }

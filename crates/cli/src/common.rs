@@ -5,7 +5,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use prom_engine::SamplingParams;
+use std::sync::Arc;
+
+use prom_engine::{
+    Engine, EngineConfig, Event, FinishReason, KvCacheMemory, Policy, Request, SamplingParams, Timings, Usage,
+};
 use prom_models::load::LoadedModel;
 use prom_models::source::{self, ResolveOptions};
 
@@ -50,6 +54,18 @@ pub struct SamplingArgs {
     /// Seed for reproducible sampling.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Penalize tokens already in the prompt or output (1 = off; HF semantics).
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Penalize tokens already generated, once each (OpenAI semantics, -2..2).
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// Penalize tokens already generated, per occurrence (OpenAI semantics, -2..2).
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Never stop on EOS before this many tokens.
+    #[arg(long, default_value_t = 0)]
+    pub min_tokens: usize,
     /// Stop when the output contains this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
@@ -70,6 +86,10 @@ impl SamplingArgs {
             top_p: self.top_p.or(from_model(g.top_p)).unwrap_or(1.0),
             min_p: self.min_p.or(from_model(g.min_p)).unwrap_or(0.0),
             seed: self.seed,
+            repetition_penalty: self.repetition_penalty.or(g.repetition_penalty).unwrap_or(1.0),
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            min_tokens: self.min_tokens,
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
             stop_token_ids: g.eos_token_ids.clone(),
@@ -81,4 +101,100 @@ impl SamplingArgs {
 
 pub fn tokenizer(m: &LoadedModel) -> Result<&prom_models::Tokenizer> {
     m.tokenizer.as_ref().context("this model has no tokenizer (no tokenizer.json); use token ids instead")
+}
+
+/// Engine sizing flags (vLLM's names).
+#[derive(clap::Args, Clone)]
+pub struct EngineArgs {
+    /// KV cache size: a fraction of available memory (0.2) or a size (4GiB, 512MiB).
+    #[arg(long, default_value = "0.2")]
+    pub kv_cache_memory: String,
+    /// Tokens per KV block.
+    #[arg(long, default_value_t = 16)]
+    pub block_size: usize,
+    /// Token budget of one engine step (prefill chunks and decode tokens together).
+    #[arg(long, default_value_t = 2048)]
+    pub max_num_batched_tokens: usize,
+    /// Most sequences in flight at once.
+    #[arg(long, default_value_t = 128)]
+    pub max_num_seqs: usize,
+    /// Longest prompt + output (default: the model's context length).
+    #[arg(long)]
+    pub max_model_len: Option<usize>,
+    /// Turn off reuse of cached prompt prefixes across requests.
+    #[arg(long)]
+    pub no_prefix_caching: bool,
+    /// Admit and preempt by request priority instead of arrival order.
+    #[arg(long)]
+    pub priority_scheduling: bool,
+}
+
+impl EngineArgs {
+    pub fn config(&self) -> Result<EngineConfig> {
+        Ok(EngineConfig {
+            block_size: self.block_size,
+            kv_cache_memory: self.kv_cache_memory.parse::<KvCacheMemory>()?,
+            max_num_batched_tokens: self.max_num_batched_tokens,
+            max_num_seqs: self.max_num_seqs,
+            max_model_len: self.max_model_len,
+            enable_prefix_caching: !self.no_prefix_caching,
+            policy: if self.priority_scheduling { Policy::Priority } else { Policy::Fcfs },
+        })
+    }
+}
+
+/// The model moved into a running engine, with what the CLI still needs from the load.
+pub struct Served {
+    pub engine: Engine,
+    pub tokenizer: Arc<prom_models::Tokenizer>,
+    pub chat_template: Option<prom_models::chat::ChatTemplate>,
+}
+
+pub fn start_engine(m: LoadedModel, args: &EngineArgs) -> Result<Served> {
+    let tokenizer = Arc::new(m.tokenizer.context("this model has no tokenizer (no tokenizer.json)")?);
+    let engine = Engine::start(m.model, Arc::clone(&tokenizer), args.config()?)?;
+    Ok(Served { engine, tokenizer, chat_template: m.chat_template })
+}
+
+/// One finished generation.
+pub struct Generated {
+    pub text: String,
+    pub tokens: usize,
+    pub finish: Option<FinishReason>,
+    pub usage: Usage,
+    pub timings: Timings,
+}
+
+/// Runs one request through the engine, calling `on_text` with each final piece of text.
+/// `max_tokens` is capped to what the context leaves after the prompt.
+pub fn generate(
+    engine: &Engine,
+    prompt: Vec<u32>,
+    mut params: SamplingParams,
+    mut on_text: impl FnMut(&str),
+) -> Result<Generated> {
+    let room = engine.info().max_model_len.saturating_sub(prompt.len());
+    anyhow::ensure!(
+        room > 0,
+        "the prompt has {} tokens; the model's context length is {}",
+        prompt.len(),
+        engine.info().max_model_len
+    );
+    params.max_tokens = params.max_tokens.min(room);
+    let mut stream = engine.submit(Request::new(prompt, params))?;
+    let (mut text, mut tokens, mut finish) = (String::new(), 0, None);
+    while let Some(event) = stream.blocking_next() {
+        match event {
+            Event::Delta(d) => {
+                on_text(&d.text);
+                text.push_str(&d.text);
+                tokens += d.token_ids.len();
+                finish = d.finish_reason.or(finish);
+            }
+            Event::Finished { usage, timings } => return Ok(Generated { text, tokens, finish, usage, timings }),
+            Event::Error(e) => return Err(e.into()),
+            Event::PromptLogprobs(_) => {}
+        }
+    }
+    anyhow::bail!("the engine ended the request without finishing it")
 }

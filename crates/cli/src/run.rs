@@ -3,10 +3,9 @@
 use std::io::Write;
 
 use anyhow::Result;
-use prom_engine::Generator;
 use prom_models::chat::{ChatMessage, ChatTemplate, RenderOptions};
 
-use crate::common::{load_model, tokenizer, ModelArgs, SamplingArgs};
+use crate::common::{generate, load_model, start_engine, EngineArgs, ModelArgs, SamplingArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,6 +13,8 @@ pub struct Args {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Complete the prompt as plain text instead of wrapping it in the chat template.
     #[arg(long)]
     raw: bool,
@@ -29,8 +30,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let m = load_model(&a.model.model, a.model.offline)?;
-    let tok = tokenizer(&m)?;
-    let (text, add_special) = if a.raw || m.chat_template.is_none() {
+    let params = a.sampling.params(&m);
+    let raw = a.raw || m.chat_template.is_none();
+    let s = start_engine(m, &a.engine)?;
+    let (text, add_special) = if raw {
         (a.prompt.clone(), true)
     } else {
         let mut msgs = Vec::new();
@@ -38,26 +41,24 @@ pub fn run(a: Args) -> Result<()> {
             msgs.push(ChatMessage::system(s.clone()));
         }
         msgs.push(ChatMessage::user(a.prompt.clone()));
-        (render(m.chat_template.as_ref(), &msgs)?, false)
+        (render(s.chat_template.as_ref(), &msgs)?, false)
     };
-    let ids = tok.encode(&text, add_special)?;
-    let params = a.sampling.params(&m);
+    let ids = s.tokenizer.encode(&text, add_special)?;
     let mut out = std::io::stdout().lock();
-    let g = Generator::new(&m.model, tok).generate(&ids, &params, |piece| {
+    let g = generate(&s.engine, ids, params, |piece| {
         let _ = out.write_all(piece.as_bytes());
         let _ = out.flush();
     })?;
     let _ = writeln!(out);
     if a.verbose {
-        let n = g.token_ids.len();
+        let (p, n, t) = (g.usage.prompt_tokens, g.tokens, g.timings);
+        let decode = t.total.saturating_sub(t.first_token);
         eprintln!(
-            "prompt {} tokens in {:.2?} ({:.1} tok/s); generated {n} tokens in {:.2?} ({:.1} tok/s); finish: {:?}",
-            g.prompt_tokens,
-            g.prefill_time,
-            g.prompt_tokens as f64 / g.prefill_time.as_secs_f64(),
-            g.decode_time,
-            n as f64 / g.decode_time.as_secs_f64().max(1e-9),
-            g.finish_reason
+            "prompt {p} tokens in {:.2?} ({:.1} tok/s); generated {n} tokens in {decode:.2?} ({:.1} tok/s); finish: {:?}",
+            t.first_token,
+            p as f64 / t.first_token.as_secs_f64().max(1e-9),
+            n.saturating_sub(1) as f64 / decode.as_secs_f64().max(1e-9),
+            g.finish
         );
     }
     Ok(())

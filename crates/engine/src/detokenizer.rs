@@ -1,6 +1,8 @@
 //! Streaming text out of a token stream: UTF-8 safe incremental decoding, and stop strings
 //! that may straddle token boundaries.
 
+use std::sync::Arc;
+
 use prom_models::Tokenizer;
 
 use crate::Result;
@@ -9,16 +11,16 @@ use crate::Result;
 /// released once decoding no longer ends in a replacement character, so multi-byte characters
 /// split across byte-fallback tokens come out whole, and tokenizers that change a piece's
 /// rendering depending on its left context (SentencePiece's leading space) stay correct.
-pub struct StreamDecoder<'a> {
-    tokenizer: &'a Tokenizer,
+pub struct StreamDecoder {
+    tokenizer: Arc<Tokenizer>,
     ids: Vec<u32>,
     prefix_offset: usize,
     read_offset: usize,
     skip_special_tokens: bool,
 }
 
-impl<'a> StreamDecoder<'a> {
-    pub fn new(tokenizer: &'a Tokenizer, skip_special_tokens: bool) -> Self {
+impl StreamDecoder {
+    pub fn new(tokenizer: Arc<Tokenizer>, skip_special_tokens: bool) -> Self {
         Self { tokenizer, ids: vec![], prefix_offset: 0, read_offset: 0, skip_special_tokens }
     }
 

@@ -11,6 +11,10 @@ pub enum Error {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 
+    /// The engine could not run a request (a failed step, shutdown).
+    #[error("engine: {0}")]
+    Engine(String),
+
     #[error("{op}: {source}")]
     Tensor {
         op: &'static str,

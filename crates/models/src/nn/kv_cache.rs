@@ -12,6 +12,7 @@
 
 use candle_core::DType;
 use half::f16;
+use half::slice::HalfBitsSliceExt;
 
 use crate::kernels::attention::{KvBlocks, KvSlice};
 use crate::{Error, Result};
@@ -56,15 +57,17 @@ impl KvSpec {
     }
 }
 
+/// f16 values are kept as their bits: `vec![0u16; n]` is a calloc (pages the OS zeroes on first
+/// touch), where `vec![f16::ZERO; n]` would write every byte of a multi-GB pool up front.
 enum Buf {
     F32(Vec<f32>),
-    F16(Vec<f16>),
+    F16(Vec<u16>),
 }
 
 impl Buf {
     fn zeros(dtype: DType, n: usize) -> Self {
         match dtype {
-            DType::F16 => Buf::F16(vec![f16::ZERO; n]),
+            DType::F16 => Buf::F16(vec![0; n]),
             _ => Buf::F32(vec![0.0; n]),
         }
     }
@@ -72,21 +75,21 @@ impl Buf {
     fn resize(&mut self, n: usize) {
         match self {
             Buf::F32(v) => v.resize(n, 0.0),
-            Buf::F16(v) => v.resize(n, f16::ZERO),
+            Buf::F16(v) => v.resize(n, 0),
         }
     }
 
     fn set(&mut self, at: usize, x: f32) {
         match self {
             Buf::F32(v) => v[at] = x,
-            Buf::F16(v) => v[at] = f16::from_f32(x),
+            Buf::F16(v) => v[at] = f16::from_f32(x).to_bits(),
         }
     }
 
     fn as_slice(&self) -> KvSlice<'_> {
         match self {
             Buf::F32(v) => KvSlice::F32(v),
-            Buf::F16(v) => KvSlice::F16(v),
+            Buf::F16(v) => KvSlice::F16(v.reinterpret_cast()),
         }
     }
 }

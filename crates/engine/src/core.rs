@@ -1,0 +1,368 @@
+//! The engine loop's body, owned by the engine thread: schedule → execute → update.
+//!
+//! The scheduler decides which tokens of which sequences run this step (plain ids, token counts
+//! and block tables); the executor runs them as one batched forward pass over the paged cache;
+//! the update samples, detokenizes, checks stops and streams each request's deltas. A request
+//! with `n > 1` is `n` scheduler sequences, the later ones forking the first one's prompt blocks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use prom_models::nn::{LogitsFor, Model, PagedKvCache, SeqChunk};
+use prom_models::Tokenizer;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::detokenizer::{StopMatcher, StreamDecoder};
+use crate::kv::SeqId;
+use crate::request::{Delta, Event, FinishReason, Request, RequestId, Timings, Usage};
+use crate::sampler::{prompt_logprobs, Sampled, Sampler, SamplingParams, TokenLogprob};
+use crate::scheduler::{ScheduledSeq, Scheduler, SeqRequest};
+use crate::{Error, Result};
+
+/// One of a request's `n` sequences.
+struct Child {
+    seq: SeqId,
+    sampler: Sampler,
+    decoder: StreamDecoder,
+    stops: StopMatcher,
+    generated: Vec<u32>,
+    done: bool,
+}
+
+struct ReqState {
+    tx: UnboundedSender<Event>,
+    params: SamplingParams,
+    prompt: Vec<u32>,
+    prompt_len: usize,
+    /// Token ids that end a sequence: `stop_token_ids`, plus EOS unless `ignore_eos`.
+    stop_ids: Vec<u32>,
+    children: Vec<Child>,
+    arrival: Instant,
+    first_scheduled: Option<Instant>,
+    first_token: Option<Instant>,
+    /// Prompt logprobs gathered chunk by chunk (the first entry is `None`); sent once complete.
+    prompt_lp: Option<Vec<Option<TokenLogprob>>>,
+    cached_prompt_tokens: usize,
+}
+
+pub(crate) struct Core {
+    model: Model,
+    tokenizer: Arc<Tokenizer>,
+    kv: PagedKvCache,
+    sched: Scheduler,
+    requests: HashMap<RequestId, ReqState>,
+    /// Sequence → (request, child index).
+    owners: HashMap<SeqId, (RequestId, usize)>,
+    next_seq: SeqId,
+    eos_ids: Vec<u32>,
+    max_model_len: usize,
+}
+
+impl Core {
+    pub fn new(model: Model, tokenizer: Arc<Tokenizer>, kv: PagedKvCache, sched: Scheduler) -> Self {
+        let mut eos_ids = tokenizer.eos_token_ids().to_vec();
+        eos_ids.extend_from_slice(&model.config().eos_token_ids);
+        eos_ids.sort_unstable();
+        eos_ids.dedup();
+        let max_model_len = sched.config().max_model_len;
+        Self {
+            model,
+            tokenizer,
+            kv,
+            sched,
+            requests: HashMap::new(),
+            owners: HashMap::new(),
+            next_seq: 0,
+            eos_ids,
+            max_model_len,
+        }
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.requests.is_empty()
+    }
+
+    /// Queues a request; a request the scheduler can never run fails at once on its stream.
+    pub fn add(&mut self, id: RequestId, req: Request, tx: UnboundedSender<Event>) {
+        if let Err(e) = self.try_add(id, &req, tx.clone()) {
+            self.abort(id);
+            let _ = tx.send(Event::Error(e));
+        }
+    }
+
+    fn try_add(&mut self, id: RequestId, req: &Request, tx: UnboundedSender<Event>) -> Result<()> {
+        let p = &req.params;
+        let vocab = self.model.config().vocab_size;
+        let mut stop_ids = p.stop_token_ids.clone();
+        if !p.ignore_eos {
+            stop_ids.extend_from_slice(&self.eos_ids);
+        }
+        let mut state = ReqState {
+            tx,
+            params: p.clone(),
+            prompt: req.prompt.clone(),
+            prompt_len: req.prompt.len(),
+            stop_ids,
+            children: Vec::with_capacity(p.n),
+            arrival: Instant::now(),
+            first_scheduled: None,
+            first_token: None,
+            prompt_lp: p.prompt_logprobs.map(|_| vec![None]),
+            cached_prompt_tokens: 0,
+        };
+        for i in 0..p.n {
+            state.children.push(Child {
+                seq: self.next_seq + i as SeqId,
+                sampler: Sampler::new_for_child(p, &self.eos_ids, vocab, &req.prompt, i)?,
+                decoder: StreamDecoder::new(Arc::clone(&self.tokenizer), true),
+                stops: StopMatcher::new(&p.stop),
+                generated: Vec::new(),
+                done: false,
+            });
+        }
+        self.next_seq += p.n as SeqId;
+        let leader = state.children[0].seq;
+        let seqs: Vec<SeqId> = state.children.iter().map(|c| c.seq).collect();
+        self.requests.insert(id, state);
+        for (i, seq) in seqs.into_iter().enumerate() {
+            self.owners.insert(seq, (id, i));
+            self.sched
+                .add(SeqRequest {
+                    id: seq,
+                    prompt: req.prompt.clone(),
+                    max_tokens: p.max_tokens,
+                    priority: req.priority,
+                    needs_prompt_logprobs: i == 0 && p.prompt_logprobs.is_some(),
+                    share_prompt_with: (i > 0).then_some(leader),
+                })
+                .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Drops a request and frees its blocks at once. Unknown ids are ignored.
+    pub fn abort(&mut self, id: RequestId) {
+        if let Some(state) = self.requests.remove(&id) {
+            for c in &state.children {
+                self.sched.finish(c.seq);
+                self.owners.remove(&c.seq);
+            }
+        }
+    }
+
+    /// Ends every request with an error (the engine is stopping or a step failed for all).
+    fn fail(&mut self, id: RequestId, err: Error) {
+        if let Some(state) = self.requests.get(&id) {
+            let _ = state.tx.send(Event::Error(err));
+        }
+        self.abort(id);
+    }
+
+    /// One engine step. Returns false when there was nothing to run.
+    pub fn step(&mut self) -> bool {
+        let out = self.sched.schedule();
+        if out.seqs.is_empty() {
+            return false;
+        }
+        let now = Instant::now();
+        for s in &out.seqs {
+            if let Some(&(rid, child)) = self.owners.get(&s.id) {
+                if let Some(r) = self.requests.get_mut(&rid) {
+                    if r.first_scheduled.is_none() {
+                        r.first_scheduled = Some(now);
+                    }
+                    if child == 0 && s.start > 0 && r.cached_prompt_tokens == 0 && r.children[0].generated.is_empty() {
+                        r.cached_prompt_tokens = s.start.min(r.prompt_len);
+                    }
+                }
+            }
+        }
+        let logits = match self.execute(&out.seqs) {
+            Ok(l) => l,
+            Err(e) => {
+                // A failed forward pass fails the requests in it; the engine carries on.
+                tracing::error!("forward pass failed: {e}");
+                let ids: Vec<RequestId> = out.seqs.iter().filter_map(|s| self.owners.get(&s.id).map(|o| o.0)).collect();
+                for id in ids {
+                    self.fail(id, Error::Engine(format!("forward pass failed: {e}")));
+                }
+                return true;
+            }
+        };
+        let vocab = self.model.config().vocab_size;
+        let mut row = 0;
+        let mut sampled: Vec<(SeqId, Sampled)> = Vec::new();
+        let mut failed: Vec<(RequestId, Error)> = Vec::new();
+        for s in &out.seqs {
+            let n = match logits_for(s) {
+                LogitsFor::All => s.tokens.len(),
+                LogitsFor::Last => 1,
+                LogitsFor::None => 0,
+            };
+            let rows = &logits[row * vocab..(row + n) * vocab];
+            row += n;
+            let Some(&(rid, child)) = self.owners.get(&s.id) else { continue };
+            let Some(r) = self.requests.get_mut(&rid) else { continue };
+            if s.prompt_logprobs {
+                if let Err(e) = gather_prompt_logprobs(r, s, rows, vocab) {
+                    failed.push((rid, e));
+                    continue;
+                }
+            }
+            if s.sample && n > 0 {
+                let c = &mut r.children[child];
+                match c.sampler.sample(&rows[(n - 1) * vocab..], &c.generated) {
+                    Ok(x) => sampled.push((s.id, x)),
+                    Err(e) => failed.push((rid, e)),
+                }
+            }
+        }
+        let ids: Vec<(SeqId, u32)> = sampled.iter().map(|(s, x)| (*s, x.token)).collect();
+        self.sched.update(&out, &ids);
+        for (rid, e) in failed {
+            self.fail(rid, e);
+        }
+        for (seq, x) in sampled {
+            self.on_token(seq, x);
+        }
+        true
+    }
+
+    /// Runs the scheduled chunks as one forward pass; logits `(rows, vocab)` flattened.
+    fn execute(&mut self, seqs: &[ScheduledSeq]) -> Result<Vec<f32>> {
+        let chunks: Vec<SeqChunk> = seqs
+            .iter()
+            .map(|s| SeqChunk { tokens: &s.tokens, start: s.start, block_table: &s.block_table, logits: logits_for(s) })
+            .collect();
+        let logits = self.model.forward_batch(&chunks, &mut self.kv)?;
+        logits.flatten_all().and_then(|l| l.to_vec1::<f32>()).map_err(crate::error::tensor_err("read logits"))
+    }
+
+    /// Streams a sampled token: text, stops, limits; finishes the sequence when it ends.
+    fn on_token(&mut self, seq: SeqId, x: Sampled) {
+        let Some(&(rid, ci)) = self.owners.get(&seq) else { return };
+        let max_model_len = self.max_model_len;
+        let Some(r) = self.requests.get_mut(&rid) else { return };
+        r.first_token.get_or_insert_with(Instant::now);
+        let (max_tokens, min_tokens, prompt_len) = (r.params.max_tokens, r.params.min_tokens, r.prompt_len);
+        let is_stop_id = r.stop_ids.contains(&x.token);
+        let c = &mut r.children[ci];
+        c.generated.push(x.token);
+        let mut delta = Delta {
+            index: ci,
+            token_ids: vec![x.token],
+            logprobs: x.logprob.into_iter().collect(),
+            ..Delta::default()
+        };
+        let mut finish = None;
+        let mut text_done = false;
+        if is_stop_id && c.generated.len() >= min_tokens {
+            finish = Some(FinishReason::Stop);
+        } else {
+            match c.decoder.push(x.token) {
+                Ok(Some(piece)) => {
+                    let o = c.stops.push(&piece);
+                    delta.text = o.text;
+                    if o.stopped {
+                        finish = Some(FinishReason::Stop);
+                        text_done = true;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail(rid, e);
+                    return;
+                }
+            }
+        }
+        if finish.is_none() && (c.generated.len() >= max_tokens || prompt_len + c.generated.len() >= max_model_len) {
+            finish = Some(FinishReason::Length);
+        }
+        if finish.is_some() && !text_done {
+            // Release what the decoder and the stop matcher held back, unless it completes a
+            // stop string.
+            let held = c.decoder.flush().ok().flatten().unwrap_or_default();
+            let o = c.stops.push(&held);
+            delta.text.push_str(&o.text);
+            if o.stopped {
+                finish = Some(FinishReason::Stop);
+            } else {
+                delta.text.push_str(&c.stops.finish());
+            }
+        }
+        delta.finish_reason = finish;
+        if finish.is_some() {
+            c.done = true;
+        }
+        let alive = r.tx.send(Event::Delta(delta)).is_ok();
+        if !alive {
+            // The client went away: stop computing for it at once.
+            self.abort(rid);
+            return;
+        }
+        if finish.is_some() {
+            self.sched.finish(seq);
+            self.owners.remove(&seq);
+            if r.children.iter().all(|c| c.done) {
+                let end = Instant::now();
+                let since = |t: Option<Instant>| t.map_or(end - r.arrival, |t| t - r.arrival);
+                let usage = Usage {
+                    prompt_tokens: r.prompt_len,
+                    completion_tokens: r.children.iter().map(|c| c.generated.len()).sum(),
+                    cached_prompt_tokens: r.cached_prompt_tokens,
+                };
+                let timings = Timings {
+                    queued: since(r.first_scheduled),
+                    first_token: since(r.first_token),
+                    total: end - r.arrival,
+                };
+                let _ = r.tx.send(Event::Finished { usage, timings });
+                self.requests.remove(&rid);
+            }
+        }
+    }
+
+    /// Fails every request (engine shutdown).
+    pub fn fail_all(&mut self, why: &str) {
+        let ids: Vec<RequestId> = self.requests.keys().copied().collect();
+        for id in ids {
+            self.fail(id, Error::Engine(why.to_string()));
+        }
+    }
+}
+
+fn logits_for(s: &ScheduledSeq) -> LogitsFor {
+    if s.prompt_logprobs {
+        LogitsFor::All
+    } else if s.sample {
+        LogitsFor::Last
+    } else {
+        LogitsFor::None
+    }
+}
+
+/// Row `i` of the chunk (position `start + i`) scores the token at position `start + i + 1`;
+/// prompt positions are gathered once (a preempted sequence recomputes them: skipped).
+fn gather_prompt_logprobs(r: &mut ReqState, s: &ScheduledSeq, rows: &[f32], vocab: usize) -> Result<()> {
+    let (Some(lp), Some(top_n)) = (r.prompt_lp.as_mut(), r.params.prompt_logprobs) else { return Ok(()) };
+    let prompt_len = r.prompt.len();
+    let next = lp.len() - 1; // next position whose successor needs scoring
+    let end = (s.start + s.tokens.len()).min(prompt_len - 1);
+    if next < end && next >= s.start {
+        let targets = &r.prompt[next + 1..end + 1];
+        let from = (next - s.start) * vocab;
+        let scored = prompt_logprobs(&rows[from..from + targets.len() * vocab], vocab, targets, top_n)?;
+        lp.extend(scored.into_iter().map(Some));
+    }
+    if lp.len() == prompt_len {
+        if let Some(all) = r.prompt_lp.take() {
+            let _ = r.tx.send(Event::PromptLogprobs(all));
+        }
+    }
+    Ok(())
+}
