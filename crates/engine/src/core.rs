@@ -57,6 +57,8 @@ pub(crate) struct Core {
     next_seq: SeqId,
     eos_ids: Vec<u32>,
     max_model_len: usize,
+    /// Sequences preempted (their blocks taken back, to be recomputed) since the start.
+    preemptions: u64,
 }
 
 impl Core {
@@ -76,11 +78,16 @@ impl Core {
             next_seq: 0,
             eos_ids,
             max_model_len,
+            preemptions: 0,
         }
     }
 
     pub fn scheduler(&self) -> &Scheduler {
         &self.sched
+    }
+
+    pub fn preemptions(&self) -> u64 {
+        self.preemptions
     }
 
     pub fn has_work(&self) -> bool {
@@ -166,6 +173,7 @@ impl Core {
     /// One engine step. Returns false when there was nothing to run.
     pub fn step(&mut self) -> bool {
         let out = self.sched.schedule();
+        self.preemptions += out.preempted.len() as u64;
         if out.seqs.is_empty() {
             return false;
         }

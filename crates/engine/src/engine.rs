@@ -106,6 +106,8 @@ pub struct EngineStats {
     pub prefix_queried_tokens: u64,
     pub prefix_hit_tokens: u64,
     pub steps: u64,
+    /// Sequences preempted by recompute when the KV pool ran out.
+    pub preemptions: u64,
 }
 
 /// Facts about the served model that callers validate against.
@@ -361,6 +363,7 @@ fn publish(core: &Core, stats: &Mutex<EngineStats>, steps: u64) {
     st.prefix_queried_tokens = p.queried_tokens;
     st.prefix_hit_tokens = p.hit_tokens;
     st.steps = steps;
+    st.preemptions = core.preemptions();
 }
 
 /// `MemAvailable` from /proc/meminfo, in bytes.
