@@ -5,6 +5,7 @@ mod common;
 mod inspect;
 mod run;
 mod score;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,7 @@ Examples:
   prom inspect smollm2-135m-instruct-q4_1
   prom score tests/fixtures/golden/llama_gqa --ids 1,2,3 --top-k 5
   prom score model.gguf --text \"The quick brown fox\"
+  prom serve --port 8000 --api-key sk-local           # OpenAI-compatible HTTP server
 
 Models (--model / MODEL): a .gguf file, an HF model directory, an `org/name` hub id (hub cache
 first, then download when online), or `smollm2-135m-instruct-q4_1` (the default; fetched once
@@ -39,6 +41,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Print per-token logprobs, top-k alternatives and the last position's logits as JSON.
     Score(score::Args),
+    /// Serve the model over an OpenAI-compatible HTTP API (chat, completions, metrics).
+    Serve(serve::Args),
 }
 
 fn main() {
@@ -64,6 +68,7 @@ fn main() {
         Command::Chat(a) => chat::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Score(a) => score::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,126 @@
+//! `POST /v1/chat/completions`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State as Extract;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use prom_engine::{Event, Usage};
+use serde_json::{json, Value};
+
+use super::{body, finish_str, log_request, request_id};
+use crate::error::ApiError;
+use crate::generate::{add_usage, usage_json, Submitted};
+use crate::logprobs::chat_content;
+use crate::protocol::chat::ChatRequest;
+use crate::protocol::parse_body;
+use crate::sse;
+use crate::state::{unix_now, AppState};
+
+pub async fn chat_completions(
+    Extract(s): Extract<AppState>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Response {
+    run(s, request_id(&headers), b).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn run(s: AppState, rid: String, b: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let v = parse_body(&body(&s, b)?)?;
+    let req = ChatRequest::parse(&v, &s.view())?;
+    log_request(&s, "chat", req.prompt.len(), &req.params, || req.prompt_text.clone());
+    let sub = s.submit(vec![req.prompt.clone()], &req.params, req.priority)?;
+    let head = Head { id: format!("chatcmpl-{rid}"), created: unix_now(), model: s.model.name.clone() };
+    if req.stream {
+        return Ok(stream(s, sub, head, req));
+    }
+    let c = sub.collect(req.params.n).await?;
+    let tok = &s.model.tokenizer;
+    let choices: Vec<Value> = c
+        .choices
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| {
+            json!({
+                "index": i,
+                "message": {"role": "assistant", "content": ch.text},
+                "logprobs": req.top_logprobs.map(|k| json!({"content": chat_content(tok, &ch.logprobs, k), "refusal": null})),
+                "finish_reason": finish_str(ch.finish_reason),
+            })
+        })
+        .collect();
+    tracing::info!(prompt_tokens = c.usage.prompt_tokens, completion_tokens = c.usage.completion_tokens, "done");
+    Ok(axum::Json(json!({
+        "id": head.id,
+        "object": "chat.completion",
+        "created": head.created,
+        "model": head.model,
+        "choices": choices,
+        "usage": usage_json(&c.usage),
+    }))
+    .into_response())
+}
+
+struct Head {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Head {
+    fn chunk(&self, choices: Value) -> Value {
+        json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": choices})
+    }
+}
+
+fn stream(s: AppState, sub: Submitted, head: Head, req: ChatRequest) -> Response {
+    sse::respond(move |sink| async move {
+        for i in 0..req.params.n {
+            let first = json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
+            if !sink.json(&head.chunk(first)).await {
+                return;
+            }
+        }
+        let tok = &s.model.tokenizer;
+        let mut usage = Usage::default();
+        let mut events = sub.merged();
+        while let Some((_, e)) = events.next().await {
+            match e {
+                Event::Delta(d) => {
+                    let has_logprobs = req.top_logprobs.is_some() && !d.logprobs.is_empty();
+                    if d.text.is_empty() && d.finish_reason.is_none() && !has_logprobs {
+                        continue; // held back (a partial character or a possible stop string)
+                    }
+                    let delta = if d.text.is_empty() { json!({}) } else { json!({"content": d.text}) };
+                    let choice = json!([{
+                        "index": d.index,
+                        "delta": delta,
+                        "logprobs": req.top_logprobs.map(|k| json!({"content": chat_content(tok, &d.logprobs, k), "refusal": null})),
+                        "finish_reason": finish_str(d.finish_reason),
+                    }]);
+                    if !sink.json(&head.chunk(choice)).await {
+                        return;
+                    }
+                }
+                Event::Finished { usage: u, .. } => add_usage(&mut usage, &u),
+                Event::Error(e) => {
+                    tracing::warn!("request failed mid-stream: {e}");
+                    let _ = sink.json(&ApiError::from_engine(&e).body()).await;
+                    break;
+                }
+                Event::PromptLogprobs(_) => {}
+            }
+        }
+        drop(events); // finished: release the admission permit before the last writes
+        tracing::info!(prompt_tokens = usage.prompt_tokens, completion_tokens = usage.completion_tokens, "done");
+        if req.include_usage {
+            let mut last = head.chunk(json!([]));
+            last["usage"] = usage_json(&usage);
+            if !sink.json(&last).await {
+                return;
+            }
+        }
+        let _ = sink.done().await;
+    })
+}
