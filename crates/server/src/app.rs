@@ -1,9 +1,9 @@
-//! The router and its middleware: request ids, tracing, CORS, body limit, API keys, draining,
+//! The router and its middleware: request ids, tracing, CORS, API keys, draining,
 //! per-route status counts, and a JSON 500 for panics.
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State as Extract};
+use axum::extract::{MatchedPath, Request, State as Extract};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -61,7 +61,6 @@ pub fn router(state: AppState) -> Result<Router, Error> {
         .route("/version", get(info::version))
         .route("/openapi.json", get(info::openapi));
     let cors = cors(&state.config.cors_origins)?;
-    let limit = state.config.max_body_bytes;
     let app = keyed
         .merge(open)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), count_status))
@@ -77,8 +76,7 @@ pub fn router(state: AppState) -> Result<Router, Error> {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .option_layer(cors)
-        .layer(DefaultBodyLimit::max(limit));
+        .option_layer(cors);
     Ok(app.layer(layers))
 }
 

@@ -1,7 +1,6 @@
 //! `POST /v1/completions`: choice `prompt * n + i` is the i-th completion of the batch's prompt.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::State as Extract;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -9,7 +8,7 @@ use futures_util::StreamExt;
 use prom_engine::{Event, TokenLogprob, Usage};
 use serde_json::{json, Value};
 
-use super::{body, finish_str, log_request, request_id};
+use super::{finish_str, log_request, read_body, request_id};
 use crate::error::ApiError;
 use crate::generate::{add_usage, usage_json, Submitted};
 use crate::logprobs::CompletionLogprobs;
@@ -18,16 +17,13 @@ use crate::protocol::parse_body;
 use crate::sse;
 use crate::state::{unix_now, AppState, State};
 
-pub async fn completions(
-    Extract(s): Extract<AppState>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Response {
-    run(s, request_id(&headers), b).await.unwrap_or_else(IntoResponse::into_response)
+pub async fn completions(Extract(s): Extract<AppState>, headers: HeaderMap, b: Body) -> Response {
+    run(s, headers, b).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn run(s: AppState, rid: String, b: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let v = parse_body(&body(&s, b)?)?;
+async fn run(s: AppState, headers: HeaderMap, b: Body) -> Result<Response, ApiError> {
+    let rid = request_id(&headers);
+    let v = parse_body(&read_body(&s, &headers, b).await?)?;
     let req = CompletionRequest::parse(&v, &s.view())?;
     let tokens: usize = req.prompts.iter().map(|p| p.ids.len()).sum();
     log_request(&s, "completions", tokens, &req.params, || {

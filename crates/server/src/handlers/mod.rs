@@ -6,20 +6,39 @@ pub mod completions;
 pub mod info;
 pub mod tokenize;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap};
+use futures_util::StreamExt;
 use prom_engine::SamplingParams;
 
 use crate::error::ApiError;
 use crate::state::State;
 
-/// The body bytes, or 413 / 400 in OpenAI's error shape.
-pub fn body(s: &State, b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(s.config.max_body_bytes),
-        _ => ApiError::bad_request(format!("Could not read the request body: {r}")),
-    })
+/// Reads the body, up to `--max-body-bytes`. A larger body is still read (and discarded) up to
+/// four times the limit, so that the client, still sending, receives the 413 instead of a broken
+/// pipe; a body announced as larger than that is refused before it is read.
+pub async fn read_body(s: &State, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = s.config.max_body_bytes;
+    let drain_cap = limit.saturating_mul(4).max(1 << 20);
+    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > drain_cap) {
+        return Err(ApiError::too_large(limit));
+    }
+    let mut data = Vec::with_capacity(announced.unwrap_or(0).min(limit));
+    let (mut total, mut frames) = (0usize, body.into_data_stream());
+    while let Some(chunk) = frames.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        total += chunk.len();
+        if total <= limit {
+            data.extend_from_slice(&chunk);
+        } else if total > drain_cap {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(Bytes::from(data))
 }
 
 /// The request id (set by the request-id layer from `x-request-id`, or generated).

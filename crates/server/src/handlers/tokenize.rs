@@ -1,22 +1,26 @@
 //! `POST /tokenize`, `POST /detokenize`, `GET /tokenizer_info` (vLLM's shapes; lm-eval's
 //! `local-completions` uses them as a remote tokenizer).
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::State as Extract;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::body;
+use super::read_body;
 use crate::error::ApiError;
 use crate::logprobs::token_text;
 use crate::protocol::parse_body;
 use crate::protocol::tokenize::{DetokenizeRequest, TokenizeRequest};
 use crate::state::AppState;
 
-pub async fn tokenize(Extract(s): Extract<AppState>, b: Result<Bytes, BytesRejection>) -> Response {
+pub async fn tokenize(Extract(s): Extract<AppState>, headers: HeaderMap, b: Body) -> Response {
+    let bytes = match read_body(&s, &headers, b).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let run = || -> Result<Response, ApiError> {
-        let req = TokenizeRequest::parse(&parse_body(&body(&s, b)?)?, &s.view())?;
+        let req = TokenizeRequest::parse(&parse_body(&bytes)?, &s.view())?;
         let tok = &s.model.tokenizer;
         let tokens = tok
             .encode(&req.text, req.add_special_tokens)
@@ -33,9 +37,13 @@ pub async fn tokenize(Extract(s): Extract<AppState>, b: Result<Bytes, BytesRejec
     run().unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn detokenize(Extract(s): Extract<AppState>, b: Result<Bytes, BytesRejection>) -> Response {
+pub async fn detokenize(Extract(s): Extract<AppState>, headers: HeaderMap, b: Body) -> Response {
+    let bytes = match read_body(&s, &headers, b).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let run = || -> Result<Response, ApiError> {
-        let req = DetokenizeRequest::parse(&parse_body(&body(&s, b)?)?, &s.view())?;
+        let req = DetokenizeRequest::parse(&parse_body(&bytes)?, &s.view())?;
         let prompt = s
             .model
             .tokenizer
