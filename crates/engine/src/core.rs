@@ -181,11 +181,14 @@ impl Core {
         for s in &out.seqs {
             if let Some(&(rid, child)) = self.owners.get(&s.id) {
                 if let Some(r) = self.requests.get_mut(&rid) {
+                    // Only the first admission starts past 0 thanks to the prefix cache; a later
+                    // chunk starts past the request's own prefill (the leader is always first:
+                    // its siblings wait for its prompt).
                     if r.first_scheduled.is_none() {
                         r.first_scheduled = Some(now);
-                    }
-                    if child == 0 && s.start > 0 && r.cached_prompt_tokens == 0 && r.children[0].generated.is_empty() {
-                        r.cached_prompt_tokens = s.start.min(r.prompt_len);
+                        if child == 0 {
+                            r.cached_prompt_tokens = s.start.min(r.prompt_len);
+                        }
                     }
                 }
             }
