@@ -80,7 +80,9 @@ impl SamplingFields {
             (Some(m), None) => Some(at_most("max_tokens", m, u32::MAX as usize)?),
             (None, None) => None,
         };
-        let mut stop_token_ids = defaults.stop_token_ids.clone();
+        let ignore_eos = self.ignore_eos.unwrap_or(false);
+        // The model's EOS ids (from its generation config) stop generation unless `ignore_eos`.
+        let mut stop_token_ids = if ignore_eos { vec![] } else { defaults.stop_token_ids.clone() };
         for &id in self.stop_token_ids.iter().flatten() {
             if id as usize >= vocab_size {
                 return Err(ApiError::bad_field(
@@ -106,7 +108,7 @@ impl SamplingFields {
             min_tokens: self.min_tokens.map(|m| at_most("min_tokens", m, u32::MAX as usize)).transpose()?.unwrap_or(0),
             stop: stop(self.stop.as_ref())?,
             stop_token_ids,
-            ignore_eos: self.ignore_eos.unwrap_or(false),
+            ignore_eos,
             logprobs: None,
             prompt_logprobs: None,
         };
