@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-artifacts.sh >/dev/null
+# The official `openai` SDK for the server's client test (crates/cli/tests/serve_openai_sdk.rs).
+scripts/server/setup-venv.sh >/dev/null
 exec cargo test --workspace --locked "$@"
