@@ -1,5 +1,6 @@
 //! `prom`: the Prometheus command line. Thin: parses arguments, calls the library crates.
 
+mod bench;
 mod chat;
 mod common;
 mod inspect;
@@ -19,6 +20,7 @@ Examples:
   prom score tests/fixtures/golden/llama_gqa --ids 1,2,3 --top-k 5
   prom score model.gguf --text \"The quick brown fox\"
   prom serve --port 8000 --api-key sk-local           # OpenAI-compatible HTTP server
+  prom bench --offline --scenario throughput --concurrency 1,4,16,64
 
 Models (--model / MODEL): a .gguf file, an HF model directory, an `org/name` hub id (hub cache
 first, then download when online), or `smollm2-135m-instruct-q4_1` (the default; fetched once
@@ -43,6 +45,8 @@ enum Command {
     Score(score::Args),
     /// Serve the model over an OpenAI-compatible HTTP API (chat, completions, metrics).
     Serve(serve::Args),
+    /// Measure the engine: throughput at several concurrencies, or prefix-cache TTFT.
+    Bench(bench::Args),
 }
 
 fn main() {
@@ -69,6 +73,7 @@ fn main() {
         Command::Inspect(a) => inspect::run(a),
         Command::Score(a) => score::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
