@@ -51,22 +51,30 @@ fn get_json(summary: &str, desc: &str, name: &str) -> Value {
     json!({"get": {"summary": summary, "responses": {"200": ok(desc, name)}}})
 }
 
-pub fn document() -> Value {
+/// The document for a model with `vocab_size` token ids and a context of `max_model_len` tokens
+/// (the limits token ids and `max_tokens` are checked against).
+pub fn document(vocab_size: usize, max_model_len: usize) -> Value {
     let nullable_num = json!({"type": "number", "nullable": true});
+    let range = |min: f64, max: f64| json!({"type": "number", "nullable": true, "minimum": min, "maximum": max});
+    let max_id = vocab_size.saturating_sub(1);
     let nullable_int = json!({"type": "integer", "nullable": true});
     let stop = json!({"nullable": true, "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]});
     let sampling = json!({
         "model": {"type": "string", "nullable": true, "description": "Must be the served model's name when given"},
-        "max_tokens": {"type": "integer", "minimum": 0, "nullable": true},
-        "max_completion_tokens": {"type": "integer", "minimum": 0, "nullable": true},
+        "max_tokens": {"type": "integer", "minimum": 0, "maximum": max_model_len, "nullable": true},
+        "max_completion_tokens": {"type": "integer", "minimum": 0, "maximum": max_model_len, "nullable": true},
         "n": {"type": "integer", "minimum": 1, "maximum": 128, "nullable": true},
-        "temperature": nullable_num, "top_p": nullable_num, "min_p": nullable_num,
+        "temperature": {"type": "number", "nullable": true, "minimum": 0},
+        "top_p": {"type": "number", "nullable": true, "minimum": 0, "exclusiveMinimum": true, "maximum": 1},
+        "min_p": range(0.0, 1.0),
         "top_k": {"type": "integer", "nullable": true, "description": "-1 or 0 turns it off (vLLM)"},
-        "presence_penalty": nullable_num, "frequency_penalty": nullable_num, "repetition_penalty": nullable_num,
-        "logit_bias": {"type": "object", "nullable": true, "additionalProperties": {"type": "number"}},
+        "presence_penalty": range(-2.0, 2.0), "frequency_penalty": range(-2.0, 2.0),
+        "repetition_penalty": {"type": "number", "nullable": true, "minimum": 0, "exclusiveMinimum": true},
+        "logit_bias": {"type": "object", "nullable": true, "description": "token id (a decimal string) to bias",
+            "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
         "seed": nullable_int,
         "stop": stop,
-        "stop_token_ids": {"type": "array", "nullable": true, "items": {"type": "integer", "minimum": 0}},
+        "stop_token_ids": {"type": "array", "nullable": true, "items": {"type": "integer", "minimum": 0, "maximum": max_id}},
         "stream": {"type": "boolean", "nullable": true},
         "stream_options": {"type": "object", "nullable": true, "properties": {"include_usage": {"type": "boolean", "nullable": true}}},
         "min_tokens": {"type": "integer", "minimum": 0, "nullable": true},
@@ -85,7 +93,8 @@ pub fn document() -> Value {
         }
         s
     };
-    let token_ids = json!({"type": "array", "items": {"type": "integer", "minimum": 0}});
+    let token_ids =
+        json!({"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": max_id}});
     let message = json!({"type": "object", "required": ["role"], "properties": {
         "role": {"type": "string"},
         "content": {"nullable": true, "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object",
@@ -231,7 +240,7 @@ mod tests {
 
     #[test]
     fn documents_every_route_and_nothing_else() {
-        let doc = document();
+        let doc = document(100, 64);
         let mut documented: Vec<(String, String)> = vec![];
         for (path, ops) in doc["paths"].as_object().unwrap() {
             for method in ops.as_object().unwrap().keys() {
@@ -247,7 +256,7 @@ mod tests {
 
     #[test]
     fn every_ref_resolves() {
-        let doc = document();
+        let doc = document(100, 64);
         let text = doc.to_string();
         for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
             let name = &part[..part.find('"').unwrap()];

@@ -56,8 +56,9 @@ pub async fn metrics(Extract(s): Extract<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-pub async fn openapi() -> Response {
-    axum::Json(crate::openapi::document()).into_response()
+pub async fn openapi(Extract(s): Extract<AppState>) -> Response {
+    let info = s.model.engine.info();
+    axum::Json(crate::openapi::document(info.vocab_size, info.max_model_len)).into_response()
 }
 
 pub async fn not_found(Extract(s): Extract<AppState>, method: Method, uri: Uri) -> Response {
