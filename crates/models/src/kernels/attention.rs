@@ -151,6 +151,7 @@ struct Scratch {
     acc: Vec<f32>,
     /// (running max, running sum) per row.
     ml: Vec<(f32, f32)>,
+    scores: Vec<f32>,
 }
 
 thread_local! {
@@ -160,122 +161,153 @@ thread_local! {
 /// # Safety
 /// No other thread writes the rows `seq.row + unit.tile ..` of heads in `unit.kv_head`'s group.
 unsafe fn unit_attention(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p: &AttnParams, out: &OutPtr) {
+    // The scratch leaves the thread-local for the call: code inside a `with` closure would be
+    // compiled without the AVX-512/FMA features below (every `mul_add` a libm call).
+    let mut s = SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected.
-        return unsafe { unit_avx512(unit, q, seq, kv, p, out) };
+    let done = if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected; the rest is forwarded from the caller.
+        unsafe { unit_avx512(&mut s, unit, q, seq, kv, p, out) };
+        true
+    } else {
+        false
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = false;
+    if !done {
+        // SAFETY: forwarded from the caller.
+        unsafe { unit_body(&mut s, unit, q, seq, kv, p, out) };
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { unit_generic(unit, q, seq, kv, p, out) }
+    SCRATCH.with(|c| *c.borrow_mut() = s);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma,f16c")]
-unsafe fn unit_avx512(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p: &AttnParams, out: &OutPtr) {
+unsafe fn unit_avx512(
+    s: &mut Scratch,
+    unit: &Unit,
+    q: &[f32],
+    seq: &AttnSeq,
+    kv: &KvBlocks,
+    p: &AttnParams,
+    out: &OutPtr,
+) {
     // SAFETY: forwarded from the caller.
-    unsafe { unit_generic(unit, q, seq, kv, p, out) }
+    unsafe { unit_body(s, unit, q, seq, kv, p, out) }
 }
 
+/// One work unit. Plain loops only (no closures), so that every line is compiled with the
+/// caller's target features when inlined into [`unit_avx512`].
 #[inline(always)]
-unsafe fn unit_generic(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p: &AttnParams, out: &OutPtr) {
+unsafe fn unit_body(
+    s: &mut Scratch,
+    unit: &Unit,
+    q: &[f32],
+    seq: &AttnSeq,
+    kv: &KvBlocks,
+    p: &AttnParams,
+    out: &OutPtr,
+) {
     let (h, kvh, dk, dv, bs) = (p.heads, kv.kv_heads, kv.k_dim, kv.v_dim, kv.block_size);
     let rep = h / kvh;
     let nrows = unit.tile_len * rep;
-    SCRATCH.with(|s| {
-        let s = &mut *s.borrow_mut();
-        s.k.resize(dk * bs, 0.0);
-        s.v.resize(bs * dv, 0.0);
-        s.q.resize(nrows * dk, 0.0);
-        s.acc.clear();
-        s.acc.resize(nrows * dv, 0.0);
-        s.ml.clear();
-        s.ml.resize(nrows, (f32::NEG_INFINITY, 0.0));
-        // Row r = i * rep + g: token tile + i, query head kv_head * rep + g.
-        let round_q = matches!(kv.k, KvSlice::F16(_));
-        for i in 0..unit.tile_len {
-            for g in 0..rep {
-                let head = unit.kv_head * rep + g;
-                let src = &q[((seq.row + unit.tile + i) * h + head) * dk..][..dk];
-                let dst = &mut s.q[(i * rep + g) * dk..][..dk];
-                if round_q {
-                    // Same precision on both sides of q·k as the f16 cache holds (llama.cpp's
-                    // CPU attention dots f16 q with f16 k).
-                    dst.iter_mut().zip(src).for_each(|(d, &x)| *d = f16::from_f32(x).to_f32());
-                } else {
-                    dst.copy_from_slice(src);
-                }
+    s.k.resize(dk * bs, 0.0);
+    s.v.resize(bs * dv, 0.0);
+    s.q.resize(nrows * dk, 0.0);
+    s.acc.clear();
+    s.acc.resize(nrows * dv, 0.0);
+    s.ml.clear();
+    s.ml.resize(nrows, (f32::NEG_INFINITY, 0.0));
+    s.scores.resize(bs.next_multiple_of(LANES), 0.0);
+    // Row r = i * rep + g: token tile + i, query head kv_head * rep + g.
+    let round_q = matches!(kv.k, KvSlice::F16(_));
+    for i in 0..unit.tile_len {
+        for g in 0..rep {
+            let head = unit.kv_head * rep + g;
+            let src = &q[((seq.row + unit.tile + i) * h + head) * dk..][..dk];
+            let dst = &mut s.q[(i * rep + g) * dk..][..dk];
+            for d in 0..dk {
+                // Same precision on both sides of q·k as the f16 cache holds (llama.cpp's CPU
+                // attention dots f16 q with f16 k).
+                dst[d] = if round_q { f16::from_f32(src[d]).to_f32() } else { src[d] };
             }
         }
-        let first_pos = seq.start + unit.tile;
-        let last_pos = first_pos + unit.tile_len - 1;
-        let lo = p.window.map_or(0, |w| (first_pos + 1).saturating_sub(w));
-        let mut scores = vec![0f32; bs.next_multiple_of(LANES)];
-        for b in lo / bs..=last_pos / bs {
-            let block = seq.block_table[b] as usize;
-            kv.k.read((block * kvh + unit.kv_head) * dk * bs, &mut s.k);
-            kv.v.read((block * kvh + unit.kv_head) * bs * dv, &mut s.v);
-            let key0 = b * bs;
-            for i in 0..unit.tile_len {
-                let qpos = first_pos + i;
-                let kmin = p.window.map_or(0, |w| (qpos + 1).saturating_sub(w)).max(key0);
-                let kend = (qpos + 1).min(key0 + bs);
-                if kmin >= kend {
-                    continue;
-                }
-                for g in 0..rep {
-                    let r = i * rep + g;
-                    let head = unit.kv_head * rep + g;
-                    block_scores(&s.q[r * dk..][..dk], &s.k, bs, &mut scores);
-                    let (j0, j1) = (kmin - key0, kend - key0);
-                    let mut m_blk = f32::NEG_INFINITY;
-                    for (j, sc) in scores.iter_mut().enumerate().take(j1).skip(j0) {
-                        let mut x = *sc * p.scale;
-                        if let Some(a) = p.alibi {
-                            x += a[head] * (key0 + j) as f32;
-                        }
-                        if let Some(cap) = p.softcap {
-                            x = (x / cap).tanh() * cap;
-                        }
-                        *sc = x;
-                        m_blk = m_blk.max(x);
-                    }
-                    let (m, l) = s.ml[r];
-                    let m_new = m.max(m_blk);
-                    if m_new == f32::NEG_INFINITY {
-                        continue;
-                    }
-                    let corr = if m == f32::NEG_INFINITY { 0.0 } else { (m - m_new).exp() };
-                    let probs = &mut scores[j0..j1];
-                    probs.iter_mut().for_each(|x| *x -= m_new);
-                    exp_in_place(probs);
-                    let acc = &mut s.acc[r * dv..][..dv];
-                    if corr != 1.0 {
-                        acc.iter_mut().for_each(|a| *a *= corr);
-                    }
-                    let mut sum = 0f32;
-                    for (j, &pj) in (j0..j1).zip(probs.iter()) {
-                        sum += pj;
-                        let vj = &s.v[j * dv..][..dv];
-                        acc.iter_mut().zip(vj).for_each(|(a, &v)| *a = pj.mul_add(v, *a));
-                    }
-                    s.ml[r] = (m_new, l * corr + sum);
-                }
-            }
-        }
+    }
+    let first_pos = seq.start + unit.tile;
+    let last_pos = first_pos + unit.tile_len - 1;
+    let lo = p.window.map_or(0, |w| (first_pos + 1).saturating_sub(w));
+    for b in lo / bs..=last_pos / bs {
+        let block = seq.block_table[b] as usize;
+        kv.k.read((block * kvh + unit.kv_head) * dk * bs, &mut s.k);
+        kv.v.read((block * kvh + unit.kv_head) * bs * dv, &mut s.v);
+        let key0 = b * bs;
         for i in 0..unit.tile_len {
+            let qpos = first_pos + i;
+            let kmin = p.window.map_or(0, |w| (qpos + 1).saturating_sub(w)).max(key0);
+            let kend = (qpos + 1).min(key0 + bs);
+            if kmin >= kend {
+                continue;
+            }
+            let (j0, j1) = (kmin - key0, kend - key0);
             for g in 0..rep {
                 let r = i * rep + g;
                 let head = unit.kv_head * rep + g;
-                let l = s.ml[r].1;
-                let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-                // SAFETY: (row, head) belongs to this unit alone (see `paged_attention`).
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.0.add(((seq.row + unit.tile + i) * h + head) * dv), dv)
-                };
-                dst.iter_mut().zip(&s.acc[r * dv..][..dv]).for_each(|(d, &a)| *d = a * inv);
+                block_scores(&s.q[r * dk..][..dk], &s.k, bs, &mut s.scores);
+                let mut m_blk = f32::NEG_INFINITY;
+                for j in j0..j1 {
+                    let mut x = s.scores[j] * p.scale;
+                    if let Some(a) = p.alibi {
+                        x += a[head] * (key0 + j) as f32;
+                    }
+                    if let Some(cap) = p.softcap {
+                        x = (x / cap).tanh() * cap;
+                    }
+                    s.scores[j] = x;
+                    m_blk = m_blk.max(x);
+                }
+                let (m, l) = s.ml[r];
+                let m_new = m.max(m_blk);
+                if m_new == f32::NEG_INFINITY {
+                    continue;
+                }
+                let corr = if m == f32::NEG_INFINITY { 0.0 } else { (m - m_new).exp() };
+                let probs = &mut s.scores[j0..j1];
+                for x in probs.iter_mut() {
+                    *x = exp_neg(*x - m_new);
+                }
+                let acc = &mut s.acc[r * dv..][..dv];
+                if corr != 1.0 {
+                    for a in acc.iter_mut() {
+                        *a *= corr;
+                    }
+                }
+                let mut sum = 0f32;
+                for (jj, &pj) in probs.iter().enumerate() {
+                    sum += pj;
+                    let vj = &s.v[(j0 + jj) * dv..][..dv];
+                    for d in 0..dv {
+                        acc[d] = pj.mul_add(vj[d], acc[d]);
+                    }
+                }
+                s.ml[r] = (m_new, l * corr + sum);
             }
         }
-    });
+    }
+    for i in 0..unit.tile_len {
+        for g in 0..rep {
+            let r = i * rep + g;
+            let head = unit.kv_head * rep + g;
+            let l = s.ml[r].1;
+            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            // SAFETY: (row, head) belongs to this unit alone (see `paged_attention`).
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(out.0.add(((seq.row + unit.tile + i) * h + head) * dv), dv) };
+            let acc = &s.acc[r * dv..][..dv];
+            for d in 0..dv {
+                dst[d] = acc[d] * inv;
+            }
+        }
+    }
 }
 
 /// `scores[j] = Σ_d q[d] · kt[d][j]` for a block stored `[dim][offset]`.
@@ -305,8 +337,8 @@ fn block_scores(q: &[f32], kt: &[f32], bs: usize, scores: &mut [f32]) {
 /// `x = exp(x)` for `x ≤ 0` (scores minus their running max), vectorizable: Cody–Waite range
 /// reduction to `2^n · e^r` with `|r| ≤ ln2/2` and a degree-6 polynomial (≤ 2 ulp), as
 /// Cephes' `expf`. Below -87.3 the result flushes to 0.
-#[inline(always)]
-pub(crate) fn exp_in_place(xs: &mut [f32]) {
+#[cfg(test)]
+fn exp_in_place(xs: &mut [f32]) {
     for x in xs.iter_mut() {
         *x = exp_neg(*x);
     }
