@@ -7,7 +7,7 @@
 //! touches them, so there are no locks on the hot path.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -128,6 +128,8 @@ enum Command {
 
 pub struct Engine {
     tx: mpsc::Sender<Command>,
+    /// False once the engine thread has ended (shutdown or a panic).
+    alive: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     next_id: AtomicU64,
     stats: Arc<Mutex<EngineStats>>,
@@ -182,11 +184,18 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let core = Core::new(model, Arc::clone(&tokenizer), kv, sched);
         let thread_stats = Arc::clone(&stats);
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(Arc::clone(&alive));
         let thread = std::thread::Builder::new()
             .name("prom-engine".into())
-            .spawn(move || run(core, rx, thread_stats))
+            .spawn(move || {
+                // A tuple drops in field order: the engine is marked dead before the request
+                // senders inside `core` close, so streams report an error, not an abort.
+                let mut state = (guard, core);
+                run(&mut state.1, rx, thread_stats)
+            })
             .map_err(|e| Error::Engine(format!("cannot start the engine thread: {e}")))?;
-        Ok(Self { tx, thread: Some(thread), next_id: AtomicU64::new(1), stats, info, tokenizer })
+        Ok(Self { tx, alive, thread: Some(thread), next_id: AtomicU64::new(1), stats, info, tokenizer })
     }
 
     pub fn info(&self) -> &EngineInfo {
@@ -210,7 +219,7 @@ impl Engine {
         self.tx
             .send(Command::Submit(id, Box::new(req), etx))
             .map_err(|_| Error::Engine("the engine has stopped".into()))?;
-        Ok(RequestStream { id, rx: erx, tx: self.tx.clone(), done: false })
+        Ok(RequestStream { id, rx: erx, tx: self.tx.clone(), alive: Arc::clone(&self.alive), done: false })
     }
 
     fn validate(&self, req: &Request) -> Result<()> {
@@ -234,7 +243,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Aborts a request by id (its stream ends with nothing more).
+    /// Aborts a request by id: its blocks are freed at once and its stream ends (`None`) after
+    /// the events already sent.
     pub fn abort(&self, id: RequestId) {
         let _ = self.tx.send(Command::Abort(id));
     }
@@ -254,7 +264,17 @@ pub struct RequestStream {
     id: RequestId,
     rx: UnboundedReceiver<Event>,
     tx: mpsc::Sender<Command>,
+    alive: Arc<AtomicBool>,
     done: bool,
+}
+
+/// Marks the engine dead when its thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl RequestStream {
@@ -262,7 +282,7 @@ impl RequestStream {
         self.id
     }
 
-    /// The next event; `None` after `Finished` or `Error`.
+    /// The next event; `None` after `Finished` or `Error`, or once the request was aborted.
     pub async fn next(&mut self) -> Option<Event> {
         if self.done {
             return None;
@@ -288,9 +308,13 @@ impl RequestStream {
             }
             Some(e) => Some(e),
             None => {
-                // The engine thread ended without finishing this request.
                 self.done = true;
-                Some(Event::Error(Error::Engine("the engine stopped before the request finished".into())))
+                // The engine dropped the request: an abort while it runs, or its thread ended.
+                if self.alive.load(Ordering::SeqCst) {
+                    None
+                } else {
+                    Some(Event::Error(Error::Engine("the engine stopped before the request finished".into())))
+                }
             }
         }
     }
@@ -305,7 +329,7 @@ impl Drop for RequestStream {
 }
 
 /// The engine thread: take commands (sleeping when idle), step, publish stats.
-fn run(mut core: Core, rx: mpsc::Receiver<Command>, stats: Arc<Mutex<EngineStats>>) {
+fn run(core: &mut Core, rx: mpsc::Receiver<Command>, stats: Arc<Mutex<EngineStats>>) {
     let mut steps = 0u64;
     // false on shutdown (or when every sender is gone)
     let handle = |core: &mut Core, c: Result<Command, ()>| -> bool {
@@ -317,13 +341,13 @@ fn run(mut core: Core, rx: mpsc::Receiver<Command>, stats: Arc<Mutex<EngineStats
         true
     };
     loop {
-        if !core.has_work() && !handle(&mut core, rx.recv().map_err(|_| ())) {
+        if !core.has_work() && !handle(core, rx.recv().map_err(|_| ())) {
             break;
         }
         let mut open = true;
         loop {
             match rx.try_recv() {
-                Ok(c) => open = handle(&mut core, Ok(c)),
+                Ok(c) => open = handle(core, Ok(c)),
                 Err(TryRecvError::Disconnected) => open = false,
                 Err(TryRecvError::Empty) => break,
             }
@@ -336,11 +360,11 @@ fn run(mut core: Core, rx: mpsc::Receiver<Command>, stats: Arc<Mutex<EngineStats
         }
         let worked = core.step();
         steps += worked as u64;
-        publish(&core, &stats, steps);
+        publish(core, &stats, steps);
         if !worked && core.has_work() {
             // Requests wait on something other than compute (a fork's leader): don't spin.
             let open = match rx.recv_timeout(Duration::from_millis(2)) {
-                Ok(c) => handle(&mut core, Ok(c)),
+                Ok(c) => handle(core, Ok(c)),
                 Err(RecvTimeoutError::Disconnected) => false,
                 Err(RecvTimeoutError::Timeout) => true,
             };
@@ -350,7 +374,7 @@ fn run(mut core: Core, rx: mpsc::Receiver<Command>, stats: Arc<Mutex<EngineStats
         }
     }
     core.fail_all("the engine is shutting down");
-    publish(&core, &stats, steps);
+    publish(core, &stats, steps);
 }
 
 fn publish(core: &Core, stats: &Mutex<EngineStats>, steps: u64) {

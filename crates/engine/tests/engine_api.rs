@@ -69,7 +69,6 @@ fn engine_abort_ends_the_stream_and_frees_its_blocks() {
 /// the request's sender and `RequestStream` reports a closed channel as
 /// `Error("the engine stopped before the request finished")`.
 #[test]
-#[ignore = "known bug: an aborted stream ends with an engine-stopped Error"]
 fn engine_abort_ends_the_stream_with_nothing_more() {
     let e = engine(DType::F32, config());
     let mut s = e.submit(Request::new(encode(PROMPT), greedy(1000))).expect("submit");
