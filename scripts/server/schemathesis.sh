@@ -15,19 +15,20 @@ if [ "$(cat "$V/.pins" 2>/dev/null)" != "$PINS" ]; then
   "$V/bin/python" -m pip install -q --disable-pip-version-check "$PINS"
   echo "$PINS" > "$V/.pins"
 fi
-LOG=$(mktemp)
+LOG=$(mktemp) WORK=$(mktemp -d)
 target/release/prom serve --offline -m "$MODEL" --kv-cache-memory 256MiB --port 0 --served-model-name smol \
   --max-model-len 256 --max-num-seqs 16 --max-queue 48 2>"$LOG" &
 PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
+trap 'kill $PID 2>/dev/null || true; rm -rf "$LOG" "$WORK"' EXIT
 for _ in $(seq 600); do grep -q "^listening on" "$LOG" && break; sleep 0.1; done
 URL=$(sed -n 's/^listening on //p' "$LOG")
 mkdir -p scripts/server/results
 set +e
 {
   echo "# scripts/server/schemathesis.sh, $(date -u +%Y-%m-%d): $PINS against prom serve /openapi.json"
-  "$V/bin/schemathesis" run "$URL/openapi.json" --checks not_a_server_error --max-examples "${EXAMPLES:-40}" \
-    --request-timeout 120 --no-color "$@" 2>&1
+  # From a scratch directory: schemathesis keeps its state in ./.schemathesis.
+  (cd "$WORK" && "$V/bin/schemathesis" run "$URL/openapi.json" --checks not_a_server_error \
+    --max-examples "${EXAMPLES:-40}" --request-timeout 120 --no-color "$@" 2>&1)
   echo "schemathesis exit status: $?"
   if curl -sf "$URL/health" >/dev/null && kill -0 $PID; then echo "server alive afterwards: yes"; else echo "server alive afterwards: NO"; fi
   grep -c "panicked" "$LOG" | sed 's/^/server panics logged: /'

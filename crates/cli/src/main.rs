@@ -57,6 +57,11 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // `prom serve` logs every request (its id, route, status, latency, token counts; never the
+    // prompt unless --log-prompts) at info by default.
+    if std::env::args().nth(1).as_deref() == Some("serve") && std::env::var_os("PROM_LOG").is_none() {
+        std::env::set_var("PROM_LOG", "warn,prom_models=info,prom_cli=info,prom_server=info,tower_http=info");
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,prom_models=info,prom_cli=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();

@@ -12,7 +12,7 @@ use serve_common::{Server, MODEL};
 /// One server shared by the tests in this file, started on first use, killed at process exit.
 fn server() -> &'static Server {
     static S: OnceLock<&'static Server> = OnceLock::new();
-    S.get_or_init(|| Server::start_shared(&["--max-body-bytes", "100000"]))
+    S.get_or_init(|| Server::start_shared(&["--max-body-bytes", "100000", "--cors-origin", "https://app.example"]))
 }
 
 fn chat(content: &str, extra: Value) -> Value {
@@ -307,4 +307,38 @@ fn metrics_after_requests() {
     assert!((0.0..=1.0).contains(&m["prom_prefix_cache_hit_rate"]));
     let inf = m["prom_time_to_first_token_seconds_bucket{le=\"+Inf\"}"];
     assert_eq!(inf, m["prom_time_to_first_token_seconds_count"]);
+}
+
+#[test]
+fn cors_for_the_configured_origin_only() {
+    let r = ureq::get(&server().url("/v1/models")).set("Origin", "https://app.example").call().unwrap();
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example"));
+    let r = ureq::get(&server().url("/v1/models")).set("Origin", "https://evil.example").call().unwrap();
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let pre = ureq::request("OPTIONS", &server().url("/v1/chat/completions"))
+        .set("Origin", "https://app.example")
+        .set("Access-Control-Request-Method", "POST")
+        .set("Access-Control-Request-Headers", "authorization,content-type")
+        .call()
+        .unwrap();
+    assert_eq!(pre.header("access-control-allow-origin"), Some("https://app.example"));
+    assert!(pre.header("access-control-allow-methods").is_some_and(|m| m.contains("POST")));
+}
+
+#[test]
+fn logs_keep_request_ids_but_not_prompts() {
+    let s = server();
+    let secret = "zebra-unicorn-prompt-7731";
+    let r = ureq::post(&s.url("/v1/completions"))
+        .set("x-request-id", "log-check-1")
+        .send_json(json!({"prompt": secret, "max_tokens": 2}))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !s.logs().contains("log-check-1") && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let logs = s.logs();
+    assert!(logs.contains("log-check-1"), "the request id is logged:\n{logs}");
+    assert!(!logs.contains(secret), "prompt text leaked into the logs without --log-prompts:\n{logs}");
 }

@@ -99,8 +99,8 @@ fn api_keys_queue_limit_and_disconnects() {
 
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits() {
-    let mut s = Server::start(&["--shutdown-timeout", "60"]);
-    let body = json!({"prompt": "Once upon a time", "max_tokens": 48, "ignore_eos": true, "stream": true});
+    let mut s = Server::start(&["--shutdown-timeout", "60", "--log-prompts"]);
+    let body = json!({"prompt": "Once upon a time, said the logged prompt", "max_tokens": 48, "ignore_eos": true, "stream": true});
     let mut st = s.stream("/v1/completions", &body, None);
     assert!(matches!(st.next_event(), Some(Event::Json(_))));
     s.signal(libc::SIGTERM);
@@ -124,6 +124,7 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     // New connections are refused once it is gone.
     assert!(ureq::get(&s.url("/health")).call().is_err());
     assert!(s.logs().contains("draining"), "{}", s.logs());
+    assert!(s.logs().contains("said the logged prompt"), "--log-prompts logs the prompt:\n{}", s.logs());
 }
 
 #[test]

@@ -50,7 +50,7 @@ impl Server {
             .arg(&model)
             .args(["--kv-cache-memory", "256MiB", "--port", "0", "--served-model-name", MODEL])
             .args(extra)
-            .env("PROM_LOG", "info")
+            .env_remove("PROM_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
