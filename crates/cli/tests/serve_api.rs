@@ -189,6 +189,30 @@ fn echo_with_prompt_logprobs_like_openai() {
     assert_eq!(v["usage"]["completion_tokens"], 0);
     let echoed = lp["token_logprobs"][n].as_f64().unwrap();
     assert!((echoed - gen_lp).abs() < 1e-3, "echoed {echoed} vs generated {gen_lp}");
+
+    // Streaming echo, with and without logprobs: the same text and (flattened) the same logprobs.
+    for logprobs in [json!(2), json!(null)] {
+        let body = json!({"prompt": ids, "max_tokens": 3, "logprobs": logprobs, "echo": true, "temperature": 0,
+            "n": 2, "ignore_eos": true});
+        let whole = s.post("/v1/completions", &body, None).json();
+        let mut sbody = body.clone();
+        sbody["stream"] = json!(true);
+        let events = s.sse("/v1/completions", &sbody);
+        for i in 0..2u64 {
+            let mine: Vec<&Value> = events.iter().map(|e| &e["choices"][0]).filter(|c| c["index"] == i).collect();
+            let text: String = mine.iter().map(|c| c["text"].as_str().unwrap()).collect();
+            assert_eq!(text, whole["choices"][i as usize]["text"].as_str().unwrap(), "choice {i}");
+            if logprobs.is_null() {
+                continue;
+            }
+            let flat: Vec<Value> =
+                mine.iter().flat_map(|c| c["logprobs"]["token_logprobs"].as_array().unwrap().clone()).collect();
+            assert_eq!(&Value::Array(flat), &whole["choices"][i as usize]["logprobs"]["token_logprobs"]);
+            let offsets: Vec<Value> =
+                mine.iter().flat_map(|c| c["logprobs"]["text_offset"].as_array().unwrap().clone()).collect();
+            assert_eq!(&Value::Array(offsets), &whole["choices"][i as usize]["logprobs"]["text_offset"]);
+        }
+    }
 }
 
 #[test]

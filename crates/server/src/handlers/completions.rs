@@ -134,8 +134,8 @@ fn stream(s: AppState, sub: Submitted, head: Head, req: CompletionRequest) -> Re
         while let Some((p, e)) = events.next().await {
             match e {
                 Event::PromptLogprobs(lps) if req.echo => {
-                    for idx in p * n..(p + 1) * n {
-                        if !sink.json(&echo_chunk(&s, &head, &req, idx, Some(&lps), &mut offsets[idx])).await {
+                    for (idx, off) in offsets.iter_mut().enumerate().skip(p * n).take(n) {
+                        if !sink.json(&echo_chunk(&s, &head, &req, idx, Some(&lps), off)).await {
                             return;
                         }
                     }
