@@ -4,7 +4,8 @@
     python scripts/server/openai_sdk_test.py --base-url http://127.0.0.1:8000/v1 --model smol --api-key KEY
 
 Covers chat and completions, streaming and not, n > 1, logprobs (both shapes), echo, token-id
-prompts, vLLM extensions through `extra_body`, and the SDK's typed errors (400, 401, 404).
+prompts, vLLM extensions through `extra_body`, the SDK's typed errors (400, 401, 404), and that
+/openapi.json is a valid OpenAPI 3 document (openapi-spec-validator).
 Run by crates/cli/tests/serve_openai_sdk.rs, which starts the server; exits non-zero on a failure.
 """
 
@@ -24,6 +25,19 @@ def check(fn):
 
 def msgs(text):
     return [{"role": "user", "content": text}]
+
+
+@check
+def openapi_document_is_valid_openapi_3(c, model, args):
+    import json
+    import urllib.request
+
+    from openapi_spec_validator import validate
+
+    root = args.base_url.rstrip("/").removesuffix("/v1")
+    doc = json.load(urllib.request.urlopen(root + "/openapi.json"))
+    validate(doc)
+    assert doc["openapi"].startswith("3.") and "/v1/chat/completions" in doc["paths"], doc["openapi"]
 
 
 @check

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates (once) the Python virtualenv the server's client tests use: the official `openai` SDK,
-# pinned. Prints the venv's python on success.
+# Creates (once) the Python virtualenv the server's client tests use: the official `openai` SDK and
+# openapi-spec-validator, pinned. Prints the venv's python on success.
 #
 #   scripts/server/setup-venv.sh            # idempotent
 #   PROM_SERVER_VENV=/path scripts/server/setup-venv.sh
@@ -10,7 +10,7 @@
 set -euo pipefail
 A="${PROM_ARTIFACTS:-$HOME/.cache/prometheus/artifacts}"
 V="${PROM_SERVER_VENV:-$A/venv-server}"
-PINS="openai==3.51.0"
+PINS="openai==3.51.0 openapi-spec-validator==0.9.0"
 if [ -x "$V/bin/python" ] && [ "$(cat "$V/.pins" 2>/dev/null)" = "$PINS" ]; then
   echo "$V/bin/python"
   exit 0
