@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
+#[cfg(target_os = "linux")]
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -39,6 +40,7 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_prom"));
         // SAFETY: prctl in the forked child before exec; no allocation, no locks. The server dies
         // with the thread that started it, even when the test process is killed.
+        #[cfg(target_os = "linux")]
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
