@@ -74,6 +74,8 @@ fn request_ids_pass_through() {
     assert_eq!(v["id"], "chatcmpl-test-req-42");
     let fresh = server().get("/health");
     assert_eq!(fresh.request_id.map(|id| id.len()), Some(32), "a generated id");
+    let odd = ureq::get(&server().url("/health")).set("x-request-id", &"x".repeat(500)).call().unwrap();
+    assert_eq!(odd.header("x-request-id").map(str::len), Some(32), "an oversized id is replaced");
 }
 
 #[test]

@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Result<Router, Error> {
         .with_state(state);
     let layers = ServiceBuilder::new()
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("The server hit an internal error").into_response()))
+        .layer(middleware::map_request(drop_odd_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomId))
         .layer(
             TraceLayer::new_for_http()
@@ -83,6 +84,19 @@ pub fn router(state: AppState) -> Result<Router, Error> {
 fn span(req: &Request) -> tracing::Span {
     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
     tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
+}
+
+/// A client's `x-request-id` is kept when it is a plausible id (it names the completion and the
+/// log span); anything longer than 128 bytes or outside `[A-Za-z0-9._:-]` is replaced by a fresh one.
+async fn drop_odd_request_id(mut req: Request) -> Request {
+    let ok = req.headers().get(REQUEST_ID).is_none_or(|v| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    });
+    if !ok {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
 }
 
 /// 32 random hex digits.
