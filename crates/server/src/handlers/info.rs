@@ -66,6 +66,7 @@ pub async fn not_found(Extract(s): Extract<AppState>, method: Method, uri: Uri) 
     ApiError::not_found(format!("Unknown route: {method} {}", uri.path())).into_response()
 }
 
-pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+pub async fn method_not_allowed(Extract(s): Extract<AppState>, method: Method, uri: Uri) -> Response {
+    s.metrics.http("unmatched", StatusCode::METHOD_NOT_ALLOWED.as_u16());
     ApiError::method_not_allowed(format!("Method {method} is not allowed on {}", uri.path())).into_response()
 }
