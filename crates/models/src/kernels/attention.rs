@@ -176,7 +176,7 @@ unsafe fn unit_attention(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p
     let done = false;
     if !done {
         // SAFETY: forwarded from the caller.
-        unsafe { unit_body(&mut s, unit, q, seq, kv, p, out) };
+        unsafe { unit_body::<false>(&mut s, unit, q, seq, kv, p, out) };
     }
     SCRATCH.with(|c| *c.borrow_mut() = s);
 }
@@ -192,14 +192,16 @@ unsafe fn unit_avx512(
     p: &AttnParams,
     out: &OutPtr,
 ) {
-    // SAFETY: forwarded from the caller.
-    unsafe { unit_body(s, unit, q, seq, kv, p, out) }
+    // SAFETY: forwarded from the caller; AVX-512F/F16C are enabled here.
+    unsafe { unit_body::<true>(s, unit, q, seq, kv, p, out) }
 }
 
 /// One work unit. Plain loops only (no closures), so that every line is compiled with the
-/// caller's target features when inlined into [`unit_avx512`].
+/// caller's target features when inlined into [`unit_avx512`]. With `SIMD` (AVX-512F + F16C
+/// available) an f16 cache is read in registers; otherwise blocks are converted into scratch.
+/// f32 blocks are read in place. All paths compute the same values.
 #[inline(always)]
-unsafe fn unit_body(
+unsafe fn unit_body<const SIMD: bool>(
     s: &mut Scratch,
     unit: &Unit,
     q: &[f32],
@@ -218,7 +220,7 @@ unsafe fn unit_body(
     s.acc.resize(nrows * dv, 0.0);
     s.ml.clear();
     s.ml.resize(nrows, (f32::NEG_INFINITY, 0.0));
-    s.scores.resize(bs.next_multiple_of(LANES), 0.0);
+    s.scores.resize(nrows * bs.next_multiple_of(LANES), 0.0);
     // Row r = i * rep + g: token tile + i, query head kv_head * rep + g.
     let round_q = matches!(kv.k, KvSlice::F16(_));
     for i in 0..unit.tile_len {
@@ -236,11 +238,34 @@ unsafe fn unit_body(
     let first_pos = seq.start + unit.tile;
     let last_pos = first_pos + unit.tile_len - 1;
     let lo = p.window.map_or(0, |w| (first_pos + 1).saturating_sub(w));
+    let Scratch { k: k_buf, v: v_buf, q: q_rows, acc: acc_rows, ml, scores } = s;
+    let in_registers = SIMD && cfg!(target_arch = "x86_64") && bs % LANES == 0 && dv % LANES == 0;
     for b in lo / bs..=last_pos / bs {
         let block = seq.block_table[b] as usize;
-        kv.k.read((block * kvh + unit.kv_head) * dk * bs, &mut s.k);
-        kv.v.read((block * kvh + unit.kv_head) * bs * dv, &mut s.v);
+        let (k_at, v_at) = ((block * kvh + unit.kv_head) * dk * bs, (block * kvh + unit.kv_head) * bs * dv);
+        let blk = match (kv.k, kv.v) {
+            (KvSlice::F32(k), KvSlice::F32(v)) => Blk::F32(&k[k_at..][..dk * bs], &v[v_at..][..bs * dv]),
+            (KvSlice::F16(k), KvSlice::F16(v)) if in_registers => {
+                Blk::F16(&k[k_at..][..dk * bs], &v[v_at..][..bs * dv])
+            }
+            _ => {
+                kv.k.read(k_at, k_buf);
+                kv.v.read(v_at, v_buf);
+                Blk::F32(k_buf, v_buf)
+            }
+        };
         let key0 = b * bs;
+        // Scores of every row of the unit against this block: each key vector is loaded once
+        // for four rows, and the rows' FMA chains run side by side.
+        let stride = bs.next_multiple_of(LANES);
+        match blk {
+            Blk::F32(kt, _) => block_scores(q_rows, dk, kt, bs, stride, scores),
+            // SAFETY: `in_registers` implies AVX-512F/F16C and bs % 16 == 0.
+            #[cfg(target_arch = "x86_64")]
+            Blk::F16(kt, _) => unsafe { block_scores_f16(q_rows, dk, kt, bs, scores) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Blk::F16(..) => unreachable!("f16 blocks are read in registers only on x86_64"),
+        }
         for i in 0..unit.tile_len {
             let qpos = first_pos + i;
             let kmin = p.window.map_or(0, |w| (qpos + 1).saturating_sub(w)).max(key0);
@@ -252,30 +277,30 @@ unsafe fn unit_body(
             for g in 0..rep {
                 let r = i * rep + g;
                 let head = unit.kv_head * rep + g;
-                block_scores(&s.q[r * dk..][..dk], &s.k, bs, &mut s.scores);
+                let scores = &mut scores[r * stride..][..stride];
                 let mut m_blk = f32::NEG_INFINITY;
                 for j in j0..j1 {
-                    let mut x = s.scores[j] * p.scale;
+                    let mut x = scores[j] * p.scale;
                     if let Some(a) = p.alibi {
                         x += a[head] * (key0 + j) as f32;
                     }
                     if let Some(cap) = p.softcap {
                         x = (x / cap).tanh() * cap;
                     }
-                    s.scores[j] = x;
+                    scores[j] = x;
                     m_blk = m_blk.max(x);
                 }
-                let (m, l) = s.ml[r];
+                let (m, l) = ml[r];
                 let m_new = m.max(m_blk);
                 if m_new == f32::NEG_INFINITY {
                     continue;
                 }
                 let corr = if m == f32::NEG_INFINITY { 0.0 } else { (m - m_new).exp() };
-                let probs = &mut s.scores[j0..j1];
+                let probs = &mut scores[j0..j1];
                 for x in probs.iter_mut() {
                     *x = exp_neg(*x - m_new);
                 }
-                let acc = &mut s.acc[r * dv..][..dv];
+                let acc = &mut acc_rows[r * dv..][..dv];
                 if corr != 1.0 {
                     for a in acc.iter_mut() {
                         *a *= corr;
@@ -284,12 +309,22 @@ unsafe fn unit_body(
                 let mut sum = 0f32;
                 for (jj, &pj) in probs.iter().enumerate() {
                     sum += pj;
-                    let vj = &s.v[(j0 + jj) * dv..][..dv];
-                    for d in 0..dv {
-                        acc[d] = pj.mul_add(vj[d], acc[d]);
+                    let at = (j0 + jj) * dv;
+                    match blk {
+                        Blk::F32(_, v) => {
+                            let vj = &v[at..][..dv];
+                            for d in 0..dv {
+                                acc[d] = pj.mul_add(vj[d], acc[d]);
+                            }
+                        }
+                        // SAFETY: `in_registers` implies AVX-512F/F16C and dv % 16 == 0.
+                        #[cfg(target_arch = "x86_64")]
+                        Blk::F16(_, v) => unsafe { axpy_f16(acc, pj, &v[at..][..dv]) },
+                        #[cfg(not(target_arch = "x86_64"))]
+                        Blk::F16(..) => unreachable!("f16 blocks are read in registers only on x86_64"),
                     }
                 }
-                s.ml[r] = (m_new, l * corr + sum);
+                ml[r] = (m_new, l * corr + sum);
             }
         }
     }
@@ -310,27 +345,85 @@ unsafe fn unit_body(
     }
 }
 
-/// `scores[j] = Σ_d q[d] · kt[d][j]` for a block stored `[dim][offset]`.
-#[inline(always)]
-fn block_scores(q: &[f32], kt: &[f32], bs: usize, scores: &mut [f32]) {
+/// One block's keys and values, read in place.
+#[derive(Clone, Copy)]
+enum Blk<'a> {
+    F32(&'a [f32], &'a [f32]),
+    F16(&'a [f16], &'a [f16]),
+}
+
+/// [`block_scores`] on f16 keys, converted in registers (the same values: f16 → f32 is exact,
+/// and each row's FMA chain runs over `dim` in the same order).
+///
+/// # Safety
+/// AVX-512F and F16C must be available; `bs` a multiple of 16; `kt` holds `dk * bs` values,
+/// `q` whole rows of `dk`, `scores` `rows * bs` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c,fma")]
+unsafe fn block_scores_f16(q: &[f32], dk: usize, kt: &[f16], bs: usize, scores: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let rows = q.len() / dk;
     for c in (0..bs).step_by(LANES) {
-        let w = LANES.min(bs - c);
-        let mut acc = [0f32; LANES];
-        if w == LANES {
-            for (d, &qd) in q.iter().enumerate() {
-                let k: &[f32; LANES] = kt[d * bs + c..][..LANES].try_into().unwrap_or(&[0.0; LANES]);
-                for l in 0..LANES {
-                    acc[l] = qd.mul_add(k[l], acc[l]);
+        for r0 in (0..rows).step_by(4) {
+            let n = 4.min(rows - r0);
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for d in 0..dk {
+                // SAFETY: d * bs + c + 16 <= dk * bs (caller).
+                let k = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(kt.as_ptr().add(d * bs + c) as *const __m256i) });
+                for (i, a) in acc.iter_mut().enumerate().take(n) {
+                    *a = _mm512_fmadd_ps(_mm512_set1_ps(q[(r0 + i) * dk + d]), k, *a);
                 }
             }
-        } else {
-            for (d, &qd) in q.iter().enumerate() {
-                for l in 0..w {
-                    acc[l] = qd.mul_add(kt[d * bs + c + l], acc[l]);
-                }
+            for (i, a) in acc.iter().enumerate().take(n) {
+                // SAFETY: scores holds rows * bs values (caller).
+                unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add((r0 + i) * bs + c), *a) };
             }
         }
-        scores[c..c + w].copy_from_slice(&acc[..w]);
+    }
+}
+
+/// `acc += p · v` for f16 `v`, converted in registers.
+///
+/// # Safety
+/// AVX-512F and F16C must be available; `acc.len() == v.len()`, a multiple of 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c,fma")]
+unsafe fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
+    use std::arch::x86_64::*;
+    let pv = _mm512_set1_ps(p);
+    for d in (0..acc.len()).step_by(LANES) {
+        // SAFETY: d + 16 <= len for both (caller).
+        unsafe {
+            let x = _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(d) as *const __m256i));
+            let a = acc.as_mut_ptr().add(d);
+            _mm512_storeu_ps(a, _mm512_fmadd_ps(pv, x, _mm512_loadu_ps(a)));
+        }
+    }
+}
+
+/// `scores[r][j] = Σ_d q[r][d] · kt[d][j]` for every row of `q` (rows of `dk`) against a block
+/// stored `[dim][offset]`; row `r`'s scores start at `r * stride`.
+#[inline(always)]
+fn block_scores(q: &[f32], dk: usize, kt: &[f32], bs: usize, stride: usize, scores: &mut [f32]) {
+    let rows = q.len() / dk;
+    for c in (0..bs).step_by(LANES) {
+        let w = LANES.min(bs - c);
+        for r0 in (0..rows).step_by(4) {
+            let n = 4.min(rows - r0);
+            let mut acc = [[0f32; LANES]; 4];
+            for d in 0..dk {
+                let k = &kt[d * bs + c..][..w];
+                for (i, a) in acc.iter_mut().enumerate().take(n) {
+                    let qd = q[(r0 + i) * dk + d];
+                    for l in 0..w {
+                        a[l] = qd.mul_add(k[l], a[l]);
+                    }
+                }
+            }
+            for (i, a) in acc.iter().enumerate().take(n) {
+                scores[(r0 + i) * stride + c..][..w].copy_from_slice(&a[..w]);
+            }
+        }
     }
 }
 
@@ -499,6 +592,8 @@ mod tests {
         check(&Case { window: Some(7), softcap: Some(5.0), ..base });
         check(&Case { alibi: true, heads: 3, kvh: 1, ..base });
         check(&Case { f16: true, ..base });
+        check(&Case { f16: true, bs: 5, dv: 12, ..base }); // f16 converted into scratch
+        check(&Case { f16: true, window: Some(9), alibi: true, bs: 32, ..base });
         check(&Case { bs: 32, dk: 48, dv: 16, heads: 2, kvh: 1, ..base });
     }
 

@@ -79,13 +79,6 @@ impl Buf {
         }
     }
 
-    fn set(&mut self, at: usize, x: f32) {
-        match self {
-            Buf::F32(v) => v[at] = x,
-            Buf::F16(v) => v[at] = f16::from_f32(x).to_bits(),
-        }
-    }
-
     fn as_slice(&self) -> KvSlice<'_> {
         match self {
             Buf::F32(v) => KvSlice::F32(v),
@@ -167,18 +160,31 @@ impl PagedKvCache {
             .layers
             .get_mut(layer)
             .ok_or_else(|| Error::InvalidInput(format!("kv write: layer {layer} of {}", s.num_layers)))?;
+        let (kd, vd) = (s.k_dim, s.v_dim);
+        // One match per token and head, not per value; K goes transposed within its block.
         for (i, &slot) in slots.iter().enumerate() {
             let (block, off) = (slot / bs, slot % bs);
             for h in 0..kvh {
-                let src = &k[(h * t + i) * s.k_dim..][..s.k_dim];
-                let base = (block * kvh + h) * s.k_dim * bs + off;
-                for (d, &x) in src.iter().enumerate() {
-                    entry.k.set(base + d * bs, x);
-                }
-                let src = &v[(h * t + i) * s.v_dim..][..s.v_dim];
-                let base = ((block * kvh + h) * bs + off) * s.v_dim;
-                for (d, &x) in src.iter().enumerate() {
-                    entry.v.set(base + d, x);
+                let ksrc = &k[(h * t + i) * kd..][..kd];
+                let vsrc = &v[(h * t + i) * vd..][..vd];
+                let kbase = (block * kvh + h) * kd * bs + off;
+                let vbase = ((block * kvh + h) * bs + off) * vd;
+                match (&mut entry.k, &mut entry.v) {
+                    (Buf::F32(kb), Buf::F32(vb)) => {
+                        for (d, &x) in ksrc.iter().enumerate() {
+                            kb[kbase + d * bs] = x;
+                        }
+                        vb[vbase..vbase + vd].copy_from_slice(vsrc);
+                    }
+                    (Buf::F16(kb), Buf::F16(vb)) => {
+                        for (d, &x) in ksrc.iter().enumerate() {
+                            kb[kbase + d * bs] = f16::from_f32(x).to_bits();
+                        }
+                        for (dst, &x) in vb[vbase..vbase + vd].iter_mut().zip(vsrc) {
+                            *dst = f16::from_f32(x).to_bits();
+                        }
+                    }
+                    _ => return Err(Error::InvalidInput("kv write: K and V stored in different types".into())),
                 }
             }
         }
