@@ -279,15 +279,15 @@ unsafe fn unit_body<const SIMD: bool>(
                 let head = unit.kv_head * rep + g;
                 let scores = &mut scores[r * stride..][..stride];
                 let mut m_blk = f32::NEG_INFINITY;
-                for j in j0..j1 {
-                    let mut x = scores[j] * p.scale;
+                for (j, sc) in scores.iter_mut().enumerate().take(j1).skip(j0) {
+                    let mut x = *sc * p.scale;
                     if let Some(a) = p.alibi {
                         x += a[head] * (key0 + j) as f32;
                     }
                     if let Some(cap) = p.softcap {
                         x = (x / cap).tanh() * cap;
                     }
-                    scores[j] = x;
+                    *sc = x;
                     m_blk = m_blk.max(x);
                 }
                 let (m, l) = ml[r];
