@@ -34,7 +34,6 @@ struct ReqState {
     tx: UnboundedSender<Event>,
     params: SamplingParams,
     prompt: Vec<u32>,
-    prompt_len: usize,
     /// Token ids that end a sequence: `stop_token_ids`, plus EOS unless `ignore_eos`.
     stop_ids: Vec<u32>,
     children: Vec<Child>,
@@ -113,7 +112,6 @@ impl Core {
             tx,
             params: p.clone(),
             prompt: req.prompt.clone(),
-            prompt_len: req.prompt.len(),
             stop_ids,
             children: Vec::with_capacity(p.n),
             arrival: Instant::now(),
@@ -187,7 +185,7 @@ impl Core {
                     if r.first_scheduled.is_none() {
                         r.first_scheduled = Some(now);
                         if child == 0 {
-                            r.cached_prompt_tokens = s.start.min(r.prompt_len);
+                            r.cached_prompt_tokens = s.start.min(r.prompt.len());
                         }
                     }
                 }
@@ -260,7 +258,7 @@ impl Core {
         let max_model_len = self.max_model_len;
         let Some(r) = self.requests.get_mut(&rid) else { return };
         r.first_token.get_or_insert_with(Instant::now);
-        let (max_tokens, min_tokens, prompt_len) = (r.params.max_tokens, r.params.min_tokens, r.prompt_len);
+        let (max_tokens, min_tokens, prompt_len) = (r.params.max_tokens, r.params.min_tokens, r.prompt.len());
         let is_stop_id = r.stop_ids.contains(&x.token);
         let c = &mut r.children[ci];
         c.generated.push(x.token);
@@ -323,7 +321,7 @@ impl Core {
                 let end = Instant::now();
                 let since = |t: Option<Instant>| t.map_or(end - r.arrival, |t| t - r.arrival);
                 let usage = Usage {
-                    prompt_tokens: r.prompt_len,
+                    prompt_tokens: r.prompt.len(),
                     completion_tokens: r.children.iter().map(|c| c.generated.len()).sum(),
                     cached_prompt_tokens: r.cached_prompt_tokens,
                 };
