@@ -21,6 +21,7 @@ use std::cell::RefCell;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
+use super::math::exp_neg;
 use super::pool::Pool;
 use crate::{Error, Result};
 
@@ -438,25 +439,6 @@ fn exp_in_place(xs: &mut [f32]) {
     for x in xs.iter_mut() {
         *x = exp_neg(*x);
     }
-}
-
-#[inline(always)]
-fn exp_neg(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.max(-87.3);
-    let n = (x * LOG2E).round();
-    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
-    let mut y = 1.987_569_1e-4_f32;
-    y = y.mul_add(r, 1.398_199_9e-3);
-    y = y.mul_add(r, 8.333_452e-3);
-    y = y.mul_add(r, 4.166_579_6e-2);
-    y = y.mul_add(r, 1.666_666_5e-1);
-    y = y.mul_add(r, 0.5);
-    let y = (y * r).mul_add(r, r) + 1.0;
-    // 2^n by building the exponent bits; n ∈ [-126, 0] here.
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 #[cfg(test)]

@@ -25,7 +25,9 @@ pub mod attention;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod fused;
 mod layout;
+mod math;
 mod pool;
 mod scalar;
 #[cfg(test)]

@@ -58,8 +58,14 @@ impl DecoderLayer {
         if let Some(n) = &self.post_attn_norm {
             h = n.forward(&h)?;
         }
-        let x = (x + h).ctx("attention residual")?;
-        let mut h = self.mlp.forward(&normed(&self.ffn_norm, &x)?)?;
+        let (x, normed_x) = match &self.ffn_norm {
+            Some(n) => n.forward_residual(x, &h)?,
+            None => {
+                let x = (x + h).ctx("attention residual")?;
+                (x.clone(), x)
+            }
+        };
+        let mut h = self.mlp.forward(&normed_x)?;
         if let Some(n) = &self.post_ffn_norm {
             h = n.forward(&h)?;
         }

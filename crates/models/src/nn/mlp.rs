@@ -4,6 +4,7 @@ use candle_core::{Tensor, D};
 
 use super::linear::Linear;
 use crate::config::Activation;
+use crate::kernels::fused;
 use crate::{Result, TensorContext};
 
 pub enum GateUp {
@@ -38,14 +39,26 @@ impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = match &self.gate_up {
             GateUp::Separate { gate, up } => {
-                (activate(&gate.forward(x)?, self.activation)? * up.forward(x)?).ctx("gate * up")?
+                let (gate, up) = (gate.forward(x)?, up.forward(x)?);
+                match self.activation {
+                    Activation::Silu => fused::silu_mul_pair(&gate, &up),
+                    _ => None,
+                }
+                .unwrap_or_else(|| (activate(&gate, self.activation)? * up).ctx("gate * up"))?
             }
             GateUp::Fused(gu) => {
                 let y = gu.forward(x)?;
                 let ff = gu.out_features() / 2;
-                let gate = y.narrow(D::Minus1, 0, ff).ctx("split gate")?;
-                let up = y.narrow(D::Minus1, ff, ff).ctx("split up")?;
-                (activate(&gate, self.activation)? * up).ctx("gate * up")?
+                match self.activation {
+                    // One pass over `[gate | up]` on the CPU, no split copies.
+                    Activation::Silu => fused::silu_mul_fused(&y, ff),
+                    _ => None,
+                }
+                .unwrap_or_else(|| {
+                    let gate = y.narrow(D::Minus1, 0, ff).ctx("split gate")?;
+                    let up = y.narrow(D::Minus1, ff, ff).ctx("split up")?;
+                    (activate(&gate, self.activation)? * up).ctx("gate * up")
+                })?
             }
             GateUp::UpOnly(up) => activate(&up.forward(x)?, self.activation)?,
         };

@@ -3,6 +3,7 @@
 use candle_core::Tensor;
 
 use crate::config::NormKind;
+use crate::kernels::fused;
 use crate::{Result, TensorContext};
 
 pub struct Norm {
@@ -22,7 +23,8 @@ impl Norm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous().ctx("norm input")?;
         match self.kind {
-            NormKind::RmsNorm => candle_nn::ops::rms_norm(&x, &self.weight, self.eps).ctx("rms_norm"),
+            NormKind::RmsNorm => fused::rms_norm(&x, &self.weight, self.eps)
+                .unwrap_or_else(|| candle_nn::ops::rms_norm(&x, &self.weight, self.eps).ctx("rms_norm")),
             NormKind::LayerNorm => {
                 let bias = match &self.bias {
                     Some(b) => b.clone(),
@@ -31,5 +33,18 @@ impl Norm {
                 candle_nn::ops::layer_norm(&x, &self.weight, &bias, self.eps).ctx("layer_norm")
             }
         }
+    }
+
+    /// `s = x + h` and `self(s)`: a residual add followed by this norm, fused into one pass for
+    /// RMSNorm on the CPU. Returns `(s, norm(s))`.
+    pub fn forward_residual(&self, x: &Tensor, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        if self.kind == NormKind::RmsNorm {
+            if let Some(r) = fused::add_rms_norm(x, h, &self.weight, self.eps) {
+                return r;
+            }
+        }
+        let s = (x + h).ctx("residual add")?;
+        let n = self.forward(&s)?;
+        Ok((s, n))
     }
 }

@@ -1,0 +1,276 @@
+//! Fused element-wise kernels for the decoder's per-token work on the CPU: RMSNorm (optionally
+//! with the residual add before it) and the gated activation `silu(gate) * up`.
+//!
+//! candle runs each of these as several ops (`narrow`, `silu`, `mul`, `add`, `rms_norm`), each
+//! a pass over memory with its own allocation and a fork-join on candle's thread pool. Under
+//! batched decode those passes are per-token work that grows with the batch while the weights'
+//! cost does not. Here each is one pass, on the calling thread for small inputs (a decode step's
+//! rows fit in L1/L2 and take microseconds) and on the matmul pool ([`super::pool`]) for prefill.
+//!
+//! Every kernel computes row by row with the same arithmetic whatever the batch, so results stay
+//! batch-invariant. The AVX-512 paths follow the scalar ones in operation order except for the
+//! RMSNorm sum of squares, which accumulates in 16 lanes.
+
+use candle_core::{DType, Storage, Tensor};
+
+use super::math;
+use super::pool::Pool;
+use crate::{Error, Result};
+
+/// Below this many elements a kernel runs on the calling thread.
+const PARALLEL_MIN: usize = 1 << 16;
+
+/// Runs `f` over the contiguous f32 values of a CPU tensor; `None` when `x` is not one (another
+/// dtype or device: the caller falls back to candle's ops).
+fn with_f32<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 {
+        return None;
+    }
+    let (storage, layout) = x.storage_and_layout();
+    let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+        return None;
+    };
+    let xs = cpu.as_slice::<f32>().ok()?;
+    Some(f(&xs[start..end]))
+}
+
+fn tensor(v: Vec<f32>, like: &Tensor, last: usize) -> Result<Tensor> {
+    let mut shape = like.dims().to_vec();
+    if let Some(d) = shape.last_mut() {
+        *d = last;
+    }
+    Tensor::from_vec(v, shape, like.device()).map_err(|e| Error::Tensor { op: "fused kernel output".into(), source: e })
+}
+
+/// Runs `row(i, out_row)` for every row of `out` (rows of `width`), in parallel when large.
+fn for_rows(out: &mut [f32], width: usize, row: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    let rows = out.len() / width.max(1);
+    if out.len() < PARALLEL_MIN {
+        for (i, o) in out.chunks_exact_mut(width).enumerate() {
+            row(i, o);
+        }
+        return;
+    }
+    let pool = Pool::global();
+    let per_unit = rows.div_ceil(pool.threads() * 8).max(1);
+    let base = out.as_mut_ptr() as usize;
+    pool.run(rows.div_ceil(per_unit), false, &|u| {
+        for i in u * per_unit..rows.min((u + 1) * per_unit) {
+            // SAFETY: each unit owns a disjoint range of rows of `out`, which outlives `run`.
+            let o = unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(i * width), width) };
+            row(i, o);
+        }
+    });
+}
+
+/// A vector of `len` f32s for a kernel to overwrite. Large ones come zeroed from `calloc`
+/// (fresh pages, no memset pass).
+fn output(len: usize) -> Vec<f32> {
+    vec![0f32; len]
+}
+
+/// `silu(gate) * up` for rows of `[gate | up]` (each `2 · ff` wide): the SwiGLU of a fused
+/// gate-up projection. `None` when `gate_up` is not a contiguous f32 CPU tensor.
+pub fn silu_mul_fused(gate_up: &Tensor, ff: usize) -> Option<Result<Tensor>> {
+    let y = with_f32(gate_up, |x| {
+        let mut out = output(x.len() / 2);
+        for_rows(&mut out, ff, &|i, o| {
+            let row = &x[i * 2 * ff..(i + 1) * 2 * ff];
+            silu_mul(&row[..ff], &row[ff..], o);
+        });
+        out
+    })?;
+    Some(tensor(y, gate_up, ff))
+}
+
+/// `silu(gate) * up` for two tensors of the same shape (separate gate and up projections).
+pub fn silu_mul_pair(gate: &Tensor, up: &Tensor) -> Option<Result<Tensor>> {
+    if gate.dims() != up.dims() {
+        return None;
+    }
+    let ff = *gate.dims().last()?;
+    let y = with_f32(gate, |g| {
+        with_f32(up, |u| {
+            let mut out = output(g.len());
+            for_rows(&mut out, ff, &|i, o| silu_mul(&g[i * ff..(i + 1) * ff], &u[i * ff..(i + 1) * ff], o));
+            out
+        })
+    })??;
+    Some(tensor(y, gate, ff))
+}
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) · w`.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Option<Result<Tensor>> {
+    let dim = *x.dims().last()?;
+    let y = with_f32(w, |w| {
+        with_f32(x, |x| {
+            let mut out = output(x.len());
+            for_rows(&mut out, dim, &|i, o| rms_norm_row(&x[i * dim..(i + 1) * dim], w, eps, o));
+            out
+        })
+    })??;
+    Some(tensor(y, x, dim))
+}
+
+/// `s = x + h` and `rms_norm(s)` in one pass: the residual add that ends an attention block and
+/// the norm that starts the MLP. Returns `(s, norm(s))`.
+pub fn add_rms_norm(x: &Tensor, h: &Tensor, w: &Tensor, eps: f32) -> Option<Result<(Tensor, Tensor)>> {
+    if x.dims() != h.dims() {
+        return None;
+    }
+    let dim = *x.dims().last()?;
+    let (sum, normed) = with_f32(w, |w| {
+        with_f32(x, |x| {
+            with_f32(h, |h| {
+                let mut sum = output(x.len());
+                for (s, (a, b)) in sum.iter_mut().zip(x.iter().zip(h)) {
+                    *s = a + b;
+                }
+                let mut normed = output(x.len());
+                for_rows(&mut normed, dim, &|i, o| rms_norm_row(&sum[i * dim..(i + 1) * dim], w, eps, o));
+                (sum, normed)
+            })
+        })
+    })???;
+    Some(tensor(sum, x, dim).and_then(|s| Ok((s, tensor(normed, x, dim)?))))
+}
+
+fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if math::avx512_available() {
+        // SAFETY: the features were detected.
+        return unsafe { silu_mul_avx512(gate, up, out) };
+    }
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = math::silu(g) * u;
+    }
+}
+
+fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if math::avx512_available() {
+        // SAFETY: the features were detected.
+        return unsafe { rms_norm_row_avx512(x, w, eps, out) };
+    }
+    let sum2: f32 = x.iter().map(|v| v * v).sum();
+    let inv = 1.0 / (sum2 / x.len() as f32 + eps).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
+        *o = v * inv * w;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn silu_mul_avx512(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = out.len().min(gate.len()).min(up.len());
+    let mut i = 0;
+    while i < n {
+        let mask: __mmask16 = if n - i >= 16 { !0 } else { (1u16 << (n - i)) - 1 };
+        let g = _mm512_maskz_loadu_ps(mask, gate.as_ptr().add(i));
+        let u = _mm512_maskz_loadu_ps(mask, up.as_ptr().add(i));
+        _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), mask, _mm512_mul_ps(math::silu_avx512(g), u));
+        i += 16;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn rms_norm_row_avx512(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = x.len().min(w.len()).min(out.len());
+    let mask_at = |i: usize| -> __mmask16 { if n - i >= 16 { !0 } else { (1u16 << (n - i)) - 1 } };
+    let mut acc = _mm512_setzero_ps();
+    let mut i = 0;
+    while i < n {
+        let v = _mm512_maskz_loadu_ps(mask_at(i), x.as_ptr().add(i));
+        acc = _mm512_fmadd_ps(v, v, acc);
+        i += 16;
+    }
+    let inv = _mm512_set1_ps(1.0 / (_mm512_reduce_add_ps(acc) / x.len() as f32 + eps).sqrt());
+    let mut i = 0;
+    while i < n {
+        let m = mask_at(i);
+        let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
+        let wv = _mm512_maskz_loadu_ps(m, w.as_ptr().add(i));
+        _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), m, _mm512_mul_ps(_mm512_mul_ps(v, inv), wv));
+        i += 16;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x % 20_000) as f32 / 1000.0 - 10.0
+            })
+            .collect()
+    }
+
+    fn t(v: Vec<f32>, shape: (usize, usize)) -> Tensor {
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32) {
+        let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
+        }
+    }
+
+    /// Odd widths exercise the masked tails; 300 rows of 1536 take the parallel path.
+    const SHAPES: [(usize, usize); 4] = [(1, 7), (3, 33), (5, 576), (300, 1536)];
+
+    #[test]
+    fn silu_mul_matches_candle() {
+        for (rows, ff) in SHAPES {
+            let gu = t(values(rows * 2 * ff, 3), (rows, 2 * ff));
+            let want = (gu.narrow(1, 0, ff).unwrap().silu().unwrap() * gu.narrow(1, ff, ff).unwrap()).unwrap();
+            close(&silu_mul_fused(&gu, ff).unwrap().unwrap(), &want, 2e-6);
+            let (g, u) = (t(values(rows * ff, 5), (rows, ff)), t(values(rows * ff, 7), (rows, ff)));
+            let want = (g.silu().unwrap() * &u).unwrap();
+            close(&silu_mul_pair(&g, &u).unwrap().unwrap(), &want, 2e-6);
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_candle() {
+        for (rows, dim) in SHAPES {
+            let x = t(values(rows * dim, 11), (rows, dim));
+            let h = t(values(rows * dim, 13), (rows, dim));
+            let w = Tensor::from_vec(values(dim, 17), dim, &Device::Cpu).unwrap();
+            let want = candle_nn::ops::rms_norm(&x, &w, 1e-5).unwrap();
+            close(&rms_norm(&x, &w, 1e-5).unwrap().unwrap(), &want, 1e-5);
+            let sum = (&x + &h).unwrap();
+            let (s, n) = add_rms_norm(&x, &h, &w, 1e-5).unwrap().unwrap();
+            close(&s, &sum, 0.0);
+            close(&n, &candle_nn::ops::rms_norm(&sum, &w, 1e-5).unwrap(), 1e-5);
+        }
+    }
+
+    #[test]
+    fn rows_do_not_depend_on_the_batch() {
+        // The first row computed alone equals the first row of a large (parallel) batch.
+        let (rows, ff) = (300, 1536);
+        let gu = t(values(rows * 2 * ff, 19), (rows, 2 * ff));
+        let all = silu_mul_fused(&gu, ff).unwrap().unwrap();
+        let one = silu_mul_fused(&gu.narrow(0, 0, 1).unwrap(), ff).unwrap().unwrap();
+        close(&all.narrow(0, 0, 1).unwrap(), &one, 0.0);
+    }
+
+    #[test]
+    fn other_dtypes_fall_back() {
+        let x = t(values(64, 1), (2, 32)).to_dtype(DType::F16).unwrap();
+        assert!(silu_mul_fused(&x, 16).is_none());
+    }
+}
