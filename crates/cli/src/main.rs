@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod common;
 mod inspect;
+mod quantize;
 mod run;
 mod score;
 mod serve;
@@ -47,6 +48,8 @@ enum Command {
     Serve(serve::Args),
     /// Measure the engine: throughput at several concurrencies, or prefix-cache TTFT.
     Bench(bench::Args),
+    /// Quantize a GGUF or HF safetensors model to a GGUF file (Q8_0, Q4_K_M, ...).
+    Quantize(quantize::Args),
 }
 
 fn main() {
@@ -77,6 +80,7 @@ fn main() {
         Command::Chat(a) => chat::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Score(a) => score::run(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Bench(a) => bench::run(a),
     };

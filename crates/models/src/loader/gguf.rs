@@ -1,6 +1,7 @@
 //! GGUF v2/v3 files: metadata and tensor directory parsed at open, tensor data read on demand.
-//! F32/F16/BF16 tensors come back dense f32; block-quantized ones (Q4_0, Q4_1, Q8_0, and the
-//! k-quants candle knows) stay quantized for `QMatMul`.
+//! F32/F16/BF16 tensors come back dense f32; block-quantized ones (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+//! Q2_K..Q6_K) stay quantized for [`crate::nn::Linear`]. Any other type (the IQ family, TQ,
+//! MXFP4, ...) is refused at open, naming the tensor and its type.
 
 use std::fs::File;
 use std::io::{BufReader, ErrorKind};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::gguf_file::{Content, VersionedMagic};
-use candle_core::quantized::GgmlDType;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use super::{WeightData, Weights};
@@ -29,6 +30,19 @@ impl GgufWeights {
             return Err(Error::bad_file(path, "not a valid GGUF file: the file is empty"));
         }
         let mut reader = BufReader::new(file);
+        let unsupported = |path: &Path| -> Option<Error> {
+            let mut r = BufReader::new(File::open(path).ok()?);
+            let (name, id) = super::gguf_scan::first_unsupported(&mut r, |id| crate::quant::ggml::from_type_id(id).is_some())?;
+            let names: Vec<String> = crate::quant::ggml::SUPPORTED.iter().map(|&t| crate::quant::ggml::name(t)).collect();
+            Some(Error::bad_file(
+                path,
+                format!(
+                    "tensor `{name}` has GGUF type {} (id {id}), which Prometheus does not support; supported: {}",
+                    crate::quant::ggml::type_name(id),
+                    names.join(", ")
+                ),
+            ))
+        };
         // candle 0.11 divides by `general.alignment` unchecked, so a 0 there panics inside
         // `Content::read`; the reader is dropped with the error, so no broken state survives.
         let content = catch_unwind(AssertUnwindSafe(|| Content::read(&mut reader)))
@@ -36,6 +50,9 @@ impl GgufWeights {
                 Error::bad_file(path, "not a valid GGUF file: the reader panicked (is `general.alignment` 0?)")
             })?
             .map_err(|e| {
+                if let Some(err) = unsupported(path) {
+                    return err;
+                }
                 let truncated = matches!(&e, candle_core::Error::Io(io) if io.kind() == ErrorKind::UnexpectedEof);
                 let hint = if truncated { " (truncated: the file ends inside its header)" } else { "" };
                 Error::bad_file(path, format!("not a valid GGUF file: {e}{hint}"))
@@ -49,6 +66,24 @@ impl GgufWeights {
 
     pub fn content(&self) -> &Content {
         &self.content
+    }
+
+    /// A tensor's bytes exactly as stored (GGUF blocks, or raw F32/F16/BF16).
+    pub fn raw(&self, name: &str) -> Result<Vec<u8>> {
+        let q = self.read_qtensor(name, &Device::Cpu)?;
+        q.data().map(|d| d.into_owned()).map_err(|e| Error::bad_file(&self.path, format!("tensor `{name}`: {e}")))
+    }
+
+    fn read_qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.path.clone() })?;
+        let mut file =
+            self.file.lock().map_err(|_| Error::bad_file(&self.path, "GGUF reader poisoned by an earlier panic"))?;
+        info.read(&mut *file, self.content.tensor_data_offset, device)
+            .map_err(|e| Error::bad_file(&self.path, format!("tensor `{name}`: {e}")))
     }
 }
 
@@ -103,20 +138,8 @@ impl Weights for GgufWeights {
     }
 
     fn load(&self, name: &str, device: &Device) -> Result<WeightData> {
-        let info = self
-            .content
-            .tensor_infos
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.path.clone() })?;
-        let q = {
-            let mut file = self
-                .file
-                .lock()
-                .map_err(|_| Error::bad_file(&self.path, "GGUF reader poisoned by an earlier panic"))?;
-            info.read(&mut *file, self.content.tensor_data_offset, device)
-                .map_err(|e| Error::bad_file(&self.path, format!("tensor `{name}`: {e}")))?
-        };
-        Ok(match info.ggml_dtype {
+        let q = self.read_qtensor(name, device)?;
+        Ok(match q.dtype() {
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => WeightData::Dense(
                 q.dequantize(device).map_err(|e| Error::bad_file(&self.path, format!("tensor `{name}`: {e}")))?,
             ),

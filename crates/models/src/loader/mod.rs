@@ -3,6 +3,7 @@
 //! quantized, float checkpoints are widened to f32 (bf16/f16 matmul on the CPU is slow).
 
 mod gguf;
+mod gguf_scan;
 mod safetensors;
 
 use std::path::Path;
