@@ -16,3 +16,14 @@ pub use finding::{resolve_overlaps, Entity, Family, Finding, Kind};
 pub use injection::InjectionDetector;
 pub use operators::{anonymize, AeadKey, Operator, Secrets};
 pub use pii::Analyzer;
+
+pub mod audit;
+pub mod config;
+pub mod perplexity;
+pub mod rails;
+pub mod stream;
+
+pub use audit::{AuditContext, AuditLog};
+pub use config::{Action, Check, CheckKind, Policy, RailsConfig};
+pub use rails::{Decision, Guard, Rail, Signals, Verdict};
+pub use stream::{StreamOut, StreamScanner};
