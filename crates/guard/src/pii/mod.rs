@@ -93,6 +93,9 @@ impl Analyzer {
         if is_numeric(def.entity) && glued(text, start, end) {
             return None;
         }
+        if def.entity == Entity::EmailAddress && text[..start].ends_with("://") {
+            return None; // credentials in a URL (`https://token@host`), not an address
+        }
         let before = words_before(text, start);
         if before.iter().rev().take(2).any(|w| def.negative.contains(&w.as_str())) {
             return None;

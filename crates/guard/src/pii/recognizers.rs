@@ -106,7 +106,7 @@ pub const RECOGNIZERS: &[RecognizerDef] = &[
         patterns: &[
             PatternDef {
                 name: "phone (E.164 / international)",
-                regex: r"(?:\+|\b00)[1-9]\d{0,2}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{2,4}){1,4}\b",
+                regex: r"(?:\+[1-9]\d{0,2}[ .\-]?|\b00[1-9]\d{0,2} )(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{2,4}){1,4}\b",
                 score: 0.7,
             },
             PatternDef {
