@@ -22,7 +22,7 @@ use prom_models::chat::ChatMessage;
 use prom_models::Tokenizer;
 use serde_json::json;
 
-use crate::common::{load_model, start_engine, EngineArgs, ModelArgs, Served};
+use crate::common::{start_engine, EngineArgs, ModelArgs, Served};
 use crate::run::render;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -49,6 +49,9 @@ pub struct Args {
     /// Prefix: cold and cached requests each (default 5).
     #[arg(long)]
     reps: Option<usize>,
+    /// Throughput: every prompt exactly this many tokens (default: 32–128, varied).
+    #[arg(long)]
+    prompt_tokens: Option<usize>,
     /// Prefix: length of the shared system prompt in tokens (approximately; whole sentences).
     #[arg(long, default_value_t = 1000)]
     prefix_tokens: usize,
@@ -57,7 +60,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.max_tokens > 0, "`--max-tokens` must be >= 1. Given: 0");
     anyhow::ensure!(a.reps != Some(0), "`--reps` must be >= 1. Given: 0");
-    let m = load_model(&a.model.model, a.model.offline)?;
+    let m = a.model.load()?;
     let s = start_engine(m, &a.engine)?;
     let i = s.engine.info();
     println!(
@@ -156,7 +159,7 @@ fn throughput(s: &Served, a: &Args) -> Result<serde_json::Value> {
     let tok = &s.tokenizer;
     let mut next_prompt = 0usize;
     let mut prompts = |n: usize| -> Result<Vec<Vec<u32>>> {
-        let v = (next_prompt..next_prompt + n).map(|i| varied_prompt(tok, i)).collect();
+        let v = (next_prompt..next_prompt + n).map(|i| varied_prompt(tok, i, a.prompt_tokens)).collect();
         next_prompt += n;
         v
     };
@@ -385,11 +388,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Prompt `i` of the throughput scenario: 32–128 tokens, a numbered line (so no two prompts share
+/// Prompt `i` of the throughput scenario: `len` tokens or 32–128, a numbered line (so no two prompts share
 /// a KV block and the prefix cache stays out of the measurement) and then sentences in an order
 /// that depends on `i`.
-fn varied_prompt(tok: &Tokenizer, i: usize) -> Result<Vec<u32>> {
-    let len = 32 + (i * 37) % 97;
+fn varied_prompt(tok: &Tokenizer, i: usize, len: Option<usize>) -> Result<Vec<u32>> {
+    let len = len.unwrap_or(32 + (i * 37) % 97);
     let mut text = format!("Note {i}.");
     let mut k = i.wrapping_mul(7).wrapping_add(3);
     loop {

@@ -7,7 +7,7 @@ use anyhow::Result;
 use prom_engine::FinishReason;
 use prom_models::chat::ChatMessage;
 
-use crate::common::{generate, load_model, start_engine, EngineArgs, ModelArgs, SamplingArgs};
+use crate::common::{generate, start_engine, EngineArgs, ModelArgs, SamplingArgs};
 use crate::run::render;
 
 #[derive(clap::Args)]
@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let m = load_model(&a.model.model, a.model.offline)?;
+    let m = a.model.load()?;
     if m.chat_template.is_none() {
         eprintln!("note: the model has no chat template; using ChatML");
     }

@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 
 use prom_engine::{
     Engine, EngineConfig, Event, FinishReason, KvCacheMemory, Policy, Request, SamplingParams, Timings, Usage,
 };
-use prom_models::load::LoadedModel;
+use prom_models::load::{LoadOptions, LoadedModel};
 use prom_models::source::{self, ResolveOptions};
 
 #[derive(clap::Args, Clone)]
@@ -21,18 +21,44 @@ pub struct ModelArgs {
     /// Never touch the network (same as HF_HUB_OFFLINE=1).
     #[arg(long)]
     pub offline: bool,
+    /// Where the model runs: `cpu`, `cuda` or `cuda:N` (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Activations and dense weights: auto (f32 on the CPU and for GGUF, bf16 for HF checkpoints
+    /// on a GPU), f32, bf16 or f16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+}
+
+impl ModelArgs {
+    /// Resolves and loads the model on the chosen device, in the chosen dtype.
+    pub fn load(&self) -> Result<LoadedModel> {
+        let dtype = match self.dtype.as_str() {
+            "auto" => None,
+            "f32" => Some(DType::F32),
+            "bf16" => Some(DType::BF16),
+            "f16" => Some(DType::F16),
+            other => anyhow::bail!("--dtype must be auto, f32, bf16 or f16, got `{other}`"),
+        };
+        let device = prom_models::cuda::parse_device(&self.device)?;
+        load_model_with(&self.model, self.offline, &LoadOptions { device, dtype })
+    }
 }
 
 pub fn load_model(spec: &str, offline: bool) -> Result<LoadedModel> {
-    let opts = ResolveOptions { offline, ..ResolveOptions::default() };
-    let files = source::resolve(spec, &opts).with_context(|| format!("resolving model `{spec}`"))?;
+    load_model_with(spec, offline, &LoadOptions::on(&Device::Cpu))
+}
+
+fn load_model_with(spec: &str, offline: bool, opts: &LoadOptions) -> Result<LoadedModel> {
+    let resolve = ResolveOptions { offline, ..ResolveOptions::default() };
+    let files = source::resolve(spec, &resolve).with_context(|| format!("resolving model `{spec}`"))?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.set_message(format!("loading {spec}"));
     bar.enable_steady_tick(Duration::from_millis(100));
-    let loaded = prom_models::load::load(&files, &Device::Cpu).with_context(|| format!("loading model `{spec}`"));
+    let loaded = prom_models::load::load_with(&files, opts).with_context(|| format!("loading model `{spec}`"));
     bar.finish_and_clear();
     loaded
 }
@@ -152,7 +178,15 @@ pub struct Served {
 
 pub fn start_engine(m: LoadedModel, args: &EngineArgs) -> Result<Served> {
     let tokenizer = Arc::new(m.tokenizer.context("this model has no tokenizer (no tokenizer.json)")?);
-    let engine = Engine::start(m.model, Arc::clone(&tokenizer), args.config()?)?;
+    let mut config = args.config()?;
+    // On a GPU the fraction is of the device memory still free once the weights are loaded
+    // (the engine's default reads the host's MemAvailable).
+    if let (KvCacheMemory::FractionOfAvailable(f), Some((free, _))) =
+        (config.kv_cache_memory, prom_models::cuda::memory_info(m.model.device())?)
+    {
+        config.kv_cache_memory = KvCacheMemory::Bytes((free as f64 * f) as u64);
+    }
+    let engine = Engine::start(m.model, Arc::clone(&tokenizer), config)?;
     Ok(Served { engine, tokenizer, chat_template: m.chat_template })
 }
 

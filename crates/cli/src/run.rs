@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 use prom_models::chat::{ChatMessage, ChatTemplate, RenderOptions};
 
-use crate::common::{generate, load_model, start_engine, EngineArgs, ModelArgs, SamplingArgs};
+use crate::common::{generate, start_engine, EngineArgs, ModelArgs, SamplingArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let m = load_model(&a.model.model, a.model.offline)?;
+    let m = a.model.load()?;
     let params = a.sampling.params(&m);
     let raw = a.raw || m.chat_template.is_none();
     let s = start_engine(m, &a.engine)?;

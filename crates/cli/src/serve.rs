@@ -7,7 +7,7 @@ use prom_engine::SamplingParams;
 use prom_models::generation_config::GenerationConfig;
 use prom_server::{ServedModel, ServerConfig};
 
-use crate::common::{load_model, start_engine, EngineArgs, ModelArgs};
+use crate::common::{start_engine, EngineArgs, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,6 +42,9 @@ pub struct Args {
     /// Seconds in-flight requests get to finish after SIGTERM / ctrl-c.
     #[arg(long, default_value_t = 30.0)]
     shutdown_timeout: f64,
+    /// Guardrails: input and output rails from a YAML file (see docs/guard.md).
+    #[arg(long, value_name = "RAILS.yaml")]
+    guard: Option<std::path::PathBuf>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -60,7 +63,7 @@ pub fn run(a: Args) -> Result<()> {
         "--shutdown-timeout must be a number of seconds >= 0. Given: {}",
         a.shutdown_timeout
     );
-    let m = load_model(&a.model.model, a.model.offline)?;
+    let m = a.model.load()?;
     let defaults = defaults(&m.generation_config);
     let s = start_engine(m, &a.engine)?;
     let model = ServedModel {
@@ -79,6 +82,7 @@ pub fn run(a: Args) -> Result<()> {
         log_prompts: a.log_prompts,
         shutdown_timeout: Duration::from_secs_f64(a.shutdown_timeout),
         max_body_bytes: a.max_body_bytes,
+        guard: a.guard.as_deref().map(prom_guard::RailsConfig::from_file).transpose()?.map(|c| std::sync::Arc::new(prom_guard::Guard::new(c))),
     };
     // The engine runs on its own thread; HTTP needs little CPU.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

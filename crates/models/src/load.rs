@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 use crate::config::gguf::{from_gguf_metadata, Meta};
 use crate::config::hf::{from_hf_config, HfConfig};
@@ -10,17 +10,43 @@ use crate::loader::{GgufWeights, SafetensorsWeights, Weights};
 use crate::nn::Model;
 use crate::{Error, Result};
 
+/// Where a model runs and in which precision.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// Activations and dense weights. `None`: f32 on the CPU and for GGUF files (candle's
+    /// quantized matmuls take f32), bf16 for HF checkpoints on a GPU.
+    pub dtype: Option<DType>,
+}
+
+impl LoadOptions {
+    pub fn on(device: &Device) -> Self {
+        Self { device: device.clone(), dtype: None }
+    }
+}
+
 /// An HF checkpoint: `config.json` plus its safetensors files (one, or the shards of an index).
 pub fn load_hf(config: &Path, weight_files: &[PathBuf], device: &Device) -> Result<(Model, SafetensorsWeights)> {
+    load_hf_with(config, weight_files, &LoadOptions::on(device))
+}
+
+pub fn load_hf_with(config: &Path, weight_files: &[PathBuf], o: &LoadOptions) -> Result<(Model, SafetensorsWeights)> {
     let raw = HfConfig::from_file(config)?;
     let weights = SafetensorsWeights::open(weight_files)?;
     let (cfg, names) = from_hf_config(&raw, &|n| weights.contains(n)).map_err(|e| with_file(e, config))?;
-    let model = Model::load(cfg, &names, &weights, device)?;
+    let dtype = o.dtype.unwrap_or_else(|| crate::cuda::default_dtype(&o.device));
+    let model = Model::load_as(cfg, &names, &weights, &o.device, dtype)?;
+    crate::cuda::synchronize(&o.device)?;
     Ok((model, weights))
 }
 
 /// A GGUF file: config from its metadata, tensors from its data section.
 pub fn load_gguf(path: &Path, device: &Device) -> Result<(Model, GgufWeights)> {
+    load_gguf_with(path, &LoadOptions::on(device))
+}
+
+pub fn load_gguf_with(path: &Path, o: &LoadOptions) -> Result<(Model, GgufWeights)> {
+    let device = &o.device;
     let weights = GgufWeights::open(path)?;
     let meta = Meta { map: &weights.content().metadata, path };
     let factors = |name: &str| -> Result<Vec<f32>> {
@@ -32,7 +58,9 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<(Model, GgufWeights)> {
     let (cfg, names) = from_gguf_metadata(&meta, &|n| weights.contains(n), &factors).map_err(|e| with_file(e, path))?;
     // llama.cpp's default cache type (f16 K/V): half the memory, and the numerics GGUF users
     // compare against.
-    let model = Model::load(cfg, &names, &weights, device)?.with_kv_dtype(candle_core::DType::F16);
+    let dtype = o.dtype.unwrap_or(DType::F32);
+    let model = Model::load_as(cfg, &names, &weights, device, dtype)?.with_kv_dtype(DType::F16);
+    crate::cuda::synchronize(device)?;
     Ok((model, weights))
 }
 
@@ -59,6 +87,11 @@ pub struct LoadedModel {
 
 /// Loads model, tokenizer, chat template and generation defaults from resolved files.
 pub fn load(files: &crate::source::ModelFiles, device: &Device) -> Result<LoadedModel> {
+    load_with(files, &LoadOptions::on(device))
+}
+
+/// [`load`] on a chosen device and dtype.
+pub fn load_with(files: &crate::source::ModelFiles, opts: &LoadOptions) -> Result<LoadedModel> {
     use crate::chat::ChatTemplate;
     use crate::generation_config::GenerationConfig;
     use crate::source::ModelFiles;
@@ -72,7 +105,7 @@ pub fn load(files: &crate::source::ModelFiles, device: &Device) -> Result<Loaded
             chat_template_jinja,
             ..
         } => {
-            let (model, w) = load_hf(config, weights, device)?;
+            let (model, w) = load_hf_with(config, weights, opts)?;
             let tokenizer = tokenizer_json
                 .as_deref()
                 .map(|t| crate::Tokenizer::from_hf_files(t, tokenizer_config.as_deref()))
@@ -93,7 +126,7 @@ pub fn load(files: &crate::source::ModelFiles, device: &Device) -> Result<Loaded
             })
         }
         ModelFiles::Gguf { path } => {
-            let (model, w) = load_gguf(path, device)?;
+            let (model, w) = load_gguf_with(path, opts)?;
             let tokenizer = crate::Tokenizer::from_gguf(w.content(), path)?;
             let chat_template = tokenizer
                 .chat_template()

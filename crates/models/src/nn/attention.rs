@@ -11,7 +11,7 @@ use super::mla::Mla;
 use super::norm::Norm;
 use super::rope::{Rope, RopeTables};
 use crate::config::{AttentionConfig, QkNorm};
-use crate::kernels::attention::{paged_attention, AttnParams};
+use crate::kernels::attention::AttnParams;
 use crate::{Result, TensorContext};
 
 pub enum QkvProj {
@@ -49,21 +49,15 @@ impl Attention {
         kv: &mut PagedKvCache,
     ) -> Result<Tensor> {
         let (_, t, _) = x.dims3().ctx("attention input")?;
+        if let QkvProj::Mla(m) = &self.qkv {
+            let out = m.forward(x, layer, rope, batch, kv, self.cfg.scale)?;
+            return self.o.forward(&out);
+        }
+        let (q, k, v) = self.project(x, rope)?;
         let h = self.cfg.num_heads;
-        let (q, dv) = match &self.qkv {
-            QkvProj::Mla(m) => {
-                let out = m.forward(x, layer, rope, batch, kv, self.cfg.scale)?;
-                return self.o.forward(&out);
-            }
-            _ => {
-                let (q, k, v) = self.project(x, rope)?;
-                // k, v: (1, kvh, T, d) → flat (kvh, T, d)
-                kv.write(layer, &batch.slots, &flat(&k, "k")?, &flat(&v, "v")?)?;
-                // q: (1, h, T, d) → (T, h, d)
-                (flat(&q.transpose(1, 2).ctx("q rows")?, "q")?, self.cfg.head_dim)
-            }
-        };
-        let mut out = vec![0f32; t * h * dv];
+        // q: (1, h, T, d) → (T, h, d); k, v: (1, kvh, T, d) → (kvh, T, d)
+        let q = q.squeeze(0).and_then(|q| q.transpose(0, 1)).ctx("q rows")?;
+        let (k, v) = (k.squeeze(0).ctx("k")?, v.squeeze(0).ctx("v")?);
         let params = AttnParams {
             heads: h,
             scale: self.cfg.scale,
@@ -71,10 +65,9 @@ impl Attention {
             window: self.sliding_window,
             alibi: self.alibi_slopes.as_deref(),
         };
-        paged_attention(&q, &batch.seqs, &kv.blocks(layer)?, &params, &mut out)?;
-        // (T, h, dv) → (1, T, h * dv)
-        let out = Tensor::from_vec(out, (1, t, h * dv), x.device()).ctx("attention output")?;
-        self.o.forward(&out)
+        // (T, h * dv) → (1, T, h * dv)
+        let out = kv.attend(layer, &q, &k, &v, batch, &params)?.reshape((1, t, h * self.cfg.head_dim));
+        self.o.forward(&out.ctx("attention output")?)
     }
 
     /// Standard projections: q (b, h, t, d), k and v (b, kvh, t, d), normed and rotated.

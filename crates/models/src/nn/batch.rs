@@ -37,6 +37,9 @@ pub(crate) struct BatchMeta<'a> {
     pub spans: Vec<(usize, usize, usize)>,
     /// Rows that get logits, in order.
     pub logit_rows: Vec<u32>,
+    /// The same layout in device memory, for a model on a GPU (set by the model, read by the
+    /// attention kernels of every layer).
+    pub gpu: Option<crate::cuda::GpuBatch>,
 }
 
 impl<'a> BatchMeta<'a> {
@@ -52,6 +55,7 @@ impl<'a> BatchMeta<'a> {
             seqs: Vec::with_capacity(chunks.len()),
             spans: Vec::with_capacity(chunks.len()),
             logit_rows: Vec::new(),
+            gpu: None,
         };
         for (i, c) in chunks.iter().enumerate() {
             let (t, start) = (c.tokens.len(), c.start);

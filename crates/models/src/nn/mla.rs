@@ -4,14 +4,13 @@
 
 use candle_core::{Tensor, D};
 
-use super::attention::flat;
 use super::batch::BatchMeta;
 use super::kv_cache::PagedKvCache;
 use super::linear::Linear;
 use super::norm::Norm;
 use super::rope::{Rope, RopeTables};
 use crate::config::MlaConfig;
-use crate::kernels::attention::{paged_attention, AttnParams};
+use crate::kernels::attention::AttnParams;
 use crate::{Result, TensorContext};
 
 pub enum MlaQuery {
@@ -85,17 +84,16 @@ impl Mla {
         }
         // key (1, t, rank + rd), value (1, t, rank): one kv head.
         let key = Tensor::cat(&[&latent, &k_pe.squeeze(1).ctx("k_pe")?], D::Minus1).ctx("mla key")?;
-        kv.write(layer, &batch.slots, &flat(&key, "mla key")?, &flat(&latent, "latent")?)?;
 
         // (h, t, nope) · (h, nope, rank) → (h, t, rank); with q_pe → (h, t, rank + rd) → (t, h, rank + rd)
         let q_abs = q_nope.squeeze(0).and_then(|q| q.contiguous()).and_then(|q| q.matmul(&self.w_uk)).ctx("q·W_uk")?;
         let q_pe = q_pe.squeeze(0).ctx("q_pe")?;
         let q_full = Tensor::cat(&[&q_abs, &q_pe], D::Minus1).and_then(|q| q.transpose(0, 1)).ctx("mla q")?;
-        let mut out = vec![0f32; t * h * rank];
         let params = AttnParams { heads: h, scale, softcap: None, window: None, alibi: None };
-        paged_attention(&flat(&q_full, "mla q")?, &batch.seqs, &kv.blocks(layer)?, &params, &mut out)?;
-        // (t, h, rank) → (h, t, rank) · (h, rank, vd) → (h, t, vd) → (1, t, h * vd)
-        Tensor::from_vec(out, (t, h, rank), x.device())
+        // key (1, t, rank + rd) and latent (1, t, rank) are already (kv_heads = 1, t, dim).
+        let out = kv.attend(layer, &q_full, &key, &latent, batch, &params)?;
+        // (t, h · rank) → (h, t, rank) · (h, rank, vd) → (h, t, vd) → (1, t, h * vd)
+        out.reshape((t, h, rank))
             .and_then(|o| o.transpose(0, 1))
             .and_then(|o| o.contiguous())
             .and_then(|o| o.matmul(&self.w_uv_t))

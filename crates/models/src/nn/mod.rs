@@ -16,6 +16,7 @@ pub mod moe;
 mod norm;
 mod rope;
 
+pub(crate) use batch::BatchMeta;
 pub use batch::{LogitsFor, SeqChunk};
 pub use kv_cache::{KvCache, KvSpec, PagedKvCache};
 pub use linear::Linear;

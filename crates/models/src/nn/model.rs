@@ -13,9 +13,10 @@ use super::mla::{Mla, MlaQuery};
 use super::mlp::{GateUp, Mlp};
 use super::moe::Moe;
 use super::norm::Norm;
-use super::rope::Rope;
+use super::rope::{Rope, RopeTables};
 use crate::config::names::layer as at;
 use crate::config::{GateUpNames, LayerRope, ModelConfig, PositionEncoding, QkNorm, QkvNames, WeightNames};
+use crate::cuda::GpuBatch;
 use crate::loader::{WeightData, Weights};
 use crate::{Error, Result, TensorContext};
 
@@ -33,15 +34,35 @@ pub struct Model {
     local_rope: Option<Rope>,
     /// Storage type of the KV cache (see [`Model::with_kv_dtype`]).
     kv_dtype: DType,
+    /// Activations and dense weights (see [`Model::load_as`]).
+    dtype: DType,
     device: Device,
 }
 
 impl Model {
+    /// [`Model::load_as`] in the device's default dtype ([`crate::cuda::default_dtype`]).
     pub fn load(cfg: ModelConfig, names: &WeightNames, weights: &dyn Weights, device: &Device) -> Result<Self> {
-        let b = Builder { weights, device };
+        Self::load_as(cfg, names, weights, device, crate::cuda::default_dtype(device))
+    }
+
+    /// Loads onto `device`, dense weights and activations in `dtype` (f32 on the CPU; bf16, f16
+    /// or f32 on a GPU). Quantized GGUF weights stay quantized; norms, the router of a MoE and
+    /// attention softmax still accumulate in f32. Logits come back f32 whatever the dtype.
+    pub fn load_as(
+        cfg: ModelConfig,
+        names: &WeightNames,
+        weights: &dyn Weights,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(Error::config("dtype", format!("{dtype:?} is not supported (f32, bf16 or f16)")));
+        }
+        let cast = AsDtype { inner: weights, dtype };
+        let b = Builder { weights: &cast, device };
         let (hidden, vocab) = (cfg.hidden_size, cfg.vocab_size);
         let embed_raw = b.raw(&names.embed, &[vocab, hidden])?;
-        let embed = embed_raw.to_dense(device)?;
+        let embed = embed_raw.to_dense(device)?.to_dtype(dtype).ctx("embedding dtype")?;
         let lm_head = match &names.lm_head {
             Some(name) => {
                 let prefix = name.strip_suffix(".weight").unwrap_or(name);
@@ -91,9 +112,16 @@ impl Model {
             lm_head,
             rope,
             local_rope,
-            kv_dtype: DType::F32,
+            // The CPU cache is f32 (or f16 by request); a GPU cache holds the activation type.
+            kv_dtype: if device.is_cpu() { DType::F32 } else { dtype },
+            dtype,
             device: device.clone(),
         })
+    }
+
+    /// The dtype of activations and dense weights.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -111,7 +139,15 @@ impl Model {
             Some(m) => (1, m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank),
             None => (a.num_kv_heads, a.head_dim, a.head_dim),
         };
-        KvSpec { num_layers: self.cfg.num_layers, kv_heads, k_dim, v_dim, dtype: self.kv_dtype, block_size }
+        KvSpec {
+            num_layers: self.cfg.num_layers,
+            kv_heads,
+            k_dim,
+            v_dim,
+            dtype: self.kv_dtype,
+            block_size,
+            device: self.device.clone(),
+        }
     }
 
     /// A single-sequence cache for [`Model::forward`].
@@ -135,7 +171,7 @@ impl Model {
     /// `Last`, 0 for `None`.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: LogitsFor) -> Result<Tensor> {
         let start = cache.len();
-        cache.reserve(start + tokens.len());
+        cache.reserve(start + tokens.len())?;
         let KvCache { pool, table, .. } = cache;
         let chunk = SeqChunk { tokens, start, block_table: table, logits: which };
         let logits = self.forward_batch(&[chunk], pool)?;
@@ -152,7 +188,8 @@ impl Model {
         if kv.spec() != &want {
             return Err(Error::InvalidInput(format!("KV cache {:?} does not fit this model ({want:?})", kv.spec())));
         }
-        let batch = BatchMeta::new(chunks, want.block_size, self.cfg.vocab_size)?;
+        let mut batch = BatchMeta::new(chunks, want.block_size, self.cfg.vocab_size)?;
+        batch.gpu = GpuBatch::new(&batch, &self.device)?;
         let t = batch.num_tokens();
         let ids = Tensor::new(batch.tokens.as_slice(), &self.device).ctx("token ids")?;
         // (T, hidden) → (1, T, hidden)
@@ -175,8 +212,15 @@ impl Model {
             x = n.forward(&x)?;
         }
         let mut x = x.unsqueeze(0).ctx("batch dim")?;
-        let tables = |r: &Option<Rope>| -> Result<_> {
-            r.as_ref().map(|r| r.tables_for(&batch.spans, &self.device)).transpose()
+        // cos/sin are computed in f32 and cast to the activation dtype, as transformers does.
+        let tables = |r: &Option<Rope>| -> Result<Option<RopeTables>> {
+            let Some(r) = r else { return Ok(None) };
+            let t = r.tables_for(&batch.spans, &self.device)?;
+            if self.dtype == DType::F32 {
+                return Ok(Some(t));
+            }
+            let cast = |x: &Tensor| x.to_dtype(self.dtype).ctx("rope dtype");
+            Ok(Some(RopeTables { cos: cast(&t.cos)?, sin: cast(&t.sin)? }))
         };
         let (main, local) = (tables(&self.rope)?, tables(&self.local_rope)?);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -204,7 +248,43 @@ impl Model {
             logits =
                 ((logits / cap as f64).and_then(|l| l.tanh()).and_then(|l| l * cap as f64)).ctx("final softcap")?;
         }
-        Ok(logits)
+        logits.to_dtype(DType::F32).ctx("logits to f32")
+    }
+}
+
+/// The checkpoint's dense tensors in the model's dtype (the loaders widen float tensors to f32;
+/// bf16/f16 → f32 → bf16/f16 is exact). Quantized tensors pass through.
+struct AsDtype<'a> {
+    inner: &'a dyn Weights,
+    dtype: DType,
+}
+
+impl Weights for AsDtype<'_> {
+    fn path(&self) -> &std::path::Path {
+        self.inner.path()
+    }
+    fn path_of(&self, name: &str) -> &std::path::Path {
+        self.inner.path_of(name)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.inner.contains(name)
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.inner.shape(name)
+    }
+    fn dtype_name(&self, name: &str) -> Option<String> {
+        self.inner.dtype_name(name)
+    }
+    fn names(&self) -> Vec<String> {
+        self.inner.names()
+    }
+    fn load(&self, name: &str, device: &Device) -> Result<WeightData> {
+        Ok(match self.inner.load(name, device)? {
+            WeightData::Dense(t) => {
+                WeightData::Dense(t.to_dtype(self.dtype).ctx(format!("`{name}` to {:?}", self.dtype))?)
+            }
+            q => q,
+        })
     }
 }
 

@@ -1,0 +1,31 @@
+//! Under the `cuda` feature, compiles `src/cuda/kernels.cu` to PTX with nvcc (sm_90 unless
+//! `CUDA_COMPUTE_CAP` says otherwise); `cuda::attention` embeds it. Without the feature this
+//! does nothing, so CPU builds need no CUDA toolkit.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
+    }
+    let src = "src/cuda/kernels.cu";
+    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-env-changed=NVCC");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("prom_kernels.ptx");
+    let status = Command::new(&nvcc)
+        .args(["--ptx", "-O3", "-std=c++17", &format!("-arch=sm_{cap}"), "-o"])
+        .arg(&out)
+        .arg(src)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the `cuda` feature needs nvcc (`{nvcc}`: {e}); source ../shared/tools/cuda-toolchain.sh or set NVCC"
+            )
+        });
+    assert!(status.success(), "nvcc failed on {src} ({status})");
+}

@@ -1,0 +1,53 @@
+"""Prints bench/gpu.sh's table from the files it left in OUT: prom, llama.cpp, transformers,
+the ratios, and prom's bs 1 decode as a fraction of the HBM roofline.
+
+  python3 summary.py OUT WEIGHTS_FILE
+"""
+import json
+import os
+import sys
+
+out, weights = sys.argv[1], sys.argv[2]
+
+
+def load(name, lines=False):
+    p = os.path.join(out, name)
+    if not os.path.exists(p):
+        return None
+    txt = open(p).read()
+    if lines:
+        return [json.loads(l) for l in txt.splitlines() if l.startswith("{")]
+    return json.loads(txt)
+
+
+copy = load("ceiling.json")["copy_GBps"] * 1e9
+wbytes = os.path.getsize(weights)
+roof = copy / wbytes
+prom = {l["concurrency"]: l for l in load("prom.json")["levels"]}
+ours = {b: l["tok_s"] for b, l in prom.items()}
+if 1 in prom and prom[1].get("mean_itl_ms"):
+    ours_bs1 = 1000.0 / prom[1]["mean_itl_ms"]
+else:
+    ours_bs1 = None
+hf = {r["batch"]: r["out_tok_s"] for r in (load("hf.txt", True) or [])}
+lb = load("llamacpp-bench.json") or []
+lc_bs1 = next((r["avg_ts"] for r in lb if r.get("n_gen") == 128), None)
+lc = {r["pl"]: r["pl"] * r["tg"] / r["t"] for r in (load("llamacpp-batched.jsonl", True) or [])}
+
+print(f"copy bandwidth {copy / 1e12:.2f} TB/s, weights {wbytes / 1e9:.2f} GB -> bs 1 roofline {roof:.1f} tok/s")
+fmt = lambda x: f"{x:9.1f}" if x else "        -"
+ratio = lambda a, b: f"{a / b:6.2f}x" if a and b else "      -"
+print(f"{'':28} {'prom':>9} {'llama.cpp':>9} {'HF':>9} {'prom/lcpp':>9} {'prom/HF':>8}")
+print(f"{'bs 1 decode tok/s':28} {fmt(ours_bs1)} {fmt(lc_bs1)} {fmt(hf.get(1))} {ratio(ours_bs1, lc_bs1):>9} {ratio(ours_bs1, hf.get(1)):>8}")
+for b in sorted(set(ours) | set(lc) | set(hf)):
+    if b == 1:
+        continue
+    print(f"{'128/128 out tok/s, bs ' + str(b):28} {fmt(ours.get(b))} {fmt(lc.get(b))} {fmt(hf.get(b))} "
+          f"{ratio(ours.get(b), lc.get(b)):>9} {ratio(ours.get(b), hf.get(b)):>8}")
+if ours_bs1:
+    print(f"prom bs 1 = {ours_bs1 / roof:.2f} of the HBM roofline (goal 0.9); "
+          f"prom bs 1 end-to-end incl. prefill {fmt(ours.get(1)).strip()} tok/s")
+    print(f"prom ms/step at bs 1: {prom[1]['ms_per_step']:.2f} (roofline {1000 / roof:.2f})")
+for b, l in sorted(prom.items()):
+    print(f"prom bs {b}: TTFT {l['mean_ttft_ms']:.0f} ms, ITL {l['mean_itl_ms']:.2f} ms, {l['steps']:.0f} steps, "
+          f"{l['ms_per_step']:.2f} ms/step")
