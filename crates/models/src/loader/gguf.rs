@@ -32,8 +32,10 @@ impl GgufWeights {
         let mut reader = BufReader::new(file);
         let unsupported = |path: &Path| -> Option<Error> {
             let mut r = BufReader::new(File::open(path).ok()?);
-            let (name, id) = super::gguf_scan::first_unsupported(&mut r, |id| crate::quant::ggml::from_type_id(id).is_some())?;
-            let names: Vec<String> = crate::quant::ggml::SUPPORTED.iter().map(|&t| crate::quant::ggml::name(t)).collect();
+            let (name, id) =
+                super::gguf_scan::first_unsupported(&mut r, |id| crate::quant::ggml::from_type_id(id).is_some())?;
+            let names: Vec<String> =
+                crate::quant::ggml::SUPPORTED.iter().map(|&t| crate::quant::ggml::name(t)).collect();
             Some(Error::bad_file(
                 path,
                 format!(

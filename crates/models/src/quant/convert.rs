@@ -64,8 +64,12 @@ impl HfModel {
         };
         let num = |k: &str| cfg[k].as_u64().map(|v| v as usize);
         let need = |k: &str| num(k).ok_or_else(|| Error::bad_file(&cfg_path, format!("`{k}` missing or not a number")));
-        let (n_layer, n_embd, n_ff, n_head) =
-            (need("num_hidden_layers")?, need("hidden_size")?, need("intermediate_size")?, need("num_attention_heads")?);
+        let (n_layer, n_embd, n_ff, n_head) = (
+            need("num_hidden_layers")?,
+            need("hidden_size")?,
+            need("intermediate_size")?,
+            need("num_attention_heads")?,
+        );
         let n_head_kv = num("num_key_value_heads").unwrap_or(n_head);
         let head_dim = num("head_dim").unwrap_or(n_embd / n_head.max(1));
         let weights = SafetensorsWeights::open(&weight_files(dir)?)?;
@@ -89,7 +93,12 @@ impl HfModel {
             let b = format!("blk.{i}");
             add(format!("{b}.attn_norm.weight"), format!("{p}.input_layernorm.weight"), None)?;
             add(format!("{b}.ffn_norm.weight"), format!("{p}.post_attention_layernorm.weight"), None)?;
-            for (g, h, heads) in [("attn_q", "q_proj", Some(n_head)), ("attn_k", "k_proj", Some(n_head_kv)), ("attn_v", "v_proj", None), ("attn_output", "o_proj", None)] {
+            for (g, h, heads) in [
+                ("attn_q", "q_proj", Some(n_head)),
+                ("attn_k", "k_proj", Some(n_head_kv)),
+                ("attn_v", "v_proj", None),
+                ("attn_output", "o_proj", None),
+            ] {
                 let heads = heads.filter(|_| rope_permute);
                 add(format!("{b}.{g}.weight"), format!("{p}.self_attn.{h}.weight"), heads)?;
                 add(format!("{b}.{g}.bias"), format!("{p}.self_attn.{h}.bias"), heads)?;
@@ -100,21 +109,37 @@ impl HfModel {
         }
         // Every checkpoint tensor must have found a place: a silently dropped one is a broken model.
         let used: std::collections::HashSet<&str> = tensors.iter().map(|t| t.hf_name.as_str()).collect();
-        if let Some(left) = weights.names().into_iter().find(|n| !used.contains(n.as_str()) && !(tied && n == "lm_head.weight") && !n.ends_with("rotary_emb.inv_freq")) {
-            return Err(Error::bad_file(weights.path_of(&left), format!("tensor `{left}` has no GGUF name in the {arch} layout")));
+        if let Some(left) = weights.names().into_iter().find(|n| {
+            !used.contains(n.as_str()) && !(tied && n == "lm_head.weight") && !n.ends_with("rotary_emb.inv_freq")
+        }) {
+            return Err(Error::bad_file(
+                weights.path_of(&left),
+                format!("tensor `{left}` has no GGUF name in the {arch} layout"),
+            ));
         }
 
+        // transformers ≥ 5 moves `rope_theta` (and the scaling type) into `rope_parameters`.
+        let rope = &cfg["rope_parameters"];
+        let rope_theta = cfg["rope_theta"].as_f64().or_else(|| rope["rope_theta"].as_f64()).unwrap_or(10000.0);
+        let scaled = cfg.get("rope_scaling").is_some_and(|r| !r.is_null())
+            || rope["rope_type"].as_str().is_some_and(|t| t != "default");
+        if scaled {
+            return Err(Error::bad_file(&cfg_path, "RoPE scaling is not converted yet; use convert_hf_to_gguf.py"));
+        }
         let a = |k: &str| format!("{arch}.{k}");
         let mut md: Vec<(String, Value)> = vec![
             ("general.architecture".into(), Value::String(arch.into())),
-            ("general.name".into(), Value::String(dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())),
+            (
+                "general.name".into(),
+                Value::String(dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+            ),
             (a("block_count"), Value::U32(n_layer as u32)),
             (a("context_length"), Value::U32(num("max_position_embeddings").unwrap_or(2048) as u32)),
             (a("embedding_length"), Value::U32(n_embd as u32)),
             (a("feed_forward_length"), Value::U32(n_ff as u32)),
             (a("attention.head_count"), Value::U32(n_head as u32)),
             (a("attention.head_count_kv"), Value::U32(n_head_kv as u32)),
-            (a("rope.freq_base"), Value::F32(cfg["rope_theta"].as_f64().unwrap_or(10000.0) as f32)),
+            (a("rope.freq_base"), Value::F32(rope_theta as f32)),
             (a("attention.layer_norm_rms_epsilon"), Value::F32(cfg["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32)),
             (a("rope.dimension_count"), Value::U32(head_dim as u32)),
         ];
@@ -124,9 +149,6 @@ impl HfModel {
         if head_dim * n_head != n_embd {
             md.push((a("attention.key_length"), Value::U32(head_dim as u32)));
             md.push((a("attention.value_length"), Value::U32(head_dim as u32)));
-        }
-        if cfg.get("rope_scaling").is_some_and(|r| !r.is_null()) {
-            return Err(Error::bad_file(&cfg_path, "rope_scaling is not converted yet; use convert_hf_to_gguf.py"));
         }
         tokenizer_metadata(dir, &cfg, tokenizer_pre, &mut md)?;
         Ok(Self { weights, metadata: md, tensors })

@@ -248,8 +248,7 @@ pub fn q2_k(x: &[f32], out: &mut Vec<u8>) {
             for i in 0..16 {
                 weights[i] = x[16 * j + i].abs();
             }
-            let (s, m) =
-                make_qkx2_quants(16, 3, &x[16 * j..], &weights, &mut l[16 * j..], -0.5, 0.1, 15, true);
+            let (s, m) = make_qkx2_quants(16, 3, &x[16 * j..], &weights, &mut l[16 * j..], -0.5, 0.1, 15, true);
             scales[j] = s;
             mins[j] = m;
             if s > max_scale {

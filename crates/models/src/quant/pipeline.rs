@@ -60,7 +60,8 @@ enum Input {
 /// llama.cpp's `weight_name_comparer`: layer index first (non-layer tensors count as −1), then
 /// name.
 fn llama_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let layer = |n: &str| -> i64 { n.strip_prefix("blk.").and_then(|r| r.split('.').next()?.parse().ok()).unwrap_or(-1) };
+    let layer =
+        |n: &str| -> i64 { n.strip_prefix("blk.").and_then(|r| r.split('.').next()?.parse().ok()).unwrap_or(-1) };
     layer(a).cmp(&layer(b)).then_with(|| a.cmp(b))
 }
 
@@ -125,7 +126,9 @@ pub fn quantize_file(
         tied_embeddings: !list.iter().any(|(n, _, _)| n == "output.weight"),
         n_attention_wv: list
             .iter()
-            .filter(|(n, _, _)| n.contains("attn_v.weight") || n.contains("attn_qkv.weight") || n.contains("attn_kv_b.weight"))
+            .filter(|(n, _, _)| {
+                n.contains("attn_v.weight") || n.contains("attn_qkv.weight") || n.contains("attn_kv_b.weight")
+            })
             .count(),
         n_expert: meta_u(&md, &format!("{arch}.expert_count")).unwrap_or(0),
     };
@@ -158,10 +161,11 @@ pub fn quantize_file(
                 }
             }
             Input::Hf(m) => {
-                let t = m.tensors.iter().find(|t| t.gguf_name == e.name).ok_or_else(|| Error::MissingTensor {
-                    name: e.name.clone(),
-                    path: input.to_path_buf(),
-                })?;
+                let t = m
+                    .tensors
+                    .iter()
+                    .find(|t| t.gguf_name == e.name)
+                    .ok_or_else(|| Error::MissingTensor { name: e.name.clone(), path: input.to_path_buf() })?;
                 let x = m.read(t)?;
                 summary.bytes_in += 4 * x.len() as u64;
                 super::quantize_rows_parallel(e.dtype, &x, *e.shape.last().unwrap_or(&1))?
