@@ -31,17 +31,14 @@ fn read_json(path: &Path) -> Result<Json> {
     serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))
 }
 
+/// The checkpoint's weight files as the model resolver finds them (index shards or
+/// `model.safetensors`), so stray files such as test expectations are not taken for weights.
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::ModelNotFound(format!("{}: no .safetensors files", dir.display())));
+    let opts = crate::source::ResolveOptions { offline: true, ..Default::default() };
+    match crate::source::resolve(&dir.to_string_lossy(), &opts)? {
+        crate::source::ModelFiles::HfDir { weights, .. } => Ok(weights),
+        _ => Err(Error::ModelNotFound(format!("{}: not an HF model directory", dir.display()))),
     }
-    Ok(files)
 }
 
 impl HfModel {
