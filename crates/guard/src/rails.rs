@@ -58,6 +58,13 @@ pub struct Guard {
     detector: InjectionDetector,
 }
 
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let profiles: Vec<&str> = self.config.profiles.iter().map(|(_, p)| p.name.as_str()).collect();
+        f.debug_struct("Guard").field("default", &self.config.default).field("profiles", &profiles).finish()
+    }
+}
+
 impl Guard {
     pub fn new(config: RailsConfig) -> Self {
         Self { config, analyzer: Analyzer::new(), detector: InjectionDetector::new() }

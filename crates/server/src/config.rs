@@ -37,6 +37,8 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM / ctrl-c.
     pub shutdown_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Guardrails (`--guard rails.yaml`): input and output rails on chat and completions.
+    pub guard: Option<Arc<prom_guard::Guard>>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             log_prompts: false,
             shutdown_timeout: Duration::from_secs(30),
             max_body_bytes: 16 << 20,
+            guard: None,
         }
     }
 }

@@ -31,6 +31,7 @@ mod app;
 mod config;
 mod error;
 mod generate;
+mod guard;
 mod handlers;
 mod logprobs;
 mod metrics;

@@ -111,6 +111,8 @@ pub struct Metrics {
     endings: Mutex<BTreeMap<Ending, u64>>,
     /// (route, status) → count.
     http: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Guardrail decisions: (rail, check, action) → count.
+    guard: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -124,6 +126,7 @@ impl Default for Metrics {
             generation_tokens: AtomicU64::new(0),
             endings: Mutex::new(BTreeMap::new()),
             http: Mutex::new(BTreeMap::new()),
+            guard: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -165,6 +168,11 @@ impl Metrics {
 
     pub fn http(&self, route: &str, status: u16) {
         *self.http.lock().unwrap_or_else(|e| e.into_inner()).entry((route.to_owned(), status)).or_default() += 1;
+    }
+
+    /// A guardrail check fired on the input or output rail with this action.
+    pub fn guard_decision(&self, rail: &'static str, check: &'static str, action: &'static str) {
+        *self.guard.lock().unwrap_or_else(|e| e.into_inner()).entry((rail, check, action)).or_default() += 1;
     }
 
     /// A `Retry-After` estimate: the mean end-to-end latency so far, 1 to 60 seconds.
@@ -253,6 +261,16 @@ impl Metrics {
         for ((route, status), n) in self.http.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "{name}{{route=\"{}\",status=\"{status}\"}} {n}", escape(route));
         }
+        let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+        if !guard.is_empty() {
+            let name = "prom_guard_decisions_total";
+            let _ = writeln!(out, "# HELP {name} Guardrail checks that fired, by rail, check and action (block, redact, warn).");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for ((rail, check, action), n) in guard.iter() {
+                let _ = writeln!(out, "{name}{{rail=\"{rail}\",check=\"{check}\",action=\"{action}\"}} {n}");
+            }
+        }
+        drop(guard);
         self.ttft.render(
             &mut out,
             "prom_time_to_first_token_seconds",
@@ -310,6 +328,9 @@ mod tests {
         m.ended(Ending::Abort, 1);
         m.http("/v1/completions", 429);
         m.generation_tokens(5);
+        m.guard_decision("input", "injection", "block");
+        m.guard_decision("input", "injection", "block");
+        m.guard_decision("output", "pii", "redact");
         let g = Gauges {
             engine: EngineStats { prefix_queried_tokens: 4, prefix_hit_tokens: 1, ..Default::default() },
             ..Default::default()
@@ -320,6 +341,8 @@ mod tests {
         assert!(text.contains("prom_request_finished_total{finish_reason=\"abort\"} 1\n"));
         assert!(text.contains("prom_http_requests_total{route=\"/v1/completions\",status=\"429\"} 1\n"));
         assert!(text.contains("prom_generation_tokens_total 5\n"));
+        assert!(text.contains("prom_guard_decisions_total{rail=\"input\",check=\"injection\",action=\"block\"} 2\n"));
+        assert!(text.contains("prom_guard_decisions_total{rail=\"output\",check=\"pii\",action=\"redact\"} 1\n"));
         assert!(text.contains("prom_prefix_cache_hit_rate 0.25\n"));
         // Every sample line belongs to a metric with a TYPE line.
         for line in text.lines().filter(|l| !l.starts_with('#')) {

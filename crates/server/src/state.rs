@@ -11,6 +11,7 @@ use prom_models::chat::ChatTemplate;
 use crate::config::{ServedModel, ServerConfig};
 use crate::error::{ApiError, Error};
 use crate::generate::{Submitted, Watched};
+use crate::guard::ServerGuard;
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::chat::ModelView;
 
@@ -23,6 +24,8 @@ pub struct State {
     pub draining: AtomicBool,
     /// Unix seconds when the server started (`created` of `/v1/models`).
     pub started: u64,
+    /// The guardrails, when `--guard` gave a rails file.
+    pub guard: Option<Arc<ServerGuard>>,
 }
 
 pub type AppState = Arc<State>;
@@ -38,7 +41,12 @@ impl State {
         if capacity == 0 {
             return Err(Error::Config("--max-num-seqs + --max-queue must be at least 1".into()));
         }
+        let guard = match &config.guard {
+            Some(g) => Some(Arc::new(ServerGuard::new(Arc::clone(g))?)),
+            None => None,
+        };
         Ok(Self {
+            guard,
             model,
             template,
             admission: Arc::new(Admission { in_flight: AtomicUsize::new(0), capacity }),

@@ -8,7 +8,7 @@ mod decode;
 mod normalize;
 mod rules;
 
-use regex::{Regex, RegexSet};
+use regex::Regex;
 
 use crate::finding::{Family, Finding, Kind};
 pub use decode::{rot13, unleet};
@@ -19,7 +19,6 @@ use rules::RULES;
 const DECODED_MIN: f32 = 0.5;
 
 pub struct InjectionDetector {
-    set: RegexSet,
     rules: Vec<Regex>,
     decoders: decode::Decoders,
 }
@@ -41,18 +40,17 @@ impl Scores {
 
 impl InjectionDetector {
     pub fn new() -> Self {
-        let patterns: Vec<String> = RULES.iter().map(|r| ascii_boundaries(r.regex)).collect();
-        // The rule table is static and tested: a bad pattern is a bug, not input.
-        let set = RegexSet::new(&patterns).expect("built-in injection rules");
-        let rules = patterns.iter().map(|p| Regex::new(p).expect("built-in injection rule")).collect();
-        Self { set, rules, decoders: decode::Decoders::new() }
+        // The rule table is static and tested: a bad pattern is a bug, not input. One regex per
+        // rule: a RegexSet of them all overflows the lazy DFA's cache on long prompts and falls
+        // back to a slower engine (measured 10x slower on 10-25 KB jailbreaks).
+        let rules = RULES.iter().map(|r| Regex::new(&ascii_boundaries(r.regex)).expect("built-in injection rule")).collect();
+        Self { rules, decoders: decode::Decoders::new() }
     }
 
     fn score(&self, norm: &str) -> Scores {
         let mut fams: Vec<(Family, f32, usize, usize, &'static str, f32)> = vec![];
-        for i in self.set.matches(norm).iter() {
-            let rule = &RULES[i];
-            let Some(m) = self.rules[i].find(norm) else { continue };
+        for (rule, re) in RULES.iter().zip(&self.rules) {
+            let Some(m) = re.find(norm) else { continue };
             match fams.iter_mut().find(|f| f.0 == rule.family) {
                 Some(f) => {
                     f.1 = 1.0 - (1.0 - f.1) * (1.0 - rule.weight);

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::{finish_str, log_request, read_body, request_id};
 use crate::error::ApiError;
 use crate::generate::{add_usage, usage_json, Submitted};
+use crate::guard::{self, RequestRails};
 use crate::logprobs::CompletionLogprobs;
 use crate::protocol::completions::CompletionRequest;
 use crate::protocol::parse_body;
@@ -23,7 +24,14 @@ pub async fn completions(Extract(s): Extract<AppState>, headers: HeaderMap, b: B
 
 async fn run(s: AppState, headers: HeaderMap, b: Body) -> Result<Response, ApiError> {
     let rid = request_id(&headers);
-    let v = parse_body(&read_body(&s, &headers, b).await?)?;
+    let mut v = parse_body(&read_body(&s, &headers, b).await?)?;
+    let mut rails = RequestRails::begin(&s, &headers, "/v1/completions", &rid);
+    if let Some(r) = rails.as_mut() {
+        if r.completion_input(&s, &mut v).await? {
+            let id = format!("cmpl-{rid}");
+            return Ok(guard::refused("text_completion", &id, &s.model.name, unix_now(), &v, r.refusal()));
+        }
+    }
     let req = CompletionRequest::parse(&v, &s.view())?;
     let tokens: usize = req.prompts.iter().map(|p| p.ids.len()).sum();
     log_request(&s, "completions", tokens, &req.params, || {
@@ -33,19 +41,27 @@ async fn run(s: AppState, headers: HeaderMap, b: Body) -> Result<Response, ApiEr
     let sub = s.submit(ids, &req.params, req.priority)?;
     let head = Head { id: format!("cmpl-{rid}"), created: unix_now(), model: s.model.name.clone() };
     if req.stream {
-        return Ok(stream(s, sub, head, req));
+        return Ok(stream(s, sub, head, req, rails));
     }
     let n = req.params.n;
     let c = sub.collect(n).await?;
     let tok = &s.model.tokenizer;
+    let guarded = rails.as_ref().filter(|r| r.has_output());
     let mut choices = Vec::with_capacity(c.choices.len());
     for (idx, ch) in c.choices.iter().enumerate() {
         let p = &req.prompts[idx / n];
         let mut text = if req.echo { p.text.clone() } else { String::new() };
+        let mut blocked = false;
         if !req.echo_only {
-            text.push_str(&ch.text);
+            let (out, b) = match guarded {
+                Some(r) => r.output(&ch.text)?,
+                None => (ch.text.clone(), false),
+            };
+            text.push_str(&out);
+            blocked = b;
         }
-        let logprobs = req.logprobs.map(|_| {
+        // Token strings would bypass the output rails' redactions.
+        let logprobs = req.logprobs.filter(|_| guarded.is_none()).map(|_| {
             let mut lp = CompletionLogprobs::default();
             let mut offset = 0;
             if req.echo {
@@ -58,7 +74,13 @@ async fn run(s: AppState, headers: HeaderMap, b: Body) -> Result<Response, ApiEr
             }
             lp.to_json()
         });
-        let finish = if req.echo_only { Some("length") } else { finish_str(ch.finish_reason) };
+        let finish = if blocked {
+            Some("content_filter")
+        } else if req.echo_only {
+            Some("length")
+        } else {
+            finish_str(ch.finish_reason)
+        };
         choices.push(json!({"index": idx, "text": text, "logprobs": logprobs, "finish_reason": finish}));
     }
     let usage = reported_usage(&req, c.usage);
@@ -116,9 +138,11 @@ fn echo_chunk(
     head.choice(idx, &p.text, logprobs, None)
 }
 
-fn stream(s: AppState, sub: Submitted, head: Head, req: CompletionRequest) -> Response {
+fn stream(s: AppState, sub: Submitted, head: Head, req: CompletionRequest, rails: Option<RequestRails>) -> Response {
     sse::respond(move |sink| async move {
         let n = req.params.n;
+        let mut outs = rails.as_ref().filter(|r| r.has_output()).map(|r| r.streams(req.prompts.len() * n));
+        let want_logprobs = req.logprobs.filter(|_| outs.is_none());
         let mut offsets = vec![0usize; req.prompts.len() * n];
         // Without logprobs the echo needs nothing from the engine: send it first.
         if req.echo && req.logprobs.is_none() {
@@ -142,14 +166,29 @@ fn stream(s: AppState, sub: Submitted, head: Head, req: CompletionRequest) -> Re
                 }
                 Event::Delta(d) => {
                     let idx = p * n + d.index;
-                    let finish =
+                    let mut finish =
                         if req.echo_only { d.finish_reason.map(|_| "length") } else { finish_str(d.finish_reason) };
-                    let (text, lps) = if req.echo_only { (String::new(), vec![]) } else { (d.text, d.logprobs) };
-                    let has_logprobs = req.logprobs.is_some() && !lps.is_empty();
+                    let (mut text, lps) = if req.echo_only { (String::new(), vec![]) } else { (d.text, d.logprobs) };
+                    if let Some(o) = outs.as_mut().filter(|_| !req.echo_only) {
+                        match o.feed(idx, &text, d.finish_reason.is_some()) {
+                            Ok(Some(g)) => {
+                                text = g.text;
+                                if g.blocked {
+                                    finish = Some("content_filter");
+                                }
+                            }
+                            Ok(None) => continue, // this choice was stopped by a rail
+                            Err(e) => {
+                                let _ = sink.json(&e.body()).await;
+                                break;
+                            }
+                        }
+                    }
+                    let has_logprobs = want_logprobs.is_some() && !lps.is_empty();
                     if text.is_empty() && finish.is_none() && !has_logprobs {
                         continue;
                     }
-                    let logprobs = req.logprobs.map(|_| {
+                    let logprobs = want_logprobs.map(|_| {
                         let mut lp = CompletionLogprobs::default();
                         for l in &lps {
                             lp.push(tok, l, &mut offsets[idx]);
@@ -158,6 +197,9 @@ fn stream(s: AppState, sub: Submitted, head: Head, req: CompletionRequest) -> Re
                     });
                     if !sink.json(&head.choice(idx, &text, logprobs, finish)).await {
                         return;
+                    }
+                    if outs.as_ref().is_some_and(|o| o.all_blocked()) {
+                        break; // every choice was stopped: abort the engine's work
                     }
                 }
                 Event::Finished { usage: u, .. } => add_usage(&mut usage, &u),
@@ -170,6 +212,7 @@ fn stream(s: AppState, sub: Submitted, head: Head, req: CompletionRequest) -> Re
             }
         }
         drop(events);
+        drop(outs); // records the output rails' decisions
         let usage = reported_usage(&req, usage);
         tracing::info!(prompt_tokens = usage.prompt_tokens, completion_tokens = usage.completion_tokens, "done");
         if req.include_usage {

@@ -1,0 +1,92 @@
+//! `prom serve --guard rails.yaml` driven by the official `openai` Python SDK
+//! (scripts/guard/openai_guard_test.py): input rails block injections and redact PII, output
+//! rails redact (a secret split over SSE chunks included) and block, for chat and completions,
+//! streaming and not; decisions show in /metrics and in the audit log, without the values.
+
+mod serve_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serve_common::{Server, MODEL};
+
+fn venv_python() -> PathBuf {
+    let artifacts = std::env::var_os("PROM_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/prometheus/artifacts")
+    });
+    let venv = std::env::var_os("PROM_SERVER_VENV").map(PathBuf::from).unwrap_or_else(|| artifacts.join("venv-server"));
+    let py = venv.join("bin/python");
+    assert!(py.is_file(), "{} not found: run scripts/server/setup-venv.sh", py.display());
+    py
+}
+
+const RAILS: &str = r#"
+refusal: "Blocked by Prometheus guardrails."
+hash_salt: "serve-guard-test-salt-0123456789"
+audit_log: AUDIT
+stream_lookback: 64
+input:
+  - {check: injection, threshold: 0.5, action: block}
+  - {check: pii, entities: [EMAIL_ADDRESS, US_SSN, CREDIT_CARD], action: redact}
+output:
+  - {check: secrets, action: redact}
+  - {check: pii, entities: [EMAIL_ADDRESS], action: redact}
+profiles:
+  - name: raw
+    api_keys: [sk-raw]
+    output: []
+  - name: block-secrets
+    api_keys: [sk-block]
+    output: [{check: secrets, action: block}]
+"#;
+
+#[test]
+fn guard_rails_with_the_official_openai_sdk() {
+    let dir = std::env::temp_dir().join(format!("prom-serve-guard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&audit);
+    let rails = dir.join("rails.yaml");
+    std::fs::write(&rails, RAILS.replace("AUDIT", audit.to_str().unwrap())).unwrap();
+    let s = Server::start(&[
+        "--guard",
+        rails.to_str().unwrap(),
+        "--api-key",
+        "sk-guard",
+        "--api-key",
+        "sk-raw",
+        "--api-key",
+        "sk-block",
+    ]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guard/openai_guard_test.py");
+    let out = Command::new(venv_python())
+        .arg(&script)
+        .args(["--base-url", &s.url("/v1"), "--model", MODEL, "--audit-log", audit.to_str().unwrap()])
+        .output()
+        .expect("run the SDK script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "guard SDK checks failed:\n{stdout}\n{stderr}\n--- server log\n{}", s.logs());
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_rails_file_is_a_clear_startup_error() {
+    let dir = std::env::temp_dir().join(format!("prom-serve-guard-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rails = dir.join("rails.yaml");
+    std::fs::write(&rails, "input:\n  - {check: pii, action: shout}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prom"))
+        .args(["serve", "--offline", "-m"])
+        .arg(serve_common::gguf())
+        .args(["--port", "0", "--guard"])
+        .arg(&rails)
+        .output()
+        .expect("run prom serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("input[0].action must be block, redact or warn. Given: \"shout\""), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
