@@ -85,7 +85,6 @@ pub fn run(a: Args) -> Result<()> {
         shutdown_timeout: Duration::from_secs_f64(a.shutdown_timeout),
         max_body_bytes: a.max_body_bytes,
         guard: guard.map(|c| std::sync::Arc::new(prom_guard::Guard::new(c))),
-        guard: a.guard.as_deref().map(prom_guard::RailsConfig::from_file).transpose()?.map(|c| std::sync::Arc::new(prom_guard::Guard::new(c))),
     };
     // The engine runs on its own thread; HTTP needs little CPU.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
