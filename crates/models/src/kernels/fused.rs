@@ -1,5 +1,6 @@
 //! Fused element-wise kernels for the decoder's per-token work on the CPU: RMSNorm (optionally
-//! with the residual add before it) and the gated activation `silu(gate) * up`.
+//! with the residual add before it), the gated activation `silu(gate) * up`, rotary embedding
+//! and the residual add.
 //!
 //! candle runs each of these as several ops (`narrow`, `silu`, `mul`, `add`, `rms_norm`), each
 //! a pass over memory with its own allocation and a fork-join on candle's thread pool. Under
@@ -135,6 +136,61 @@ pub fn add_rms_norm(x: &Tensor, h: &Tensor, w: &Tensor, eps: f32) -> Option<Resu
     Some(tensor(sum, x, dim).and_then(|s| Ok((s, tensor(normed, x, dim)?))))
 }
 
+/// Rotary embedding of `x` (b, heads, t, d), the layout candle's `rope`/`rope_i` take, with
+/// `cos`/`sin` (t, d / 2): the same arithmetic as candle's kernels, element for element, without
+/// their rayon fork-join or a `contiguous` copy first (any strides with a unit last stride are
+/// read in place, e.g. the head-split view of a projection). Returns a contiguous tensor.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Option<Result<Tensor>> {
+    let (b, h, t, d) = x.dims4().ok()?;
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || d % 2 != 0 || cos.dims() != [t, d / 2] {
+        return None;
+    }
+    let (storage, layout) = x.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { return None };
+    let src = cpu.as_slice::<f32>().ok()?;
+    let (st, start) = (layout.stride(), layout.start_offset());
+    if st[3] != 1 {
+        return None;
+    }
+    let half = d / 2;
+    let y = with_f32(cos, |cos| {
+        with_f32(sin, |sin| {
+            let mut out = output(b * h * t * d);
+            for_rows(&mut out, d, &|r, o| {
+                let (bh, ti) = (r / t, r % t);
+                let at = start + (bh / h) * st[0] + (bh % h) * st[1] + ti * st[2];
+                let (xs, c, s) = (&src[at..at + d], &cos[ti * half..][..half], &sin[ti * half..][..half]);
+                if interleaved {
+                    for i in 0..half {
+                        let (a, b) = (xs[2 * i], xs[2 * i + 1]);
+                        o[2 * i] = a * c[i] - b * s[i];
+                        o[2 * i + 1] = a * s[i] + b * c[i];
+                    }
+                } else {
+                    let (o1, o2) = o.split_at_mut(half);
+                    for i in 0..half {
+                        let (a, b) = (xs[i], xs[i + half]);
+                        o1[i] = a * c[i] - b * s[i];
+                        o2[i] = a * s[i] + b * c[i];
+                    }
+                }
+            });
+            out
+        })
+    })??;
+    Some(Tensor::from_vec(y, (b, h, t, d), x.device()).map_err(|e| Error::Tensor { op: "rope output".into(), source: e }))
+}
+
+/// `x + h` for same-shape contiguous f32 CPU tensors, on the calling thread (a residual add:
+/// memory-bound, and a decode step's rows are a few KB).
+pub fn add(x: &Tensor, h: &Tensor) -> Option<Result<Tensor>> {
+    if x.dims() != h.dims() {
+        return None;
+    }
+    let y = with_f32(x, |x| with_f32(h, |h| x.iter().zip(h).map(|(a, b)| a + b).collect::<Vec<f32>>()))??;
+    Some(tensor(y, x, *x.dims().last()?))
+}
+
 fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if math::avx512_available() {
@@ -220,6 +276,11 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// Values in (-1, 1), like cos/sin tables.
+    fn t_(v: Vec<f32>, shape: (usize, usize)) -> Tensor {
+        t(v.into_iter().map(|x| x / 10.0).collect(), shape)
+    }
+
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
         let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert_eq!(a.len(), b.len());
@@ -256,6 +317,27 @@ mod tests {
             close(&s, &sum, 0.0);
             close(&n, &candle_nn::ops::rms_norm(&sum, &w, 1e-5).unwrap(), 1e-5);
         }
+    }
+
+    #[test]
+    fn rope_matches_candle_bit_for_bit() {
+        for (b, h, t, d) in [(1, 3, 1, 8), (1, 9, 5, 64), (2, 4, 300, 64)] {
+            // A transposed view, as attention passes it: (b, t, h, d) storage read as (b, h, t, d).
+            let x = Tensor::from_vec(values(b * t * h * d, 23), (b, t, h, d), &Device::Cpu).unwrap().transpose(1, 2).unwrap();
+            let cos = t_(values(t * d / 2, 29), (t, d / 2));
+            let sin = t_(values(t * d / 2, 31), (t, d / 2));
+            let xc = x.contiguous().unwrap();
+            let want = candle_nn::rotary_emb::rope(&xc, &cos, &sin).unwrap();
+            close(&rope(&x, &cos, &sin, false).unwrap().unwrap(), &want, 0.0);
+            let want = candle_nn::rotary_emb::rope_i(&xc, &cos, &sin).unwrap();
+            close(&rope(&x, &cos, &sin, true).unwrap().unwrap(), &want, 0.0);
+        }
+    }
+
+    #[test]
+    fn add_matches_candle() {
+        let (x, h) = (t(values(5 * 33, 37), (5, 33)), t(values(5 * 33, 41), (5, 33)));
+        close(&add(&x, &h).unwrap().unwrap(), &(&x + &h).unwrap(), 0.0);
     }
 
     #[test]

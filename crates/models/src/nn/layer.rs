@@ -69,6 +69,6 @@ impl DecoderLayer {
         if let Some(n) = &self.post_ffn_norm {
             h = n.forward(&h)?;
         }
-        (x + h).ctx("mlp residual")
+        crate::kernels::fused::add(&x, &h).unwrap_or_else(|| (x + h).ctx("mlp residual"))
     }
 }

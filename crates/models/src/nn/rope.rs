@@ -3,6 +3,7 @@
 use candle_core::{Device, Tensor, D};
 
 use crate::config::RopeConfig;
+use crate::kernels::fused;
 use crate::{Result, TensorContext};
 
 pub struct Rope {
@@ -66,6 +67,9 @@ impl Rope {
         let head_dim = x.dim(D::Minus1).ctx("rope")?;
         let rot = self.cfg.rotary_dim;
         let rotate = |x: &Tensor| -> Result<Tensor> {
+            if let Some(y) = fused::rope(x, &t.cos, &t.sin, self.cfg.interleaved) {
+                return y;
+            }
             let x = x.contiguous().ctx("rope input")?;
             if self.cfg.interleaved {
                 candle_nn::rotary_emb::rope_i(&x, &t.cos, &t.sin).ctx("rope_i")
