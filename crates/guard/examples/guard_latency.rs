@@ -33,7 +33,7 @@ fn main() {
         let v = guard.check_input(policy, &text, &Signals::default()).expect("input rail");
         let o = guard.check_output(policy, &text, &Signals::default()).expect("output rail");
         let dt = t.elapsed().as_secs_f64() * 1e6;
-        assert!(!v.blocked && o.text.len() > 0);
+        assert!(!v.blocked && !o.text.is_empty());
         if i >= iters / 10 {
             times.push(dt); // the first 10% warm caches
         }

@@ -141,8 +141,8 @@ impl RailsConfig {
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
         Self::from_yaml(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             other => other,
@@ -256,7 +256,10 @@ fn checks(raw: &[RawCheck], rail: &str) -> Result<Vec<Check>> {
                     list.iter()
                         .map(|e| {
                             Entity::parse(e).ok_or_else(|| {
-                                Error::Config(format!("{at}.entities: unknown entity {e:?} (known: {})", entity_names()))
+                                Error::Config(format!(
+                                    "{at}.entities: unknown entity {e:?} (known: {})",
+                                    entity_names()
+                                ))
                             })
                         })
                         .collect::<Result<Vec<_>>>()?,
@@ -295,15 +298,21 @@ impl Raw {
         };
         let mut operators = BTreeMap::new();
         for (name, op) in self.operators {
-            let e = Entity::parse(&name)
-                .ok_or_else(|| Error::Config(format!("operators: unknown entity {name:?} (known: {})", entity_names())))?;
+            let e = Entity::parse(&name).ok_or_else(|| {
+                Error::Config(format!("operators: unknown entity {name:?} (known: {})", entity_names()))
+            })?;
             if op == Operator::Encrypt && key.is_none() {
-                return Err(Error::Config(format!("operators.{name}: encrypt needs encryption_key or encryption_key_env")));
+                return Err(Error::Config(format!(
+                    "operators.{name}: encrypt needs encryption_key or encryption_key_env"
+                )));
             }
             operators.insert(e, op);
         }
-        let default =
-            Policy { name: "default".into(), input: checks(&self.input, "input")?, output: checks(&self.output, "output")? };
+        let default = Policy {
+            name: "default".into(),
+            input: checks(&self.input, "input")?,
+            output: checks(&self.output, "output")?,
+        };
         let mut profiles = vec![];
         for (i, p) in self.profiles.into_iter().enumerate() {
             if p.api_keys.is_empty() && p.routes.is_empty() {
@@ -360,8 +369,11 @@ mod tests {
     #[test]
     fn errors_name_the_field_and_value() {
         let e = |y: &str| RailsConfig::from_yaml(y).unwrap_err().to_string();
-        assert!(e("input:\n  - {check: pii, action: shout}").contains("input[0].action must be block, redact or warn. Given: \"shout\""));
-        assert!(e("input:\n  - {check: pii, threshold: 1.5}").contains("input[0].threshold must be in [0, 1]. Given: 1.5"));
+        assert!(e("input:\n  - {check: pii, action: shout}")
+            .contains("input[0].action must be block, redact or warn. Given: \"shout\""));
+        assert!(
+            e("input:\n  - {check: pii, threshold: 1.5}").contains("input[0].threshold must be in [0, 1]. Given: 1.5")
+        );
         assert!(e("output:\n  - {check: pii, entities: [NAME]}").contains("unknown entity \"NAME\""));
         assert!(e("input:\n  - {check: canary}").contains("input[0].check must be one of"));
         assert!(e("hash_salt: short").contains("at least 16 bytes"));

@@ -105,9 +105,8 @@ impl AeadKey {
     }
 
     pub fn decrypt(&self, token: &str) -> Result<String> {
-        let raw = URL_SAFE_NO_PAD
-            .decode(token.trim())
-            .map_err(|e| Error::Decrypt(format!("not url-safe base64: {e}")))?;
+        let raw =
+            URL_SAFE_NO_PAD.decode(token.trim()).map_err(|e| Error::Decrypt(format!("not url-safe base64: {e}")))?;
         if raw.len() < 12 + 16 {
             return Err(Error::Decrypt(format!("{} bytes is too short for nonce + tag", raw.len())));
         }
@@ -123,7 +122,7 @@ impl AeadKey {
 }
 
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
@@ -190,7 +189,8 @@ mod tests {
 
     #[test]
     fn presidio_operators() {
-        let s = Secrets { hash_salt: b"0123456789abcdef".to_vec(), key: Some(AeadKey::parse("0123456789abcdef").unwrap()) };
+        let s =
+            Secrets { hash_salt: b"0123456789abcdef".to_vec(), key: Some(AeadKey::parse("0123456789abcdef").unwrap()) };
         let t = "4111111111111111";
         assert_eq!(Operator::default().apply(t, "CREDIT_CARD", &s).unwrap(), "<CREDIT_CARD>");
         assert_eq!(Operator::Redact.apply(t, "X", &s).unwrap(), "");

@@ -28,7 +28,13 @@ fn precision_and_recall_per_entity_type() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["type"].as_str().unwrap(), e["start"].as_u64().unwrap() as usize, e["end"].as_u64().unwrap() as usize))
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap(),
+                    e["start"].as_u64().unwrap() as usize,
+                    e["end"].as_u64().unwrap() as usize,
+                )
+            })
             .collect();
         if gold.is_empty() {
             negatives += 1;

@@ -35,6 +35,7 @@ impl Normalized {
 
 /// Cyrillic and Greek letters that look like Latin ones (the common part of Unicode's
 /// confusables.txt for lower-cased text).
+#[rustfmt::skip]
 fn confusable(c: char) -> Option<char> {
     Some(match c {
         'а' => 'a', 'в' => 'b', 'с' => 'c', 'ԁ' => 'd', 'е' | 'ё' => 'e', 'һ' => 'h', 'і' | 'ї' => 'i',

@@ -109,7 +109,7 @@ impl Analyzer {
             let after = words_after(text, end);
             let hit = |w: &String| def.context.iter().any(|c| w == c || (c.len() >= 4 && w.starts_with(c)));
             if before.iter().any(hit) || after.iter().any(hit) {
-                score = (score + CONTEXT_BOOST).max(CONTEXT_FLOOR).min(1.0);
+                score = (score + CONTEXT_BOOST).clamp(CONTEXT_FLOOR, 1.0);
             }
         }
         Some(Finding { kind: Kind::Pii(def.entity), start, end, score, recognizer: name })

@@ -122,7 +122,21 @@ pub const RECOGNIZERS: &[RecognizerDef] = &[
             PatternDef { name: "phone (digits)", regex: r"\b\d{10,11}\b", score: 0.2 },
         ],
         validate: phone,
-        context: &["phone", "call", "tel", "telephone", "mobile", "cell", "fax", "number", "reach", "text", "whatsapp", "ring", "dial"],
+        context: &[
+            "phone",
+            "call",
+            "tel",
+            "telephone",
+            "mobile",
+            "cell",
+            "fax",
+            "number",
+            "reach",
+            "text",
+            "whatsapp",
+            "ring",
+            "dial",
+        ],
         negative: &["order", "invoice", "ticket", "ref", "tracking", "isbn", "id"],
     },
     RecognizerDef {
@@ -158,7 +172,11 @@ pub const RECOGNIZERS: &[RecognizerDef] = &[
         entity: Entity::Url,
         patterns: &[
             PatternDef { name: "url (scheme)", regex: r#"(?i)\b(?:https?|ftp|wss?)://[^\s<>"'`)\]]+"#, score: 0.85 },
-            PatternDef { name: "url (www)", regex: r#"(?i)\bwww\.[a-z0-9\-]+(?:\.[a-z0-9\-]+)+(?:/[^\s<>"'`)\]]*)?"#, score: 0.7 },
+            PatternDef {
+                name: "url (www)",
+                regex: r#"(?i)\bwww\.[a-z0-9\-]+(?:\.[a-z0-9\-]+)+(?:/[^\s<>"'`)\]]*)?"#,
+                score: 0.7,
+            },
             PatternDef {
                 name: "url (domain)",
                 regex: r#"(?i)\b[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.(?:com|org|net|io|dev|ai|app|edu|gov|info|biz|co\.uk|co|uk|de|fr|eu|us|ca)\b(?:/[^\s<>"'`)\]]*)?"#,
@@ -181,7 +199,11 @@ pub const RECOGNIZERS: &[RecognizerDef] = &[
     },
     RecognizerDef {
         entity: Entity::AwsAccessKey,
-        patterns: &[PatternDef { name: "aws access key id", regex: r"\b(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[0-9A-Z]{16}\b", score: 0.9 }],
+        patterns: &[PatternDef {
+            name: "aws access key id",
+            regex: r"\b(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[0-9A-Z]{16}\b",
+            score: 0.9,
+        }],
         validate: unknown,
         context: &["aws", "access", "key", "secret", "amazon"],
         negative: &[],
@@ -210,7 +232,11 @@ pub const RECOGNIZERS: &[RecognizerDef] = &[
     RecognizerDef {
         entity: Entity::SlackToken,
         patterns: &[
-            PatternDef { name: "slack token", regex: r"\bxox[abposr]-(?:[0-9A-Za-z]+-){1,4}[0-9A-Za-z]{8,}\b", score: 0.95 },
+            PatternDef {
+                name: "slack token",
+                regex: r"\bxox[abposr]-(?:[0-9A-Za-z]+-){1,4}[0-9A-Za-z]{8,}\b",
+                score: 0.95,
+            },
             PatternDef { name: "slack app token", regex: r"\bxapp-\d-[A-Z0-9]+-\d+-[a-z0-9]{16,}\b", score: 0.95 },
             PatternDef {
                 name: "slack webhook",
