@@ -47,6 +47,10 @@ for _ in range(20):
 ts.sort(); print(json.dumps({"copy_GBps": 2 * x.numel() / ts[len(ts) // 2] / 1e9}))
 PY
 
+# Every measurement below runs with the CPUs otherwise idle (prom's engine loop and sampler and
+# transformers' launches are host-bound): the llama.cpp build finishes first.
+if [ "$PEERS" = 1 ]; then wait "$build_pid" || { tail -30 "$OUT/llamacpp-build.log"; exit 1; }; fi
+
 echo "== prom"
 "$PROM" bench --device cuda --model "$W/m/hf" --offline --concurrency "$(csv $BATCHES)" --max-tokens 128 \
   --prompt-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching \
@@ -58,7 +62,6 @@ if [ "$PEERS" = 1 ]; then
   PYTHONUNBUFFERED=1 python3 scripts/gpu/hf_bench.py "$W/m/hf" --batch "$(csv $BATCHES)" 2>&1 \
     | grep -v Warning | tee "$OUT/hf.txt"
   echo "== llama.cpp"
-  wait "$build_pid" || { tail -30 "$OUT/llamacpp-build.log"; exit 1; }
   LB="$W/llama.cpp/build/bin"
   "$LB/llama-bench" -m "$W/m/f16.gguf" -ngl 99 -fa 1 -p 0 -n 128 -r 3 -o json > "$OUT/llamacpp-bench.json"
   big=$(csv $(for b in $BATCHES; do [ "$b" -gt 1 ] && echo "$b"; done))
@@ -66,4 +69,4 @@ if [ "$PEERS" = 1 ]; then
     --output-format jsonl 2>/dev/null | grep '^{' > "$OUT/llamacpp-batched.jsonl"
 fi
 
-python3 scripts/gpu/summary.py "$OUT" "$W/m/hf/model.safetensors" | tee "$OUT/summary.txt"
+python3 scripts/gpu/summary.py "$OUT" "$W/m/hf/model.safetensors"

@@ -17,7 +17,7 @@ done
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 || true)
 if [ -n "$cs" ] && [ -z "${NO_SANITIZER:-}" ]; then
   echo "== compute-sanitizer memcheck (golden suite, bf16)"
-  PROM_TEST_DTYPE=bf16 "$cs" --tool memcheck --leak-check no --error-exitcode 9 "$GPU_BIN/golden" --test-threads 1 2>&1 \
+  PROM_TEST_DTYPE=bf16 timeout "${SANITIZER_TIMEOUT:-240}" "$cs" --tool memcheck --leak-check no --error-exitcode 9 "$GPU_BIN/golden" --test-threads 1 2>&1 \
     | grep -E "ERROR SUMMARY|Invalid|out of bounds|test result|=========" | head -40
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 else
