@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 mod common;
+mod eval;
 mod guard;
 mod inspect;
 mod quantize;
@@ -49,6 +50,8 @@ enum Command {
     Serve(serve::Args),
     /// Measure the engine: throughput at several concurrencies, or prefix-cache TTFT.
     Bench(bench::Args),
+    /// Evaluate on lm-eval-style tasks (arc_easy, gsm8k, mmlu, ...), in-process or via --endpoint.
+    Eval(eval::Args),
     /// Guardrails on text: scan for PII, secrets and prompt injection, or redact (`prom guard --help`).
     Guard(guard::Args),
     /// Quantize a GGUF or HF safetensors model to a GGUF file (Q8_0, Q4_K_M, ...).
@@ -86,6 +89,7 @@ fn main() {
         Command::Quantize(a) => quantize::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Guard(a) => guard::run(a),
     };
     if let Err(e) = result {

