@@ -4,6 +4,7 @@
 
 mod gguf;
 mod gguf_scan;
+mod int4_layout;
 mod safetensors;
 
 use std::path::Path;
@@ -47,4 +48,10 @@ pub trait Weights {
     fn dtype_name(&self, name: &str) -> Option<String>;
     fn names(&self) -> Vec<String>;
     fn load(&self, name: &str, device: &Device) -> Result<WeightData>;
+    /// `name` (a linear `….weight`) as a 4-bit AWQ/GPTQ matrix that runs without being
+    /// dequantized whole; `None` for every other tensor. [`Weights::load`] of such a name gives
+    /// the dequantized f32 tensor.
+    fn int4_linear(&self, _name: &str) -> Result<Option<Arc<crate::quant::Int4Matrix>>> {
+        Ok(None)
+    }
 }

@@ -9,7 +9,11 @@ use candle_core::{DType, Device, Tensor};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, SafeTensorError, SafeTensors};
 
+use std::sync::Arc;
+
+use super::int4_layout::Int4Layer;
 use super::{WeightData, Weights};
+use crate::quant::{Int4Format, Int4Matrix, Int4Parts};
 use crate::{Error, Result};
 
 struct Shard {
@@ -24,6 +28,8 @@ pub struct SafetensorsWeights {
     root: PathBuf,
     shards: Vec<Shard>,
     index: HashMap<String, usize>,
+    /// AWQ/GPTQ layers by the `….weight` name the decoder asks for.
+    int4: HashMap<String, Int4Layer>,
 }
 
 impl SafetensorsWeights {
@@ -52,7 +58,29 @@ impl SafetensorsWeights {
             }
             shards.push(Shard { path: path.clone(), mmap, data_start: 8 + header_len, meta });
         }
-        Ok(Self { root, shards, index })
+        let mut w = Self { root, shards, index, int4: HashMap::new() };
+        w.int4 = super::int4_layout::find_layers(&w, files)?;
+        Ok(w)
+    }
+
+    /// Raw little-endian bytes, dtype and shape of a stored tensor.
+    pub(crate) fn bytes(&self, name: &str) -> Option<(&[u8], Dtype, &[usize])> {
+        let (shard, info) = self.info(name)?;
+        let (start, end) = info.data_offsets;
+        let b = shard.mmap.get(shard.data_start + start..shard.data_start + end)?;
+        Some((b, info.dtype, &info.shape))
+    }
+
+    fn int4_matrix(&self, l: &Int4Layer) -> Result<Int4Matrix> {
+        let part = |s: &str| {
+            let name = format!("{}.{s}", l.prefix);
+            self.bytes(&name).map(|(b, _, _)| b).ok_or(Error::MissingTensor { name, path: self.root.clone() })
+        };
+        let g_idx =
+            if l.format == Int4Format::Awq { None } else { self.bytes(&format!("{}.g_idx", l.prefix)).map(|b| b.0) };
+        let parts = Int4Parts { qweight: part("qweight")?, qzeros: part("qzeros")?, scales: part("scales")?, g_idx };
+        Int4Matrix::new(l.format, l.shape[0], l.shape[1], l.group_size, &parts)
+            .map_err(|e| Error::bad_file(self.path_of(&format!("{}.qweight", l.prefix)), e.to_string()))
     }
 
     fn info(&self, name: &str) -> Option<(&Shard, &safetensors::tensor::TensorInfo)> {
@@ -115,24 +143,41 @@ impl Weights for SafetensorsWeights {
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        self.index.contains_key(name) || self.int4.contains_key(name)
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        if let Some(l) = self.int4.get(name) {
+            return Some(l.shape.to_vec());
+        }
         self.info(name).map(|(_, i)| i.shape.clone())
     }
 
     fn dtype_name(&self, name: &str) -> Option<String> {
+        if let Some(l) = self.int4.get(name) {
+            let f = if l.format == Int4Format::Awq { "AWQ" } else { "GPTQ" };
+            return Some(format!("{f}-int4-g{}", l.group_size));
+        }
         self.info(name).map(|(_, i)| format!("{:?}", i.dtype))
     }
 
     fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.index.keys().cloned().collect();
+        let mut v: Vec<String> = self.index.keys().chain(self.int4.keys()).cloned().collect();
         v.sort();
         v
     }
 
+    fn int4_linear(&self, name: &str) -> Result<Option<Arc<Int4Matrix>>> {
+        self.int4.get(name).map(|l| self.int4_matrix(l).map(Arc::new)).transpose()
+    }
+
     fn load(&self, name: &str, device: &Device) -> Result<WeightData> {
+        if let Some(l) = self.int4.get(name) {
+            let w = self.int4_matrix(l)?.dequantize();
+            let t = Tensor::from_vec(w, (l.shape[0], l.shape[1]), device)
+                .map_err(|e| Error::Tensor { op: format!("dequantize `{name}`"), source: e })?;
+            return Ok(WeightData::Dense(t));
+        }
         let (shard, info) =
             self.info(name).ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.root.clone() })?;
         let (start, end) = info.data_offsets;

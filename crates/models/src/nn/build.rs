@@ -49,6 +49,14 @@ impl Builder<'_> {
     /// `prefix.weight` (out, in) — or (in, out) when `transposed` — and `prefix.bias` (out).
     pub fn linear(&self, prefix: &str, out: usize, inp: usize, bias: bool, transposed: bool) -> Result<Linear> {
         let name = format!("{prefix}.weight");
+        let bias_of = || if bias { self.tensor(&format!("{prefix}.bias"), &[out]).map(Some) } else { Ok(None) };
+        // AWQ/GPTQ layers run on their own kernel (dequantized row by row as they are used).
+        if !transposed {
+            if let Some(m) = self.weights.int4_linear(&name)? {
+                self.check_shape(&name, &[out, inp])?;
+                return Ok(Linear::int4(m, bias_of()?, out));
+            }
+        }
         let weight = if transposed {
             let t = self.tensor(&name, &[inp, out])?;
             let t = t.t().and_then(|t| t.contiguous()).map_err(|e| Error::Tensor { op: name.clone(), source: e })?;
@@ -59,8 +67,7 @@ impl Builder<'_> {
                 WeightData::Quantized(q) => QMatMul::from_arc(Arc::clone(&q))?,
             }
         };
-        let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), &[out])?) } else { None };
-        Ok(Linear::new(weight, bias, out))
+        Ok(Linear::new(weight, bias_of()?, out))
     }
 
     /// A fused qkv projection stored per head as `[q0 k0 v0 | q1 k1 v1 | ...]` (BLOOM), with its

@@ -1,12 +1,16 @@
 //! `y = x Wᵀ + b` over dense f32 or GGUF-quantized weights.
 //!
-//! Q4_0, Q4_1 and Q8_0 weights run on our own kernels ([`crate::kernels`]); every other format
-//! (k-quants, dense f32/f16) and non-CPU devices stay with candle's `QMatMul`.
+//! Q4_0, Q4_1 and Q8_0 weights run on our own kernels ([`crate::kernels`]); AWQ/GPTQ 4-bit
+//! weights on [`crate::quant::Int4Matrix`]; every other format (Q5_0/Q5_1, k-quants, dense
+//! f32/f16) and non-CPU devices stay with candle's `QMatMul`.
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Tensor};
 
+use std::sync::Arc;
+
 use crate::kernels::QMatrix;
+use crate::quant::Int4Matrix;
 use crate::{Result, TensorContext};
 
 pub struct Linear {
@@ -18,6 +22,7 @@ pub struct Linear {
 
 enum Weight {
     Packed(QMatrix),
+    Int4(Arc<Int4Matrix>),
     Candle(QMatMul),
 }
 
@@ -40,6 +45,11 @@ impl Linear {
         Self { weight, bias, out_features }
     }
 
+    /// An AWQ/GPTQ 4-bit weight.
+    pub fn int4(weight: Arc<Int4Matrix>, bias: Option<Tensor>, out_features: usize) -> Self {
+        Self { weight: Weight::Int4(weight), bias, out_features }
+    }
+
     pub fn out_features(&self) -> usize {
         self.out_features
     }
@@ -48,6 +58,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
             Weight::Packed(w) => w.forward(x)?,
+            Weight::Int4(w) => w.forward(x)?,
             Weight::Candle(w) => w.forward(x).ctx("linear")?,
         };
         match &self.bias {
@@ -58,6 +69,6 @@ impl Linear {
 
     /// Whether the weight is block-quantized (for `prom inspect`).
     pub fn is_quantized(&self) -> bool {
-        matches!(self.weight, Weight::Packed(_) | Weight::Candle(QMatMul::QTensor(_)))
+        matches!(self.weight, Weight::Packed(_) | Weight::Int4(_) | Weight::Candle(QMatMul::QTensor(_)))
     }
 }

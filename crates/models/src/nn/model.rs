@@ -286,6 +286,9 @@ impl Weights for AsDtype<'_> {
             q => q,
         })
     }
+    fn int4_linear(&self, name: &str) -> Result<Option<std::sync::Arc<crate::quant::Int4Matrix>>> {
+        self.inner.int4_linear(name)
+    }
 }
 
 fn load_mlp(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize) -> Result<Mlp> {

@@ -10,6 +10,7 @@ mod blocks;
 mod convert;
 pub mod ggml;
 mod gguf_write;
+mod int4;
 mod k_quants;
 mod pipeline;
 pub mod recipe;
@@ -21,6 +22,7 @@ use candle_core::Device;
 
 pub use self::ggml::FileType;
 pub use self::gguf_write::{GgufWriter, TensorEntry};
+pub use self::int4::{Int4Format, Int4Matrix, Int4Parts};
 pub use self::pipeline::{quantize_file, Progress, QuantizeOptions, Summary};
 use crate::{Error, Result};
 
