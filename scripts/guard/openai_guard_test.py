@@ -41,29 +41,27 @@ def client(args, key):
     return openai.OpenAI(base_url=args.base_url, api_key=key, max_retries=0)
 
 
-def chat_text(c, model, content, stream, **kw):
-    msgs = [{"role": "user", "content": content}]
+def _collect(create, stream, text_of, delta_of, **kw):
+    """(text, finish_reason) of choice 0, from one answer or the concatenated stream."""
     if not stream:
-        r = c.chat.completions.create(model=model, messages=msgs, temperature=0, **kw)
-        return r.choices[0].message.content, r.choices[0].finish_reason
+        ch = create(temperature=0, **kw).choices[0]
+        return text_of(ch), ch.finish_reason
     parts, finish = [], None
-    for chunk in c.chat.completions.create(model=model, messages=msgs, temperature=0, stream=True, **kw):
+    for chunk in create(temperature=0, stream=True, **kw):
         for d in chunk.choices:
-            parts.append(d.delta.content or "")
+            parts.append(delta_of(d) or "")
             finish = d.finish_reason or finish
     return "".join(parts), finish
+
+
+def chat_text(c, model, content, stream, **kw):
+    msgs = [{"role": "user", "content": content}]
+    return _collect(c.chat.completions.create, stream, lambda ch: ch.message.content, lambda d: d.delta.content,
+                    model=model, messages=msgs, **kw)
 
 
 def completion_text(c, model, prompt, stream, **kw):
-    if not stream:
-        r = c.completions.create(model=model, prompt=prompt, temperature=0, **kw)
-        return r.choices[0].text, r.choices[0].finish_reason
-    parts, finish = [], None
-    for chunk in c.completions.create(model=model, prompt=prompt, temperature=0, stream=True, **kw):
-        for d in chunk.choices:
-            parts.append(d.text or "")
-            finish = d.finish_reason or finish
-    return "".join(parts), finish
+    return _collect(c.completions.create, stream, lambda ch: ch.text, lambda d: d.text, model=model, prompt=prompt, **kw)
 
 
 @check

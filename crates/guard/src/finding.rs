@@ -154,9 +154,15 @@ pub struct Finding {
     pub kind: Kind,
     pub start: usize,
     pub end: usize,
+    #[serde(serialize_with = "rounded")]
     pub score: f32,
     /// Which pattern or rule produced it (for explanations).
     pub recognizer: &'static str,
+}
+
+/// Scores as written in JSON: three decimals (0.7, not 0.699999988079071).
+fn rounded<S: Serializer>(score: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((f64::from(*score) * 1000.0).round() / 1000.0)
 }
 
 impl Finding {
