@@ -38,8 +38,8 @@ def samples(root, task):
 
 
 def mc_pred(s):
-    lls = [r[0] if isinstance(r, list) else r for r in s["filtered_resps"]]
-    lls = [x[0] if isinstance(x, list) else x for x in lls]
+    # lm-eval logs [["-17.55", "False"], ...] (strings); prom logs [[-17.55, false], ...].
+    lls = [float(r[0]) for r in s["filtered_resps"]]
     return max(range(len(lls)), key=lambda i: lls[i]), lls
 
 
@@ -50,7 +50,7 @@ def compare_samples(a, b):
     same, maxdiff = 0, 0.0
     for k in keys:
         x, y = a[k], b[k]
-        if isinstance(x["filtered_resps"][0], (list, float, int)) and not isinstance(x["filtered_resps"][0], str):
+        if isinstance(x["filtered_resps"][0], list):
             px, lx = mc_pred(x)
             py, ly = mc_pred(y)
             same += px == py
