@@ -294,6 +294,8 @@ unsafe fn unit_body<const SIMD: bool>(
                 let (m, l) = ml[r];
                 let m_new = m.max(m_blk);
                 if m_new == f32::NEG_INFINITY {
+                    // Every key masked: this row takes nothing from the block.
+                    scores[j0..j1].fill(0.0);
                     continue;
                 }
                 // (The correction cancels between `acc` and `l`; a 1-ulp change in it still moves
@@ -311,24 +313,28 @@ unsafe fn unit_body<const SIMD: bool>(
                     }
                 }
                 let mut sum = 0f32;
-                for (jj, &pj) in probs.iter().enumerate() {
+                for &pj in probs.iter() {
                     sum += pj;
-                    let at = (j0 + jj) * dv;
-                    match blk {
-                        Blk::F32(_, v) => {
-                            let vj = &v[at..][..dv];
-                            for d in 0..dv {
-                                acc[d] = pj.mul_add(vj[d], acc[d]);
-                            }
+                }
+                if let Blk::F32(_, v) = blk {
+                    for (jj, &pj) in probs.iter().enumerate() {
+                        let vj = &v[(j0 + jj) * dv..][..dv];
+                        for d in 0..dv {
+                            acc[d] = pj.mul_add(vj[d], acc[d]);
                         }
-                        // SAFETY: `in_registers` implies AVX-512F/F16C and dv % 16 == 0.
-                        #[cfg(target_arch = "x86_64")]
-                        Blk::F16(_, v) => unsafe { axpy_f16(acc, pj, &v[at..][..dv]) },
-                        #[cfg(not(target_arch = "x86_64"))]
-                        Blk::F16(..) => unreachable!("f16 blocks are read in registers only on x86_64"),
                     }
                 }
                 ml[r] = (m_new, l * corr + sum);
+            }
+            // f16 values: `acc += p_j · v_j` for the token's `rep` rows at once, each V vector
+            // converted once for all of them, accumulators in registers across the block's keys
+            // (per row the same FMAs in the same order as the f32 path above).
+            #[cfg(target_arch = "x86_64")]
+            if let Blk::F16(_, v) = blk {
+                let rows = i * rep..(i + 1) * rep;
+                // SAFETY: `in_registers` implies AVX-512F/F16C and dv % 16 == 0; the rows'
+                // scores and accumulators lie inside the scratch buffers.
+                unsafe { pv_f16(&mut acc_rows[rows.start * dv..rows.end * dv], scores, rows, stride, j0..j1, v, dv) };
             }
         }
     }
@@ -386,21 +392,58 @@ unsafe fn block_scores_f16(q: &[f32], dk: usize, kt: &[f16], bs: usize, scores: 
     }
 }
 
-/// `acc += p · v` for f16 `v`, converted in registers.
+/// `acc[r] += Σ_j p[r][j] · v[j]` over keys `keys` of one block for rows `rows` (their
+/// probabilities at `scores[r * stride + j]`, their accumulators the consecutive `dv`-wide rows
+/// of `acc`), f16 `v` (`[offset][dim]`) converted in registers. Four rows × two 16-lane chunks
+/// of accumulators stay in registers across the keys; each converted V chunk serves four rows.
 ///
 /// # Safety
-/// AVX-512F and F16C must be available; `acc.len() == v.len()`, a multiple of 16.
+/// AVX-512F and F16C must be available; `dv` a multiple of 16; `acc` holds `rows.len() * dv`
+/// values, `v` covers `keys.end * dv` and `scores` `rows.end * stride` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c,fma")]
-unsafe fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
+unsafe fn pv_f16(
+    acc: &mut [f32],
+    scores: &[f32],
+    rows: std::ops::Range<usize>,
+    stride: usize,
+    keys: std::ops::Range<usize>,
+    v: &[f16],
+    dv: usize,
+) {
     use std::arch::x86_64::*;
-    let pv = _mm512_set1_ps(p);
-    for d in (0..acc.len()).step_by(LANES) {
-        // SAFETY: d + 16 <= len for both (caller).
-        unsafe {
-            let x = _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(d) as *const __m256i));
-            let a = acc.as_mut_ptr().add(d);
-            _mm512_storeu_ps(a, _mm512_fmadd_ps(pv, x, _mm512_loadu_ps(a)));
+    let n_rows = rows.len();
+    for r0 in (0..n_rows).step_by(4) {
+        let nr = 4.min(n_rows - r0);
+        for c0 in (0..dv).step_by(2 * LANES) {
+            let two = c0 + LANES < dv;
+            let mut a = [[_mm512_setzero_ps(); 2]; 4];
+            for (i, ai) in a.iter_mut().enumerate().take(nr) {
+                let at = acc.as_ptr().add((r0 + i) * dv + c0);
+                ai[0] = _mm512_loadu_ps(at);
+                if two {
+                    ai[1] = _mm512_loadu_ps(at.add(LANES));
+                }
+            }
+            for j in keys.clone() {
+                let vj = v.as_ptr().add(j * dv + c0);
+                let v0 = _mm512_cvtph_ps(_mm256_loadu_si256(vj as *const __m256i));
+                let v1 = if two { _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(LANES) as *const __m256i)) } else { v0 };
+                for (i, ai) in a.iter_mut().enumerate().take(nr) {
+                    let p = _mm512_set1_ps(*scores.get_unchecked((rows.start + r0 + i) * stride + j));
+                    ai[0] = _mm512_fmadd_ps(p, v0, ai[0]);
+                    if two {
+                        ai[1] = _mm512_fmadd_ps(p, v1, ai[1]);
+                    }
+                }
+            }
+            for (i, ai) in a.iter().enumerate().take(nr) {
+                let at = acc.as_mut_ptr().add((r0 + i) * dv + c0);
+                _mm512_storeu_ps(at, ai[0]);
+                if two {
+                    _mm512_storeu_ps(at.add(LANES), ai[1]);
+                }
+            }
         }
     }
 }
@@ -579,6 +622,8 @@ mod tests {
         check(&Case { f16: true, ..base });
         check(&Case { f16: true, bs: 5, dv: 12, ..base }); // f16 converted into scratch
         check(&Case { f16: true, window: Some(9), alibi: true, bs: 32, ..base });
+        // In registers: 5 rows per kv head (a group of 4 and a tail of 1), 3 value chunks.
+        check(&Case { f16: true, heads: 10, kvh: 2, dv: 48, ..base });
         check(&Case { bs: 32, dk: 48, dv: 16, heads: 2, kvh: 1, ..base });
     }
 
