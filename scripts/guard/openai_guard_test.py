@@ -7,8 +7,9 @@ in /metrics and the audit log, which never holds the raw values.
     python scripts/guard/openai_guard_test.py --base-url http://127.0.0.1:8000/v1 --model smol \
         --audit-log /tmp/audit.jsonl
 
-API keys (the rails file's profiles): sk-guard (default rails), sk-raw (no output rails: shows
-what the model says unguarded, so the output checks can fail), sk-block (output secrets block).
+API keys (the rails file's profiles): sk-guard (default rails), sk-raw (no output rails and no
+input redaction: shows what the model says unguarded, so the output checks can fail), sk-out (the
+default output rails without input redaction), sk-block (output secrets block).
 Exits non-zero on a failure.
 """
 
@@ -27,6 +28,7 @@ SSN = "536-22-1234"
 AWS = "AKIAIOSFODNN7EXAMPLE"
 # Small models copy a repeated line: the continuation of this prompt is the email again.
 COPY_EMAIL = "".join(f"Contact {i}: {EMAIL}\n" for i in range(1, 6)) + "Contact 6:"
+ASK_EMAIL = f"What is the email address in this line? Contact: {EMAIL}"
 COPY_AWS = "".join(f"key {i}: {AWS}\n" for i in range(1, 6)) + "key 6:"
 
 CHECKS = []
@@ -106,7 +108,7 @@ def input_pii_is_redacted_before_the_model_sees_it(args):
 
 @check
 def output_pii_is_redacted_chat_and_completions_streaming_and_not(args):
-    raw, guarded = client(args, "sk-raw"), client(args, "sk-guard")
+    raw, guarded = client(args, "sk-raw"), client(args, "sk-out")
     for stream in (False, True):
         # Unguarded, the model copies the email: the redaction below has something to catch.
         text, _ = completion_text(raw, args.model, COPY_EMAIL, stream, max_tokens=24)
@@ -114,10 +116,11 @@ def output_pii_is_redacted_chat_and_completions_streaming_and_not(args):
         text, finish = completion_text(guarded, args.model, COPY_EMAIL, stream, max_tokens=24)
         assert EMAIL not in text and "@example.com" not in text and "<EMAIL_ADDRESS>" in text, (stream, text)
         assert finish in ("stop", "length"), finish
-        text, _ = chat_text(raw, args.model, COPY_EMAIL, stream, max_tokens=40)
-        if EMAIL in text:  # chat output is only checked when the model repeats the email
-            text2, _ = chat_text(guarded, args.model, COPY_EMAIL, stream, max_tokens=40)
-            assert EMAIL not in text2 and "<EMAIL_ADDRESS>" in text2, (stream, text2)
+        text, _ = chat_text(raw, args.model, ASK_EMAIL, stream, max_tokens=40)
+        assert EMAIL in text, f"precondition: the model should quote the email: {text!r}"
+        text, finish = chat_text(guarded, args.model, ASK_EMAIL, stream, max_tokens=40)
+        assert EMAIL not in text and "@example.com" not in text and "<EMAIL_ADDRESS>" in text, (stream, text)
+        assert finish in ("stop", "length"), finish
 
 
 @check

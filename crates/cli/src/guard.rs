@@ -88,8 +88,9 @@ pub fn run(a: Args) -> Result<()> {
                 let findings: Vec<_> = rows
                     .iter()
                     .map(|(check, f)| {
-                        serde_json::json!({"type": f.kind.name(), "start": f.start, "end": f.end,
-                            "score": f.score, "check": check, "recognizer": f.recognizer})
+                        let mut v = serde_json::to_value(f).unwrap_or_default();
+                        v["check"] = serde_json::json!(check);
+                        v
                     })
                     .collect();
                 println!("{}", serde_json::json!({ "findings": findings }));
@@ -103,14 +104,17 @@ pub fn run(a: Args) -> Result<()> {
             let guard = rails.guard()?;
             let text = read_input(&input)?;
             let mut found = vec![];
-            for check in guard.config.default.input.iter().filter(|c| matches!(c.kind, CheckKind::Pii | CheckKind::Secrets)) {
+            for check in
+                guard.config.default.input.iter().filter(|c| matches!(c.kind, CheckKind::Pii | CheckKind::Secrets))
+            {
                 found.extend(guard.findings(check, &text, &Signals::default()));
             }
             print!("{}", guard.redact(&text, found)?);
         }
         Command::Decrypt { rails, token } => {
             let config = RailsConfig::from_file(&rails)?;
-            let key = config.secrets.key.as_ref().with_context(|| format!("{} has no encryption key", rails.display()))?;
+            let key =
+                config.secrets.key.as_ref().with_context(|| format!("{} has no encryption key", rails.display()))?;
             println!("{}", key.decrypt(&token)?);
         }
     }

@@ -32,9 +32,14 @@ output:
   - {check: secrets, action: redact}
   - {check: pii, entities: [EMAIL_ADDRESS], action: redact}
 profiles:
+  # The output checks make the model copy a value from its prompt: no input redaction here.
   - name: raw
     api_keys: [sk-raw]
+    input: [{check: injection, action: block}]
     output: []
+  - name: output-only
+    api_keys: [sk-out]
+    input: [{check: injection, action: block}]
   - name: block-secrets
     api_keys: [sk-block]
     output: [{check: secrets, action: block}]
@@ -55,6 +60,8 @@ fn guard_rails_with_the_official_openai_sdk() {
         "sk-guard",
         "--api-key",
         "sk-raw",
+        "--api-key",
+        "sk-out",
         "--api-key",
         "sk-block",
     ]);

@@ -149,7 +149,8 @@ impl RequestRails {
             let text = match &**p {
                 Value::String(t) => t.clone(),
                 Value::Array(ids) => {
-                    let ids: Option<Vec<u32>> = ids.iter().map(|i| i.as_u64().and_then(|x| u32::try_from(x).ok())).collect();
+                    let ids: Option<Vec<u32>> =
+                        ids.iter().map(|i| i.as_u64().and_then(|x| u32::try_from(x).ok())).collect();
                     match ids.and_then(|ids| s.model.tokenizer.decode(&ids, false).ok()) {
                         Some(t) => t,
                         None => continue, // not token ids: the request parser will say why
@@ -243,7 +244,9 @@ impl Drop for OutputStreams<'_> {
 fn text_slots(content: Option<&mut Value>) -> Vec<&mut Value> {
     match content {
         Some(v @ Value::String(_)) => vec![v],
-        Some(Value::Array(parts)) => parts.iter_mut().filter_map(|p| p.get_mut("text").filter(|t| t.is_string())).collect(),
+        Some(Value::Array(parts)) => {
+            parts.iter_mut().filter_map(|p| p.get_mut("text").filter(|t| t.is_string())).collect()
+        }
         _ => vec![],
     }
 }
@@ -255,7 +258,8 @@ async fn perplexity(s: &State, text: &str) -> Result<Perplexity, ApiError> {
         .tokenizer
         .encode(text, true)
         .map_err(|e| ApiError::internal(format!("guard perplexity: tokenizing: {e}")))?;
-    let params = SamplingParams { max_tokens: 1, temperature: 0.0, prompt_logprobs: Some(0), n: 1, ..SamplingParams::default() };
+    let params =
+        SamplingParams { max_tokens: 1, temperature: 0.0, prompt_logprobs: Some(0), n: 1, ..SamplingParams::default() };
     let c = s.submit(vec![ids], &params, 0)?.collect(1).await?;
     let lps: Vec<f32> = c.prompt_logprobs.into_iter().flatten().flatten().flatten().map(|t| t.logprob).collect();
     Ok(Perplexity::from_logprobs(&lps, PERPLEXITY_WINDOW))
@@ -279,12 +283,13 @@ pub fn refused(object: &str, id: &str, model: &str, created: u64, v: &Value, ref
                 }
             })
             .collect();
-        axum::Json(json!({"id": id, "object": object, "created": created, "model": model, "choices": choices, "usage": usage}))
-            .into_response()
+        axum::Json(
+            json!({"id": id, "object": object, "created": created, "model": model, "choices": choices, "usage": usage}),
+        )
+        .into_response()
     } else {
         let chunk_object = if chat { "chat.completion.chunk" } else { "text_completion" };
-        let include_usage =
-            v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+        let include_usage = v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
         let head = json!({"id": id, "object": chunk_object, "created": created, "model": model});
         let chunk = move |choices: Value| {
             let mut c = head.clone();

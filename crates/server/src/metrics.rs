@@ -264,7 +264,10 @@ impl Metrics {
         let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner());
         if !guard.is_empty() {
             let name = "prom_guard_decisions_total";
-            let _ = writeln!(out, "# HELP {name} Guardrail checks that fired, by rail, check and action (block, redact, warn).");
+            let _ = writeln!(
+                out,
+                "# HELP {name} Guardrail checks that fired, by rail, check and action (block, redact, warn)."
+            );
             let _ = writeln!(out, "# TYPE {name} counter");
             for ((rail, check, action), n) in guard.iter() {
                 let _ = writeln!(out, "{name}{{rail=\"{rail}\",check=\"{check}\",action=\"{action}\"}} {n}");
