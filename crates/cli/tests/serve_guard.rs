@@ -43,6 +43,10 @@ profiles:
   - name: block-secrets
     api_keys: [sk-block]
     output: [{check: secrets, action: block}]
+  - name: perplexity
+    api_keys: [sk-ppl]
+    input: [{check: perplexity, threshold: 2000, action: block}]
+    output: []
 "#;
 
 #[test]
@@ -64,6 +68,8 @@ fn guard_rails_with_the_official_openai_sdk() {
         "sk-out",
         "--api-key",
         "sk-block",
+        "--api-key",
+        "sk-ppl",
     ]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guard/openai_guard_test.py");
     let out = Command::new(venv_python())
