@@ -28,6 +28,9 @@ pub struct ModelArgs {
     /// on a GPU), f32, bf16 or f16.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
+    /// Quantize an HF checkpoint's linear weights at load: `int8` (per output channel).
+    #[arg(long, value_parser = |s: &str| s.parse::<prom_models::quant::WeightQuant>())]
+    pub quantize: Option<prom_models::quant::WeightQuant>,
 }
 
 impl ModelArgs {
@@ -41,15 +44,20 @@ impl ModelArgs {
             other => anyhow::bail!("--dtype must be auto, f32, bf16 or f16, got `{other}`"),
         };
         let device = prom_models::cuda::parse_device(&self.device)?;
-        load_model_with(&self.model, self.offline, &LoadOptions { device, dtype })
+        load_model_with(&self.model, self.offline, &LoadOptions { device, dtype }, self.quantize)
     }
 }
 
 pub fn load_model(spec: &str, offline: bool) -> Result<LoadedModel> {
-    load_model_with(spec, offline, &LoadOptions::on(&Device::Cpu))
+    load_model_with(spec, offline, &LoadOptions::on(&Device::Cpu), None)
 }
 
-fn load_model_with(spec: &str, offline: bool, opts: &LoadOptions) -> Result<LoadedModel> {
+fn load_model_with(
+    spec: &str,
+    offline: bool,
+    opts: &LoadOptions,
+    quant: Option<prom_models::quant::WeightQuant>,
+) -> Result<LoadedModel> {
     let resolve = ResolveOptions { offline, ..ResolveOptions::default() };
     let files = source::resolve(spec, &resolve).with_context(|| format!("resolving model `{spec}`"))?;
     let bar = ProgressBar::new_spinner();
@@ -58,7 +66,8 @@ fn load_model_with(spec: &str, offline: bool, opts: &LoadOptions) -> Result<Load
     );
     bar.set_message(format!("loading {spec}"));
     bar.enable_steady_tick(Duration::from_millis(100));
-    let loaded = prom_models::load::load_with(&files, opts).with_context(|| format!("loading model `{spec}`"));
+    let loaded =
+        prom_models::load::load_quantized(&files, opts, quant).with_context(|| format!("loading model `{spec}`"));
     bar.finish_and_clear();
     loaded
 }

@@ -31,8 +31,18 @@ pub fn load_hf(config: &Path, weight_files: &[PathBuf], device: &Device) -> Resu
 }
 
 pub fn load_hf_with(config: &Path, weight_files: &[PathBuf], o: &LoadOptions) -> Result<(Model, SafetensorsWeights)> {
+    load_hf_quantized(config, weight_files, o, None)
+}
+
+/// [`load_hf_with`], with the linear weights quantized at load (`--quantize int8`).
+pub fn load_hf_quantized(
+    config: &Path,
+    weight_files: &[PathBuf],
+    o: &LoadOptions,
+    quant: Option<crate::quant::WeightQuant>,
+) -> Result<(Model, SafetensorsWeights)> {
     let raw = HfConfig::from_file(config)?;
-    let weights = SafetensorsWeights::open(weight_files)?;
+    let weights = SafetensorsWeights::open(weight_files)?.with_weight_quant(quant);
     let (cfg, names) = from_hf_config(&raw, &|n| weights.contains(n)).map_err(|e| with_file(e, config))?;
     let dtype = o.dtype.unwrap_or_else(|| crate::cuda::default_dtype(&o.device));
     let model = Model::load_as(cfg, &names, &weights, &o.device, dtype)?;
@@ -92,6 +102,16 @@ pub fn load(files: &crate::source::ModelFiles, device: &Device) -> Result<Loaded
 
 /// [`load`] on a chosen device and dtype.
 pub fn load_with(files: &crate::source::ModelFiles, opts: &LoadOptions) -> Result<LoadedModel> {
+    load_quantized(files, opts, None)
+}
+
+/// [`load_with`], with an HF checkpoint's linear weights quantized at load (`--quantize int8`);
+/// GGUF files are refused with `quant` set (their weights are already quantized).
+pub fn load_quantized(
+    files: &crate::source::ModelFiles,
+    opts: &LoadOptions,
+    quant: Option<crate::quant::WeightQuant>,
+) -> Result<LoadedModel> {
     use crate::chat::ChatTemplate;
     use crate::generation_config::GenerationConfig;
     use crate::source::ModelFiles;
@@ -105,7 +125,7 @@ pub fn load_with(files: &crate::source::ModelFiles, opts: &LoadOptions) -> Resul
             chat_template_jinja,
             ..
         } => {
-            let (model, w) = load_hf_with(config, weights, opts)?;
+            let (model, w) = load_hf_quantized(config, weights, opts, quant)?;
             let tokenizer = tokenizer_json
                 .as_deref()
                 .map(|t| crate::Tokenizer::from_hf_files(t, tokenizer_config.as_deref()))
@@ -126,6 +146,13 @@ pub fn load_with(files: &crate::source::ModelFiles, opts: &LoadOptions) -> Resul
             })
         }
         ModelFiles::Gguf { path } => {
+            if let Some(q) = quant {
+                return Err(Error::InvalidInput(format!(
+                    "--quantize {q:?} applies to HF safetensors checkpoints; {} is a GGUF file whose weights are \
+                     already stored quantized (use `prom quantize` to change its type)",
+                    path.display()
+                )));
+            }
             let (model, w) = load_gguf_with(path, opts)?;
             let tokenizer = crate::Tokenizer::from_gguf(w.content(), path)?;
             let chat_template = tokenizer

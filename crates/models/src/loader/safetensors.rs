@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::int4_layout::Int4Layer;
 use super::{WeightData, Weights};
-use crate::quant::{Int4Format, Int4Matrix, Int4Parts};
+use crate::quant::{int8_eligible, Int4Format, Int4Matrix, Int4Parts, WeightQuant};
 use crate::{Error, Result};
 
 struct Shard {
@@ -30,6 +30,8 @@ pub struct SafetensorsWeights {
     index: HashMap<String, usize>,
     /// AWQ/GPTQ layers by the `….weight` name the decoder asks for.
     int4: HashMap<String, Int4Layer>,
+    /// Load-time quantization of the eligible linear weights (`--quantize`).
+    weight_quant: Option<WeightQuant>,
 }
 
 impl SafetensorsWeights {
@@ -58,9 +60,15 @@ impl SafetensorsWeights {
             }
             shards.push(Shard { path: path.clone(), mmap, data_start: 8 + header_len, meta });
         }
-        let mut w = Self { root, shards, index, int4: HashMap::new() };
+        let mut w = Self { root, shards, index, int4: HashMap::new(), weight_quant: None };
         w.int4 = super::int4_layout::find_layers(&w, files)?;
         Ok(w)
+    }
+
+    /// Linear weights come back quantized (see [`crate::quant::int8_eligible`]).
+    pub fn with_weight_quant(mut self, q: Option<WeightQuant>) -> Self {
+        self.weight_quant = q;
+        self
     }
 
     /// Raw little-endian bytes, dtype and shape of a stored tensor.
@@ -200,6 +208,14 @@ impl Weights for SafetensorsWeights {
         let t = Tensor::from_raw_buffer(bytes, dtype, &info.shape, device)
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(|e| Error::bad_file(&shard.path, format!("tensor `{name}`: {e}")))?;
+        if self.weight_quant == Some(WeightQuant::Int8) && int8_eligible(name, &info.shape) {
+            let (n, k) = (info.shape[0], info.shape[1]);
+            let w: Vec<f32> = t
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .map_err(|e| Error::bad_file(&shard.path, format!("tensor `{name}`: {e}")))?;
+            return Ok(WeightData::Quantized(Arc::new(crate::quant::int8_qtensor(&w, n, k, device)?)));
+        }
         Ok(WeightData::Dense(t))
     }
 }

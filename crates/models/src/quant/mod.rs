@@ -11,6 +11,7 @@ mod convert;
 pub mod ggml;
 mod gguf_write;
 mod int4;
+mod int8;
 mod k_quants;
 mod pipeline;
 pub mod recipe;
@@ -23,6 +24,7 @@ use candle_core::Device;
 pub use self::ggml::FileType;
 pub use self::gguf_write::{GgufWriter, TensorEntry};
 pub use self::int4::{Int4Format, Int4Matrix, Int4Parts};
+pub use self::int8::{int8_eligible, int8_qtensor, per_channel_int8, WeightQuant};
 pub use self::pipeline::{quantize_file, Progress, QuantizeOptions, Summary};
 use crate::{Error, Result};
 
