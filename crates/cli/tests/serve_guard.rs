@@ -10,14 +10,13 @@ use std::process::Command;
 
 use serve_common::{Server, MODEL};
 
+/// The server tests' Python venv (official `openai` SDK), as scripts/server/setup-venv.sh makes
+/// and prints it (idempotent; scripts/test.sh runs it first).
 fn venv_python() -> PathBuf {
-    let artifacts = std::env::var_os("PROM_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/prometheus/artifacts")
-    });
-    let venv = std::env::var_os("PROM_SERVER_VENV").map(PathBuf::from).unwrap_or_else(|| artifacts.join("venv-server"));
-    let py = venv.join("bin/python");
-    assert!(py.is_file(), "{} not found: run scripts/server/setup-venv.sh", py.display());
-    py
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/server/setup-venv.sh");
+    let out = Command::new("bash").arg(&setup).output().expect("run scripts/server/setup-venv.sh");
+    assert!(out.status.success(), "setup-venv.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 const RAILS: &str = r#"
