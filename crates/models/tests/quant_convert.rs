@@ -74,8 +74,7 @@ fn unconvertible_family_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let err =
         quantize_file(&golden("gpt2"), &tmp.path().join("x.gguf"), &QuantizeOptions::new(FileType::Q8_0), &mut |_| {})
-            .err()
-            .expect("GPT-2 is not converted")
+            .expect_err("GPT-2 is not converted")
             .to_string();
     assert!(err.contains("GPT2LMHeadModel"), "{err}");
 }

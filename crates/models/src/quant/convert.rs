@@ -107,7 +107,7 @@ impl HfModel {
         // Every checkpoint tensor must have found a place: a silently dropped one is a broken model.
         let used: std::collections::HashSet<&str> = tensors.iter().map(|t| t.hf_name.as_str()).collect();
         if let Some(left) = weights.names().into_iter().find(|n| {
-            !used.contains(n.as_str()) && !(tied && n == "lm_head.weight") && !n.ends_with("rotary_emb.inv_freq")
+            !(used.contains(n.as_str()) || (tied && n == "lm_head.weight") || n.ends_with("rotary_emb.inv_freq"))
         }) {
             return Err(Error::bad_file(
                 weights.path_of(&left),

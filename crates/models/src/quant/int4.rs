@@ -65,7 +65,7 @@ impl Int4Matrix {
     /// Unpacks one layer of `n` outputs and `k` inputs.
     pub fn new(format: Int4Format, n: usize, k: usize, group_size: usize, p: &Int4Parts) -> Result<Self> {
         let bad = |m: String| Error::InvalidInput(format!("{format:?} int4 layer ({n} outputs, {k} inputs): {m}"));
-        if n % 8 != 0 || k % 8 != 0 || group_size == 0 || k % group_size != 0 {
+        if !n.is_multiple_of(8) || !k.is_multiple_of(8) || group_size == 0 || !k.is_multiple_of(group_size) {
             return Err(bad(format!("shape not a multiple of 8 or of the group size {group_size}")));
         }
         let groups = k / group_size;
@@ -200,7 +200,7 @@ impl Int4Matrix {
             hs.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
         for (c0, out) in parts {
-            let w = if m == 0 { 0 } else { out.len() / m };
+            let w = out.len().checked_div(m).unwrap_or(0);
             for i in 0..m {
                 y[i * n + c0..][..w].copy_from_slice(&out[i * w..][..w]);
             }

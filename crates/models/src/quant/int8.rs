@@ -33,7 +33,10 @@ impl std::str::FromStr for WeightQuant {
 /// (routing decisions are too sensitive to round).
 pub fn int8_eligible(name: &str, shape: &[usize]) -> bool {
     let skip = ["embed", "wte", "wpe", "norm", "ln_", "router", ".gate.weight"];
-    shape.len() == 2 && shape[1] % 32 == 0 && name.ends_with(".weight") && !skip.iter().any(|s| name.contains(s))
+    shape.len() == 2
+        && shape[1].is_multiple_of(32)
+        && name.ends_with(".weight")
+        && !skip.iter().any(|s| name.contains(s))
 }
 
 /// Per-row int8 of an `(n, k)` row-major matrix, as Q8_0 blocks.

@@ -7,6 +7,9 @@
 //! - Q4_K (144): f16 `d`, f16 `dmin`, `scales[12]` (6-bit scale and min, packed), `qs[128]`.
 //! - Q5_K (176): f16 `d`, f16 `dmin`, `scales[12]`, `qh[32]`, `qs[128]`.
 //! - Q6_K (210): `ql[128]`, `qh[64]`, `scales[16]` (i8), f16 `d`.
+//!
+//! Loops index by position on purpose: they mirror the C source line for line.
+#![allow(clippy::needless_range_loop)]
 
 use half::f16;
 
@@ -259,26 +262,24 @@ pub fn q2_k(x: &[f32], out: &mut Vec<u8>) {
             }
         }
         let mut sc = [0u8; 16];
-        let d;
-        if max_scale > 0.0 {
+        let d = if max_scale > 0.0 {
             let iscale = q4scale / max_scale;
             for j in 0..16 {
                 sc[j] = nearest_int(iscale * scales[j]) as u8;
             }
-            d = f16::from_f32(max_scale / q4scale);
+            f16::from_f32(max_scale / q4scale)
         } else {
-            d = f16::from_f32(0.0);
-        }
-        let dmin;
-        if max_min > 0.0 {
+            f16::from_f32(0.0)
+        };
+        let dmin = if max_min > 0.0 {
             let iscale = q4scale / max_min;
             for j in 0..16 {
                 sc[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
             }
-            dmin = f16::from_f32(max_min / q4scale);
+            f16::from_f32(max_min / q4scale)
         } else {
-            dmin = f16::from_f32(0.0);
-        }
+            f16::from_f32(0.0)
+        };
         for j in 0..16 {
             let dj = d.to_f32() * (sc[j] & 0xf) as f32;
             if dj == 0.0 {

@@ -65,7 +65,7 @@ pub fn quantize_rows(t: GgmlDType, x: &[f32]) -> Result<Vec<u8>> {
 /// [`quantize_rows`] over `rows` rows of `cols`, split across the machine's cores (rows are
 /// independent, so the bytes do not depend on the split).
 pub fn quantize_rows_parallel(t: GgmlDType, x: &[f32], cols: usize) -> Result<Vec<u8>> {
-    let rows = if cols == 0 { 0 } else { x.len() / cols };
+    let rows = x.len().checked_div(cols).unwrap_or(0);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(rows.max(1));
     if threads <= 1 || x.len() < 1 << 16 {
         return quantize_rows(t, x);

@@ -52,6 +52,9 @@ pub struct Summary {
     pub types: Vec<(String, usize)>,
 }
 
+/// A tensor of the input: name, shape, stored type.
+type Listed = (String, Vec<usize>, GgmlDType);
+
 enum Input {
     Gguf(GgufWeights),
     Hf(Box<HfModel>),
@@ -93,7 +96,7 @@ pub fn quantize_file(
     };
 
     // Metadata (the input's, minus what no longer holds) and (name, shape, stored type).
-    let (mut md, mut list): (Vec<(String, Value)>, Vec<(String, Vec<usize>, GgmlDType)>) = match &source {
+    let (mut md, mut list): (Vec<(String, Value)>, Vec<Listed>) = match &source {
         Input::Gguf(w) => {
             let c = w.content();
             let mut md: Vec<(String, Value)> = c

@@ -130,6 +130,7 @@ fn layer_of(name: &str) -> Option<usize> {
 /// The type `name` (a tensor of `n_cols` columns, `n_dims` dimensions, stored as `current`)
 /// gets in a file of type `ftype`. `attn_v_index` is the running count of attn_v-like tensors
 /// seen so far, as llama.cpp keeps it. `pure` turns off the mixture (llama-quantize --pure).
+#[allow(clippy::too_many_arguments)]
 pub fn tensor_type(
     name: &str,
     n_dims: usize,
