@@ -84,11 +84,11 @@ impl Backend {
 const ROW_CHUNK: usize = 64;
 /// Below this many multiply-adds a matmul runs on the calling thread: waking a helper costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 16;
-/// Matmuls of at most this many rows (decode steps, up to 64 sequences) come microseconds
-/// apart, so the pool's helpers keep polling after them instead of sleeping (see
-/// `pool::Pool::run`). At 4, a 16-sequence decode step woke a sleeping helper for each of its
-/// ~150 jobs and the caller did most of each short job alone.
-const LINGER_MAX_ROWS: usize = 64;
+/// Matmuls of at most this many rows (single-sequence decode) come microseconds apart, so the
+/// pool's helpers keep polling after them instead of sleeping (see `pool::Pool::run`). Raising
+/// it to 64 (batched decode) was measured on a loaded 2-core machine: 16-way decode ITL got
+/// worse (41–43 ms vs 36 ms), since a polling helper holds a core the caller needs.
+const LINGER_MAX_ROWS: usize = 4;
 
 /// An `n × k` GGUF-quantized weight matrix (`n` output features, `k` inputs), packed for the
 /// kernels of this module.
