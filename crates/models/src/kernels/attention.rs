@@ -474,31 +474,12 @@ fn block_scores(q: &[f32], dk: usize, kt: &[f32], bs: usize, stride: usize, scor
     }
 }
 
-/// `x = exp(x)` for `x ≤ 0` (scores minus their running max), vectorizable: Cody–Waite range
-/// reduction to `2^n · e^r` with `|r| ≤ ln2/2` and a degree-6 polynomial (≤ 2 ulp), as
-/// Cephes' `expf`. Below -87.3 the result flushes to 0.
-#[cfg(test)]
-fn exp_in_place(xs: &mut [f32]) {
-    for x in xs.iter_mut() {
-        *x = exp_neg(*x);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Tiny deterministic generator (tests only).
     fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
+        super::super::math::test_values(n, seed)
     }
 
     struct Case {
@@ -640,22 +621,5 @@ mod tests {
         let outside = [7u32];
         let e = paged_attention(&q, &[AttnSeq { row: 0, len: 1, start: 0, block_table: &outside }], &kv, &p, &mut out);
         assert!(e.unwrap_err().to_string().contains("block 7 outside a pool of 2"));
-    }
-
-    #[test]
-    fn exp_matches_std() {
-        let mut worst = 0f32;
-        let mut x = -87.0f32;
-        while x <= 0.0 {
-            let mut v = [x];
-            exp_in_place(&mut v);
-            let want = x.exp();
-            worst = worst.max(((v[0] - want) / want).abs());
-            x += 0.0137;
-        }
-        assert!(worst < 3e-7, "max relative error {worst}");
-        let mut tiny = [-100.0f32, f32::NEG_INFINITY];
-        exp_in_place(&mut tiny);
-        assert!(tiny.iter().all(|&v| (0.0..1e-37).contains(&v)), "{tiny:?}");
     }
 }

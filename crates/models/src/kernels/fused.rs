@@ -178,7 +178,10 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Option
             out
         })
     })??;
-    Some(Tensor::from_vec(y, (b, h, t, d), x.device()).map_err(|e| Error::Tensor { op: "rope output".into(), source: e }))
+    Some(
+        Tensor::from_vec(y, (b, h, t, d), x.device())
+            .map_err(|e| Error::Tensor { op: "rope output".into(), source: e }),
+    )
 }
 
 /// `x + h` for same-shape contiguous f32 CPU tensors, on the calling thread (a residual add:
@@ -235,7 +238,13 @@ unsafe fn silu_mul_avx512(gate: &[f32], up: &[f32], out: &mut [f32]) {
 unsafe fn rms_norm_row_avx512(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     use std::arch::x86_64::*;
     let n = x.len().min(w.len()).min(out.len());
-    let mask_at = |i: usize| -> __mmask16 { if n - i >= 16 { !0 } else { (1u16 << (n - i)) - 1 } };
+    let mask_at = |i: usize| -> __mmask16 {
+        if n - i >= 16 {
+            !0
+        } else {
+            (1u16 << (n - i)) - 1
+        }
+    };
     let mut acc = _mm512_setzero_ps();
     let mut i = 0;
     while i < n {
@@ -260,16 +269,9 @@ mod tests {
 
     use super::*;
 
+    /// Values in [-10, 10).
     fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x % 20_000) as f32 / 1000.0 - 10.0
-            })
-            .collect()
+        super::super::math::test_values(n, seed).into_iter().map(|x| 10.0 * x).collect()
     }
 
     fn t(v: Vec<f32>, shape: (usize, usize)) -> Tensor {
@@ -282,7 +284,8 @@ mod tests {
     }
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
-        let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let (a, b) =
+            (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
             assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
@@ -323,7 +326,10 @@ mod tests {
     fn rope_matches_candle_bit_for_bit() {
         for (b, h, t, d) in [(1, 3, 1, 8), (1, 9, 5, 64), (2, 4, 300, 64)] {
             // A transposed view, as attention passes it: (b, t, h, d) storage read as (b, h, t, d).
-            let x = Tensor::from_vec(values(b * t * h * d, 23), (b, t, h, d), &Device::Cpu).unwrap().transpose(1, 2).unwrap();
+            let x = Tensor::from_vec(values(b * t * h * d, 23), (b, t, h, d), &Device::Cpu)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap();
             let cos = t_(values(t * d / 2, 29), (t, d / 2));
             let sin = t_(values(t * d / 2, 31), (t, d / 2));
             let xc = x.contiguous().unwrap();

@@ -92,6 +92,20 @@ mod avx512 {
     }
 }
 
+/// Deterministic values in [-1, 1) for the kernels' tests (xorshift32).
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +147,10 @@ mod tests {
                 #[target_feature(enable = "avx512f,fma")]
                 unsafe fn run(c: &[f32], e: &mut [f32; 16], s: &mut [f32; 16]) {
                     let x = _mm512_loadu_ps(c.as_ptr());
-                    _mm512_storeu_ps(e.as_mut_ptr(), exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x))));
+                    _mm512_storeu_ps(
+                        e.as_mut_ptr(),
+                        exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x))),
+                    );
                     _mm512_storeu_ps(s.as_mut_ptr(), silu_avx512(x));
                 }
                 run(chunk, &mut e, &mut s);
