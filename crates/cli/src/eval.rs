@@ -104,7 +104,11 @@ pub fn run(a: Args) -> Result<()> {
             let m = a.model.load()?;
             let mut stop_ids = m.generation_config.eos_token_ids.clone();
             if let Some(t) = &m.tokenizer {
-                stop_ids.extend(t.eos_token_ids().iter().copied().filter(|i| !stop_ids.contains(i)));
+                for &id in t.eos_token_ids() {
+                    if !stop_ids.contains(&id) {
+                        stop_ids.push(id);
+                    }
+                }
             }
             let s = start_engine(m, &a.engine)?;
             Box::new(EngineBackend::new(s.engine, Arc::clone(&s.tokenizer), a.model.model.clone(), stop_ids))
