@@ -13,6 +13,16 @@ use super::{Isolation, Outcome, SandboxConfig};
 use crate::{EvalError, Result};
 
 const NOBODY: libc::uid_t = 65534;
+/// Per-sample uids come from here up: no account uses them, and `RLIMIT_NPROC` counts processes
+/// per uid, so one sample's fork bomb cannot starve a sample running next to it.
+const SAMPLE_UID_BASE: u32 = 1_900_000_000;
+static NEXT_UID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A uid no other live sample (of this or another evaluator process) is likely to hold.
+fn sample_uid() -> libc::uid_t {
+    let n = NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4096;
+    SAMPLE_UID_BASE + (std::process::id() % 50_000) * 4096 + n
+}
 const SYS_LANDLOCK_CREATE_RULESET: libc::c_long = 444;
 const SYS_LANDLOCK_ADD_RULE: libc::c_long = 445;
 const SYS_LANDLOCK_RESTRICT_SELF: libc::c_long = 446;
@@ -66,7 +76,7 @@ pub fn isolation() -> Isolation {
         unsafe {
             probe.pre_exec(move || {
                 if root {
-                    drop_to_nobody()?;
+                    drop_to(NOBODY)?;
                 }
                 check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWPID | libc::CLONE_NEWIPC))
             });
@@ -85,16 +95,17 @@ fn check(r: libc::c_int) -> std::io::Result<()> {
 }
 
 /// SAFETY (callers): async-signal-safe; for use between fork and exec.
-unsafe fn drop_to_nobody() -> std::io::Result<()> {
+unsafe fn drop_to(uid: libc::uid_t) -> std::io::Result<()> {
     check(libc::setgroups(0, std::ptr::null()))?;
-    check(libc::setgid(NOBODY))?;
-    check(libc::setuid(NOBODY))
+    check(libc::setgid(uid))?;
+    check(libc::setuid(uid))
 }
 
 /// Everything the child needs, allocated before fork.
 struct Plan {
     limits: [(libc::__rlimit_resource_t, u64); 6],
-    drop_root: bool,
+    /// The uid to become when started as root.
+    drop_root: Option<libc::uid_t>,
     namespaces: bool,
     landlock: Option<(u32, Vec<CString>, CString)>,
 }
@@ -106,8 +117,8 @@ unsafe fn enter_sandbox(p: &Plan) -> std::io::Result<()> {
         let lim = libc::rlimit { rlim_cur: v, rlim_max: v };
         check(libc::setrlimit(res, &lim))?;
     }
-    if p.drop_root {
-        drop_to_nobody()?;
+    if let Some(uid) = p.drop_root {
+        drop_to(uid)?;
     }
     if p.namespaces {
         check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWPID | libc::CLONE_NEWIPC))?;
@@ -194,15 +205,16 @@ pub fn run_python(program: &str, cfg: &SandboxConfig) -> Result<Outcome> {
     std::fs::write(&script, program).map_err(EvalError::io("writing", &script))?;
     let stderr_path = path.join("stderr.txt");
     let stderr = File::create(&stderr_path).map_err(EvalError::io("creating", &stderr_path))?;
-    if iso.drops_root {
+    let uid = iso.drops_root.then(sample_uid);
+    if let Some(uid) = uid {
         let c = cstring(&path)?;
-        // SAFETY: plain syscalls on a path we own; the dir becomes nobody's own (0700).
+        // SAFETY: plain syscalls on a path we own; the dir becomes the sample uid's own (0700).
         unsafe {
-            libc::chown(c.as_ptr(), NOBODY, NOBODY);
+            libc::chown(c.as_ptr(), uid, uid);
             libc::chmod(c.as_ptr(), 0o700);
         }
-        let _ = std::os::unix::fs::chown(&stderr_path, Some(NOBODY), Some(NOBODY));
-        let _ = std::os::unix::fs::chown(&script, Some(NOBODY), Some(NOBODY));
+        let _ = std::os::unix::fs::chown(&stderr_path, Some(uid), Some(uid));
+        let _ = std::os::unix::fs::chown(&script, Some(uid), Some(uid));
     }
     let cpu = cfg.timeout.as_secs() + 1;
     let mut ro: Vec<CString> = cfg.read_only_paths.iter().map(|p| cstring(p)).collect::<Result<_>>()?;
@@ -218,7 +230,7 @@ pub fn run_python(program: &str, cfg: &SandboxConfig) -> Result<Outcome> {
             (libc::RLIMIT_NOFILE, 64),
             (libc::RLIMIT_CORE, 0),
         ],
-        drop_root: iso.drops_root,
+        drop_root: uid,
         namespaces: iso.namespaces,
         landlock: iso.landlock_abi.map(|abi| (abi, ro, cstring(&path).unwrap_or_default())),
     };

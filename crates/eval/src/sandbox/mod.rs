@@ -4,7 +4,8 @@
 //! 1. `setsid`: the sample leads its own process group, which the wall-clock timeout kills
 //!    whole (SIGKILL to `-pgid`), and which is killed again after every run to reap stragglers.
 //! 2. rlimits: CPU seconds, address space, process count, file size, open files, no core dumps.
-//! 3. When run as root: drop to `nobody` (65534) so `RLIMIT_NPROC` binds (root is exempt).
+//! 3. When run as root: drop to an unused per-sample uid (from 1 900 000 000 up) so
+//!    `RLIMIT_NPROC` binds (root is exempt) and counts only that sample's processes.
 //! 4. Namespaces, where the kernel allows unprivileged user namespaces: new user, network
 //!    (no interface but a down loopback), PID and IPC namespaces. The sample runs as PID 1 of
 //!    its namespace under a small reaper that forwards its exit status; when it exits or is
@@ -95,7 +96,7 @@ impl fmt::Display for Isolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rlimits+process group; user/net/pid namespaces: {}; landlock: {}; runs as nobody: {}",
+            "rlimits+process group; user/net/pid namespaces: {}; landlock: {}; per-sample uid: {}",
             if self.namespaces { "yes" } else { "no (network not isolated by namespace)" },
             self.landlock_abi.map_or("no (filesystem reads not confined)".to_string(), |a| format!("ABI {a}")),
             if self.drops_root { "yes" } else { "no (already unprivileged)" }
