@@ -70,14 +70,20 @@ impl GpuKv {
         self.layers = if self.layers.is_empty() {
             (0..spec.num_layers)
                 .map(|_| {
-                    Ok((Buf::zeros(dev, spec.dtype, per(spec.k_dim))?, Buf::zeros(dev, spec.dtype, per(spec.v_dim))?))
+                    Ok((
+                        Buf::zeros(dev, spec.float_dtype(), per(spec.k_dim))?,
+                        Buf::zeros(dev, spec.float_dtype(), per(spec.v_dim))?,
+                    ))
                 })
                 .collect::<Result<_>>()?
         } else {
             self.layers
                 .iter()
                 .map(|(k, v)| {
-                    Ok((k.grown(dev, spec.dtype, per(spec.k_dim))?, v.grown(dev, spec.dtype, per(spec.v_dim))?))
+                    Ok((
+                        k.grown(dev, spec.float_dtype(), per(spec.k_dim))?,
+                        v.grown(dev, spec.float_dtype(), per(spec.v_dim))?,
+                    ))
                 })
                 .collect::<Result<_>>()?
         };
@@ -111,7 +117,7 @@ impl GpuKv {
         let ptrs = LayerPtrs {
             k: kl.ptr(&self.dev),
             v: vl.ptr(&self.dev),
-            dtype: spec.dtype,
+            dtype: spec.float_dtype(),
             kv_heads: spec.kv_heads,
             k_dim: spec.k_dim,
             v_dim: spec.v_dim,

@@ -35,6 +35,12 @@ const LANES: usize = 16;
 pub enum KvSlice<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
+    /// int8 quants with one scale per head vector, at `[block][kv_head][offset]` (see
+    /// `nn::kv_cache`).
+    I8 {
+        q: &'a [i8],
+        scale: &'a [f16],
+    },
 }
 
 impl KvSlice<'_> {
@@ -42,14 +48,24 @@ impl KvSlice<'_> {
         match self {
             KvSlice::F32(s) => s.len(),
             KvSlice::F16(s) => s.len(),
+            KvSlice::I8 { q, .. } => q.len(),
         }
     }
 
-    /// Copies `out.len()` values from `at` as f32.
-    fn read(&self, at: usize, out: &mut [f32]) {
+    /// Copies one block's `out.len()` values from `at` as f32. `scales_at` is the block's first
+    /// scale; `transposed` says the block is `[dim][offset]` (keys) rather than `[offset][dim]`.
+    fn read(&self, at: usize, out: &mut [f32], scales_at: usize, bs: usize, transposed: bool) {
         match self {
             KvSlice::F32(s) => out.copy_from_slice(&s[at..at + out.len()]),
             KvSlice::F16(s) => s[at..at + out.len()].convert_to_f32_slice(out),
+            KvSlice::I8 { q, scale } => {
+                let (q, scale) = (&q[at..at + out.len()], &scale[scales_at..scales_at + bs]);
+                let dim = out.len() / bs;
+                for (i, (o, &x)) in out.iter_mut().zip(q).enumerate() {
+                    let j = if transposed { i % bs } else { i / dim };
+                    *o = x as f32 * scale[j].to_f32();
+                }
+            }
         }
     }
 }
@@ -250,8 +266,9 @@ unsafe fn unit_body<const SIMD: bool>(
                 Blk::F16(&k[k_at..][..dk * bs], &v[v_at..][..bs * dv])
             }
             _ => {
-                kv.k.read(k_at, k_buf);
-                kv.v.read(v_at, v_buf);
+                let scales_at = (block * kvh + unit.kv_head) * bs;
+                kv.k.read(k_at, k_buf, scales_at, bs, true);
+                kv.v.read(v_at, v_buf, scales_at, bs, false);
                 Blk::F32(k_buf, v_buf)
             }
         };
@@ -492,6 +509,7 @@ mod tests {
         softcap: Option<f32>,
         alibi: bool,
         f16: bool,
+        int8: bool,
     }
 
     /// Every sequence's keys live in scattered blocks; the reference recomputes each row with a
@@ -509,6 +527,23 @@ mod tests {
         }
         let (k16, v16): (Vec<f16>, Vec<f16>) =
             (kbuf.iter().map(|&x| f16::from_f32(x)).collect(), vbuf.iter().map(|&x| f16::from_f32(x)).collect());
+        // int8: arbitrary quants and one scale per (block, head, offset); the reference reads
+        // the dequantized values.
+        let (k8, v8): (Vec<i8>, Vec<i8>) = (
+            kbuf.iter().map(|&x| (x * 127.0).round() as i8).collect(),
+            vbuf.iter().map(|&x| (x * 127.0).round() as i8).collect(),
+        );
+        let scales: Vec<f16> =
+            values(num_blocks * c.kvh * c.bs, 4).iter().map(|&x| f16::from_f32(0.01 + x.abs() / 64.0)).collect();
+        if c.int8 {
+            for (i, x) in kbuf.iter_mut().enumerate() {
+                let (bh, j) = (i / (c.dk * c.bs), i % c.bs);
+                *x = k8[i] as f32 * scales[bh * c.bs + j].to_f32();
+            }
+            for (i, x) in vbuf.iter_mut().enumerate() {
+                *x = v8[i] as f32 * scales[i / c.dv].to_f32();
+            }
+        }
         // Block tables: a fixed permutation of the pool, disjoint per sequence.
         let perm: Vec<u32> = (0..num_blocks as u32).map(|i| (i * 37 + 11) % num_blocks as u32).collect();
         let mut tables = vec![];
@@ -535,8 +570,20 @@ mod tests {
             alibi: c.alibi.then_some(slopes.as_slice()),
         };
         let kv = KvBlocks {
-            k: if c.f16 { KvSlice::F16(&k16) } else { KvSlice::F32(&kbuf) },
-            v: if c.f16 { KvSlice::F16(&v16) } else { KvSlice::F32(&vbuf) },
+            k: if c.f16 {
+                KvSlice::F16(&k16)
+            } else if c.int8 {
+                KvSlice::I8 { q: &k8, scale: &scales }
+            } else {
+                KvSlice::F32(&kbuf)
+            },
+            v: if c.f16 {
+                KvSlice::F16(&v16)
+            } else if c.int8 {
+                KvSlice::I8 { q: &v8, scale: &scales }
+            } else {
+                KvSlice::F32(&vbuf)
+            },
             block_size: c.bs,
             kv_heads: c.kvh,
             k_dim: c.dk,
@@ -593,8 +640,18 @@ mod tests {
 
     #[test]
     fn matches_reference_across_layouts() {
-        let base =
-            Case { heads: 6, kvh: 2, dk: 32, dv: 32, bs: 16, window: None, softcap: None, alibi: false, f16: false };
+        let base = Case {
+            heads: 6,
+            kvh: 2,
+            dk: 32,
+            dv: 32,
+            bs: 16,
+            window: None,
+            softcap: None,
+            alibi: false,
+            f16: false,
+            int8: false,
+        };
         check(&base);
         check(&Case { bs: 8, ..base });
         check(&Case { bs: 5, heads: 4, kvh: 4, dk: 20, dv: 12, ..base });
@@ -606,6 +663,8 @@ mod tests {
         // In registers: 5 rows per kv head (a group of 4 and a tail of 1), 3 value chunks.
         check(&Case { f16: true, heads: 10, kvh: 2, dv: 48, ..base });
         check(&Case { bs: 32, dk: 48, dv: 16, heads: 2, kvh: 1, ..base });
+        check(&Case { int8: true, ..base });
+        check(&Case { int8: true, bs: 5, heads: 4, kvh: 4, dk: 20, dv: 12, window: Some(7), ..base });
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! (`crate::cuda::GpuKv`, with its own layout). [`PagedKvCache::attend`] is the one entry point
 //! the attention blocks use: it stores the new tokens' K/V and attends, on either.
 //!
+//! An int8 cache ([`KvDtype::Int8`], CPU) stores each token's key and value vector of each kv
+//! head as `round(x / s)` in -127..=127 with its own f16 scale `s = max|x| / 127` (a quantization
+//! block of one head vector, as llama.cpp's q8_0 cache quantizes 32-value blocks): half the
+//! bytes of f16. Scales live beside the quants, `[block][kv_head][offset]` for K and V alike.
+//!
 //! [`KvCache`] is the single-sequence convenience (scoring, tests, `prom score`): a private pool
 //! that grows as the sequence does, with the sequence's own block table. It runs through exactly
 //! the same attention as the batched engine.
@@ -17,12 +22,73 @@
 use candle_core::{DType, Device, Tensor};
 use half::f16;
 use half::slice::HalfBitsSliceExt;
+use std::fmt;
+use std::str::FromStr;
 
 use super::attention::flat;
 use super::batch::BatchMeta;
 use crate::cuda::GpuKv;
 use crate::kernels::attention::{paged_attention, AttnParams, KvBlocks, KvSlice};
 use crate::{Error, Result, TensorContext};
+
+/// How cached keys and values are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvDtype {
+    /// A float type: f32, f16 (llama.cpp's default, used for GGUF models) or bf16 (GPU).
+    Float(DType),
+    /// 8-bit integers with an f16 scale per token and kv head (CPU only).
+    Int8,
+}
+
+impl KvDtype {
+    /// The float type values are stored in, if they are not quantized.
+    pub fn float(self) -> Option<DType> {
+        match self {
+            KvDtype::Float(d) => Some(d),
+            KvDtype::Int8 => None,
+        }
+    }
+
+    /// Bytes per cached value, scales included for a head vector of `dim` values.
+    fn bytes_per_value(self, dim: usize) -> f64 {
+        match self {
+            KvDtype::Float(d) => d.size_in_bytes() as f64,
+            KvDtype::Int8 => 1.0 + 2.0 / dim.max(1) as f64,
+        }
+    }
+}
+
+impl From<DType> for KvDtype {
+    fn from(d: DType) -> Self {
+        KvDtype::Float(d)
+    }
+}
+
+impl fmt::Display for KvDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvDtype::Float(d) => write!(f, "{}", d.as_str()),
+            KvDtype::Int8 => f.write_str("int8"),
+        }
+    }
+}
+
+impl FromStr for KvDtype {
+    type Err = Error;
+
+    /// `f32`, `f16`, `bf16` or `int8` (also `q8_0`, llama.cpp's name for its 8-bit cache).
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "f32" => KvDtype::Float(DType::F32),
+            "f16" => KvDtype::Float(DType::F16),
+            "bf16" => KvDtype::Float(DType::BF16),
+            "int8" | "q8_0" => KvDtype::Int8,
+            other => {
+                return Err(Error::config("kv_cache_dtype", format!("`{other}`: expected f32, f16, bf16 or int8")))
+            }
+        })
+    }
+}
 
 /// The shape of one token's cache entry in one layer, the block geometry, and where it lives.
 #[derive(Debug, Clone)]
@@ -31,8 +97,9 @@ pub struct KvSpec {
     pub kv_heads: usize,
     pub k_dim: usize,
     pub v_dim: usize,
-    /// f32, or f16 (llama.cpp's default cache type, used for GGUF models); bf16 on a GPU.
-    pub dtype: DType,
+    /// f32, or f16 (llama.cpp's default cache type, used for GGUF models); bf16 on a GPU;
+    /// int8 with per-vector scales on the CPU.
+    pub dtype: KvDtype,
     pub block_size: usize,
     /// The model's device: the pool is allocated there.
     pub device: Device,
@@ -49,13 +116,15 @@ impl PartialEq for KvSpec {
 impl Eq for KvSpec {}
 
 impl KvSpec {
-    /// Values (K and V) per token per layer.
-    fn values_per_token(&self) -> usize {
-        self.kv_heads * (self.k_dim + self.v_dim)
+    pub fn bytes_per_token(&self) -> usize {
+        let per_head = self.k_dim as f64 * self.dtype.bytes_per_value(self.k_dim)
+            + self.v_dim as f64 * self.dtype.bytes_per_value(self.v_dim);
+        (self.num_layers as f64 * self.kv_heads as f64 * per_head).round() as usize
     }
 
-    pub fn bytes_per_token(&self) -> usize {
-        self.num_layers * self.values_per_token() * self.dtype.size_in_bytes()
+    /// The float type a GPU pool stores (an int8 spec never reaches one: [`KvSpec::check`]).
+    pub fn float_dtype(&self) -> DType {
+        self.dtype.float().unwrap_or(DType::F32)
     }
 
     pub fn bytes_per_block(&self) -> usize {
@@ -64,9 +133,13 @@ impl KvSpec {
 
     fn check(&self) -> Result<()> {
         let gpu = !self.device.is_cpu();
-        if !(matches!(self.dtype, DType::F32 | DType::F16) || gpu && self.dtype == DType::BF16) {
-            let supported = if gpu { "f32, f16 or bf16" } else { "f32 or f16" };
-            return Err(Error::config("kv_cache_dtype", format!("{:?} is not supported ({supported})", self.dtype)));
+        let ok = match self.dtype {
+            KvDtype::Float(d) => matches!(d, DType::F32 | DType::F16) || gpu && d == DType::BF16,
+            KvDtype::Int8 => !gpu,
+        };
+        if !ok {
+            let supported = if gpu { "f32, f16 or bf16 on a GPU" } else { "f32, f16 or int8 on the CPU" };
+            return Err(Error::config("kv_cache_dtype", format!("{} is not supported ({supported})", self.dtype)));
         }
         if self.block_size == 0 || self.kv_heads == 0 {
             return Err(Error::config(
@@ -83,20 +156,28 @@ impl KvSpec {
 enum Buf {
     F32(Vec<f32>),
     F16(Vec<u16>),
+    /// Quants, and one f16 scale (bits) per `dim` quants.
+    I8(Vec<i8>, Vec<u16>),
 }
 
 impl Buf {
-    fn zeros(dtype: DType, n: usize) -> Self {
+    /// `n` values of head vectors of `dim`.
+    fn zeros(dtype: KvDtype, n: usize, dim: usize) -> Self {
         match dtype {
-            DType::F16 => Buf::F16(vec![0; n]),
-            _ => Buf::F32(vec![0.0; n]),
+            KvDtype::Float(DType::F16) => Buf::F16(vec![0; n]),
+            KvDtype::Int8 => Buf::I8(vec![0; n], vec![0; n / dim.max(1)]),
+            KvDtype::Float(_) => Buf::F32(vec![0.0; n]),
         }
     }
 
-    fn resize(&mut self, n: usize) {
+    fn resize(&mut self, n: usize, dim: usize) {
         match self {
             Buf::F32(v) => v.resize(n, 0.0),
             Buf::F16(v) => v.resize(n, 0),
+            Buf::I8(q, s) => {
+                q.resize(n, 0);
+                s.resize(n / dim.max(1), 0);
+            }
         }
     }
 
@@ -104,8 +185,23 @@ impl Buf {
         match self {
             Buf::F32(v) => KvSlice::F32(v),
             Buf::F16(v) => KvSlice::F16(v.reinterpret_cast()),
+            Buf::I8(q, s) => KvSlice::I8 { q, scale: s.reinterpret_cast() },
         }
     }
+}
+
+/// Quantizes one head vector to int8 with the scale `max|x| / 127` (rounded to f16; the quants
+/// are computed against the rounded scale). Returns the scale's bits; `q[i]` goes to
+/// `out[i * stride]`.
+fn quantize_vector(x: &[f32], out: &mut [i8], stride: usize) -> u16 {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = f16::from_f32(amax / 127.0);
+    let s = scale.to_f32();
+    let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+    for (i, &v) in x.iter().enumerate() {
+        out[i * stride] = (v * inv).round().clamp(-127.0, 127.0) as i8;
+    }
+    scale.to_bits()
 }
 
 struct LayerKv {
@@ -138,8 +234,8 @@ impl PagedKvCache {
             Store::Host(
                 (0..spec.num_layers)
                     .map(|_| LayerKv {
-                        k: Buf::zeros(spec.dtype, per_layer(spec.k_dim)),
-                        v: Buf::zeros(spec.dtype, per_layer(spec.v_dim)),
+                        k: Buf::zeros(spec.dtype, per_layer(spec.k_dim), spec.k_dim),
+                        v: Buf::zeros(spec.dtype, per_layer(spec.v_dim), spec.v_dim),
                     })
                     .collect(),
             )
@@ -157,7 +253,7 @@ impl PagedKvCache {
         self.num_blocks
     }
 
-    /// Bytes of K/V storage.
+    /// Bytes of K/V storage (scales included).
     pub fn bytes(&self) -> usize {
         self.num_blocks * self.spec.bytes_per_block()
     }
@@ -171,8 +267,8 @@ impl PagedKvCache {
         match &mut self.store {
             Store::Host(layers) => {
                 for l in layers {
-                    l.k.resize(n * s.kv_heads * s.k_dim * s.block_size);
-                    l.v.resize(n * s.kv_heads * s.v_dim * s.block_size);
+                    l.k.resize(n * s.kv_heads * s.k_dim * s.block_size, s.k_dim);
+                    l.v.resize(n * s.kv_heads * s.v_dim * s.block_size, s.v_dim);
                 }
             }
             Store::Gpu(g) => g.grow(s, self.num_blocks, n)?,
@@ -259,6 +355,12 @@ impl PagedKvCache {
                             *dst = f16::from_f32(x).to_bits();
                         }
                     }
+                    (Buf::I8(kq, ks), Buf::I8(vq, vs)) => {
+                        // One scale per (block, head, offset), for K and V alike.
+                        let at = (block * kvh + h) * bs + off;
+                        ks[at] = quantize_vector(ksrc, &mut kq[kbase..], bs);
+                        vs[at] = quantize_vector(vsrc, &mut vq[vbase..vbase + vd], 1);
+                    }
                     _ => return Err(Error::InvalidInput("kv write: K and V stored in different types".into())),
                 }
             }
@@ -295,7 +397,7 @@ impl KvCache {
         Ok(Self { pool: PagedKvCache::new(spec, 0)?, table: Vec::new(), len: 0 })
     }
 
-    pub fn dtype(&self) -> DType {
+    pub fn dtype(&self) -> KvDtype {
         self.pool.spec.dtype
     }
 
@@ -331,5 +433,50 @@ impl KvCache {
     /// Bytes held by the cache storage.
     pub fn bytes(&self) -> usize {
         self.pool.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int8_vectors_round_trip_within_half_a_step() {
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 29) as f32 - 14.0) * 0.37).collect();
+        let mut q = vec![0i8; 64 * 3];
+        let bits = quantize_vector(&x, &mut q, 3);
+        let s = f16::from_bits(bits).to_f32();
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!((s - amax / 127.0).abs() <= amax / 127.0 * 1e-3, "scale {s} for max {amax}");
+        for (i, &v) in x.iter().enumerate() {
+            assert!((q[i * 3] as f32 * s - v).abs() <= s / 2.0 + 1e-6, "value {i}: {v} -> {}", q[i * 3]);
+        }
+        assert!(q.iter().skip(1).step_by(3).all(|&v| v == 0), "only every third slot is written");
+        assert_eq!(quantize_vector(&[0.0; 8], &mut q, 1), 0, "an all-zero vector has scale 0");
+        assert!(q[..8].iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn int8_is_about_half_of_f16_and_cpu_only() {
+        let spec = |dtype: KvDtype| KvSpec {
+            num_layers: 30,
+            kv_heads: 3,
+            k_dim: 64,
+            v_dim: 64,
+            dtype,
+            block_size: 16,
+            device: Device::Cpu,
+        };
+        let (f16b, i8b) = (spec(DType::F16.into()).bytes_per_token(), spec(KvDtype::Int8).bytes_per_token());
+        // 64 quants + one f16 scale per head vector: 66 bytes against 128.
+        assert_eq!((f16b, i8b), (30 * 3 * 2 * 128, 30 * 3 * 2 * 66));
+        let mut pool = PagedKvCache::new(spec(KvDtype::Int8), 2).unwrap();
+        assert_eq!(pool.bytes(), 2 * 16 * i8b);
+        pool.grow(3).unwrap();
+        assert_eq!(pool.num_blocks(), 3);
+        assert_eq!("q8_0".parse::<KvDtype>().unwrap(), KvDtype::Int8);
+        assert!("int4".parse::<KvDtype>().unwrap_err().to_string().contains("expected f32, f16, bf16 or int8"));
+        let bf16 = PagedKvCache::new(spec(DType::BF16.into()), 1).err().unwrap().to_string();
+        assert!(bf16.contains("bf16 is not supported"), "{bf16}");
     }
 }

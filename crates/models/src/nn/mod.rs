@@ -18,7 +18,7 @@ mod rope;
 
 pub(crate) use batch::BatchMeta;
 pub use batch::{LogitsFor, SeqChunk};
-pub use kv_cache::{KvCache, KvSpec, PagedKvCache};
+pub use kv_cache::{KvCache, KvDtype, KvSpec, PagedKvCache};
 pub use linear::Linear;
 pub use model::Model;
 pub use norm::Norm;

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use super::attention::{Attention, QkvProj};
 use super::batch::{BatchMeta, LogitsFor, SeqChunk};
 use super::build::Builder;
-use super::kv_cache::{KvCache, KvSpec, PagedKvCache};
+use super::kv_cache::{KvCache, KvDtype, KvSpec, PagedKvCache};
 use super::layer::{DecoderLayer, FeedForward};
 use super::linear::Linear;
 use super::mla::{Mla, MlaQuery};
@@ -33,7 +33,7 @@ pub struct Model {
     rope: Option<Rope>,
     local_rope: Option<Rope>,
     /// Storage type of the KV cache (see [`Model::with_kv_dtype`]).
-    kv_dtype: DType,
+    kv_dtype: KvDtype,
     /// Activations and dense weights (see [`Model::load_as`]).
     dtype: DType,
     device: Device,
@@ -113,7 +113,7 @@ impl Model {
             rope,
             local_rope,
             // The CPU cache is f32 (or f16 by request); a GPU cache holds the activation type.
-            kv_dtype: if device.is_cpu() { DType::F32 } else { dtype },
+            kv_dtype: KvDtype::Float(if device.is_cpu() { DType::F32 } else { dtype }),
             dtype,
             device: device.clone(),
         })
@@ -155,14 +155,15 @@ impl Model {
         KvCache::new(self.kv_spec(16))
     }
 
-    /// Stores K/V as `dtype`. With f16 the queries are rounded to f16 as well, as llama.cpp's
-    /// CPU attention does with its default f16 cache (it dots f16 q with f16 k).
-    pub fn with_kv_dtype(mut self, dtype: DType) -> Self {
-        self.kv_dtype = dtype;
+    /// Stores K/V as `dtype` (a `DType` or [`KvDtype::Int8`]). With f16 the queries are rounded
+    /// to f16 as well, as llama.cpp's CPU attention does with its default f16 cache (it dots f16
+    /// q with f16 k).
+    pub fn with_kv_dtype(mut self, dtype: impl Into<KvDtype>) -> Self {
+        self.kv_dtype = dtype.into();
         self
     }
 
-    pub fn kv_dtype(&self) -> DType {
+    pub fn kv_dtype(&self) -> KvDtype {
         self.kv_dtype
     }
 
