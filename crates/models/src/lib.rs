@@ -3,6 +3,7 @@
 //! - [`config`]: a family's HF `config.json` or GGUF metadata → one resolved [`ModelConfig`].
 //! - [`nn`]: the one composable decoder (attention, MLP, norms, RoPE, KV cache).
 //! - [`cuda`]: the CUDA backend's device selection, KV pool and paged-attention kernels.
+//! - [`parallel`]: tensor parallelism (sharded loading, collectives, lockstep ranks).
 //! - [`kernels`]: our CPU matmul for GGUF Q4_0/Q4_1/Q8_0 weights (AVX-512 VNNI, AVX2, scalar).
 //! - [`loader`]: safetensors (memory-mapped, sharded) and GGUF tensors behind one [`loader::Weights`].
 //! - [`tokenizer`]: HF `tokenizer.json` and GGUF-embedded vocabularies behind one [`Tokenizer`].
@@ -18,6 +19,7 @@ pub mod kernels;
 pub mod load;
 pub mod loader;
 pub mod nn;
+pub mod parallel;
 pub mod quant;
 pub mod source;
 pub mod tokenizer;

@@ -1,6 +1,8 @@
 //! One decoder layer; norm placement is a parameter: pre-norm, sandwich (Gemma 2/3: pre and
 //! post) or post-norm (OLMo 2), by which norms are present.
 
+use std::sync::Arc;
+
 use candle_core::Tensor;
 
 use super::attention::Attention;
@@ -10,6 +12,7 @@ use super::mlp::Mlp;
 use super::moe::Moe;
 use super::norm::Norm;
 use super::rope::{Rope, RopeTables};
+use crate::parallel::Communicator;
 use crate::{Result, TensorContext};
 
 pub struct DecoderLayer {
@@ -21,6 +24,9 @@ pub struct DecoderLayer {
     pub(super) ffn_norm: Option<Norm>,
     pub(super) mlp: FeedForward,
     pub(super) post_ffn_norm: Option<Norm>,
+    /// Tensor parallelism: attention and feed-forward end in a row-parallel projection, whose
+    /// per-rank partial sums are added up here, before any norm or residual sees them.
+    pub(super) reduce: Option<Arc<dyn Communicator>>,
 }
 
 /// The feed-forward half of a layer: the dense MLP or the mixture of experts.
@@ -54,7 +60,11 @@ impl DecoderLayer {
                 None => Ok(x.clone()),
             }
         };
-        let mut h = self.attn.forward(&normed(&self.attn_norm, x)?, index, rope, batch, kv)?;
+        let reduced = |h: Tensor| match &self.reduce {
+            Some(c) => c.all_reduce_sum(&h),
+            None => Ok(h),
+        };
+        let mut h = reduced(self.attn.forward(&normed(&self.attn_norm, x)?, index, rope, batch, kv)?)?;
         if let Some(n) = &self.post_attn_norm {
             h = n.forward(&h)?;
         }
@@ -65,7 +75,7 @@ impl DecoderLayer {
                 (x.clone(), x)
             }
         };
-        let mut h = self.mlp.forward(&normed_x)?;
+        let mut h = reduced(self.mlp.forward(&normed_x)?)?;
         if let Some(n) = &self.post_ffn_norm {
             h = n.forward(&h)?;
         }

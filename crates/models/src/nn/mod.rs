@@ -5,7 +5,7 @@
 
 mod attention;
 mod batch;
-mod build;
+pub(crate) mod build;
 mod kv_cache;
 mod layer;
 mod linear;

@@ -1,5 +1,7 @@
 //! The decoder: embeddings → layers → final norm → head.
 
+use std::sync::Arc;
+
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
 
@@ -15,9 +17,13 @@ use super::moe::Moe;
 use super::norm::Norm;
 use super::rope::{Rope, RopeTables};
 use crate::config::names::layer as at;
-use crate::config::{GateUpNames, LayerRope, ModelConfig, PositionEncoding, QkNorm, QkvNames, WeightNames};
+use crate::config::{
+    AttentionConfig, GateUpNames, LayerRope, ModelConfig, PositionEncoding, QkNorm, QkvNames, WeightNames,
+};
 use crate::cuda::GpuBatch;
 use crate::loader::{WeightData, Weights};
+use crate::parallel::shard::{self, Cut, Heads, Shard};
+use crate::parallel::{Communicator, TensorParallel};
 use crate::{Error, Result, TensorContext};
 
 pub struct Model {
@@ -37,6 +43,8 @@ pub struct Model {
     /// Activations and dense weights (see [`Model::load_as`]).
     dtype: DType,
     device: Device,
+    /// This model is one rank of a tensor-parallel world ([`crate::parallel`]).
+    tp: Option<TensorParallel>,
 }
 
 impl Model {
@@ -55,21 +63,45 @@ impl Model {
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
+        Self::load_rank(cfg, names, weights, device, dtype, None)
+    }
+
+    /// [`Model::load_as`] for one rank of a tensor-parallel world: this rank's slices of the
+    /// weights (`crate::parallel::shard`), and `comm` to meet the other ranks.
+    pub(crate) fn load_rank(
+        cfg: ModelConfig,
+        names: &WeightNames,
+        weights: &dyn Weights,
+        device: &Device,
+        dtype: DType,
+        comm: Option<Arc<dyn Communicator>>,
+    ) -> Result<Self> {
         if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
             return Err(Error::config("dtype", format!("{dtype:?} is not supported (f32, bf16 or f16)")));
         }
         let cast = AsDtype { inner: weights, dtype };
         let b = Builder { weights: &cast, device };
         let (hidden, vocab) = (cfg.hidden_size, cfg.vocab_size);
+        let tp = match comm {
+            Some(c) if c.world_size() > 1 => Some(TensorParallel::new(c, &cfg, names)?),
+            _ => None,
+        };
+        let sh = tp.as_ref().map_or(Shard::SINGLE, |t| t.shard());
         let embed_raw = b.raw(&names.embed, &[vocab, hidden])?;
-        let embed = embed_raw.to_dense(device)?.to_dtype(dtype).ctx("embedding dtype")?;
-        let lm_head = match &names.lm_head {
-            Some(name) => {
+        let mut embed = embed_raw.to_dense(device)?.to_dtype(dtype).ctx("embedding dtype")?;
+        let lm_head = match (&names.lm_head, &tp) {
+            (Some(name), _) => {
                 let prefix = name.strip_suffix(".weight").unwrap_or(name);
-                b.linear(prefix, vocab, hidden, false, false)?
+                shard::lm_head(&b, tp.as_ref(), prefix, vocab, hidden)?
+            }
+            (None, Some(t)) => {
+                // Tied: the head is this rank's embedding rows.
+                let (rows, per) = t.vocab_rows();
+                embed = shard::rows_padded(&embed, rows, per, &names.embed)?;
+                Linear::new(QMatMul::Tensor(embed.clone()), None, per)
             }
             // Tied: a quantized embedding stays quantized for the head matmul, as in llama.cpp.
-            None => Linear::new(
+            (None, None) => Linear::new(
                 match embed_raw {
                     WeightData::Quantized(q) => QMatMul::from_arc(q)?,
                     WeightData::Dense(t) => QMatMul::Tensor(t),
@@ -94,8 +126,14 @@ impl Model {
             PositionEncoding::Alibi => Some(alibi_slopes(cfg.attention.num_heads)),
             _ => None,
         };
-        let layers =
-            (0..cfg.num_layers).map(|i| load_layer(&b, &cfg, names, i, alibi.clone())).collect::<Result<Vec<_>>>()?;
+        if let (Some(t), Some(_)) = (&tp, &names.lm_head) {
+            let (rows, per) = t.vocab_rows();
+            embed = shard::rows_padded(&embed, rows, per, &names.embed)?;
+        }
+        let comm = tp.as_ref().map(|t| Arc::clone(t.comm()));
+        let layers = (0..cfg.num_layers)
+            .map(|i| load_layer(&b, &cfg, names, i, alibi.clone(), sh, comm.clone()))
+            .collect::<Result<Vec<_>>>()?;
         let final_norm = b.norm(&names.final_norm, hidden, &cfg.norm)?;
         let rope = match &cfg.position {
             PositionEncoding::Rope(r) => Some(Rope::new(r.clone())),
@@ -116,7 +154,17 @@ impl Model {
             kv_dtype: KvDtype::Float(if device.is_cpu() { DType::F32 } else { dtype }),
             dtype,
             device: device.clone(),
+            tp,
         })
+    }
+
+    /// This model's rank in a tensor-parallel world (`None`: the whole model).
+    pub fn tensor_parallel(&self) -> Option<&TensorParallel> {
+        self.tp.as_ref()
+    }
+
+    pub(crate) fn tensor_parallel_mut(&mut self) -> Option<&mut TensorParallel> {
+        self.tp.as_mut()
     }
 
     /// The dtype of activations and dense weights.
@@ -137,7 +185,7 @@ impl Model {
         let a = &self.cfg.attention;
         let (kv_heads, k_dim, v_dim) = match &a.mla {
             Some(m) => (1, m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank),
-            None => (a.num_kv_heads, a.head_dim, a.head_dim),
+            None => (self.tp.as_ref().map_or(a.num_kv_heads, |t| t.kv_heads()), a.head_dim, a.head_dim),
         };
         KvSpec {
             num_layers: self.cfg.num_layers,
@@ -185,6 +233,22 @@ impl Model {
     /// reads each sequence's K/V through its block table. Returns f32 logits `(rows, vocab)` for
     /// the rows the chunks ask for, in chunk order.
     pub fn forward_batch(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
+        let Some(followers) = self.tp.as_ref().and_then(|t| t.followers.as_ref()) else {
+            return self.forward_rank(chunks, kv);
+        };
+        // Rank 0 of a split model: the other ranks run the same step beside this one.
+        followers.send(chunks, kv)?;
+        let logits = self.forward_rank(chunks, kv);
+        if logits.is_err() {
+            self.tp.iter().for_each(|t| t.comm().abort());
+        }
+        let others = followers.wait();
+        let logits = logits?;
+        others.map(|_| logits)
+    }
+
+    /// This rank's part of [`Model::forward_batch`] (the whole of it for an unsplit model).
+    pub(crate) fn forward_rank(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
         let want = self.kv_spec(kv.spec().block_size);
         if kv.spec() != &want {
             return Err(Error::InvalidInput(format!("KV cache {:?} does not fit this model ({want:?})", kv.spec())));
@@ -192,9 +256,14 @@ impl Model {
         let mut batch = BatchMeta::new(chunks, want.block_size, self.cfg.vocab_size)?;
         batch.gpu = GpuBatch::new(&batch, &self.device)?;
         let t = batch.num_tokens();
-        let ids = Tensor::new(batch.tokens.as_slice(), &self.device).ctx("token ids")?;
         // (T, hidden) → (1, T, hidden)
-        let mut x = self.embed.index_select(&ids, 0).ctx("embedding")?;
+        let mut x = match &self.tp {
+            Some(tp) => tp.embed(&self.embed, &batch.tokens)?,
+            None => {
+                let ids = Tensor::new(batch.tokens.as_slice(), &self.device).ctx("token ids")?;
+                self.embed.index_select(&ids, 0).ctx("embedding")?
+            }
+        };
         if let Some(s) = self.cfg.embedding_scale {
             x = (x * s as f64).ctx("embedding scale")?;
         }
@@ -245,6 +314,9 @@ impl Model {
         };
         let x = self.final_norm.forward(&x)?;
         let mut logits = self.lm_head.forward(&x)?;
+        if let Some(tp) = &self.tp {
+            logits = tp.gather_logits(&logits)?;
+        }
         if let Some(cap) = self.cfg.final_logit_softcap {
             logits =
                 ((logits / cap as f64).and_then(|l| l.tanh()).and_then(|l| l * cap as f64)).ctx("final softcap")?;
@@ -292,18 +364,24 @@ impl Weights for AsDtype<'_> {
     }
 }
 
-fn load_mlp(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize) -> Result<Mlp> {
+/// Column-parallel gate/up and row-parallel down over this rank's intermediate features.
+fn load_mlp(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, sh: Shard) -> Result<Mlp> {
     let (m, hidden, tr) = (&cfg.mlp, cfg.hidden_size, n.transposed);
     let ff = m.intermediate_size;
+    let part = sh.even_part(ff, "intermediate_size")?;
+    let cols = Cut::Out(vec![part.clone()]);
+    let lin = |name: &str, full, cut| shard::linear(b, sh, &at(name, i), full, m.bias, tr, cut);
     let gate_up = match &n.gate_up {
-        GateUpNames::Separate { gate, up } => GateUp::Separate {
-            gate: b.linear(&at(gate, i), ff, hidden, m.bias, tr)?,
-            up: b.linear(&at(up, i), ff, hidden, m.bias, tr)?,
-        },
-        GateUpNames::Fused(name) => GateUp::Fused(b.linear(&at(name, i), 2 * ff, hidden, m.bias, tr)?),
-        GateUpNames::UpOnly(name) => GateUp::UpOnly(b.linear(&at(name, i), ff, hidden, m.bias, tr)?),
+        GateUpNames::Separate { gate, up } => {
+            GateUp::Separate { gate: lin(gate, (ff, hidden), cols.clone())?, up: lin(up, (ff, hidden), cols.clone())? }
+        }
+        GateUpNames::Fused(name) => {
+            let halves = vec![part.clone(), ff + part.start..ff + part.end];
+            GateUp::Fused(lin(name, (2 * ff, hidden), Cut::Out(halves))?)
+        }
+        GateUpNames::UpOnly(name) => GateUp::UpOnly(lin(name, (ff, hidden), cols)?),
     };
-    Ok(Mlp { gate_up, down: b.linear(&at(&n.down, i), hidden, ff, m.bias, tr)?, activation: m.activation })
+    Ok(Mlp { gate_up, down: lin(&n.down, (hidden, ff), Cut::In(part))?, activation: m.activation })
 }
 
 /// ALiBi slopes for `n` heads (Press et al.; BLOOM's `build_alibi_tensor`): a geometric
@@ -326,18 +404,30 @@ fn load_layer(
     n: &WeightNames,
     i: usize,
     alibi: Option<Vec<f32>>,
+    sh: Shard,
+    comm: Option<Arc<dyn Communicator>>,
 ) -> Result<DecoderLayer> {
     let a = &cfg.attention;
     let hidden = cfg.hidden_size;
     let (q_dim, kv_dim) = (a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim);
     let tr = n.transposed;
+    // This rank's heads, as feature ranges of the q and k/v projections.
+    let heads = Heads::of(sh, a.num_heads, a.num_kv_heads)?;
+    let d = a.head_dim;
+    let (qf, kvf) = (heads.q.start * d..heads.q.end * d, heads.kv.start * d..heads.kv.end * d);
+    let proj = |name: &str, full, cut| shard::linear(b, sh, &at(name, i), full, a.qkv_bias, tr, cut);
     let qkv = match &n.qkv {
         QkvNames::Separate { q, k, v } => QkvProj::Separate {
-            q: b.linear(&at(q, i), q_dim, hidden, a.qkv_bias, tr)?,
-            k: b.linear(&at(k, i), kv_dim, hidden, a.qkv_bias, tr)?,
-            v: b.linear(&at(v, i), kv_dim, hidden, a.qkv_bias, tr)?,
+            q: proj(q, (q_dim, hidden), Cut::Out(vec![qf.clone()]))?,
+            k: proj(k, (kv_dim, hidden), Cut::Out(vec![kvf.clone()]))?,
+            v: proj(v, (kv_dim, hidden), Cut::Out(vec![kvf.clone()]))?,
         },
-        QkvNames::Fused(name) => QkvProj::Fused(b.linear(&at(name, i), q_dim + 2 * kv_dim, hidden, a.qkv_bias, tr)?),
+        QkvNames::Fused(name) => {
+            // `[q | k | v]`: this rank's rows of each part.
+            let shift = |r: &std::ops::Range<usize>, by: usize| r.start + by..r.end + by;
+            let parts = vec![qf.clone(), shift(&kvf, q_dim), shift(&kvf, q_dim + kv_dim)];
+            QkvProj::Fused(proj(name, (q_dim + 2 * kv_dim, hidden), Cut::Out(parts))?)
+        }
         QkvNames::FusedPerHead(name) => {
             QkvProj::Fused(b.linear_per_head_qkv(&at(name, i), a.num_heads, a.head_dim, hidden, a.qkv_bias)?)
         }
@@ -391,20 +481,20 @@ fn load_layer(
     };
     let attn = Attention {
         qkv,
-        o: b.linear(&at(&n.o, i), hidden, o_in, a.out_bias, tr)?,
+        o: shard::linear(b, sh, &at(&n.o, i), (hidden, o_in), a.out_bias, tr, Cut::In(qf))?,
         q_norm: head_norm(&n.q_norm, q_dim)?,
         k_norm: head_norm(&n.k_norm, kv_dim)?,
-        cfg: a.clone(),
+        cfg: AttentionConfig { num_heads: heads.q.len(), num_kv_heads: heads.kv.len(), ..a.clone() },
         sliding_window: cfg.layers[i].sliding_window,
-        alibi_slopes: alibi,
+        alibi_slopes: alibi.map(|s| s[heads.q.clone()].to_vec()),
     };
     let ffn = if cfg.layers[i].moe {
         let (mc, mn) = cfg.moe.as_ref().zip(n.moe.as_ref()).ok_or_else(|| {
             Error::config("num_experts", format!("layer {i} is MoE but the family maps no MoE block"))
         })?;
-        FeedForward::Moe(Box::new(Moe::load(b, mc, mn, i, hidden)?))
+        FeedForward::Moe(Box::new(Moe::load_rank(b, mc, mn, i, hidden, sh)?))
     } else {
-        FeedForward::Dense(load_mlp(b, cfg, n, i)?)
+        FeedForward::Dense(load_mlp(b, cfg, n, i, sh)?)
     };
     let norm = |name: &Option<String>| -> Result<Option<Norm>> {
         name.as_ref().map(|name| b.norm(&at(name, i), hidden, &cfg.norm)).transpose()
@@ -416,6 +506,7 @@ fn load_layer(
         ffn_norm: norm(&n.ffn_norm)?,
         mlp: ffn,
         post_ffn_norm: norm(&n.post_ffn_norm)?,
+        reduce: comm,
     })
 }
 

@@ -10,6 +10,7 @@
 //! dropping (inference never drops), fused MoE kernels.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
@@ -21,6 +22,7 @@ use super::mlp::{GateUp, Mlp};
 use crate::config::moe::{expert, ExpertNames, MoeConfig, MoeNames, Scoring, TopkMethod};
 use crate::config::names::layer as at;
 use crate::loader::WeightData;
+use crate::parallel::shard::{self, Cut, Shard};
 use crate::{Error, Result, TensorContext};
 
 /// One gated MLP, `down(act(gate(x)) * up(x))`, for building a [`Moe`] by hand.
@@ -48,7 +50,9 @@ pub struct Moe {
     router: Tensor,
     /// (num_experts,) on the host, where routing runs.
     correction_bias: Option<Vec<f32>>,
+    /// The experts `local` (all of them, unless split across tensor-parallel ranks).
     experts: Vec<Mlp>,
+    local: Range<usize>,
     shared: Option<Mlp>,
     shared_gate: Option<Linear>,
 }
@@ -65,11 +69,27 @@ struct Routes {
 impl Moe {
     /// Loads layer `layer`'s block. `hidden` is the model's hidden size.
     pub fn load(b: &Builder, cfg: &MoeConfig, names: &MoeNames, layer: usize, hidden: usize) -> Result<Moe> {
+        Self::load_rank(b, cfg, names, layer, hidden, Shard::SINGLE)
+    }
+
+    /// [`Moe::load`] for one tensor-parallel rank: its contiguous share of the routed experts
+    /// (expert parallelism; the router is replicated, so every rank routes alike), and the
+    /// shared experts split like a dense MLP. The block's output is then this rank's partial sum.
+    pub(crate) fn load_rank(
+        b: &Builder,
+        cfg: &MoeConfig,
+        names: &MoeNames,
+        layer: usize,
+        hidden: usize,
+        sh: Shard,
+    ) -> Result<Moe> {
         cfg.validate()?;
         let (n, ff) = (cfg.num_experts, cfg.expert_intermediate_size);
+        let local = sh.ceil_part(n);
         let mlp = |gate_up, down| Mlp { gate_up, down, activation: cfg.activation };
         let experts = match &names.experts {
-            ExpertNames::PerExpert(f) => (0..n)
+            ExpertNames::PerExpert(f) => local
+                .clone()
                 .map(|e| {
                     let lin = |t: &str, out, inp| b.linear(&expert(t, layer, e), out, inp, false, false);
                     let gate_up = GateUp::Separate { gate: lin(&f.gate, ff, hidden)?, up: lin(&f.up, ff, hidden)? };
@@ -77,14 +97,14 @@ impl Moe {
                 })
                 .collect::<Result<Vec<_>>>()?,
             ExpertNames::StackedGateUp { gate_up, down } => {
-                let gate_ups = split_stacked(b, &at(gate_up, layer), n, 2 * ff, hidden)?;
-                let downs = split_stacked(b, &at(down, layer), n, hidden, ff)?;
+                let gate_ups = split_stacked(b, &at(gate_up, layer), n, 2 * ff, hidden, &local)?;
+                let downs = split_stacked(b, &at(down, layer), n, hidden, ff, &local)?;
                 gate_ups.into_iter().zip(downs).map(|(gu, d)| mlp(GateUp::Fused(gu), d)).collect()
             }
             ExpertNames::Stacked(f) => {
-                let gates = split_stacked(b, &at(&f.gate, layer), n, ff, hidden)?;
-                let ups = split_stacked(b, &at(&f.up, layer), n, ff, hidden)?;
-                let downs = split_stacked(b, &at(&f.down, layer), n, hidden, ff)?;
+                let gates = split_stacked(b, &at(&f.gate, layer), n, ff, hidden, &local)?;
+                let ups = split_stacked(b, &at(&f.up, layer), n, ff, hidden, &local)?;
+                let downs = split_stacked(b, &at(&f.down, layer), n, hidden, ff, &local)?;
                 gates
                     .into_iter()
                     .zip(ups)
@@ -101,11 +121,16 @@ impl Moe {
             (false, _) => None,
         };
         let shared = match (&cfg.shared_experts, &names.shared) {
-            (Some(sh), Some(f)) => {
-                let lin = |t: &str, out, inp| b.linear(&at(t, layer), out, inp, false, false);
-                let ff = sh.intermediate_size;
-                let gate_up = GateUp::Separate { gate: lin(&f.gate, ff, hidden)?, up: lin(&f.up, ff, hidden)? };
-                Some(mlp(gate_up, lin(&f.down, hidden, ff)?))
+            (Some(se), Some(f)) => {
+                let ff = se.intermediate_size;
+                let part = sh.even_part(ff, "shared_expert_intermediate_size")?;
+                let lin = |t: &str, full, cut| shard::linear(b, sh, &at(t, layer), full, false, false, cut);
+                let cols = || Cut::Out(vec![part.clone()]);
+                let gate_up = GateUp::Separate {
+                    gate: lin(&f.gate, (ff, hidden), cols())?,
+                    up: lin(&f.up, (ff, hidden), cols())?,
+                };
+                Some(mlp(gate_up, lin(&f.down, (hidden, ff), Cut::In(part.clone()))?))
             }
             (Some(_), None) => return Err(Error::config("shared_experts", "enabled but the family maps no tensors")),
             (None, _) => None,
@@ -117,7 +142,7 @@ impl Moe {
             (false, _) => None,
         };
         let router = b.tensor(&format!("{}.weight", at(&names.router, layer)), &[n, hidden])?;
-        Self::assemble(cfg.clone(), router, correction_bias, experts, shared, shared_gate)
+        Self::assemble(cfg.clone(), router, correction_bias, (local, experts), shared, shared_gate)
     }
 
     /// A block from weights already in memory (tests, benchmarks, conversions).
@@ -127,14 +152,22 @@ impl Moe {
         let mlp =
             |f: GatedFfn| Mlp { gate_up: GateUp::Separate { gate: f.gate, up: f.up }, down: f.down, activation: act };
         let experts = parts.experts.into_iter().map(mlp).collect();
-        Self::assemble(cfg, parts.router, parts.correction_bias, experts, parts.shared.map(mlp), parts.shared_gate)
+        let all = 0..cfg.num_experts;
+        Self::assemble(
+            cfg,
+            parts.router,
+            parts.correction_bias,
+            (all, experts),
+            parts.shared.map(mlp),
+            parts.shared_gate,
+        )
     }
 
     fn assemble(
         cfg: MoeConfig,
         router: Tensor,
         correction_bias: Option<Tensor>,
-        experts: Vec<Mlp>,
+        (local, experts): (Range<usize>, Vec<Mlp>),
         shared: Option<Mlp>,
         shared_gate: Option<Linear>,
     ) -> Result<Moe> {
@@ -146,8 +179,11 @@ impl Moe {
                 format!("router has shape {:?}, expected ({n}, hidden)", router.dims()),
             ));
         }
-        if experts.len() != n {
-            return Err(Error::config("num_experts", format!("{} experts given, config says {n}", experts.len())));
+        if experts.len() != local.len() || local.end > n {
+            return Err(Error::config(
+                "num_experts",
+                format!("{} experts given for experts {local:?}, config says {n}", experts.len()),
+            ));
         }
         let correction_bias = match (cfg.has_correction_bias, correction_bias) {
             (true, Some(t)) => {
@@ -170,7 +206,7 @@ impl Moe {
         if gated.is_some() != shared.is_some() || (gated == Some(true)) != shared_gate.is_some() {
             return Err(Error::config("shared_experts", "the shared expert (and its gate) must match the config"));
         }
-        Ok(Moe { cfg, router, correction_bias, experts, shared, shared_gate })
+        Ok(Moe { cfg, router, correction_bias, experts, local, shared, shared_gate })
     }
 
     pub fn config(&self) -> &MoeConfig {
@@ -194,7 +230,7 @@ impl Moe {
         let mut outs = Vec::new();
         let mut dest: Vec<u32> = Vec::with_capacity(n * routes.k);
         let mut weights: Vec<f32> = Vec::with_capacity(n * routes.k);
-        for (e, expert) in self.experts.iter().enumerate() {
+        for (e, expert) in self.local.clone().zip(&self.experts) {
             if rows[e].is_empty() {
                 continue;
             }
@@ -206,7 +242,11 @@ impl Moe {
             weights.extend_from_slice(&row_weights[e]);
         }
         let m = dest.len();
-        // (n * k, hidden), scaled row-wise by the routing weights
+        if m == 0 {
+            // No token chose this rank's experts.
+            return self.add_shared(&xs, xs.zeros_like().ctx("moe output")?)?.reshape((b, t, h)).ctx("moe unflatten");
+        }
+        // (m ≤ n * k, hidden), scaled row-wise by the routing weights
         let y = Tensor::cat(&outs, 0).ctx("concat expert outputs")?;
         let w = Tensor::from_vec(weights, (m, 1), xs.device()).ctx("routing weights")?.to_dtype(y.dtype())?;
         let y = y.broadcast_mul(&w).ctx("scale by routing weights")?;
@@ -230,7 +270,7 @@ impl Moe {
         // (n, experts)
         let dense = Tensor::from_vec(dense, (b * t, ne), xs.device()).ctx("dense routing")?.to_dtype(xs.dtype())?;
         let mut out = xs.zeros_like().ctx("moe output")?;
-        for (e, expert) in self.experts.iter().enumerate() {
+        for (e, expert) in self.local.clone().zip(&self.experts) {
             let w = dense.narrow(1, e, 1).ctx("expert column")?;
             out = (out + expert.forward(&xs)?.broadcast_mul(&w).ctx("scale expert")?).ctx("sum experts")?;
         }
@@ -328,10 +368,26 @@ fn top_k_of(values: &[f32], mut candidates: Vec<usize>, k: usize) -> Vec<usize> 
 
 /// Splits a (num, rows, cols) stack into `num` linears of (rows, cols). Dense stacks share the
 /// storage; block-quantized ones are cut on expert boundaries and stay quantized.
-fn split_stacked(b: &Builder, name: &str, num: usize, rows: usize, cols: usize) -> Result<Vec<Linear>> {
+/// Only the experts `keep` are returned; when that is not all of them, dense ones are copied out
+/// so the rest of the stack can be freed.
+fn split_stacked(
+    b: &Builder,
+    name: &str,
+    num: usize,
+    rows: usize,
+    cols: usize,
+    keep: &Range<usize>,
+) -> Result<Vec<Linear>> {
     let linear = |w| Linear::new(w, None, rows);
+    let some = keep.len() < num;
     match b.raw(name, &[num, rows, cols])? {
-        WeightData::Dense(t) => (0..num).map(|e| Ok(linear(QMatMul::Tensor(t.get(e).ctx(name)?)))).collect(),
+        WeightData::Dense(t) => keep
+            .clone()
+            .map(|e| {
+                let w = t.get(e).and_then(|w| if some { w.copy() } else { Ok(w) }).ctx(name)?;
+                Ok(linear(QMatMul::Tensor(w)))
+            })
+            .collect(),
         WeightData::Quantized(q) => {
             let data = q.data().ctx(name)?;
             let dtype = q.dtype();
@@ -343,7 +399,7 @@ fn split_stacked(b: &Builder, name: &str, num: usize, rows: usize, cols: usize) 
             if data.len() % num != 0 || per % dtype.type_size() != 0 {
                 return Err(bad(format!("{} bytes of {dtype:?} do not split into {num} experts", data.len())));
             }
-            (0..num)
+            keep.clone()
                 .map(|e| {
                     let bytes = &data[e * per..(e + 1) * per];
                     if bytes.as_ptr() as usize % align != 0 {
