@@ -24,6 +24,8 @@ Examples:
   prom score model.gguf --text \"The quick brown fox\"
   prom serve --port 8000 --api-key sk-local           # OpenAI-compatible HTTP server
   prom bench --offline --scenario throughput --concurrency 1,4,16,64
+  prom bench -m model.gguf -p 512 -n 128 -r 5 -t 2       # llama-bench style pp/tg tok/s
+  prom bench serve --base-url http://127.0.0.1:8000 --num-prompts 64 --max-concurrency 8
 
 Models (--model / MODEL): a .gguf file, an HF model directory, an `org/name` hub id (hub cache
 first, then download when online), or `smollm2-135m-instruct-q4_1` (the default; fetched once
@@ -48,7 +50,7 @@ enum Command {
     Score(score::Args),
     /// Serve the model over an OpenAI-compatible HTTP API (chat, completions, metrics).
     Serve(serve::Args),
-    /// Measure the engine: throughput at several concurrencies, or prefix-cache TTFT.
+    /// Measure speed: model pp/tg tok/s (llama-bench), engine load, or a server (`bench serve`).
     Bench(bench::Args),
     /// Evaluate on lm-eval-style tasks (arc_easy, gsm8k, mmlu, ...), in-process or via --endpoint.
     Eval(eval::Args),

@@ -1,4 +1,4 @@
-//! `prom bench`: load numbers for the engine, measured through its public API the way a server
+//! `prom bench --scenario throughput|prefix`: load numbers for the engine, measured through its public API the way a server
 //! would use it.
 //!
 //! - `throughput`: for each concurrency C, C requests submitted at once (distinct prompts of
@@ -22,44 +22,14 @@ use prom_models::chat::ChatMessage;
 use prom_models::Tokenizer;
 use serde_json::json;
 
-use crate::common::{start_engine, EngineArgs, ModelArgs, Served};
+use super::stats::median;
+use super::Args;
+use crate::common::{start_engine, Served};
 use crate::run::render;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-enum Scenario {
-    Throughput,
-    Prefix,
-}
-
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    engine: EngineArgs,
-    #[arg(long, value_enum, default_value = "throughput")]
-    scenario: Scenario,
-    /// Concurrency levels (throughput).
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
-    concurrency: Vec<usize>,
-    /// Tokens generated per request (greedy, EOS ignored).
-    #[arg(long, default_value_t = 64)]
-    max_tokens: usize,
-    /// Throughput: measured rounds per concurrency level (medians are reported; default 1).
-    /// Prefix: cold and cached requests each (default 5).
-    #[arg(long)]
-    reps: Option<usize>,
-    /// Throughput: every prompt exactly this many tokens (default: 32–128, varied).
-    #[arg(long)]
-    prompt_tokens: Option<usize>,
-    /// Prefix: length of the shared system prompt in tokens (approximately; whole sentences).
-    #[arg(long, default_value_t = 1000)]
-    prefix_tokens: usize,
-}
-
-pub fn run(a: Args) -> Result<()> {
+/// `throughput`, or else `prefix`.
+pub(super) fn run(a: &Args, throughput_scenario: bool) -> Result<()> {
     anyhow::ensure!(a.max_tokens > 0, "`--max-tokens` must be >= 1. Given: 0");
-    anyhow::ensure!(a.reps != Some(0), "`--reps` must be >= 1. Given: 0");
     let m = a.model.load()?;
     let s = start_engine(m, &a.engine)?;
     let i = s.engine.info();
@@ -72,10 +42,7 @@ pub fn run(a: Args) -> Result<()> {
         i.num_blocks,
         i.block_size
     );
-    let report = match a.scenario {
-        Scenario::Throughput => throughput(&s, &a)?,
-        Scenario::Prefix => prefix(&s, &a)?,
-    };
+    let report = if throughput_scenario { throughput(&s, a)? } else { prefix(&s, a)? };
     println!("{report}");
     Ok(())
 }
@@ -264,7 +231,7 @@ impl LevelRow {
     }
 
     fn median(rows: &[Self]) -> Self {
-        let m = |f: fn(&Self) -> f64| median(rows.iter().map(f).collect());
+        let m = |f: fn(&Self) -> f64| median(&rows.iter().map(f).collect::<Vec<_>>());
         Self {
             prompt_tokens: m(|r| r.prompt_tokens),
             generated: m(|r| r.generated),
@@ -342,7 +309,7 @@ fn prefix(s: &Served, a: &Args) -> Result<serde_json::Value> {
         hot.push(h);
     }
     let ttfts = |v: &[Outcome]| v.iter().map(|o| ms(o.timings.first_token)).collect::<Vec<_>>();
-    let (cold_ms, hot_ms) = (median(ttfts(&cold)), median(ttfts(&hot)));
+    let (cold_ms, hot_ms) = (median(&ttfts(&cold)), median(&ttfts(&hot)));
     let ratio = cold_ms / hot_ms.max(1e-9);
     let cached_min = hot.iter().map(|o| o.usage.cached_prompt_tokens).min().unwrap_or(0);
     let cold_cached_max = cold.iter().map(|o| o.usage.cached_prompt_tokens).max().unwrap_or(0);
@@ -373,19 +340,6 @@ fn prefix(s: &Served, a: &Args) -> Result<serde_json::Value> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Prompt `i` of the throughput scenario: `len` tokens or 32–128, a numbered line (so no two prompts share
