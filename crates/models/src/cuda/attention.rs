@@ -11,8 +11,8 @@ use crate::kernels::attention::AttnParams;
 use crate::nn::BatchMeta;
 use crate::{Error, Result, TensorContext};
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/prom_kernels.ptx"));
-const MODULE: &str = "prom_kernels";
+pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/prom_kernels.ptx"));
+pub(super) const MODULE: &str = "prom_kernels";
 /// `WARPS`, `MAXR` and `KT` of kernels.cu.
 const WARPS: usize = 4;
 const MAXR: usize = 4;
@@ -73,7 +73,7 @@ impl GpuBatch {
 }
 
 /// The device address of a contiguous tensor's first element (f32, f16 or bf16).
-fn dptr(t: &Tensor, stream: &candle_core::cuda::cudarc::driver::CudaStream) -> Result<u64> {
+pub(super) fn dptr(t: &Tensor, stream: &candle_core::cuda::cudarc::driver::CudaStream) -> Result<u64> {
     let (st, layout) = t.storage_and_layout();
     let Storage::Cuda(cs) = &*st else { return Err(kernel_err("cuda pointer", "tensor is not on a CUDA device")) };
     let off = layout.start_offset();

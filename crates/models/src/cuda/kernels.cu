@@ -216,3 +216,126 @@ ATTN_ALL(f32_f32, float, float)
 ATTN_ALL(f32_f16, float, __half)
 ATTN_ALL(f16_f16, __half, __half)
 ATTN_ALL(bf16_bf16, __nv_bfloat16, __nv_bfloat16)
+
+// ---------------------------------------------------------------------------------------------
+// Greedy sampling on the device: per row of f32 logits (rows, vocab), the index of the largest
+// finite value, the lowest index on ties (the engine's host `argmax`); 0xffffffff when no value
+// is finite. grid (rows), block ARGMAX_THREADS. Only the ids go back to the host.
+constexpr int ARGMAX_THREADS = 1024;
+
+__device__ __forceinline__ bool better(float v, uint32_t i, float bv, uint32_t bi) {
+  // An index of 0xffffffff is "none yet"; a finite value beats it, ties go to the lower index.
+  return i != 0xffffffffu && (bi == 0xffffffffu || v > bv || (v == bv && i < bi));
+}
+
+extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
+    argmax_f32(const float* __restrict__ x, uint32_t* __restrict__ out, int vocab) {
+  __shared__ float sv[ARGMAX_THREADS / 32];
+  __shared__ uint32_t si[ARGMAX_THREADS / 32];
+  const float* row = x + (size_t)blockIdx.x * vocab;
+  float bv = -INFINITY;
+  uint32_t bi = 0xffffffffu;
+  // Each thread sees increasing indices, so a strict `>` keeps its lowest one on ties.
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float v = row[i];
+    if (isfinite(v) && (bi == 0xffffffffu || v > bv)) {
+      bv = v;
+      bi = i;
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float v = __shfl_xor_sync(0xffffffff, bv, o);
+    const uint32_t i = __shfl_xor_sync(0xffffffff, bi, o);
+    if (better(v, i, bv, bi)) {
+      bv = v;
+      bi = i;
+    }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    sv[warp] = bv;
+    si[warp] = bi;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const int nw = blockDim.x >> 5;
+    bv = lane < nw ? sv[lane] : -INFINITY;
+    bi = lane < nw ? si[lane] : 0xffffffffu;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float v = __shfl_xor_sync(0xffffffff, bv, o);
+      const uint32_t i = __shfl_xor_sync(0xffffffff, bi, o);
+      if (better(v, i, bv, bi)) {
+        bv = v;
+        bi = i;
+      }
+    }
+    if (lane == 0) out[blockIdx.x] = bi;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused elementwise kernels of the decoder layer (fewer launches and passes per layer; the
+// per-op cost dominates a decode step at small batch).
+//
+// add_rms_norm: s = x + h (rounded to T, as candle's add), then y = s · rsqrt(mean(s²) + eps) · w
+// with the sum in f32 (candle's rmsnorm arithmetic). One CTA per row; each thread re-reads only
+// the elements it wrote itself.
+constexpr int NORM_THREADS = 256;
+
+template <typename T>
+__device__ void add_rms_norm(const T* __restrict__ x, const T* __restrict__ h, const T* __restrict__ w,
+                             T* __restrict__ s, T* __restrict__ y, int dim, float eps) {
+  __shared__ float part[NORM_THREADS / 32];
+  const size_t base = (size_t)blockIdx.x * dim;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    const T v = from_f<T>(to_f(x[base + i]) + to_f(h[base + i]));
+    s[base + i] = v;
+    const float f = to_f(v);
+    ss += f * f;
+  }
+  ss = warp_sum(ss);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) part[warp] = ss;
+  __syncthreads();
+  if (warp == 0) {
+    ss = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.f;
+    ss = warp_sum(ss);
+    if (lane == 0) part[0] = ss;
+  }
+  __syncthreads();
+  const float scale = rsqrtf(part[0] / dim + eps);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    y[base + i] = from_f<T>(scale * to_f(s[base + i]) * to_f(w[i]));
+}
+
+// silu_mul: out[r, i] = silu(gate[r, i]) · up[r, i] for rows of `ff` features whose gate and up
+// rows are `ld` apart (ld = ff for separate projections; gate = up - ff, ld = 2 ff for a fused
+// `[gate | up]` projection). silu is computed in f32 and rounded to T before the product, which
+// is rounded again, as the unfused pair of ops does.
+template <typename T>
+__device__ void silu_mul(const T* __restrict__ gate, const T* __restrict__ up, T* __restrict__ out, int rows,
+                         int ff, int ld) {
+  const size_t n = (size_t)rows * ff;
+  for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = k / ff, i = k - r * ff;
+    const float g = to_f(gate[r * ld + i]);
+    const float a = to_f(from_f<T>(g / (1.f + expf(-g))));
+    out[k] = from_f<T>(a * to_f(up[r * ld + i]));
+  }
+}
+
+#define FUSED(TN, T)                                                                              \
+  extern "C" __global__ void __launch_bounds__(NORM_THREADS)                                     \
+      add_rms_norm_##TN(const T* x, const T* h, const T* w, T* s, T* y, int dim, float eps) {     \
+    add_rms_norm<T>(x, h, w, s, y, dim, eps);                                                     \
+  }                                                                                               \
+  extern "C" __global__ void silu_mul_##TN(const T* gate, const T* up, T* out, int rows, int ff,  \
+                                           int ld) {                                              \
+    silu_mul<T>(gate, up, out, rows, ff, ld);                                                     \
+  }
+FUSED(f32, float)
+FUSED(f16, __half)
+FUSED(bf16, __nv_bfloat16)

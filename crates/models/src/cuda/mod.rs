@@ -14,12 +14,18 @@ use crate::{Error, Result};
 #[cfg(feature = "cuda")]
 mod attention;
 #[cfg(feature = "cuda")]
+mod fused;
+#[cfg(feature = "cuda")]
 mod pool;
+mod sample;
 
 #[cfg(feature = "cuda")]
 pub(crate) use attention::GpuBatch;
 #[cfg(feature = "cuda")]
+pub use fused::{add_rms_norm, silu_mul_fused, silu_mul_pair};
+#[cfg(feature = "cuda")]
 pub(crate) use pool::GpuKv;
+pub use sample::{argmax, argmax_rows};
 
 /// Stand-ins for builds without the `cuda` feature: no value of these types can exist.
 #[cfg(not(feature = "cuda"))]
@@ -39,6 +45,17 @@ mod absent {
     }
 
     pub(crate) enum GpuKv {}
+
+    /// The fused kernels cover nothing without CUDA: callers keep their own path.
+    pub fn add_rms_norm(_: &Tensor, _: &Tensor, _: &Tensor, _: f32) -> Option<Result<(Tensor, Tensor)>> {
+        None
+    }
+    pub fn silu_mul_pair(_: &Tensor, _: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
+    pub fn silu_mul_fused(_: &Tensor, _: usize) -> Option<Result<Tensor>> {
+        None
+    }
 
     impl GpuKv {
         pub fn new(spec: &KvSpec, _: usize) -> Result<Self> {
@@ -62,6 +79,8 @@ mod absent {
         }
     }
 }
+#[cfg(not(feature = "cuda"))]
+pub use absent::{add_rms_norm, silu_mul_fused, silu_mul_pair};
 #[cfg(not(feature = "cuda"))]
 pub(crate) use absent::{GpuBatch, GpuKv};
 

@@ -1,0 +1,124 @@
+//! Fused layer kernels on a CUDA device (`kernels.cu`): the residual add with the RMSNorm after
+//! it, and SwiGLU's `silu(gate) · up`. Each replaces two candle launches (and an intermediate
+//! tensor) with one; at small batch a decode step is bound by launches, not bytes. The same
+//! calls return `None` for anything they do not cover (CPU tensors, other dtypes, mismatched
+//! shapes), and the caller keeps its unfused path.
+
+use candle_core::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda::WrapErr;
+use candle_core::op::BackpropOp;
+use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
+
+use super::attention::{dptr, MODULE, PTX};
+use crate::{Result, TensorContext};
+
+/// `NORM_THREADS` of kernels.cu.
+const NORM_THREADS: u32 = 256;
+/// Threads per CTA of the elementwise kernel, and the most CTAs it gets (a grid-stride loop).
+const EW_THREADS: u32 = 256;
+const EW_MAX_CTAS: usize = 132 * 16;
+
+fn suffix(dt: DType) -> Option<&'static str> {
+    match dt {
+        DType::F32 => Some("f32"),
+        DType::F16 => Some("f16"),
+        DType::BF16 => Some("bf16"),
+        _ => None,
+    }
+}
+
+/// A new contiguous tensor of `shape` in `dt` whose every element the next launch writes.
+fn output(dev: &CudaDevice, dt: DType, n: usize) -> Result<Storage> {
+    // SAFETY: each kernel below writes all `n` elements before anything reads them.
+    Ok(Storage::Cuda(match dt {
+        DType::F32 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<f32>(n) }?, dev.clone()),
+        DType::F16 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::f16>(n) }?, dev.clone()),
+        _ => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::bf16>(n) }?, dev.clone()),
+    }))
+}
+
+fn tensor(storage: Storage, dims: &[usize]) -> Tensor {
+    Tensor::from_storage(storage, dims, BackpropOp::none(), false)
+}
+
+/// `(s, rms_norm(s))` with `s = x + h`, for same-shape contiguous CUDA tensors of one float
+/// dtype and a norm weight `w` of that dtype over the last dimension.
+pub fn add_rms_norm(x: &Tensor, h: &Tensor, w: &Tensor, eps: f32) -> Option<Result<(Tensor, Tensor)>> {
+    let Device::Cuda(dev) = x.device() else { return None };
+    let dt = x.dtype();
+    let dim = *x.dims().last()?;
+    let ok = h.dims() == x.dims()
+        && h.dtype() == dt
+        && w.dtype() == dt
+        && w.dims() == [dim]
+        && [x, h, w].iter().all(|t| t.is_contiguous() && t.device().same_device(x.device()));
+    let ty = suffix(dt).filter(|_| ok && dim > 0 && i32::try_from(dim).is_ok())?;
+    let run = || -> Result<(Tensor, Tensor)> {
+        let rows = x.elem_count() / dim;
+        let stream = dev.cuda_stream();
+        let (s, y) = (output(dev, dt, x.elem_count())?, output(dev, dt, x.elem_count())?);
+        let (s, y) = (tensor(s, x.dims()), tensor(y, x.dims()));
+        let ptrs = [dptr(x, &stream)?, dptr(h, &stream)?, dptr(w, &stream)?, dptr(&s, &stream)?, dptr(&y, &stream)?];
+        let f = dev.get_or_load_custom_func(&format!("add_rms_norm_{ty}"), MODULE, PTX)?;
+        let mut l = f.builder();
+        for p in &ptrs {
+            l.arg(p);
+        }
+        let dim_i = dim as i32;
+        l.arg(&dim_i).arg(&eps);
+        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (NORM_THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: argument types match add_rms_norm's signature; x, h, s, y hold rows × dim
+        // elements and w dim, all contiguous (checked above).
+        unsafe { l.launch(cfg) }.w().ctx("add_rms_norm")?;
+        Ok((s, y))
+    };
+    Some(run())
+}
+
+/// `silu(gate) · up` for the separate gate and up projections (same shape, contiguous).
+pub fn silu_mul_pair(gate: &Tensor, up: &Tensor) -> Option<Result<Tensor>> {
+    let ff = *gate.dims().last()?;
+    if up.dims() != gate.dims() || up.dtype() != gate.dtype() || !gate.is_contiguous() || !up.is_contiguous() {
+        return None;
+    }
+    silu_mul(gate, up, 0, ff, ff, gate.dims())
+}
+
+/// `silu(gate) · up` for rows of a fused `[gate | up]` projection (`2 · ff` wide, contiguous).
+pub fn silu_mul_fused(gate_up: &Tensor, ff: usize) -> Option<Result<Tensor>> {
+    if *gate_up.dims().last()? != 2 * ff || !gate_up.is_contiguous() {
+        return None;
+    }
+    let mut dims = gate_up.dims().to_vec();
+    *dims.last_mut()? = ff;
+    silu_mul(gate_up, gate_up, ff, ff, 2 * ff, &dims)
+}
+
+/// Rows of `ff` outputs; row r reads gate at `r · ld` of `gate` and up at `up_at + r · ld` of `up`.
+fn silu_mul(gate: &Tensor, up: &Tensor, up_at: usize, ff: usize, ld: usize, dims: &[usize]) -> Option<Result<Tensor>> {
+    let Device::Cuda(dev) = gate.device() else { return None };
+    let dt = gate.dtype();
+    let n: usize = dims.iter().product();
+    let fits = i32::try_from(ld).is_ok() && i32::try_from(n / ff.max(1)).is_ok();
+    let ty = suffix(dt).filter(|_| fits && ff > 0 && up.device().same_device(gate.device()))?;
+    let run = || -> Result<Tensor> {
+        let stream = dev.cuda_stream();
+        let out = tensor(output(dev, dt, n)?, dims);
+        let elem = dt.size_in_bytes() as u64;
+        let ptrs = [dptr(gate, &stream)?, dptr(up, &stream)? + up_at as u64 * elem, dptr(&out, &stream)?];
+        let f = dev.get_or_load_custom_func(&format!("silu_mul_{ty}"), MODULE, PTX)?;
+        let mut l = f.builder();
+        for p in &ptrs {
+            l.arg(p);
+        }
+        let (rows, ff_i, ld_i) = ((n / ff) as i32, ff as i32, ld as i32);
+        l.arg(&rows).arg(&ff_i).arg(&ld_i);
+        let ctas = n.div_ceil(EW_THREADS as usize).clamp(1, EW_MAX_CTAS) as u32;
+        let cfg = LaunchConfig { grid_dim: (ctas, 1, 1), block_dim: (EW_THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: argument types match silu_mul's signature; every read (r · ld + i, i < ff,
+        // r < rows, plus up_at) stays inside the contiguous input checked by the callers.
+        unsafe { l.launch(cfg) }.w().ctx("silu_mul")?;
+        Ok(out)
+    };
+    Some(run())
+}

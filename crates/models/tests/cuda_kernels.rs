@@ -1,0 +1,120 @@
+//! Our CUDA kernels other than attention against the host or candle's unfused ops, on fresh
+//! random inputs: the greedy argmax the engine samples with, and the fused residual-add +
+//! RMSNorm and SwiGLU product. Runs on the GPU with `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh);
+//! elsewhere it checks the CPU side of the same calls (argmax) and that the fused calls decline
+//! CPU tensors.
+
+use candle_core::{DType, Device, Tensor, D};
+use prom_models::cuda::{add_rms_norm, argmax, argmax_rows, parse_device, silu_mul_fused, silu_mul_pair};
+
+fn device() -> Device {
+    let dev = std::env::var("PROM_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    parse_device(&dev).unwrap_or_else(|e| panic!("PROM_TEST_DEVICE: {e}"))
+}
+
+/// A xorshift stream of values in [-4, 4): fresh per seed, no zeros to hide unwritten output.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 8.0 - 4.0
+        })
+        .collect()
+}
+
+fn seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+}
+
+#[test]
+fn argmax_rows_is_the_host_argmax_with_ties_nan_and_inf() {
+    let dev = device();
+    let s = seed();
+    for (rows, vocab) in [(1, 128_256), (7, 128_256), (33, 1000), (3, 5)] {
+        let mut l = values(rows * vocab, s + vocab as u64);
+        // Row 0: a tie for the maximum at two places (the lower id must win); row 1: NaN and
+        // +inf above every finite value (both skipped); row 2: nothing finite (None).
+        if rows >= 3 {
+            let (a, b) = (vocab / 3, vocab - 1);
+            l[a] = 9.0;
+            l[b] = 9.0;
+            l[vocab] = f32::NAN;
+            l[vocab + 1] = f32::INFINITY;
+            for x in &mut l[2 * vocab..3 * vocab] {
+                *x = if vocab % 2 == 0 { f32::NEG_INFINITY } else { f32::NAN };
+            }
+        }
+        let want: Vec<Option<u32>> = l.chunks_exact(vocab).map(argmax).collect();
+        if rows >= 3 {
+            assert_eq!(want[0], Some((vocab / 3) as u32));
+            assert_eq!(want[2], None);
+        }
+        let t = Tensor::from_vec(l, (rows, vocab), &dev).unwrap();
+        assert_eq!(argmax_rows(&t).unwrap(), want, "{rows} × {vocab} (seed {s})");
+    }
+}
+
+fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
+    let f = |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (g, w) = (f(got), f(want));
+    assert_eq!(g.len(), w.len());
+    assert!(g.iter().all(|x| x.is_finite()), "non-finite output");
+    let num: f32 = g.iter().zip(&w).map(|(a, b)| (a - b) * (a - b)).sum();
+    let den: f32 = w.iter().map(|b| b * b).sum();
+    (num / den).sqrt()
+}
+
+/// Unit roundoff of each dtype, times a few: the fused kernels round where the unfused ops do,
+/// but sum in another order.
+fn bound(dt: DType) -> f32 {
+    match dt {
+        DType::BF16 => 4.0 * 2f32.powi(-8),
+        DType::F16 => 4.0 * 2f32.powi(-11),
+        _ => 1e-5,
+    }
+}
+
+#[test]
+fn fused_kernels_match_the_unfused_ops() {
+    let dev = device();
+    let x = Tensor::from_vec(values(2 * 4096, seed()), (1, 2, 4096), &Device::Cpu).unwrap();
+    if dev.is_cpu() {
+        let w = Tensor::ones(4096, DType::F32, &dev).unwrap();
+        assert!(add_rms_norm(&x, &x, &w, 1e-5).is_none() && silu_mul_pair(&x, &x).is_none());
+        return;
+    }
+    let s = seed();
+    for dt in [DType::F32, DType::BF16, DType::F16] {
+        let t = |shape: &[usize], k: u64| {
+            let n = shape.iter().product();
+            Tensor::from_vec(values(n, s + k), shape, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dt)
+                .unwrap()
+                .to_device(&dev)
+                .unwrap()
+        };
+        for rows in [1, 3, 64] {
+            let (x, h, w) = (t(&[1, rows, 4096], 1), t(&[1, rows, 4096], 2), t(&[4096], 3));
+            let (sum, normed) = add_rms_norm(&x, &h, &w, 1e-5).expect("covered").unwrap();
+            let want_sum = (&x + &h).unwrap();
+            let want = candle_nn::ops::rms_norm(&want_sum, &w, 1e-5).unwrap();
+            // One rounding of the same sum (f32: bit for bit).
+            let e = rel_err(&sum, &want_sum);
+            assert!(if dt == DType::F32 { e == 0.0 } else { e <= bound(dt) }, "{dt:?} residual sum: {e}");
+            let e = rel_err(&normed, &want);
+            assert!(e <= bound(dt), "{dt:?} add_rms_norm, {rows} rows: {e} (seed {s})");
+
+            let (g, u) = (t(&[1, rows, 1000], 4), t(&[1, rows, 1000], 5));
+            let want = (g.silu().unwrap() * &u).unwrap();
+            let e = rel_err(&silu_mul_pair(&g, &u).expect("covered").unwrap(), &want);
+            assert!(e <= bound(dt), "{dt:?} silu_mul_pair, {rows} rows: {e} (seed {s})");
+            let gu = Tensor::cat(&[&g, &u], D::Minus1).unwrap();
+            let e = rel_err(&silu_mul_fused(&gu, 1000).expect("covered").unwrap(), &want);
+            assert!(e <= bound(dt), "{dt:?} silu_mul_fused, {rows} rows: {e} (seed {s})");
+        }
+    }
+}
