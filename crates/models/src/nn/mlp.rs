@@ -41,7 +41,9 @@ impl Mlp {
             GateUp::Separate { gate, up } => {
                 let (gate, up) = (gate.forward(x)?, up.forward(x)?);
                 match self.activation {
-                    Activation::Silu => fused::silu_mul_pair(&gate, &up),
+                    Activation::Silu => {
+                        fused::silu_mul_pair(&gate, &up).or_else(|| crate::cuda::silu_mul_pair(&gate, &up))
+                    }
                     _ => None,
                 }
                 .unwrap_or_else(|| (activate(&gate, self.activation)? * up).ctx("gate * up"))?
@@ -50,8 +52,8 @@ impl Mlp {
                 let y = gu.forward(x)?;
                 let ff = gu.out_features() / 2;
                 match self.activation {
-                    // One pass over `[gate | up]` on the CPU, no split copies.
-                    Activation::Silu => fused::silu_mul_fused(&y, ff),
+                    // One pass over `[gate | up]` on the CPU or CUDA, no split copies.
+                    Activation::Silu => fused::silu_mul_fused(&y, ff).or_else(|| crate::cuda::silu_mul_fused(&y, ff)),
                     _ => None,
                 }
                 .unwrap_or_else(|| {

@@ -36,10 +36,12 @@ impl Norm {
     }
 
     /// `s = x + h` and `self(s)`: a residual add followed by this norm, fused into one pass for
-    /// RMSNorm on the CPU. Returns `(s, norm(s))`.
+    /// RMSNorm on the CPU and on CUDA. Returns `(s, norm(s))`.
     pub fn forward_residual(&self, x: &Tensor, h: &Tensor) -> Result<(Tensor, Tensor)> {
         if self.kind == NormKind::RmsNorm {
-            if let Some(r) = fused::add_rms_norm(x, h, &self.weight, self.eps) {
+            if let Some(r) = fused::add_rms_norm(x, h, &self.weight, self.eps)
+                .or_else(|| crate::cuda::add_rms_norm(x, h, &self.weight, self.eps))
+            {
                 return r;
             }
         }
