@@ -213,19 +213,26 @@ impl Core {
                 LogitsFor::Last => 1,
                 LogitsFor::None => 0,
             };
-            let rows = &logits[row * vocab..(row + n) * vocab];
+            let first = row;
             row += n;
             let Some(&(rid, child)) = self.owners.get(&s.id) else { continue };
             let Some(r) = self.requests.get_mut(&rid) else { continue };
             if s.prompt_logprobs {
-                if let Err(e) = gather_prompt_logprobs(r, s, rows, vocab) {
+                // Only host logits carry prompt rows: `execute` never picks ids for such a batch.
+                let StepLogits::Rows(l) = &logits else { continue };
+                if let Err(e) = gather_prompt_logprobs(r, s, &l[first * vocab..row * vocab], vocab) {
                     failed.push((rid, e));
                     continue;
                 }
             }
             if s.sample && n > 0 {
                 let c = &mut r.children[child];
-                match c.sampler.sample(&rows[(n - 1) * vocab..], &c.generated) {
+                let last = row - 1;
+                let x = match &logits {
+                    StepLogits::Rows(l) => c.sampler.sample(&l[last * vocab..row * vocab], &c.generated),
+                    StepLogits::Greedy(ids) => c.sampler.greedy_from(ids[last]),
+                };
+                match x {
                     Ok(x) => sampled.push((s.id, x)),
                     Err(e) => failed.push((rid, e)),
                 }
@@ -242,14 +249,33 @@ impl Core {
         true
     }
 
-    /// Runs the scheduled chunks as one forward pass; logits `(rows, vocab)` flattened.
-    fn execute(&mut self, seqs: &[ScheduledSeq]) -> Result<Vec<f32>> {
+    /// Runs the scheduled chunks as one forward pass. When every row is a plain greedy step
+    /// ([`Sampler::is_plain_greedy`]) the model's device picks the tokens and only their ids
+    /// come back; otherwise the logits rows `(rows, vocab)` come back for the host sampler.
+    fn execute(&mut self, seqs: &[ScheduledSeq]) -> Result<StepLogits> {
         let chunks: Vec<SeqChunk> = seqs
             .iter()
             .map(|s| SeqChunk { tokens: &s.tokens, start: s.start, block_table: &s.block_table, logits: logits_for(s) })
             .collect();
         let logits = self.model.forward_batch(&chunks, &mut self.kv)?;
-        logits.flatten_all().and_then(|l| l.to_vec1::<f32>()).map_err(crate::error::tensor_err("read logits"))
+        if seqs.iter().all(|s| self.plain_greedy(s)) {
+            return Ok(StepLogits::Greedy(prom_models::cuda::argmax_rows(&logits)?));
+        }
+        let rows = logits.flatten_all().and_then(|l| l.to_vec1::<f32>());
+        rows.map(StepLogits::Rows).map_err(crate::error::tensor_err("read logits"))
+    }
+
+    /// Whether `s` needs nothing from its logits but a plain argmax (or no logits at all).
+    fn plain_greedy(&self, s: &ScheduledSeq) -> bool {
+        if s.prompt_logprobs {
+            return false;
+        }
+        if !s.sample {
+            return true;
+        }
+        let Some(&(rid, child)) = self.owners.get(&s.id) else { return true };
+        let Some(c) = self.requests.get(&rid).map(|r| &r.children[child]) else { return true };
+        c.sampler.is_plain_greedy(c.generated.len())
     }
 
     /// Streams a sampled token: text, stops, limits; finishes the sequence when it ends.
@@ -343,6 +369,14 @@ impl Core {
             self.fail(id, Error::Engine(why.to_string()));
         }
     }
+}
+
+/// What a forward pass hands the sampling loop, row by row in chunk order.
+enum StepLogits {
+    /// Each row's greedy token (`None`: no finite logit), chosen where the logits are.
+    Greedy(Vec<Option<u32>>),
+    /// The rows themselves, `(rows, vocab)` flattened, on the host.
+    Rows(Vec<f32>),
 }
 
 fn logits_for(s: &ScheduledSeq) -> LogitsFor {

@@ -26,6 +26,9 @@ use filter::{Cand, Filters};
 pub use logprobs::{prompt_logprobs, TokenLogprob};
 pub use params::{SamplingParams, MAX_LOGPROBS};
 pub use penalties::{apply_logit_bias, apply_penalties, mask_tokens, Penalties, TokenCounts};
+/// Greedy choice (the lowest id among the largest finite logits), shared with the model's
+/// device path for [`Sampler::is_plain_greedy`] steps ([`prom_models::cuda::argmax_rows`]).
+pub use prom_models::cuda::argmax;
 
 /// Temperatures below this sample greedily, as vLLM's `_SAMPLING_EPS`: dividing by them would
 /// only overflow on the way to the same argmax.
@@ -149,6 +152,31 @@ impl Sampler {
         self.seed
     }
 
+    /// Whether this step is a plain argmax of the raw logits: greedy, with no `logit_bias`,
+    /// penalty, active `min_tokens` mask or logprobs. Then the model's device can pick the token
+    /// ([`prom_models::cuda::argmax_rows`]) and only its id need reach the host; [`Sampler::sample`]
+    /// would pick the same one. `generated` is the number of tokens generated so far.
+    pub fn is_plain_greedy(&self, generated: usize) -> bool {
+        self.filters.is_none()
+            && self.logprobs.is_none()
+            && self.logit_bias.is_empty()
+            && self.counts.is_none()
+            && (generated >= self.min_tokens || self.min_tokens_mask.is_empty())
+    }
+
+    /// The outcome of a [`Sampler::is_plain_greedy`] step whose argmax was taken elsewhere:
+    /// `token` is `None` when the row had no finite logit (the error [`Sampler::sample`] gives).
+    pub fn greedy_from(&self, token: Option<u32>) -> Result<Sampled> {
+        match token {
+            Some(token) if (token as usize) < self.vocab_size => Ok(Sampled { token, logprob: None }),
+            Some(token) => Err(Error::Engine(format!(
+                "the device's argmax gave token {token}, outside the vocabulary ({})",
+                self.vocab_size
+            ))),
+            None => Err(nothing_to_sample()),
+        }
+    }
+
     /// Picks the next token from one row of raw model logits. `generated` is everything this
     /// sequence has generated so far; it only ever grows between calls (the penalty counts are
     /// updated from its new tail, and recounted if it shrinks).
@@ -190,14 +218,14 @@ impl Sampler {
                 }
             }
         };
-        let Some(token) = token else {
-            return Err(Error::InvalidRequest(
-                "no token can be sampled: every logit is -inf or NaN after bias, masks and penalties".into(),
-            ));
-        };
+        let Some(token) = token else { return Err(nothing_to_sample()) };
         let logprob = self.logprobs.and_then(|n| logprobs::token_logprob(logits, token, n));
         Ok(Sampled { token, logprob })
     }
+}
+
+fn nothing_to_sample() -> Error {
+    Error::InvalidRequest("no token can be sampled: every logit is -inf or NaN after bias, masks and penalties".into())
 }
 
 /// The seed of sequence `index` of a request seeded with `seed`: the seed itself for index 0,
@@ -211,16 +239,4 @@ pub fn child_seed(seed: u64, index: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// Index of the largest finite logit, the lowest id on ties (like torch.argmax); `None` when no
-/// logit is finite.
-pub fn argmax(logits: &[f32]) -> Option<u32> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &x) in logits.iter().enumerate() {
-        if x.is_finite() && best.is_none_or(|(_, b)| x > b) {
-            best = Some((i, x));
-        }
-    }
-    best.map(|(i, _)| i as u32)
 }

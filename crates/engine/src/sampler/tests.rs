@@ -197,3 +197,37 @@ fn bad_rows_are_errors_not_panics() {
     let e = Sampler::new(&SamplingParams { top_p: 2.0, ..seeded(1.0) }, &[], 4, &[]).unwrap_err().to_string();
     assert!(e.contains("`top_p`") && e.contains("Given: 2"), "{e}");
 }
+
+#[test]
+fn only_a_plain_argmax_step_may_be_chosen_off_the_host() {
+    let plain = SamplingParams::greedy();
+    assert!(sampler(plain.clone(), 5).is_plain_greedy(0));
+    // top_k 1 is greedy too.
+    assert!(sampler(SamplingParams { top_k: 1, ..seeded(1.0) }, 5).is_plain_greedy(0));
+    for p in [
+        seeded(1.0),
+        SamplingParams { logprobs: Some(0), ..plain.clone() },
+        SamplingParams { logit_bias: vec![(1, 5.0)], ..plain.clone() },
+        SamplingParams { repetition_penalty: 1.2, ..plain.clone() },
+        SamplingParams { presence_penalty: 0.5, ..plain.clone() },
+    ] {
+        assert!(!sampler(p.clone(), 5).is_plain_greedy(0), "{p:?}");
+    }
+    // The EOS mask of min_tokens applies only while fewer tokens were generated.
+    let s = sampler(SamplingParams { min_tokens: 2, ..plain.clone() }, 5);
+    assert!(!s.is_plain_greedy(1) && s.is_plain_greedy(2));
+}
+
+#[test]
+fn a_device_argmax_gives_what_sample_gives() {
+    let rows: [&[f32]; 3] =
+        [&[0.1, 3.0, 3.0, -1.0, f32::NAN], &[f32::NEG_INFINITY, -2.0, -2.0, f32::INFINITY, -3.0], &[4.0; 5]];
+    for row in rows {
+        let mut s = sampler(SamplingParams::greedy(), 5);
+        let device = s.greedy_from(argmax(row)).unwrap();
+        assert_eq!(device, s.sample(row, &[]).unwrap(), "{row:?}");
+    }
+    let s = sampler(SamplingParams::greedy(), 5);
+    assert!(s.greedy_from(None).unwrap_err().to_string().contains("no token can be sampled"));
+    assert!(s.greedy_from(Some(5)).unwrap_err().to_string().contains("outside the vocabulary"));
+}
