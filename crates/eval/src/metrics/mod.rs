@@ -3,6 +3,7 @@
 
 pub mod bleu;
 pub mod choice;
+pub mod latex;
 pub mod pass_at_k;
 pub mod perplexity;
 pub mod rouge;

@@ -24,8 +24,8 @@ pub enum OutputType {
 pub struct FewshotConfig {
     /// `default` (random, seeded) or `first_n`.
     pub sampler: Option<String>,
-    /// Inline few-shot documents.
-    pub samples: Option<Vec<serde_json::Value>>,
+    /// Few-shot documents: a list, or `!function module.name` giving one.
+    pub samples: Option<Yaml>,
     pub doc_to_text: Option<Yaml>,
     pub doc_to_target: Option<Yaml>,
     pub doc_to_choice: Option<Yaml>,

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value as Json};
 
+use super::{bbq, minerva};
 use crate::{EvalError, Result};
 
 /// A per-document transform (`process_docs` is applied row by row).
@@ -72,34 +73,114 @@ fn winogrande_doc_to_choice(doc: &Json) -> Result<Json> {
     Ok(json!([format!("{}{}", &s[..i], field(doc, "option1")?), format!("{}{}", &s[..i], field(doc, "option2")?)]))
 }
 
-/// Resolves `!function NAME` for `task`.
-pub fn lookup(task: &str, spec: &str) -> Result<DocFn> {
+/// `!function NAME` → `family.function`. lm-eval's files say `utils.<fn>` (the module beside the
+/// YAML, whose directory names the family: `hellaswag/utils.fn`); built-in files say
+/// `<family>.<fn>` or `utils.<fn>`, the family then being the task name's first word.
+fn qualify(task: &str, spec: &str) -> (String, String) {
     let spec = spec.trim_start_matches("!function").trim();
-    // `family/utils.fn` (from a file in lm-eval's tasks/<family>/), else the task name's first word.
     let (family, name) = match spec.split_once('/') {
         Some((dir, n)) => (dir, n),
         None => (task.split(['_', '-']).next().unwrap_or(task), spec),
     };
+    let family = if family == "minerva_math" { "minerva" } else { family };
     let qualified = match name.strip_prefix("utils.").or_else(|| name.strip_prefix("preprocess_winogrande.")) {
         Some(f) => format!("{family}.{f}"),
         None => name.to_string(),
     };
+    (qualified, name.to_string())
+}
+
+fn not_built_in(task: &str, name: &str, what: &str, available: &str) -> EvalError {
+    EvalError::task(task, format!("`!function {name}` is not built in as {what}; available: {available}"))
+}
+
+/// Resolves a `doc_to_text` / `doc_to_target` / `doc_to_choice` function for `task`.
+pub fn lookup(task: &str, spec: &str) -> Result<DocFn> {
+    let (qualified, name) = qualify(task, spec);
     Ok(match qualified.as_str() {
-        "hellaswag.process_docs" => hellaswag_process_docs,
         "winogrande.doc_to_text" => winogrande_doc_to_text,
         "winogrande.doc_to_target" => winogrande_doc_to_target,
         "winogrande.doc_to_choice" => winogrande_doc_to_choice,
+        "bbq.doc_to_choice" => bbq::doc_to_choice,
+        "bbq.doc_to_target" => bbq::doc_to_target,
+        "minerva.doc_to_text" => minerva::doc_to_text,
         _ => {
-            return Err(EvalError::task(
+            return Err(not_built_in(
                 task,
-                format!(
-                    "`!function {name}` is not built in; available: hellaswag.process_docs, winogrande.doc_to_text, \
-                     winogrande.doc_to_target, winogrande.doc_to_choice (process_results: truthfulqa.process_results_mc2, \
-                     code.pass_at_k)"
-                ),
+                &name,
+                "a document function",
+                "winogrande.doc_to_text/doc_to_target/doc_to_choice, bbq.doc_to_choice/doc_to_target, \
+                 minerva_math.doc_to_text",
             ))
         }
     })
+}
+
+/// A whole-split transform (`process_docs`; some filter, most map row by row).
+pub type DocsFn = fn(Vec<Json>) -> Result<Vec<Json>>;
+
+fn map_rows(rows: Vec<Json>, f: DocFn) -> Result<Vec<Json>> {
+    rows.iter().map(f).collect()
+}
+
+fn bbq_rows(rows: Vec<Json>, condition: &str) -> Result<Vec<Json>> {
+    rows.iter().filter(|d| bbq::in_condition(d, condition)).map(bbq::process_doc).collect()
+}
+
+/// Resolves `process_docs` for `task`.
+pub fn lookup_process_docs(task: &str, spec: &str) -> Result<DocsFn> {
+    let (qualified, name) = qualify(task, spec);
+    Ok(match qualified.as_str() {
+        "hellaswag.process_docs" => |rows| map_rows(rows, hellaswag_process_docs),
+        "bbq.process_docs" => |rows| bbq_rows(rows, ""),
+        "bbq.process_docs_ambig" => |rows| bbq_rows(rows, "amb"),
+        "bbq.process_docs_disambig" => |rows| bbq_rows(rows, "disamb"),
+        "minerva.process_docs" => |rows| map_rows(rows, minerva::process_doc),
+        _ => {
+            return Err(not_built_in(
+                task,
+                &name,
+                "process_docs",
+                "hellaswag.process_docs, bbq.process_docs/process_docs_ambig/process_docs_disambig, \
+                 minerva_math.process_docs",
+            ))
+        }
+    })
+}
+
+/// Resolves `fewshot_config.samples: !function ...` for `task`.
+pub fn lookup_samples(task: &str, spec: &str) -> Result<Vec<Json>> {
+    let (qualified, name) = qualify(task, spec);
+    match qualified.as_str() {
+        "minerva.list_fewshot_samples" => Ok(minerva::fewshot_samples()),
+        _ => Err(not_built_in(task, &name, "few-shot samples", "minerva_math.list_fewshot_samples")),
+    }
+}
+
+/// The ported `process_results` functions the runner scores with (code execution aside,
+/// see [`crate::code::CodeFlavor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultsFn {
+    /// TruthfulQA MC2: normalised probability of the true answers.
+    TruthfulqaMc2,
+    /// BBQ, answer = argmax loglikelihood; accuracy and bias scores.
+    BbqMultipleChoice,
+    /// BBQ, answer read from the generation.
+    BbqGenerateUntil,
+    /// MATH: Minerva answer extraction and equivalence.
+    MinervaMath,
+}
+
+impl ResultsFn {
+    pub fn lookup(task: &str, spec: &str) -> Option<Self> {
+        Some(match qualify(task, spec).0.as_str() {
+            "truthfulqa.process_results_mc2" => ResultsFn::TruthfulqaMc2,
+            "bbq.process_results_multiple_choice" => ResultsFn::BbqMultipleChoice,
+            "bbq.process_results_generate_until" => ResultsFn::BbqGenerateUntil,
+            "minerva.process_results" => ResultsFn::MinervaMath,
+            _ => return None,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -133,8 +214,18 @@ mod tests {
             json!("Sarah was a much better surgeon than Maria so Maria")
         );
         assert!(lookup("winogrande", "!function preprocess_winogrande.doc_to_text").is_ok());
-        assert!(lookup("hellaswag", "!function utils.process_docs").is_ok());
-        assert!(lookup("parity_hellaswag", "!function hellaswag/utils.process_docs").is_ok());
-        assert!(lookup("x", "!function utils.nope").is_err());
+        assert!(lookup_process_docs("hellaswag", "!function utils.process_docs").is_ok());
+        assert!(lookup_process_docs("parity_hellaswag", "!function hellaswag/utils.process_docs").is_ok());
+        assert!(lookup_process_docs("bbq_ambig", "!function utils.process_docs_ambig").is_ok());
+        assert!(lookup("minerva_math500", "!function minerva_math/utils.doc_to_text").is_ok());
+        assert_eq!(
+            ResultsFn::lookup("x", "!function bbq/utils.process_results_generate_until"),
+            Some(ResultsFn::BbqGenerateUntil)
+        );
+        assert_eq!(
+            ResultsFn::lookup("truthfulqa_mc2", "!function truthfulqa.process_results_mc2"),
+            Some(ResultsFn::TruthfulqaMc2)
+        );
+        assert!(lookup("x", "!function utils.nope").unwrap_err().to_string().contains("utils.nope"));
     }
 }

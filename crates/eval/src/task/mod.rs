@@ -2,9 +2,11 @@
 //! (lm-eval `ConfigurableTask`: `doc_to_text/target/choice`, `fewshot_context`,
 //! `construct_requests`).
 
+pub mod bbq;
 pub mod config;
 mod fewshot;
 pub mod functions;
+pub mod minerva;
 pub mod registry;
 
 use serde_json::Value as Json;
@@ -65,10 +67,7 @@ pub struct Task {
 fn split_rows(cfg: &TaskConfig, split: &str, opts: &DataOptions) -> Result<Option<(Vec<Json>, String)>> {
     let Some(rows) = load_split(cfg, split, opts)? else { return Ok(None) };
     let docs = match &cfg.process_docs {
-        Some(f) => {
-            let f = functions::lookup(&cfg.task, f)?;
-            rows.rows.iter().map(f).collect::<Result<Vec<_>>>()?
-        }
+        Some(f) => functions::lookup_process_docs(&cfg.task, f)?(rows.rows)?,
         None => rows.rows,
     };
     Ok(Some((docs, rows.origin)))
@@ -95,6 +94,17 @@ impl Task {
             }
         }
         let Some((eval_split, mut docs, data_origin)) = found else {
+            if let Some(fetch) = cfg.dataset_kwargs.as_ref().and_then(|k| k.get("fetch")).and_then(|v| v.as_str()) {
+                return Err(EvalError::task(
+                    &cfg.task,
+                    format!(
+                        "no local data for split {} of `{}`: fetch it with {fetch} (or pass files with \
+                         `dataset_kwargs.data_files` or a directory with PROM_EVAL_DATA)",
+                        candidates.join("/"),
+                        cfg.dataset_path.as_deref().unwrap_or("?"),
+                    ),
+                ));
+            }
             return Err(EvalError::task(
                 &cfg.task,
                 format!(
@@ -135,8 +145,16 @@ impl Task {
         eval_split: &str,
         eval_docs: &[Json],
     ) -> Result<(Vec<Json>, Option<String>)> {
-        if let Some(s) = cfg.fewshot_config.as_ref().and_then(|f| f.samples.clone()) {
-            return Ok((s, None));
+        match cfg.fewshot_config.as_ref().and_then(|f| f.samples.as_ref()) {
+            Some(serde_yaml::Value::String(f)) => return Ok((functions::lookup_samples(&cfg.task, f)?, None)),
+            Some(v) => {
+                let samples = serde_json::to_value(v).map_err(|e| EvalError::task(&cfg.task, e.to_string()))?;
+                let Json::Array(samples) = samples else {
+                    return Err(EvalError::task(&cfg.task, "`fewshot_config.samples` must be a list or a !function"));
+                };
+                return Ok((samples, None));
+            }
+            None => {}
         }
         let order = [cfg.fewshot_split.as_deref(), cfg.training_split.as_deref(), cfg.validation_split.as_deref()];
         for split in order.into_iter().flatten() {

@@ -20,6 +20,13 @@ const BUILTIN: &[(&str, &str)] = &[
     ("mbpp", include_str!("../../tasks/mbpp.yaml")),
     ("triviaqa", include_str!("../../tasks/triviaqa.yaml")),
     ("wikitext", include_str!("../../tasks/wikitext.yaml")),
+    ("bbq", include_str!("../../tasks/bbq.yaml")),
+    ("bbq_ambig", include_str!("../../tasks/bbq_ambig.yaml")),
+    ("bbq_disambig", include_str!("../../tasks/bbq_disambig.yaml")),
+    ("bbq_generate", include_str!("../../tasks/bbq_generate.yaml")),
+    ("bbq_generate_ambig", include_str!("../../tasks/bbq_generate_ambig.yaml")),
+    ("bbq_generate_disambig", include_str!("../../tasks/bbq_generate_disambig.yaml")),
+    ("minerva_math500", include_str!("../../tasks/minerva_math500.yaml")),
 ];
 
 const MMLU_TEMPLATE: &str = include_str!("../../tasks/mmlu.yaml");
