@@ -7,6 +7,7 @@
 #   bench/cpu_vs_llamacpp.sh                         # every model below, -t 2, 5 reps x 2 rounds
 #   MODELS="smollm2-q4_1" ROUNDS=1 bench/cpu_vs_llamacpp.sh
 #   THREADS=1 PP=128 TG=32 bench/cpu_vs_llamacpp.sh
+#   THREADS=1 PIN_CPUS=0 bench/cpu_vs_llamacpp.sh     # both on CPU 0: robust on a busy machine
 #
 # Models (built once under $BENCH_MODELS, default ~/.cache/prometheus/bench):
 #   smollm2-q4_1   SmolLM2-135M-Instruct Q4_1, the default model (scripts/fetch-artifacts.sh)
@@ -73,17 +74,28 @@ for m in $MODELS; do model_file "$m" >/dev/null; done
 
 # On a machine with more cores than $THREADS, llama-bench is pinned to the first $THREADS cores
 # as prom pins itself for -t below the core count; with exactly $THREADS cores nothing is pinned.
-if (($(nproc) > THREADS)); then PIN=(taskset -c "0-$((THREADS - 1))"); else PIN=(); fi
+# PIN_CPUS=0 (a taskset list) pins both programs there: with THREADS=1 this is the comparison
+# that survives a loaded machine (both lose the same share of one core; a 2-thread llama.cpp
+# whose threads wait on each other at every barrier collapses when the cores are oversubscribed).
+if [[ -n ${PIN_CPUS:-} ]]; then
+    PIN=(taskset -c "$PIN_CPUS")
+elif (($(nproc) > THREADS)); then
+    PIN=(taskset -c "0-$((THREADS - 1))")
+else
+    PIN=()
+fi
+PROM_PIN=()
+[[ -n ${PIN_CPUS:-} ]] && PROM_PIN=("${PIN[@]}")
 
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpu: $(lscpu | sed -n 's/^Model name: *//p')  cores: $(nproc)  threads: $THREADS"
 echo "prom: $PROM at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo '+dirty')"
 echo "llama.cpp: $(jq -r '.llama_cpp_commit + " (" + .llama_cpp_version + ")"' "$LLAMA_BIN/../prometheus-build-info.json")"
-echo "pp$PP / tg$TG, $REPS repetitions x $ROUNDS rounds; raw JSON lines: $OUT"
+echo "pp$PP / tg$TG, $REPS repetitions x $ROUNDS rounds${PIN_CPUS:+, both pinned to CPUs $PIN_CPUS}; raw JSON lines: $OUT"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$OUT"
 
 ours() {
-    PROM_LOG=warn "$PROM" bench --offline -m "$2" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" --json |
+    PROM_LOG=warn "${PROM_PIN[@]}" "$PROM" bench --offline -m "$2" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" --json |
         jq -c --arg m "$1" '.[] | {model: $m, prog: "prom", test, samples_ts}' >>"$OUT"
 }
 theirs() {

@@ -8,6 +8,7 @@
 #   bench/serve_vs_llamacpp.sh                       # default model, 8 streams, 32 requests
 #   MODEL=~/.cache/prometheus/bench/llama1b-random.Q4_0.gguf NUM=16 bench/serve_vs_llamacpp.sh
 #   ROUNDS=2 bench/serve_vs_llamacpp.sh              # round 2 runs llama.cpp first
+#   THREADS=1 PIN_CPUS=0 bench/serve_vs_llamacpp.sh  # both servers on CPU 0 (a busy machine)
 #
 # One server runs at a time (each gets the whole machine), each warmed by the bench's test
 # request. llama-server: $THREADS threads, continuous batching (its default), -np $CONC slots of
@@ -25,6 +26,9 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-1}
 PORT=${PORT:-18431}
 PROM=${PROM:-./target/release/prom}
+# PIN_CPUS: a taskset CPU list both servers are pinned to (prom's pools follow the mask).
+PIN=()
+[[ -n ${PIN_CPUS:-} ]] && PIN=(taskset -c "$PIN_CPUS")
 
 [[ -x $PROM ]] || { echo "missing $PROM: run cargo build --release -p prom-cli" >&2; exit 1; }
 [[ -f $MODEL ]] || { echo "missing $MODEL (scripts/fetch-artifacts.sh)" >&2; exit 1; }
@@ -56,14 +60,14 @@ bench() { # name → $dir/name.json
     jq -r --arg n "$1" '"\($n): \(.completed)/\(.num_prompts) ok, \(.total_output_tokens) output tokens in \(.duration * 100 | round / 100) s: \(.output_throughput * 100 | round / 100) tok/s, TTFT median \(.median_ttft_ms | round) ms p99 \(.p99_ttft_ms | round) ms, TPOT median \(.median_tpot_ms * 10 | round / 10) ms, ITL p99 \(.p99_itl_ms * 10 | round / 10) ms"' "$dir/$1.json"
 }
 run_prom() {
-    "$PROM" serve --offline -m "$MODEL" --port "$PORT" >"$dir/server.log" 2>&1 &
+    "${PIN[@]}" "$PROM" serve --offline -m "$MODEL" --port "$PORT" >"$dir/server.log" 2>&1 &
     server=$!
     wait_health
     bench "prom-$1"
     stop
 }
 run_llama() {
-    LD_LIBRARY_PATH=$LLAMA_BIN "$LLAMA_BIN/llama-server" -m "$MODEL" --port "$PORT" -t "$THREADS" -tb "$THREADS" \
+    LD_LIBRARY_PATH=$LLAMA_BIN "${PIN[@]}" "$LLAMA_BIN/llama-server" -m "$MODEL" --port "$PORT" -t "$THREADS" -tb "$THREADS" \
         -np "$CONC" -c $((CONC * (IN + OUT_LEN + 64))) >"$dir/server.log" 2>&1 &
     server=$!
     wait_health
@@ -73,7 +77,7 @@ run_llama() {
 
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpu: $(lscpu | sed -n 's/^Model name: *//p')  cores: $(nproc)"
 echo "prom: $PROM at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo '+dirty')  model: $MODEL"
-echo "load: $NUM requests, $IN prompt + $OUT_LEN output tokens, all at once, $CONC concurrent streams"
+echo "load: $NUM requests, $IN prompt + $OUT_LEN output tokens, all at once, $CONC concurrent streams; llama-server -t $THREADS${PIN_CPUS:+; both pinned to CPUs $PIN_CPUS}"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2)); then run_prom "$r"; run_llama "$r"; else run_llama "$r"; run_prom "$r"; fi

@@ -127,7 +127,8 @@ fn bench_serve_unreachable_server_is_a_clear_error() {
 fn bench_model_reports_llama_bench_rows() {
     let model = gguf();
     let m = model.to_str().unwrap();
-    let (ok, out, err) = prom(&["bench", "--offline", "-m", m, "-p", "16,8", "-n", "4", "-r", "2", "-t", "1", "--json"]);
+    let (ok, out, err) =
+        prom(&["bench", "--offline", "-m", m, "-p", "16,8", "-n", "4", "-r", "2", "-t", "1", "--json"]);
     assert!(ok, "{err}");
     let rows: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
     let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();

@@ -87,10 +87,7 @@ pub(super) fn run(a: &Args) -> Result<()> {
     let cpus = allowed_cpus()?;
     let threads = or(&l.threads, cpus.len());
     if let Some(&t) = threads.iter().find(|&&t| t == 0 || t > cpus.len()) {
-        anyhow::bail!(
-            "`-t` must be between 1 and {} (the CPUs this process may run on). Given: {t}",
-            cpus.len()
-        );
+        anyhow::bail!("`-t` must be between 1 and {} (the CPUs this process may run on). Given: {t}", cpus.len());
     }
     let mut tests = Vec::new();
     for &n_depth in &ds {

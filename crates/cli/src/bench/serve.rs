@@ -178,15 +178,19 @@ fn prompts(a: &Args) -> Result<Vec<Prompt>> {
         let at = || format!("{}:{}", path.display(), i + 1);
         let p = match serde_json::from_str::<Value>(line) {
             Ok(v @ Value::Object(_)) => {
-                let prompt = v.get("prompt").filter(|p| p.is_string()).cloned().with_context(|| {
-                    format!("{}: a JSON line needs a string `prompt`", at())
-                })?;
+                let prompt = v
+                    .get("prompt")
+                    .filter(|p| p.is_string())
+                    .cloned()
+                    .with_context(|| format!("{}: a JSON line needs a string `prompt`", at()))?;
                 let max = v.get("max_tokens").or_else(|| v.get("output_len"));
                 let max_tokens = match max {
                     None => a.random_output_len,
-                    Some(m) => m.as_u64().filter(|&m| m > 0).with_context(|| {
-                        format!("{}: `max_tokens` must be an integer >= 1. Given: {m}", at())
-                    })? as usize,
+                    Some(m) => m
+                        .as_u64()
+                        .filter(|&m| m > 0)
+                        .with_context(|| format!("{}: `max_tokens` must be an integer >= 1. Given: {m}", at()))?
+                        as usize,
                 };
                 Prompt { prompt, len: None, max_tokens }
             }
