@@ -1,7 +1,9 @@
 //! AVX2 backend for x86 CPUs without AVX-512 VNNI: the same tiles, each 64-byte group read as
 //! two 256-bit halves (rows 0..8 and 8..16). `vpmaddubsw` multiplies u8 × i8 into i16 pairs.
 //! For the 4-bit kinds a whole block's 8 products stay in i16 (each ≤ 2·15·127, eight sum
-//! to ≤ 30480 < 2¹⁵) before one `vpmaddwd` widens them; Q8_0 uses the sign trick
+//! to ≤ 30480 < 2¹⁵) before one `vpmaddwd` widens them; the 5-bit kinds widen every two groups
+//! (four products ≤ 2·31·127 sum to ≤ 31496), their fifth bits expanded from the tile's masks
+//! to bytes as ggml's `bytes_from_bits_32` does; Q8_0 uses the sign trick
 //! (`|w| · sign(a, w)`, ≤ 2·128·127 per pair) and widens every group.
 
 use std::arch::x86_64::*;
@@ -61,18 +63,26 @@ unsafe fn block<const M: usize>(kind: QuantKind, tile: &[u8], acts: &QuantRows, 
     let qs: [*const i8; M] = std::array::from_fn(|i| acts.qs[(i0 + i) * acts.k..].as_ptr());
     let ones = _mm256_set1_epi16(1);
     let nibble = _mm256_set1_epi8(0x0F);
+    let sixteen = _mm256_set1_epi8(16);
     let mut acc = [[_mm256_setzero_ps(); 2]; M];
     for b in 0..acts.kb {
         let t = t0.add(b * tb);
         let mut isum = [[_mm256_setzero_si256(); 2]; M];
         match kind {
-            QuantKind::Q4_0 | QuantKind::Q4_1 => {
+            QuantKind::Q4_0 | QuantKind::Q4_1 | QuantKind::Q5_0 | QuantKind::Q5_1 => {
+                let high = kind.has_high_bit();
+                let widen_every = if high { 2 } else { 4 };
                 let mut p16 = [[_mm256_setzero_si256(); 2]; M];
                 for g in 0..4 {
                     for h in 0..2 {
                         let raw = _mm256_loadu_si256(t.add(64 * g + 32 * h) as *const _);
-                        let lo = _mm256_and_si256(raw, nibble);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                        let mut lo = _mm256_and_si256(raw, nibble);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                        if high {
+                            let masks = t.add(kind.h_offset() + 16 * g + 4 * h);
+                            lo = _mm256_or_si256(lo, _mm256_and_si256(bytes_from_bits(masks), sixteen));
+                            hi = _mm256_or_si256(hi, _mm256_and_si256(bytes_from_bits(masks.add(8)), sixteen));
+                        }
                         for i in 0..M {
                             let a = qs[i].add(b * QK);
                             let plo = _mm256_maddubs_epi16(lo, bcast4(a, 4 * g));
@@ -80,13 +90,17 @@ unsafe fn block<const M: usize>(kind: QuantKind, tile: &[u8], acts: &QuantRows, 
                             p16[i][h] = _mm256_add_epi16(p16[i][h], _mm256_add_epi16(plo, phi));
                         }
                     }
-                }
-                for i in 0..M {
-                    for h in 0..2 {
-                        isum[i][h] = _mm256_madd_epi16(p16[i][h], ones);
+                    if (g + 1) % widen_every == 0 {
+                        for i in 0..M {
+                            for h in 0..2 {
+                                isum[i][h] = _mm256_add_epi32(isum[i][h], _mm256_madd_epi16(p16[i][h], ones));
+                                p16[i][h] = _mm256_setzero_si256();
+                            }
+                        }
                     }
                 }
             }
+            QuantKind::F16 | QuantKind::BF16 => unreachable!("dense kinds run in `dense`"),
             QuantKind::Q8_0 => {
                 for g in 0..8 {
                     for h in 0..2 {
@@ -103,10 +117,12 @@ unsafe fn block<const M: usize>(kind: QuantKind, tile: &[u8], acts: &QuantRows, 
         }
         for h in 0..2 {
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.d_offset() + 16 * h) as *const _));
-            let mw = match kind {
-                QuantKind::Q4_1 => _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.m_offset() + 16 * h) as *const _)),
-                QuantKind::Q4_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-8.0)),
-                QuantKind::Q8_0 => _mm256_setzero_ps(),
+            let mw = if kind.has_min() {
+                _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.m_offset() + 16 * h) as *const _))
+            } else if kind == QuantKind::Q8_0 {
+                _mm256_setzero_ps()
+            } else {
+                _mm256_mul_ps(dw, _mm256_set1_ps(-kind.zero_point()))
             };
             for i in 0..M {
                 let da = _mm256_set1_ps(acts.d[(i0 + i) * acts.kb + b]);
@@ -122,4 +138,15 @@ unsafe fn block<const M: usize>(kind: QuantKind, tile: &[u8], acts: &QuantRows, 
 #[inline(always)]
 unsafe fn bcast4(qs: *const i8, at: usize) -> __m256i {
     _mm256_set1_epi32((qs.add(at) as *const i32).read_unaligned())
+}
+
+/// The 32 bits at `bits` (little-endian) as 32 bytes, 0xFF where the bit is set (ggml's
+/// `bytes_from_bits_32`).
+#[inline(always)]
+unsafe fn bytes_from_bits(bits: *const u8) -> __m256i {
+    let x = (bits as *const i32).read_unaligned();
+    let shuf = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
+    let bytes =
+        _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(x), shuf), _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }

@@ -3,9 +3,11 @@
 //! activation rows at once, so in prefill every weight byte loaded serves `MR` rows; the
 //! per-block scale `d_w · d_a` and the offset term `m_w · s_a` are applied in f32.
 //!
-//! Offsets: Q4_1 adds `m · s` (the GGUF minimum times the activation block sum); Q4_0 stores
-//! `q` in 0..16 for `q - 8`, so it adds `-8 d · s`; Q8_0 is signed, so its quants are shifted
-//! into u8 by `^ 0x80` (= +128) and it adds `-128 d · s`.
+//! Offsets: Q4_1 and Q5_1 add `m · s` (the GGUF minimum times the activation block sum); Q4_0
+//! (Q5_0) stores `q` in 0..16 (0..32) for `q - 8` (`q - 16`), so it adds `-8 d · s` (`-16 d · s`);
+//! Q8_0 is signed, so its quants are shifted into u8 by `^ 0x80` (= +128) and it adds
+//! `-128 d · s`. Q5's fifth bits arrive as one `__mmask64` per 64-byte load (see `layout`) and
+//! are added as `+16` to the selected bytes of the unpacked nibbles.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -68,9 +70,12 @@ unsafe fn block<const M: usize>(
     debug_assert!(tile.len() == acts.kb * kind.tile_bytes());
     let rows = Rows::<M>::new(acts, i0);
     let acc = match kind {
-        QuantKind::Q4_0 => q4::<M, false>(tile.as_ptr(), acts.kb, &rows),
-        QuantKind::Q4_1 => q4::<M, true>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::Q4_0 => q4::<M, false, false>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::Q4_1 => q4::<M, true, false>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::Q5_0 => q4::<M, false, true>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::Q5_1 => q4::<M, true, true>(tile.as_ptr(), acts.kb, &rows),
         QuantKind::Q8_0 => q8::<M>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::F16 | QuantKind::BF16 => unreachable!("dense kinds run in `dense`"),
     };
     let mask: __mmask16 = if valid >= TILE_ROWS { !0 } else { (1u16 << valid) - 1 };
     for (i, acc) in acc.iter().enumerate() {
@@ -105,18 +110,33 @@ unsafe fn bcast4(qs: *const i8, at: usize) -> __m512i {
 // Indexing keeps the per-row register arrays visibly parallel.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-unsafe fn q4<const M: usize, const HAS_MIN: bool>(tile: *const u8, kb: usize, rows: &Rows<M>) -> [__m512; M] {
-    let kind = if HAS_MIN { QuantKind::Q4_1 } else { QuantKind::Q4_0 };
+unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
+    tile: *const u8,
+    kb: usize,
+    rows: &Rows<M>,
+) -> [__m512; M] {
+    let kind = match (HAS_MIN, HIGH) {
+        (false, false) => QuantKind::Q4_0,
+        (true, false) => QuantKind::Q4_1,
+        (false, true) => QuantKind::Q5_0,
+        (true, true) => QuantKind::Q5_1,
+    };
     let tb = kind.tile_bytes();
     let nibble = _mm512_set1_epi8(0x0F);
+    let sixteen = _mm512_set1_epi8(16);
     let mut acc = [_mm512_setzero_ps(); M];
     for b in 0..kb {
         let t = tile.add(b * tb);
         let mut isum = [_mm512_setzero_si512(); M];
         for g in 0..4 {
             let raw = _mm512_loadu_si512(t.add(64 * g) as *const _);
-            let lo = _mm512_and_si512(raw, nibble);
-            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
+            let mut lo = _mm512_and_si512(raw, nibble);
+            let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
+            if HIGH {
+                let masks = t.add(kind.h_offset() + 16 * g) as *const u64;
+                lo = _mm512_mask_add_epi8(lo, masks.read_unaligned(), lo, sixteen);
+                hi = _mm512_mask_add_epi8(hi, masks.add(1).read_unaligned(), hi, sixteen);
+            }
             for i in 0..M {
                 let a = rows.qs[i].add(b * QK);
                 isum[i] = _mm512_dpbusd_epi32(isum[i], lo, bcast4(a, 4 * g));
@@ -134,7 +154,7 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool>(tile: *const u8, kb: usize, ro
         } else {
             for i in 0..M {
                 let da = _mm512_set1_ps(*rows.d[i].add(b));
-                let off = _mm512_set1_ps(-8.0 * *rows.s[i].add(b));
+                let off = _mm512_set1_ps(-kind.zero_point() * *rows.s[i].add(b));
                 acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off), dw, acc[i]);
             }
         }

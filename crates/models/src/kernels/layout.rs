@@ -2,13 +2,20 @@
 //! interleaved so one 64-byte load feeds one `vpdpbusd` that advances 16 dot products at once.
 //!
 //! A *tile* is one 32-column block of 16 rows. Quants come first, as `[group][row][4 bytes]`
-//! where byte `j` of group `g` is byte `4g + j` of that row's GGUF `qs`: for the 4-bit kinds
-//! its low nibble is weight `4g + j` and its high nibble weight `16 + 4g + j` (GGUF's nibble
+//! where byte `j` of group `g` is byte `4g + j` of that row's GGUF `qs`: for the 4- and 5-bit
+//! kinds its low nibble is weight `4g + j` and its high nibble weight `16 + 4g + j` (GGUF's nibble
 //! order: `qs[j]` holds weights `j` and `j + 16`); for Q8_0 it is weight `4g + j` itself,
-//! still signed. Then the 16 rows' f16 scales `d`, then (Q4_1 only) the 16 f16 minima `m`.
-//! Tiles are stored `[row tile][block]`, so a row tile's whole K extent is one linear stream.
+//! still signed. For Q5_0/Q5_1, the 16 rows' fifth bits (`qh`) follow as 8 little-endian u64
+//! masks, one per (group `g`, nibble `h`): bit `4r + j` of mask `2g + h` is the fifth bit of
+//! weight `16h + 4g + j` of row `r`, i.e. exactly the bytes of that group's 64-byte load that get
+//! `+16` (AVX-512 loads it as a `__mmask64`). Then the 16 rows' f16 scales `d`, then (Q4_1, Q5_1)
+//! the 16 f16 minima `m`. Tiles are stored `[row tile][block]`, so a row tile's whole K extent is
+//! one linear stream.
 //!
-//! The packing is a pure byte permutation of the GGUF blocks: memory use equals the file's,
+//! Dense F16/BF16 weights use the same tiles of 32 columns × 16 rows, stored `[column][row]` as
+//! raw 16-bit values (1024 bytes), so one 32-byte load is one column of 16 rows.
+//!
+//! The packing is a pure permutation of the GGUF blocks' bits: memory use equals the file's,
 //! plus zero padding up to a multiple of 16 rows (padded rows produce zeros and are never
 //! stored to the output).
 
@@ -16,18 +23,27 @@ use half::f16;
 
 /// Output rows per tile: one AVX-512 register of i32/f32 lanes.
 pub const TILE_ROWS: usize = 16;
-/// Weights per GGUF block (Q4_0, Q4_1, Q8_0 all use 32).
+/// Weights per GGUF block (every kind here uses 32); also the columns of a dense tile.
 pub const QK: usize = 32;
 
-/// The GGUF block formats the kernels implement.
+/// The weight formats the kernels implement: GGUF's 32-weight block formats, and dense 16-bit
+/// floats (which skip activation quantization, see `dense`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QuantKind {
     /// `w = d * (q - 8)`, q in 0..16.
     Q4_0,
     /// `w = d * q + m`, q in 0..16.
     Q4_1,
+    /// `w = d * (q - 16)`, q in 0..32 (low nibble in `qs`, fifth bit in `qh`).
+    Q5_0,
+    /// `w = d * q + m`, q in 0..32.
+    Q5_1,
     /// `w = d * q`, q in -128..128.
     Q8_0,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16 (the top half of an f32).
+    BF16,
 }
 
 impl QuantKind {
@@ -36,15 +52,34 @@ impl QuantKind {
         match self {
             QuantKind::Q4_0 => 2 + 16,
             QuantKind::Q4_1 => 2 + 2 + 16,
+            QuantKind::Q5_0 => 2 + 4 + 16,
+            QuantKind::Q5_1 => 2 + 2 + 4 + 16,
             QuantKind::Q8_0 => 2 + 32,
+            QuantKind::F16 | QuantKind::BF16 => 2 * QK,
         }
+    }
+
+    /// Dense 16-bit float weights (no scales, no activation quantization).
+    pub(crate) const fn is_dense(self) -> bool {
+        matches!(self, QuantKind::F16 | QuantKind::BF16)
+    }
+
+    /// Whether the block has a per-block minimum `m` (`w = d * q + m`).
+    pub(crate) const fn has_min(self) -> bool {
+        matches!(self, QuantKind::Q4_1 | QuantKind::Q5_1)
+    }
+
+    /// Whether the quants have a fifth bit (`qh`).
+    pub(crate) const fn has_high_bit(self) -> bool {
+        matches!(self, QuantKind::Q5_0 | QuantKind::Q5_1)
     }
 
     /// Quant bytes per row per block (`qs` of the GGUF block).
     pub(crate) const fn qs_bytes(self) -> usize {
         match self {
-            QuantKind::Q4_0 | QuantKind::Q4_1 => 16,
+            QuantKind::Q4_0 | QuantKind::Q4_1 | QuantKind::Q5_0 | QuantKind::Q5_1 => 16,
             QuantKind::Q8_0 => 32,
+            QuantKind::F16 | QuantKind::BF16 => 2 * QK,
         }
     }
 
@@ -53,28 +88,47 @@ impl QuantKind {
         self.block_bytes() - self.qs_bytes()
     }
 
-    /// Byte offset, inside a tile, of the 16 f16 scales (the quants precede them).
-    pub(crate) const fn d_offset(self) -> usize {
+    /// Byte offset, inside a tile, of the 8 fifth-bit masks (Q5_0/Q5_1 only).
+    pub(crate) const fn h_offset(self) -> usize {
         TILE_ROWS * self.qs_bytes()
     }
 
-    /// Byte offset, inside a tile, of the 16 f16 minima (Q4_1 only).
+    /// Byte offset, inside a tile, of the 16 f16 scales (the quants and masks precede them).
+    pub(crate) const fn d_offset(self) -> usize {
+        self.h_offset() + if self.has_high_bit() { 64 } else { 0 }
+    }
+
+    /// Byte offset, inside a tile, of the 16 f16 minima (Q4_1, Q5_1 only).
     pub(crate) const fn m_offset(self) -> usize {
         self.d_offset() + 2 * TILE_ROWS
     }
 
     pub const fn tile_bytes(self) -> usize {
-        match self {
-            QuantKind::Q4_1 => self.m_offset() + 2 * TILE_ROWS,
-            _ => self.d_offset() + 2 * TILE_ROWS,
+        if self.is_dense() {
+            self.h_offset()
+        } else if self.has_min() {
+            self.m_offset() + 2 * TILE_ROWS
+        } else {
+            self.d_offset() + 2 * TILE_ROWS
         }
     }
 
     /// Whether activation block sums are rounded through f16, as llama.cpp's Q8_1 `s` is.
-    /// Only Q4_1 pairs with Q8_1 in llama.cpp; Q4_0 and Q8_0 pair with Q8_0, whose integer
-    /// dot products are exact, so there the correction term uses the exact sum.
+    /// Q4_1 and Q5_1 pair with Q8_1 in llama.cpp; Q4_0, Q5_0 and Q8_0 pair with Q8_0, whose
+    /// integer dot products are exact, so there the correction term uses the exact sum.
     pub(crate) const fn sum_through_f16(self) -> bool {
-        matches!(self, QuantKind::Q4_1)
+        self.has_min()
+    }
+
+    /// The offset term's weight-side factor per unit of activation block sum `s`, for kinds
+    /// without a stored minimum: `q - z` stored as `q`, so `-z · d` (Q8_0's signed quants are
+    /// shifted by the SIMD backends themselves).
+    pub(crate) const fn zero_point(self) -> f32 {
+        match self {
+            QuantKind::Q4_0 => 8.0,
+            QuantKind::Q5_0 => 16.0,
+            _ => 0.0,
+        }
     }
 }
 
@@ -107,13 +161,29 @@ impl Tiles {
             for b in 0..kb {
                 let src = &data[(row * kb + b) * bb..][..bb];
                 let dst = &mut out[(t * kb + b) * tb..][..tb];
+                if kind.is_dense() {
+                    for c in 0..QK {
+                        dst[(c * TILE_ROWS + r) * 2..][..2].copy_from_slice(&src[2 * c..][..2]);
+                    }
+                    continue;
+                }
                 let qs = &src[kind.qs_offset()..];
                 for g in 0..qsb / 4 {
                     dst[(g * TILE_ROWS + r) * 4..][..4].copy_from_slice(&qs[g * 4..][..4]);
                 }
                 dst[kind.d_offset() + 2 * r..][..2].copy_from_slice(&src[0..2]);
-                if kind == QuantKind::Q4_1 {
+                if kind.has_min() {
                     dst[kind.m_offset() + 2 * r..][..2].copy_from_slice(&src[2..4]);
+                }
+                if kind.has_high_bit() {
+                    // `qh` sits just before `qs`; see the module doc for the mask layout.
+                    let qh = u32::from_le_bytes(src[kind.qs_offset() - 4..][..4].try_into().expect("4 bytes"));
+                    for (g, h, j) in (0..4).flat_map(|g| (0..2).flat_map(move |h| (0..4).map(move |j| (g, h, j)))) {
+                        if qh >> (16 * h + 4 * g + j) & 1 == 1 {
+                            let bit = 4 * r + j;
+                            dst[kind.h_offset() + 8 * (2 * g + h) + bit / 8] |= 1 << (bit % 8);
+                        }
+                    }
                 }
             }
         }

@@ -1,7 +1,9 @@
-//! Our own CPU matmul for GGUF Q4_0 / Q4_1 / Q8_0 weights: `y (m, n) = x (m, k) · Wᵀ`.
+//! Our own CPU matmul for GGUF Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 and dense F16/BF16 weights:
+//! `y (m, n) = x (m, k) · Wᵀ`.
 //!
-//! candle has no SIMD kernel for Q4_1 and its thread pool spins between ops; this module
-//! replaces both for the block formats llama.cpp's small models ship in. The design:
+//! candle has no SIMD kernel for Q4_1 or Q5_x, runs f16 weights as an f32 copy, and its thread
+//! pool spins between ops; this module replaces all three for the formats llama.cpp's small
+//! models ship in. The design:
 //!
 //! - **Weights** ([`QMatrix`]) are the GGUF blocks, permuted once at load into tiles of 16 output
 //!   rows (see `layout`), so one 64-byte load of quants feeds one AVX-512 VNNI `vpdpbusd`
@@ -15,9 +17,11 @@
 //! - **Backends**: AVX-512 VNNI, AVX2 and portable scalar, chosen at runtime
 //!   ([`Backend::detect`]); all read the same tiles and are tested against a dequantizing
 //!   reference.
+//! - **Dense F16/BF16** weights (`dense`) share the tiles (16-bit values instead of quants),
+//!   the threading and the output handling, but take the f32 activations as they are.
 //!
 //! Out of scope: k-quants (candle's own kernels serve those), non-CPU devices, and `k` that is
-//! not a multiple of 32 (GGUF cannot store it for these formats).
+//! not a multiple of 32 (GGUF cannot store it for the block formats).
 
 mod act;
 pub mod attention;
@@ -25,6 +29,7 @@ pub mod attention;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod dense;
 pub mod fused;
 mod layout;
 mod math;
@@ -125,12 +130,16 @@ impl QMatrix {
     }
 
     /// Packs a 2-D CPU `QTensor` of a kind this module implements; `None` for other dtypes
-    /// (k-quants, f16, ...) and devices, which stay with candle.
+    /// (k-quants, f32, ...) and devices, which stay with candle.
     pub fn from_qtensor(q: &QTensor) -> Result<Option<Self>> {
         let kind = match q.dtype() {
             GgmlDType::Q4_0 => QuantKind::Q4_0,
             GgmlDType::Q4_1 => QuantKind::Q4_1,
+            GgmlDType::Q5_0 => QuantKind::Q5_0,
+            GgmlDType::Q5_1 => QuantKind::Q5_1,
             GgmlDType::Q8_0 => QuantKind::Q8_0,
+            GgmlDType::F16 => QuantKind::F16,
+            GgmlDType::BF16 => QuantKind::BF16,
             _ => return Ok(None),
         };
         if !q.device().is_cpu() {
@@ -139,6 +148,27 @@ impl QMatrix {
         let (n, k) = q.shape().dims2().map_err(|e| Error::Tensor { op: "QMatrix::from_qtensor".into(), source: e })?;
         let data = q.data().map_err(|e| Error::Tensor { op: "QMatrix::from_qtensor".into(), source: e })?;
         Self::from_ggml(kind, n, k, &data).map(Some)
+    }
+
+    /// A dense f32 `(n, k)` CPU weight stored as BF16 or F16 when every value converts to it
+    /// exactly (a GGUF F16/BF16 tensor, or a 16-bit HF checkpoint, after the loaders widened it
+    /// to f32), so the matmul streams half the bytes and computes the same products; `None`
+    /// when no 16-bit type holds it exactly, or for shapes and devices this module does not run.
+    pub fn from_f32_lossless(w: &Tensor) -> Result<Option<Self>> {
+        let op = || "QMatrix::from_f32_lossless".to_string();
+        let Ok((n, k)) = w.dims2() else { return Ok(None) };
+        if !w.device().is_cpu() || w.dtype() != DType::F32 || k == 0 || !k.is_multiple_of(QK) {
+            return Ok(None);
+        }
+        let w = w.contiguous().map_err(|e| Error::Tensor { op: op(), source: e })?;
+        let (storage, layout) = w.storage_and_layout();
+        let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+            return Ok(None);
+        };
+        let vals = &cpu.as_slice::<f32>().map_err(|e| Error::Tensor { op: op(), source: e })?[start..end];
+        let Some((kind, bits)) = lossless_16bit(vals) else { return Ok(None) };
+        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        Self::from_ggml(kind, n, k, &bytes).map(Some)
     }
 
     /// The same matrix computed with `backend`; an error if this CPU lacks it.
@@ -152,6 +182,11 @@ impl QMatrix {
 
     pub fn kind(&self) -> QuantKind {
         self.tiles.kind()
+    }
+
+    /// Dense 16-bit float weights rather than quantized blocks.
+    pub fn is_dense(&self) -> bool {
+        self.kind().is_dense()
     }
 
     /// (n, k): output and input features.
@@ -183,6 +218,10 @@ impl QMatrix {
                 format!("x has {} values, expected {} for m = {m}", x.len(), m * self.k),
             ));
         }
+        if self.kind().is_dense() {
+            self.run(&Acts::Dense(x), m, y);
+            return Ok(());
+        }
         thread_local! {
             // Reused across calls: quantized activations are ~k bytes per row.
             static ACTS: RefCell<QuantRows> = RefCell::new(QuantRows::default());
@@ -190,7 +229,7 @@ impl QMatrix {
         ACTS.with(|acts| {
             let mut acts = acts.borrow_mut();
             acts.quantize(x, m, self.k, self.kind().sum_through_f16());
-            self.run(&acts, m, y);
+            self.run(&Acts::Quant(&acts), m, y);
         });
         Ok(())
     }
@@ -225,7 +264,7 @@ impl QMatrix {
             .map_err(|e| Error::Tensor { op: op(), source: e })
     }
 
-    fn run(&self, acts: &QuantRows, m: usize, y: Out) {
+    fn run(&self, acts: &Acts, m: usize, y: Out) {
         let n_tiles = self.tiles.n_tiles();
         let pool = Pool::global();
         let threads = if m * self.n * self.k < PARALLEL_MIN_MACS { 1 } else { pool.threads() };
@@ -248,9 +287,13 @@ impl QMatrix {
     }
 
     /// Output columns `16t..16t + 16` (clipped to `n`) for activation `rows`.
-    fn tile(&self, t: usize, acts: &QuantRows, rows: Range<usize>, y: Out) {
+    fn tile(&self, t: usize, acts: &Acts, rows: Range<usize>, y: Out) {
         let (kind, w) = (self.kind(), self.tiles.row_tile(t));
         let (col0, valid) = (t * TILE_ROWS, TILE_ROWS.min(self.n - t * TILE_ROWS));
+        let acts = match acts {
+            Acts::Dense(x) => return dense::tile(self.backend, kind, w, x, self.k, rows, y, col0, valid),
+            Acts::Quant(acts) => acts,
+        };
         match self.backend {
             // SAFETY: `with_backend`/`detect` admit only backends this CPU supports.
             #[cfg(target_arch = "x86_64")]
@@ -260,6 +303,32 @@ impl QMatrix {
             _ => scalar::tile(kind, w, acts, rows, y, col0, valid),
         }
     }
+}
+
+/// What the tiles multiply: quantized activation rows, or (dense kinds) the f32 rows themselves.
+enum Acts<'a> {
+    Quant(&'a QuantRows),
+    Dense(&'a [f32]),
+}
+
+/// The values as raw BF16 or F16 bits, if one of them represents every value exactly (BF16 is
+/// tried first: its test is a bit mask, and it fails at the first value of an F16 tensor).
+fn lossless_16bit(vals: &[f32]) -> Option<(QuantKind, Vec<u16>)> {
+    use half::slice::HalfFloatSliceExt;
+    if vals.iter().all(|v| v.to_bits() & 0xFFFF == 0) {
+        return Some((QuantKind::BF16, vals.iter().map(|v| (v.to_bits() >> 16) as u16).collect()));
+    }
+    let mut h = vec![half::f16::ZERO; vals.len()];
+    let mut back = vec![0f32; 4096];
+    for (hs, xs) in h.chunks_mut(4096).zip(vals.chunks(4096)) {
+        hs.convert_from_f32_slice(xs);
+        hs.convert_to_f32_slice(&mut back[..hs.len()]);
+        // Bitwise: -0.0 must come back as -0.0.
+        if back[..hs.len()].iter().zip(xs).any(|(a, b)| a.to_bits() != b.to_bits()) {
+            return None;
+        }
+    }
+    Some((QuantKind::F16, h.iter().map(|v| v.to_bits()).collect()))
 }
 
 fn kernel_error(op: String, msg: String) -> Error {

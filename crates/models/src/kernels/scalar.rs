@@ -34,18 +34,22 @@ pub(crate) fn tile(
                         isum += match kind {
                             QuantKind::Q8_0 => byte as i8 as i32 * a[4 * g + j] as i32,
                             _ => {
-                                (byte & 0x0F) as i32 * a[4 * g + j] as i32
-                                    + (byte >> 4) as i32 * a[16 + 4 * g + j] as i32
+                                let (lo, hi) = (byte & 0x0F, byte >> 4);
+                                let (lo, hi) = if kind.has_high_bit() {
+                                    let bit = |h: usize| {
+                                        t[kind.h_offset() + 8 * (2 * g + h) + r / 2] >> (4 * (r % 2) + j) & 1
+                                    };
+                                    (lo | bit(0) << 4, hi | bit(1) << 4)
+                                } else {
+                                    (lo, hi)
+                                };
+                                lo as i32 * a[4 * g + j] as i32 + hi as i32 * a[16 + 4 * g + j] as i32
                             }
                         };
                     }
                 }
                 let dw = f16_at(t, kind.d_offset() + 2 * r);
-                let offset = match kind {
-                    QuantKind::Q4_1 => f16_at(t, kind.m_offset() + 2 * r),
-                    QuantKind::Q4_0 => -8.0 * dw,
-                    QuantKind::Q8_0 => 0.0,
-                };
+                let offset = if kind.has_min() { f16_at(t, kind.m_offset() + 2 * r) } else { -kind.zero_point() * dw };
                 *acc += isum as f32 * da * dw + offset * sa;
             }
         }

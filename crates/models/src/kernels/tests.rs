@@ -24,17 +24,32 @@ impl Rng {
     }
 }
 
-const KINDS: [QuantKind; 3] = [QuantKind::Q4_0, QuantKind::Q4_1, QuantKind::Q8_0];
+const KINDS: [QuantKind; 5] = [QuantKind::Q4_0, QuantKind::Q4_1, QuantKind::Q5_0, QuantKind::Q5_1, QuantKind::Q8_0];
 
-/// Random GGUF blocks: arbitrary quant bytes, scales of both signs around 0.01, minima around 0.1.
+/// Random GGUF blocks: arbitrary quant bytes, scales of both signs around 0.01, minima around
+/// 0.1; dense kinds get values around 0.1 (sometimes 10) and some subnormals and signed zeros.
 fn random_blocks(kind: QuantKind, n: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
     let mut data = Vec::with_capacity(n * k / QK * kind.block_bytes());
+    if kind.is_dense() {
+        for i in 0..n * k {
+            let v = match i % 29 {
+                0 => -0.0,
+                1 => 1e-6 * rng.unit(),
+                _ => rng.unit() * if rng.next().is_multiple_of(16) { 10.0 } else { 0.1 },
+            };
+            let bits =
+                if kind == QuantKind::BF16 { half::bf16::from_f32(v).to_bits() } else { f16::from_f32(v).to_bits() };
+            data.extend_from_slice(&bits.to_le_bytes());
+        }
+        return data;
+    }
     for _ in 0..n * k / QK {
         data.extend_from_slice(&f16::from_f32(0.01 * rng.unit()).to_le_bytes());
-        if kind == QuantKind::Q4_1 {
+        if kind.has_min() {
             data.extend_from_slice(&f16::from_f32(0.1 * rng.unit()).to_le_bytes());
         }
-        for _ in 0..kind.qs_bytes() {
+        let extra = if kind.has_high_bit() { 4 } else { 0 };
+        for _ in 0..kind.qs_bytes() + extra {
             data.push(rng.next() as u8);
         }
     }
@@ -45,6 +60,17 @@ fn random_blocks(kind: QuantKind, n: usize, k: usize, rng: &mut Rng) -> Vec<u8> 
 fn dequantize_row(kind: QuantKind, data: &[u8], k: usize, row: usize) -> Vec<f32> {
     let bb = kind.block_bytes();
     let mut w = vec![0f32; k];
+    if kind.is_dense() {
+        for (j, v) in w.iter_mut().enumerate() {
+            let b = [data[2 * (row * k + j)], data[2 * (row * k + j) + 1]];
+            *v = if kind == QuantKind::BF16 {
+                half::bf16::from_le_bytes(b).to_f32()
+            } else {
+                f16::from_le_bytes(b).to_f32()
+            };
+        }
+        return w;
+    }
     for b in 0..k / QK {
         let blk = &data[(row * (k / QK) + b) * bb..][..bb];
         let d = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
@@ -60,24 +86,46 @@ fn dequantize_row(kind: QuantKind, data: &[u8], k: usize, row: usize) -> Vec<f32
                     out[j + 16] = d * (qs[j] >> 4) as f32 + m;
                 }
             }
+            QuantKind::Q5_0 | QuantKind::Q5_1 => {
+                // ggml's dequantize_row_q5_0/1: `qh` bit j is weight j's fifth bit, bit j + 16
+                // weight j + 16's.
+                let (m, rest) = match kind {
+                    QuantKind::Q5_1 => (f16::from_le_bytes([blk[2], blk[3]]).to_f32(), &blk[4..]),
+                    _ => (-16.0 * d, &blk[2..]),
+                };
+                let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                let qs = &rest[4..];
+                for j in 0..16 {
+                    let lo = (qs[j] & 0x0F) as u32 | (qh >> j & 1) << 4;
+                    let hi = (qs[j] >> 4) as u32 | (qh >> (j + 16) & 1) << 4;
+                    out[j] = d * lo as f32 + m;
+                    out[j + 16] = d * hi as f32 + m;
+                }
+            }
             QuantKind::Q8_0 => {
                 for j in 0..QK {
                     out[j] = d * blk[2 + j] as i8 as f32;
                 }
             }
+            QuantKind::F16 | QuantKind::BF16 => unreachable!("handled above"),
         }
     }
     w
 }
 
-/// `y` from dequantized weights and dequantized activation quants, in f64, and each output's
-/// tolerance: f32 rounding of its terms (1e-5 · Σ|w·x|) plus, for Q4_1, the f16 rounding of
+/// `y` from dequantized weights and dequantized activation quants (dense kinds: the f32
+/// activations themselves), in f64, and each output's
+/// tolerance: f32 rounding of its terms (1e-5 · Σ|w·x|) plus, for Q4_1/Q5_1, the f16 rounding of
 /// llama.cpp's Q8_1 block sums `s` that the minimum multiplies: `f16(d·Σq)` against our
 /// reference's `f16(d)·Σq` is two f16 roundings apart, ≤ 2⁻¹⁰ · Σ_blocks |m · s|.
 fn reference(kind: QuantKind, data: &[u8], x: &[f32], m: usize, n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
     let mut acts = QuantRows::default();
     acts.quantize(x, m, k, false);
-    let xq: Vec<f64> = (0..m * k).map(|i| acts.qs[i] as f64 * acts.d[i / QK] as f64).collect();
+    let xq: Vec<f64> = if kind.is_dense() {
+        x.iter().map(|&v| v as f64).collect()
+    } else {
+        (0..m * k).map(|i| acts.qs[i] as f64 * acts.d[i / QK] as f64).collect()
+    };
     let (mut y, mut tol) = (vec![0f64; m * n], vec![0f64; m * n]);
     for r in 0..n {
         let w = dequantize_row(kind, data, k, r);
@@ -89,7 +137,7 @@ fn reference(kind: QuantKind, data: &[u8], x: &[f32], m: usize, n: usize, k: usi
                 mag += p.abs();
             }
             let mut t = 1e-5 * mag + 1e-6;
-            if kind == QuantKind::Q4_1 {
+            if kind.has_min() {
                 for b in 0..k / QK {
                     let blk = &data[(r * (k / QK) + b) * kind.block_bytes()..];
                     let min = f16::from_le_bytes([blk[2], blk[3]]).to_f32() as f64;
@@ -112,7 +160,7 @@ fn every_backend_matches_the_dequantizing_reference_on_odd_shapes() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     // n and m straddle the 16-row tile, the 8-row register block and the 64-row chunk.
     for &(m, n, k) in &[(1, 1, 32), (3, 17, 64), (7, 15, 96), (9, 33, 576), (13, 100, 160), (70, 47, 1536)] {
-        for kind in KINDS {
+        for kind in KINDS.into_iter().chain([QuantKind::F16, QuantKind::BF16]) {
             let data = random_blocks(kind, n, k, &mut rng);
             let x = random_x(m, k, &mut rng);
             let (want, tol) = reference(kind, &data, &x, m, n, k);
@@ -137,7 +185,7 @@ fn every_backend_matches_the_dequantizing_reference_on_odd_shapes() {
 fn simd_backends_agree_with_scalar_to_rounding() {
     let mut rng = Rng(7);
     let (m, n, k) = (11, 40, 320);
-    for kind in KINDS {
+    for kind in KINDS.into_iter().chain([QuantKind::F16, QuantKind::BF16]) {
         let data = random_blocks(kind, n, k, &mut rng);
         let x = random_x(m, k, &mut rng);
         let run = |b| {
@@ -170,9 +218,13 @@ fn reads_candle_qtensors_as_candle_dequantizes_them() {
         .chunks(QK)
         .flat_map(|b| std::iter::repeat_n(b.iter().fold(0f32, |a, v| a.max(v.abs())) / 254.0, QK))
         .collect();
-    for (dtype, kind) in
-        [(GgmlDType::Q4_0, QuantKind::Q4_0), (GgmlDType::Q4_1, QuantKind::Q4_1), (GgmlDType::Q8_0, QuantKind::Q8_0)]
-    {
+    for (dtype, kind) in [
+        (GgmlDType::Q4_0, QuantKind::Q4_0),
+        (GgmlDType::Q4_1, QuantKind::Q4_1),
+        (GgmlDType::Q5_0, QuantKind::Q5_0),
+        (GgmlDType::Q5_1, QuantKind::Q5_1),
+        (GgmlDType::Q8_0, QuantKind::Q8_0),
+    ] {
         let q = QTensor::quantize(&wt, dtype).unwrap();
         let deq: Vec<Vec<f32>> = q.dequantize(&dev).unwrap().to_vec2().unwrap();
         let ours = QMatrix::from_qtensor(&q).unwrap().expect("supported dtype");
@@ -214,8 +266,105 @@ fn bad_shapes_are_errors_not_panics() {
     let w = QMatrix::from_ggml(QuantKind::Q4_1, 2, 32, &blocks).unwrap();
     assert!(w.matmul(&[0.0; 32], 1, &mut [0.0; 3]).is_err());
     assert!(w.forward(&Tensor::zeros((1, 31), candle_core::DType::F32, &Device::Cpu).unwrap()).is_err());
-    let f16q =
-        QTensor::quantize(&Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F16)
+    let k_quant =
+        QTensor::quantize(&Tensor::zeros((2, 256), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::Q4K)
             .unwrap();
-    assert!(QMatrix::from_qtensor(&f16q).unwrap().is_none());
+    assert!(QMatrix::from_qtensor(&k_quant).unwrap().is_none());
+}
+
+#[test]
+fn q5_matmul_matches_candles_q5_kernel() {
+    // candle's own Q5_0/Q5_1 vec_dot (what `Linear` ran before these kernels) on the same
+    // blocks: both quantize activations to 8 bits, candle rounding half away from zero and
+    // ours half to even, so they differ by at most a rounding step of x per block (as in
+    // `reads_candle_qtensors_as_candle_dequantizes_them`) and usually far less.
+    let mut rng = Rng(11);
+    let (m, n, k) = (3, 37, 512);
+    let dev = Device::Cpu;
+    let w = Tensor::from_vec((0..n * k).map(|_| rng.unit()).collect::<Vec<f32>>(), (n, k), &dev).unwrap();
+    let x: Vec<f32> = random_x(m, k, &mut rng);
+    let xt = Tensor::from_vec(x.clone(), (m, k), &dev).unwrap();
+    for dtype in [GgmlDType::Q5_0, GgmlDType::Q5_1] {
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let deq: Vec<Vec<f32>> = q.dequantize(&dev).unwrap().to_vec2().unwrap();
+        let ours: Vec<Vec<f32>> = QMatrix::from_qtensor(&q).unwrap().unwrap().forward(&xt).unwrap().to_vec2().unwrap();
+        let candle = candle_core::quantized::QMatMul::from_qtensor(q).unwrap();
+        let theirs: Vec<Vec<f32>> = candle_core::Module::forward(&candle, &xt).unwrap().to_vec2().unwrap();
+        for i in 0..m {
+            for r in 0..n {
+                let step: f64 = x[i * k..][..k]
+                    .chunks(QK)
+                    .zip(deq[r].chunks(QK))
+                    .map(|(xb, wb)| {
+                        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+                        wb.iter().map(|w| w.abs() as f64).sum::<f64>() * amax / 127.0
+                    })
+                    .sum();
+                let (a, b) = (ours[i][r] as f64, theirs[i][r] as f64);
+                assert!((a - b).abs() <= step + 1e-4, "{dtype:?} y[{i}][{r}]: ours {a} vs candle {b} ± {step}");
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_f32_becomes_16_bit_only_when_lossless() {
+    let dev = Device::Cpu;
+    let mut rng = Rng(5);
+    let (n, k) = (19, 96);
+    let vals: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
+    let as_kind = |v: Vec<f32>| {
+        QMatrix::from_f32_lossless(&Tensor::from_vec(v, (n, k), &dev).unwrap()).unwrap().map(|q| q.kind())
+    };
+    let bf: Vec<f32> = vals.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
+    let h: Vec<f32> = vals.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+    assert_eq!(as_kind(bf), Some(QuantKind::BF16));
+    assert_eq!(as_kind(h.clone()), Some(QuantKind::F16));
+    assert_eq!(as_kind(vals.clone()), None, "f32 values that no 16-bit type holds stay f32");
+    let mut big = h;
+    big[n * k - 1] = 1e6; // beyond f16's range: the last value decides
+    assert_eq!(as_kind(big), None);
+    // Shapes and dtypes this module does not run.
+    assert!(QMatrix::from_f32_lossless(&Tensor::zeros((4, 48), candle_core::DType::F32, &dev).unwrap())
+        .unwrap()
+        .is_none());
+    assert!(QMatrix::from_f32_lossless(&Tensor::zeros((4, 64), candle_core::DType::F16, &dev).unwrap())
+        .unwrap()
+        .is_none());
+    assert!(QMatrix::from_f32_lossless(&Tensor::zeros(64, candle_core::DType::F32, &dev).unwrap()).unwrap().is_none());
+    // And the packed copy computes with exactly those values.
+    let x = random_x(2, k, &mut rng);
+    let w16: Vec<f32> = vals.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+    let q = QMatrix::from_f32_lossless(&Tensor::from_vec(w16.clone(), (n, k), &dev).unwrap()).unwrap().unwrap();
+    let mut y = vec![0f32; 2 * n];
+    q.matmul(&x, 2, &mut y).unwrap();
+    for i in 0..2 {
+        for r in 0..n {
+            let want: f64 = (0..k).map(|j| w16[r * k + j] as f64 * x[i * k + j] as f64).sum();
+            let mag: f64 = (0..k).map(|j| (w16[r * k + j] as f64 * x[i * k + j] as f64).abs()).sum();
+            assert!((y[i * n + r] as f64 - want).abs() <= 1e-5 * mag + 1e-7, "y[{i}][{r}]");
+        }
+    }
+}
+
+#[test]
+fn dense_rows_do_not_depend_on_the_batch_beside_them() {
+    // One row alone and the same row inside batches of every register-block size give the same
+    // bits: each row is summed in one fixed order.
+    let mut rng = Rng(9);
+    let (n, k) = (33, 160);
+    for kind in [QuantKind::F16, QuantKind::BF16] {
+        let data = random_blocks(kind, n, k, &mut rng);
+        for backend in Backend::available() {
+            let w = QMatrix::from_ggml(kind, n, k, &data).unwrap().with_backend(backend).unwrap();
+            let x = random_x(11, k, &mut rng);
+            let mut all = vec![0f32; 11 * n];
+            w.matmul(&x, 11, &mut all).unwrap();
+            for i in 0..11 {
+                let mut one = vec![0f32; n];
+                w.matmul(&x[i * k..][..k], 1, &mut one).unwrap();
+                assert_eq!(one, all[i * n..][..n], "{kind:?} {backend:?} row {i}");
+            }
+        }
+    }
 }
