@@ -200,3 +200,25 @@ fn external_model() {
     };
     check_dir("PROM_TP_MODEL", Path::new(&dir), &[2]);
 }
+
+/// Bad input is refused by rank 0 before any rank starts the step, so the split model keeps
+/// working afterwards (a failure inside a step would leave it failed).
+#[test]
+fn bad_input_leaves_the_split_model_working() {
+    let (device, dtype, _) = target();
+    let gpu = !device.is_cpu();
+    let dir = fixture("llama_gqa");
+    let whole = load_with(&files(&dir), &LoadOptions { device, dtype: Some(dtype) }).unwrap().model;
+    let split = load(&dir, 2).unwrap();
+    let mut cache = split.new_cache().unwrap();
+    let e = split.forward(&[1, 999], &mut cache, LogitsFor::Last).unwrap_err().to_string();
+    assert!(e.contains("token id 999 >= vocab_size 256"), "{e}");
+    let mut kv = PagedKvCache::new(split.kv_spec(8), 2).unwrap();
+    let chunk = SeqChunk { tokens: &[1, 2, 3], start: 0, block_table: &[5], logits: LogitsFor::Last };
+    let e = split.forward_batch(&[chunk], &mut kv).unwrap_err().to_string();
+    assert!(e.contains("block 5 is outside the KV pool of 2 blocks"), "{e}");
+    let got = split.forward(&[1, 2, 3], &mut split.new_cache().unwrap(), LogitsFor::All).unwrap();
+    let want = whole.forward(&[1, 2, 3], &mut whole.new_cache().unwrap(), LogitsFor::All).unwrap();
+    let (d, ok) = compare(&got, &want, dtype, gpu);
+    assert!(ok, "after refused input: {d:e}");
+}

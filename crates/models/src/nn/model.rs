@@ -236,24 +236,43 @@ impl Model {
         let Some(followers) = self.tp.as_ref().and_then(|t| t.followers.as_ref()) else {
             return self.forward_rank(chunks, kv);
         };
-        // Rank 0 of a split model: the other ranks run the same step beside this one.
-        followers.send(chunks, kv)?;
-        let logits = self.forward_rank(chunks, kv);
+        // Rank 0 of a split model: bad input is refused here, before any rank starts; the other
+        // ranks then run the same step beside this one. A failure past this point is a real one
+        // (device, memory): it aborts the world, and the split model stays failed.
+        self.batch(chunks, kv)?;
+        let sent = followers.send(chunks, kv);
+        let logits = if sent == followers.len() { self.forward_rank(chunks, kv) } else { Err(followers.gone()) };
         if logits.is_err() {
             self.tp.iter().for_each(|t| t.comm().abort());
         }
-        let others = followers.wait();
+        let others = followers.wait(sent);
         let logits = logits?;
         others.map(|_| logits)
     }
 
-    /// This rank's part of [`Model::forward_batch`] (the whole of it for an unsplit model).
-    pub(crate) fn forward_rank(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
+    /// The flattened batch, once its chunks are checked against the cache and the model.
+    fn batch<'a>(&self, chunks: &[SeqChunk<'a>], kv: &PagedKvCache) -> Result<BatchMeta<'a>> {
         let want = self.kv_spec(kv.spec().block_size);
         if kv.spec() != &want {
             return Err(Error::InvalidInput(format!("KV cache {:?} does not fit this model ({want:?})", kv.spec())));
         }
-        let mut batch = BatchMeta::new(chunks, want.block_size, self.cfg.vocab_size)?;
+        let batch = BatchMeta::new(chunks, want.block_size, self.cfg.vocab_size)?;
+        if let Some(&b) = chunks.iter().flat_map(|c| c.block_table).find(|&&b| b as usize >= kv.num_blocks()) {
+            return Err(Error::InvalidInput(format!("block {b} is outside the KV pool of {} blocks", kv.num_blocks())));
+        }
+        let max = self.cfg.max_position_embeddings;
+        if let (Some(_), Some(&(start, len, _))) = (&self.position_embed, batch.spans.iter().find(|s| s.2 > max)) {
+            return Err(Error::InvalidInput(format!(
+                "sequence of {} tokens exceeds the model's {max} learned positions",
+                start + len
+            )));
+        }
+        Ok(batch)
+    }
+
+    /// This rank's part of [`Model::forward_batch`] (the whole of it for an unsplit model).
+    pub(crate) fn forward_rank(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
+        let mut batch = self.batch(chunks, kv)?;
         batch.gpu = GpuBatch::new(&batch, &self.device)?;
         let t = batch.num_tokens();
         // (T, hidden) → (1, T, hidden)
@@ -268,13 +287,6 @@ impl Model {
             x = (x * s as f64).ctx("embedding scale")?;
         }
         if let Some(pe) = &self.position_embed {
-            let max = self.cfg.max_position_embeddings;
-            if let Some(&(start, len, _)) = batch.spans.iter().find(|s| s.2 > max) {
-                return Err(Error::InvalidInput(format!(
-                    "sequence of {} tokens exceeds the model's {max} learned positions",
-                    start + len
-                )));
-            }
             let pos = Tensor::new(batch.positions.as_slice(), &self.device).ctx("positions")?;
             x = (x + pe.index_select(&pos, 0).ctx("positions")?).ctx("add positions")?;
         }

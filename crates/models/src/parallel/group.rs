@@ -59,10 +59,16 @@ impl Followers {
         Ok(Self { workers })
     }
 
-    /// Sends the step to every worker (they start at once, and meet rank 0 in its collectives).
-    pub(crate) fn send(&self, chunks: &[SeqChunk], kv: &PagedKvCache) -> Result<()> {
-        for w in &self.workers {
-            let chunks = chunks
+    /// Ranks `1..world`.
+    pub(crate) fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Sends the step to the workers (they start at once, and meet rank 0 in its collectives);
+    /// returns how many got it (fewer than [`Followers::len`] if a worker has stopped).
+    pub(crate) fn send(&self, chunks: &[SeqChunk], kv: &PagedKvCache) -> usize {
+        let owned = || {
+            chunks
                 .iter()
                 .map(|c| Chunk {
                     tokens: c.tokens.to_vec(),
@@ -70,28 +76,27 @@ impl Followers {
                     block_table: c.block_table.to_vec(),
                     logits: c.logits,
                 })
-                .collect();
-            let step = Msg::Step { chunks, kv: kv.spec().clone(), num_blocks: kv.num_blocks() };
-            w.tx.send(step).map_err(|_| gone())?;
-        }
-        Ok(())
+                .collect()
+        };
+        let step = || Msg::Step { chunks: owned(), kv: kv.spec().clone(), num_blocks: kv.num_blocks() };
+        self.workers.iter().take_while(|w| w.tx.send(step()).is_ok()).count()
     }
 
-    /// Waits until every worker has finished the step; the first error, if any.
-    pub(crate) fn wait(&self) -> Result<()> {
+    /// Waits until the first `sent` workers have finished the step; the first error, if any.
+    pub(crate) fn wait(&self, sent: usize) -> Result<()> {
         let mut first = Ok(());
-        for w in &self.workers {
-            let r = w.done.recv().unwrap_or_else(|_| Err(gone()));
+        for w in &self.workers[..sent] {
+            let r = w.done.recv().unwrap_or_else(|_| Err(self.gone()));
             if first.is_ok() {
                 first = r;
             }
         }
         first
     }
-}
 
-fn gone() -> Error {
-    Error::InvalidInput("a tensor-parallel rank has stopped".into())
+    pub(crate) fn gone(&self) -> Error {
+        Error::InvalidInput("a tensor-parallel rank has stopped".into())
+    }
 }
 
 impl Drop for Followers {
