@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use candle_core::DType;
 use common::{collect, collect_all, config, encode, engine, model, pool_of, reference_greedy, tokenizer, wait_idle};
 use prom_engine::{Engine, EngineConfig, EngineStats, FinishReason, Request, SamplingParams};
+use prom_models::nn::KvDtype;
 
 const STORY: &str = include_str!("../../../tests/reference/ppl_text.txt");
 const BLOCK: usize = 16;
@@ -72,13 +73,14 @@ fn cases() -> &'static [Case] {
 }
 
 /// A pool holding every case at full length at once, with room to spare.
-fn roomy(kv: DType) -> EngineConfig {
+fn roomy(kv: impl Into<KvDtype>) -> EngineConfig {
     let blocks = cases().iter().map(Case::blocks).sum::<usize>() + 8;
     EngineConfig { kv_cache_memory: pool_of(kv, blocks), block_size: BLOCK, ..config() }
 }
 
 /// Runs `cases` one at a time; see the module docs for the configuration.
-fn alone(kv: DType, cases: &[Case]) -> Vec<Vec<u32>> {
+fn alone(kv: impl Into<KvDtype>, cases: &[Case]) -> Vec<Vec<u32>> {
+    let kv = kv.into();
     let cfg = EngineConfig { enable_prefix_caching: false, max_num_batched_tokens: 512, ..roomy(kv) };
     let e = engine(kv, cfg);
     cases.iter().map(|c| collect(e.submit(c.request()).expect("submit")).ok().to_vec()).collect()
@@ -192,6 +194,16 @@ fn batched_f16_cache_equals_alone() {
     let e = engine(DType::F16, roomy(DType::F16));
     let (got, _) = batched(&e, &cases);
     assert_same("f16 cache", &cases, &got, &want);
+}
+
+#[test]
+fn batched_int8_cache_equals_alone() {
+    // As for f16: every other case, against their own alone run with the int8 cache.
+    let cases: Vec<Case> = cases().iter().step_by(2).cloned().collect();
+    let want = alone(KvDtype::Int8, &cases);
+    let e = engine(KvDtype::Int8, roomy(KvDtype::Int8));
+    let (got, _) = batched(&e, &cases);
+    assert_same("int8 cache", &cases, &got, &want);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use prom_engine::{
 };
 use prom_models::load::load_gguf;
 use prom_models::loader::GgufWeights;
-use prom_models::nn::{LogitsFor, Model};
+use prom_models::nn::{KvDtype, KvSpec, LogitsFor, Model};
 use prom_models::Tokenizer;
 
 /// Longest any single request may take to finish in these tests (release build, 2 busy cores).
@@ -31,7 +31,7 @@ pub fn model_path() -> PathBuf {
 }
 
 /// The model with its KV cache stored as `kv` (the GGUF loader's default is f16).
-pub fn model(kv: DType) -> Model {
+pub fn model(kv: impl Into<KvDtype>) -> Model {
     let (model, _) = load_gguf(&model_path(), &Device::Cpu).expect("load SmolLM2");
     model.with_kv_dtype(kv)
 }
@@ -51,14 +51,13 @@ pub fn config() -> EngineConfig {
 }
 
 /// A KV pool of exactly `blocks` blocks of 16 tokens stored as `kv`.
-pub fn pool_of(kv: DType, blocks: usize) -> KvCacheMemory {
-    // Values (K and V, every layer) per block: the same for every storage type.
-    static VALUES: OnceLock<usize> = OnceLock::new();
-    let values = *VALUES.get_or_init(|| model(DType::F32).kv_spec(16).bytes_per_block() / 4);
-    KvCacheMemory::Bytes((blocks * values * kv.size_in_bytes()) as u64)
+pub fn pool_of(kv: impl Into<KvDtype>, blocks: usize) -> KvCacheMemory {
+    static SPEC: OnceLock<KvSpec> = OnceLock::new();
+    let spec = KvSpec { dtype: kv.into(), ..SPEC.get_or_init(|| model(DType::F32).kv_spec(16)).clone() };
+    KvCacheMemory::Bytes((blocks * spec.bytes_per_block()) as u64)
 }
 
-pub fn engine(kv: DType, cfg: EngineConfig) -> Engine {
+pub fn engine(kv: impl Into<KvDtype>, cfg: EngineConfig) -> Engine {
     Engine::start(model(kv), tokenizer(), cfg).expect("start the engine")
 }
 
