@@ -1,8 +1,10 @@
 //! `y = x Wᵀ + b` over dense f32 or GGUF-quantized weights.
 //!
-//! Q4_0, Q4_1 and Q8_0 weights run on our own kernels ([`crate::kernels`]); AWQ/GPTQ 4-bit
-//! weights on [`crate::quant::Int4Matrix`]; every other format (Q5_0/Q5_1, k-quants, dense
-//! f32/f16) and non-CPU devices stay with candle's `QMatMul`.
+//! Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights run on our own kernels ([`crate::kernels`]), and so
+//! do dense weights whose values are all exact BF16 or F16 (GGUF F16/BF16 tensors and 16-bit HF
+//! checkpoints, which the loaders widen to f32): they are stored as 16-bit again, halving the
+//! bytes a decode step streams. AWQ/GPTQ 4-bit weights run on [`crate::quant::Int4Matrix`];
+//! k-quants, true f32 weights and non-CPU devices stay with candle's `QMatMul`.
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Tensor};
@@ -27,20 +29,23 @@ enum Weight {
 }
 
 impl Linear {
-    /// Takes candle's weight form; CPU Q4_0/Q4_1/Q8_0 tensors are repacked for our kernels here
-    /// (a byte permutation: the repacked copy replaces the GGUF one, it does not add to it).
+    /// Takes candle's weight form; CPU tensors of the kinds above are repacked for our kernels
+    /// here (a permutation of the GGUF blocks, or the 16-bit values: the repacked copy replaces
+    /// candle's, it does not add to it).
     pub fn new(weight: QMatMul, bias: Option<Tensor>, out_features: usize) -> Self {
-        let weight = match &weight {
-            QMatMul::QTensor(q) => match QMatrix::from_qtensor(q) {
-                Ok(Some(packed)) => Weight::Packed(packed),
-                Ok(None) => Weight::Candle(weight),
-                Err(e) => {
-                    // candle can still run it; only the speed is lost.
-                    tracing::warn!("keeping candle's matmul for a {:?} weight: {e}", q.dtype());
-                    Weight::Candle(weight)
-                }
-            },
-            _ => Weight::Candle(weight),
+        let packed = match &weight {
+            QMatMul::QTensor(q) => QMatrix::from_qtensor(q),
+            QMatMul::Tensor(t) => QMatrix::from_f32_lossless(t),
+            QMatMul::TensorF16(_) => Ok(None),
+        };
+        let weight = match packed {
+            Ok(Some(packed)) => Weight::Packed(packed),
+            Ok(None) => Weight::Candle(weight),
+            Err(e) => {
+                // candle can still run it; only the speed is lost.
+                tracing::warn!("keeping candle's matmul for a weight our kernels could not pack: {e}");
+                Weight::Candle(weight)
+            }
         };
         Self { weight, bias, out_features }
     }
@@ -69,6 +74,10 @@ impl Linear {
 
     /// Whether the weight is block-quantized (for `prom inspect`).
     pub fn is_quantized(&self) -> bool {
-        matches!(self.weight, Weight::Packed(_) | Weight::Int4(_) | Weight::Candle(QMatMul::QTensor(_)))
+        match &self.weight {
+            Weight::Packed(w) => !w.is_dense(),
+            Weight::Int4(_) | Weight::Candle(QMatMul::QTensor(_)) => true,
+            Weight::Candle(_) => false,
+        }
     }
 }
