@@ -27,6 +27,10 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
+# LLAMA_ENV: environment for llama.cpp only. On a busy machine OMP_WAIT_POLICY=passive stops its
+# OpenMP threads spinning at barriers (2-thread tg128 went from ~3 to ~30 t/s at load 10); the
+# default (unset) is llama.cpp's best on a quiet machine.
+LLAMA_ENV=${LLAMA_ENV:-}
 REPS=${REPS:-5}
 ROUNDS=${ROUNDS:-2}
 PP=${PP:-512}
@@ -90,7 +94,7 @@ PROM_PIN=()
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpu: $(lscpu | sed -n 's/^Model name: *//p')  cores: $(nproc)  threads: $THREADS"
 echo "prom: $PROM at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo '+dirty')"
 echo "llama.cpp: $(jq -r '.llama_cpp_commit + " (" + .llama_cpp_version + ")"' "$LLAMA_BIN/../prometheus-build-info.json")"
-echo "pp$PP / tg$TG, $REPS repetitions x $ROUNDS rounds${PIN_CPUS:+, both pinned to CPUs $PIN_CPUS}; raw JSON lines: $OUT"
+echo "pp$PP / tg$TG, $REPS repetitions x $ROUNDS rounds${PIN_CPUS:+, both pinned to CPUs $PIN_CPUS}${LLAMA_ENV:+, llama.cpp with $LLAMA_ENV}; raw JSON lines: $OUT"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$OUT"
 
@@ -99,7 +103,7 @@ ours() {
         jq -c --arg m "$1" '.[] | {model: $m, prog: "prom", test, samples_ts}' >>"$OUT"
 }
 theirs() {
-    "${PIN[@]}" "$LLAMA_BIN/llama-bench" -m "$2" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" -o json 2>/dev/null |
+    env $LLAMA_ENV "${PIN[@]}" "$LLAMA_BIN/llama-bench" -m "$2" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" -o json 2>/dev/null |
         jq -c --arg m "$1" '.[] | {model: $m, prog: "llama.cpp",
             test: (if .n_prompt > 0 then "pp\(.n_prompt)" else "tg\(.n_gen)" end), samples_ts}' >>"$OUT"
 }

@@ -26,6 +26,9 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-1}
 PORT=${PORT:-18431}
 PROM=${PROM:-./target/release/prom}
+# LLAMA_ENV: environment for llama-server only (e.g. OMP_WAIT_POLICY=passive on a busy machine,
+# see bench/cpu_vs_llamacpp.sh).
+LLAMA_ENV=${LLAMA_ENV:-}
 # PIN_CPUS: a taskset CPU list both servers are pinned to (prom's pools follow the mask).
 PIN=()
 [[ -n ${PIN_CPUS:-} ]] && PIN=(taskset -c "$PIN_CPUS")
@@ -67,7 +70,7 @@ run_prom() {
     stop
 }
 run_llama() {
-    LD_LIBRARY_PATH=$LLAMA_BIN "${PIN[@]}" "$LLAMA_BIN/llama-server" -m "$MODEL" --port "$PORT" -t "$THREADS" -tb "$THREADS" \
+    env LD_LIBRARY_PATH="$LLAMA_BIN" $LLAMA_ENV "${PIN[@]}" "$LLAMA_BIN/llama-server" -m "$MODEL" --port "$PORT" -t "$THREADS" -tb "$THREADS" \
         -np "$CONC" -c $((CONC * (IN + OUT_LEN + 64))) >"$dir/server.log" 2>&1 &
     server=$!
     wait_health
@@ -77,7 +80,7 @@ run_llama() {
 
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpu: $(lscpu | sed -n 's/^Model name: *//p')  cores: $(nproc)"
 echo "prom: $PROM at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo '+dirty')  model: $MODEL"
-echo "load: $NUM requests, $IN prompt + $OUT_LEN output tokens, all at once, $CONC concurrent streams; llama-server -t $THREADS${PIN_CPUS:+; both pinned to CPUs $PIN_CPUS}"
+echo "load: $NUM requests, $IN prompt + $OUT_LEN output tokens, all at once, $CONC concurrent streams; llama-server -t $THREADS${LLAMA_ENV:+ with $LLAMA_ENV}${PIN_CPUS:+; both pinned to CPUs $PIN_CPUS}"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2)); then run_prom "$r"; run_llama "$r"; else run_llama "$r"; run_prom "$r"; fi
