@@ -124,7 +124,7 @@ fn map_rows(rows: Vec<Json>, f: DocFn) -> Result<Vec<Json>> {
 }
 
 fn bbq_rows(rows: Vec<Json>, condition: &str) -> Result<Vec<Json>> {
-    rows.iter().filter(|d| bbq::in_condition(d, condition)).map(bbq::process_doc).collect()
+    rows.into_iter().filter(|d| bbq::in_condition(d, condition)).map(bbq::process_doc).collect()
 }
 
 /// Resolves `process_docs` for `task`.
