@@ -12,7 +12,7 @@
 #
 # Here:   scripts/gpu/build.sh          (prom + llama.cpp source into the ignored .gpu/)
 # There:  device run, carry [".gpu"], command: bench/gpu.sh   (≈ 9 min with peers)
-# Knobs:  PEERS=0 (prom only), BATCHES="1 32 128 256", LAYERS=32.
+# Knobs:  PEERS=0 (prom only), BATCHES="1 32 128 256", LAYERS=32, PROMS="prom prom-before".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/gpu/env.sh
@@ -51,11 +51,15 @@ PY
 # transformers' launches are host-bound): the llama.cpp build finishes first.
 if [ "$PEERS" = 1 ]; then wait "$build_pid" || { tail -30 "$OUT/llamacpp-build.log"; exit 1; }; fi
 
-echo "== prom"
-"$PROM" bench --device cuda --model "$W/m/hf" --offline --concurrency "$(csv $BATCHES)" --max-tokens 128 \
-  --prompt-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching \
-  2>&1 | tee "$OUT/prom.txt"
-tail -1 "$OUT/prom.txt" > "$OUT/prom.json"
+# PROMS names the binaries under $GPU_BIN to measure, e.g. "prom prom-before" for a before/after
+# pair in one run (each leaves NAME.txt / NAME.json; the table reads prom.json).
+for name in ${PROMS:-prom}; do
+  echo "== $name"
+  "$GPU_BIN/$name" bench --device cuda --model "$W/m/hf" --offline --concurrency "$(csv $BATCHES)" --max-tokens 128 \
+    --prompt-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching \
+    2>&1 | tee "$OUT/$name.txt"
+  tail -1 "$OUT/$name.txt" > "$OUT/$name.json"
+done
 
 if [ "$PEERS" = 1 ]; then
   echo "== transformers"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the CUDA variant here (no GPU needed) and packs what the GPU machine runs into the
-# ignored .gpu/ folder: prom, the golden-parity test binary (both stripped, xz-compressed) and
-# the trimmed llama.cpp source. Name `.gpu` in the device tool's `carry`.
+# ignored .gpu/ folder: prom, the golden-parity and cuda_kernels test binaries (stripped,
+# xz-compressed) and the trimmed llama.cpp source. Name `.gpu` in the device tool's `carry`.
 #
 #   scripts/gpu/build.sh     # CARGO_TARGET_DIR defaults to /work/target-cuda
 set -euo pipefail
@@ -11,10 +11,13 @@ grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo /.gpu/ >> .git/info/excl
 source "${CUDA_TOOLCHAIN:-$REPO/../shared/tools/cuda-toolchain.sh}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-cuda}"
 cargo build --release --features cuda -p prom-cli
-golden=$(cargo test --release --features cuda -p prom-models --test golden --no-run --message-format=json \
-  | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "golden"][-1])')
+# The GPU test binaries: golden parity and our kernels against the host / candle's unfused ops.
+tests=$(cargo test --release --features cuda -p prom-models --test golden --test cuda_kernels --no-run --message-format=json \
+  | python3 -c 'import json,sys
+for m in map(json.loads, sys.stdin):
+    if m.get("executable") and m["target"]["name"] in ("golden", "cuda_kernels"): print(m["target"]["name"] + ":" + m["executable"])')
 mkdir -p .gpu
-for pair in "prom:$CARGO_TARGET_DIR/release/prom" "golden:$golden"; do
+for pair in "prom:$CARGO_TARGET_DIR/release/prom" $tests; do
   name=${pair%%:*}; src=${pair#*:}
   strip -o ".gpu/$name" "$src"
   xz -T0 -6 -f ".gpu/$name"

@@ -51,3 +51,15 @@ if ours_bs1:
 for b, l in sorted(prom.items()):
     print(f"prom bs {b}: TTFT {l['mean_ttft_ms']:.0f} ms, ITL {l['mean_itl_ms']:.2f} ms, {l['steps']:.0f} steps, "
           f"{l['ms_per_step']:.2f} ms/step")
+
+# Other prom binaries of the same run (PROMS), e.g. the build before a change.
+for name in sorted(f[:-5] for f in os.listdir(out) if f.startswith("prom-") and f.endswith(".json")):
+    other = load(name + ".json")
+    if not other:
+        continue
+    for l in other["levels"]:
+        b = l["concurrency"]
+        now = prom.get(b)
+        speedup = f", prom {now['tok_s'] / l['tok_s']:.2f}x of it" if now and l["tok_s"] else ""
+        print(f"{name} bs {b}: {l['tok_s']:.1f} tok/s, ITL {l['mean_itl_ms']:.2f} ms, "
+              f"{l['ms_per_step']:.2f} ms/step{speedup}")
