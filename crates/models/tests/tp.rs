@@ -13,14 +13,16 @@
 //! `PROM_TEST_DTYPE=bf16|f16|f32` split each model over GPUs 0 and 1 (NCCL) and compare with the
 //! whole model on GPU 0; in half precision each pass's relative error ‖split − whole‖ / ‖whole‖
 //! must stay under 20 unit roundoffs of the dtype, as in golden.rs. `PROM_TP_MODEL=DIR` adds
-//! any HF checkpoint (the Llama-3-8B-shape bench model) to the check.
+//! any HF checkpoint (the Llama-3-8B-shape bench model) to the check. `PROM_TP_IN_PROCESS=1`
+//! keeps every rank on the one GPU with in-memory collectives (the sharded decoder on a GPU
+//! without NCCL, for a machine with one GPU).
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use prom_models::load::{load_with, LoadOptions};
 use prom_models::nn::{LogitsFor, Model, PagedKvCache, SeqChunk};
-use prom_models::parallel::load_tensor_parallel;
+use prom_models::parallel::{load_tensor_parallel, load_tensor_parallel_in_process};
 use prom_models::source::{resolve, ModelFiles, ResolveOptions};
 
 /// f32 rounding on the CPU: the ranks sum partial products in another order than one matmul.
@@ -31,7 +33,7 @@ const TOL_GPU_F32: f32 = 1e-4;
 const ROUNDOFFS: f32 = 20.0;
 
 /// Device, dtype and the world sizes under test: CPU f32 at 2 and 4 ranks unless
-/// `PROM_TEST_DEVICE` / `PROM_TEST_DTYPE` say otherwise (GPUs: 2 ranks).
+/// `PROM_TEST_DEVICE` / `PROM_TEST_DTYPE` say otherwise (GPUs over NCCL: 2 ranks).
 fn target() -> (Device, DType, Vec<usize>) {
     let dev = std::env::var("PROM_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     let dev = prom_models::cuda::parse_device(&dev).unwrap_or_else(|e| panic!("PROM_TEST_DEVICE: {e}"));
@@ -41,7 +43,8 @@ fn target() -> (Device, DType, Vec<usize>) {
         Ok("f32") | Err(_) => DType::F32,
         Ok(other) => panic!("PROM_TEST_DTYPE must be f32, bf16 or f16, got `{other}`"),
     };
-    let worlds = if dev.is_cpu() { vec![2, 4] } else { vec![2] };
+    let in_process = std::env::var("PROM_TP_IN_PROCESS").as_deref() == Ok("1");
+    let worlds = if dev.is_cpu() || in_process { vec![2, 4] } else { vec![2] };
     (dev, dtype, worlds)
 }
 
@@ -59,7 +62,12 @@ fn files(dir: &Path) -> ModelFiles {
 
 fn load(dir: &Path, world: usize) -> prom_models::Result<Model> {
     let (device, dtype, _) = target();
-    load_tensor_parallel(&files(dir), &LoadOptions { device, dtype: Some(dtype) }, world).map(|m| m.model)
+    let opts = LoadOptions { device, dtype: Some(dtype) };
+    let split = match std::env::var("PROM_TP_IN_PROCESS").as_deref() {
+        Ok("1") => load_tensor_parallel_in_process,
+        _ => load_tensor_parallel,
+    };
+    split(&files(dir), &opts, world).map(|m| m.model)
 }
 
 fn host(t: &Tensor) -> Tensor {

@@ -22,6 +22,16 @@ pub(super) type MakeComm = Box<dyn FnOnce() -> Result<Arc<dyn Communicator>> + S
 /// tensors in memory ([`LocalWorld`]); `cuda:N` puts rank `r` on GPU `N + r`, talking over NCCL.
 /// `world == 1` is a plain load. HF safetensors checkpoints only (GGUF weights are quantized).
 pub fn load_tensor_parallel(files: &ModelFiles, opts: &LoadOptions, world: usize) -> Result<LoadedModel> {
+    load_split(files, opts, world, false)
+}
+
+/// [`load_tensor_parallel`] with every rank on `opts.device` and the collectives in memory
+/// ([`LocalWorld`]) whatever the device: the sharded decoder checked on one GPU, without NCCL.
+pub fn load_tensor_parallel_in_process(files: &ModelFiles, opts: &LoadOptions, world: usize) -> Result<LoadedModel> {
+    load_split(files, opts, world, true)
+}
+
+fn load_split(files: &ModelFiles, opts: &LoadOptions, world: usize, in_process: bool) -> Result<LoadedModel> {
     if world <= 1 {
         return crate::load::load_with(files, opts);
     }
@@ -45,7 +55,7 @@ pub fn load_tensor_parallel(files: &ModelFiles, opts: &LoadOptions, world: usize
     let (cfg, names) =
         from_hf_config(&raw, &|n| weights.contains(n)).map_err(|e| Error::bad_file(config, e.to_string()))?;
     let dtype = opts.dtype.unwrap_or_else(|| crate::cuda::default_dtype(&opts.device));
-    let (devices, comms) = world_on(&opts.device, world)?;
+    let (devices, comms) = world_on(&opts.device, world, in_process)?;
     let loaded: Vec<Result<Model>> = std::thread::scope(|s| {
         let handles: Vec<_> = devices
             .iter()
@@ -85,14 +95,14 @@ pub fn load_tensor_parallel(files: &ModelFiles, opts: &LoadOptions, world: usize
 }
 
 /// Each rank's device and the maker of its communicator.
-fn world_on(first: &Device, world: usize) -> Result<(Vec<Device>, Vec<MakeComm>)> {
+fn world_on(first: &Device, world: usize, in_process: bool) -> Result<(Vec<Device>, Vec<MakeComm>)> {
     match first {
-        Device::Cpu => {
+        _ if in_process || first.is_cpu() => {
             let comms = LocalWorld::new(world)
                 .into_iter()
                 .map(|c| -> MakeComm { Box::new(move || Ok(Arc::new(c) as Arc<dyn Communicator>)) })
                 .collect();
-            Ok((vec![Device::Cpu; world], comms))
+            Ok((vec![first.clone(); world], comms))
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => super::nccl::world_on(first, world),

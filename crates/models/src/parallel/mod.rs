@@ -27,7 +27,7 @@ use candle_core::Tensor;
 
 pub use comm::{Communicator, LocalWorld, SingleRank};
 pub(crate) use group::Followers;
-pub use load::load_tensor_parallel;
+pub use load::{load_tensor_parallel, load_tensor_parallel_in_process};
 pub use shard::{Heads, Shard};
 
 use crate::config::{ModelConfig, WeightNames};
