@@ -11,6 +11,8 @@
 #
 # Here:   bench/gpu_tp.sh build     (CUDA build of prom and the tp test into the ignored .gpu-tp/)
 # There:  device run, kind nvidia-h200-x2, carry [".gpu-tp"], command: bench/gpu_tp.sh
+#         On a machine of one GPU, `bench/gpu_tp.sh single` runs the correctness half only, every
+#         rank on that GPU with in-memory collectives (PROM_TP_IN_PROCESS=1; no NCCL, no bench).
 # Knobs:  BATCHES="1 32 128", LAYERS=32, TP="1 2".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,6 +53,12 @@ nvidia-smi topo -m 2>/dev/null | head -4 || true
 
 python3 scripts/gpu/make_model.py "$W/m" --layers "$LAYERS"
 
+if [ "${1:-}" = single ]; then
+  echo "== correctness (bf16, 2 and 4 ranks in process on GPU 0 vs GPU 0)"
+  PROM_TP_IN_PROCESS=1 PROM_TEST_DEVICE=cuda PROM_TEST_DTYPE=bf16 PROM_TP_MODEL="$W/m/hf" \
+    PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" "$BIN/tp" --test-threads 1 --nocapture 2>&1 | tee "$OUT/tp-test.txt"
+  exit 0
+fi
 echo "== correctness (bf16, GPUs 0+1 vs GPU 0)"
 PROM_TEST_DEVICE=cuda PROM_TEST_DTYPE=bf16 PROM_TP_MODEL="$W/m/hf" \
   PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" "$BIN/tp" --test-threads 1 --nocapture 2>&1 | tee "$OUT/tp-test.txt"
