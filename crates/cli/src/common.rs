@@ -32,6 +32,10 @@ pub struct ModelArgs {
     /// Quantize an HF checkpoint's linear weights at load: `int8` (per output channel).
     #[arg(long, value_parser = |s: &str| s.parse::<prom_models::quant::WeightQuant>())]
     pub quantize: Option<prom_models::quant::WeightQuant>,
+    /// Split the model over this many GPUs (`--device cuda:N` takes N.. N+size-1) with tensor
+    /// parallelism over NCCL; on the CPU the ranks are threads (docs/parallel.md). HF checkpoints.
+    #[arg(long, default_value_t = 1)]
+    pub tensor_parallel_size: usize,
     /// KV cache storage: auto (f16 for GGUF models, f32 for HF checkpoints on the CPU, the
     /// activation type on a GPU), f32, f16, bf16 (GPU) or int8 (CPU: per-vector scales, half
     /// of f16's bytes per token).
@@ -54,7 +58,8 @@ impl ModelArgs {
             kv => Some(kv.parse().context("--kv-cache-dtype")?),
         };
         let device = prom_models::cuda::parse_device(&self.device)?;
-        let loaded = load_model_with(&self.model, self.offline, &LoadOptions { device, dtype }, self.quantize)?;
+        let opts = LoadOptions { device, dtype };
+        let loaded = load_model_with(&self.model, self.offline, &opts, self.quantize, self.tensor_parallel_size)?;
         Ok(match kv {
             Some(kv) => LoadedModel { model: loaded.model.with_kv_dtype(kv), ..loaded },
             None => loaded,
@@ -63,7 +68,7 @@ impl ModelArgs {
 }
 
 pub fn load_model(spec: &str, offline: bool) -> Result<LoadedModel> {
-    load_model_with(spec, offline, &LoadOptions::on(&Device::Cpu), None)
+    load_model_with(spec, offline, &LoadOptions::on(&Device::Cpu), None, 1)
 }
 
 fn load_model_with(
@@ -71,7 +76,13 @@ fn load_model_with(
     offline: bool,
     opts: &LoadOptions,
     quant: Option<prom_models::quant::WeightQuant>,
+    tensor_parallel: usize,
 ) -> Result<LoadedModel> {
+    anyhow::ensure!(tensor_parallel >= 1, "--tensor-parallel-size must be >= 1. Given: {tensor_parallel}");
+    anyhow::ensure!(
+        tensor_parallel == 1 || quant.is_none(),
+        "--quantize cannot be combined with --tensor-parallel-size {tensor_parallel}: the split cuts dense weights"
+    );
     let resolve = ResolveOptions { offline, ..ResolveOptions::default() };
     let files = source::resolve(spec, &resolve).with_context(|| format!("resolving model `{spec}`"))?;
     let bar = ProgressBar::new_spinner();
@@ -80,8 +91,11 @@ fn load_model_with(
     );
     bar.set_message(format!("loading {spec}"));
     bar.enable_steady_tick(Duration::from_millis(100));
-    let loaded =
-        prom_models::load::load_quantized(&files, opts, quant).with_context(|| format!("loading model `{spec}`"));
+    let loaded = match tensor_parallel {
+        1 => prom_models::load::load_quantized(&files, opts, quant),
+        n => prom_models::parallel::load_tensor_parallel(&files, opts, n),
+    }
+    .with_context(|| format!("loading model `{spec}`"));
     bar.finish_and_clear();
     loaded
 }
