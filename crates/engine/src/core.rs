@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use candle_core::Tensor;
 use prom_models::nn::{LogitsFor, Model, PagedKvCache, SeqChunk};
 use prom_models::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
@@ -208,29 +209,26 @@ impl Core {
         let mut sampled: Vec<(SeqId, Sampled)> = Vec::new();
         let mut failed: Vec<(RequestId, Error)> = Vec::new();
         for s in &out.seqs {
-            let n = match logits_for(s) {
-                LogitsFor::All => s.tokens.len(),
-                LogitsFor::Last => 1,
-                LogitsFor::None => 0,
-            };
+            let n = rows_of(s);
             let first = row;
             row += n;
             let Some(&(rid, child)) = self.owners.get(&s.id) else { continue };
             let Some(r) = self.requests.get_mut(&rid) else { continue };
             if s.prompt_logprobs {
-                // Only host logits carry prompt rows: `execute` never picks ids for such a batch.
-                let StepLogits::Rows(l) = &logits else { continue };
-                if let Err(e) = gather_prompt_logprobs(r, s, &l[first * vocab..row * vocab], vocab) {
+                let Some(rows) = logits.host_rows(first, n) else {
+                    failed.push((rid, Error::Engine("prompt logprob rows were not copied to the host".into())));
+                    continue;
+                };
+                if let Err(e) = gather_prompt_logprobs(r, s, rows, vocab) {
                     failed.push((rid, e));
                     continue;
                 }
             }
             if s.sample && n > 0 {
                 let c = &mut r.children[child];
-                let last = row - 1;
-                let x = match &logits {
-                    StepLogits::Rows(l) => c.sampler.sample(&l[last * vocab..row * vocab], &c.generated),
-                    StepLogits::Greedy(ids) => c.sampler.greedy_from(ids[last]),
+                let x = match logits.rows[row - 1] {
+                    Row::Id(id) => c.sampler.greedy_from(id),
+                    Row::Host(k) => c.sampler.sample(&logits.host[k * vocab..(k + 1) * vocab], &c.generated),
                 };
                 match x {
                     Ok(x) => sampled.push((s.id, x)),
@@ -249,20 +247,47 @@ impl Core {
         true
     }
 
-    /// Runs the scheduled chunks as one forward pass. When every row is a plain greedy step
-    /// ([`Sampler::is_plain_greedy`]) the model's device picks the tokens and only their ids
-    /// come back; otherwise the logits rows `(rows, vocab)` come back for the host sampler.
+    /// Runs the scheduled chunks as one forward pass. The model's device picks the token of each
+    /// plain greedy row ([`Sampler::is_plain_greedy`]) and only its id comes back; the rows the
+    /// host sampler needs (other sampling, prompt logprobs) are copied to the host.
     fn execute(&mut self, seqs: &[ScheduledSeq]) -> Result<StepLogits> {
         let chunks: Vec<SeqChunk> = seqs
             .iter()
             .map(|s| SeqChunk { tokens: &s.tokens, start: s.start, block_table: &s.block_table, logits: logits_for(s) })
             .collect();
         let logits = self.model.forward_batch(&chunks, &mut self.kv)?;
-        if seqs.iter().all(|s| self.plain_greedy(s)) {
-            return Ok(StepLogits::Greedy(prom_models::cuda::argmax_rows(&logits)?));
+        let mut on_host = Vec::with_capacity(logits.dim(0).map_err(crate::error::tensor_err("logits"))?);
+        for s in seqs {
+            let host = !self.plain_greedy(s);
+            on_host.extend(std::iter::repeat_n(host, rows_of(s)));
         }
-        let rows = logits.flatten_all().and_then(|l| l.to_vec1::<f32>());
-        rows.map(StepLogits::Rows).map_err(crate::error::tensor_err("read logits"))
+        let ids = if on_host.iter().all(|&h| h) { None } else { Some(prom_models::cuda::argmax_rows(&logits)?) };
+        let host = if !on_host.contains(&true) {
+            Vec::new()
+        } else if !on_host.contains(&false) {
+            logits.flatten_all().and_then(|l| l.to_vec1::<f32>()).map_err(crate::error::tensor_err("read logits"))?
+        } else {
+            let picked: Vec<u32> = (0..on_host.len() as u32).filter(|&i| on_host[i as usize]).collect();
+            Tensor::new(picked.as_slice(), logits.device())
+                .and_then(|i| logits.index_select(&i, 0))
+                .and_then(|l| l.flatten_all())
+                .and_then(|l| l.to_vec1::<f32>())
+                .map_err(crate::error::tensor_err("read logits rows"))?
+        };
+        let mut k = 0;
+        let rows = on_host
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| {
+                if h {
+                    k += 1;
+                    Row::Host(k - 1)
+                } else {
+                    Row::Id(ids.as_ref().and_then(|ids| ids[i]))
+                }
+            })
+            .collect();
+        Ok(StepLogits { rows, host, vocab: self.model.config().vocab_size })
     }
 
     /// Whether `s` needs nothing from its logits but a plain argmax (or no logits at all).
@@ -371,12 +396,43 @@ impl Core {
     }
 }
 
-/// What a forward pass hands the sampling loop, row by row in chunk order.
-enum StepLogits {
-    /// Each row's greedy token (`None`: no finite logit), chosen where the logits are.
-    Greedy(Vec<Option<u32>>),
-    /// The rows themselves, `(rows, vocab)` flattened, on the host.
-    Rows(Vec<f32>),
+/// A forward pass's logits as the sampling loop reads them, row by row in chunk order.
+struct StepLogits {
+    rows: Vec<Row>,
+    /// The rows copied to the host, `(rows, vocab)` flattened, in order.
+    host: Vec<f32>,
+    vocab: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Row {
+    /// A plain greedy row's token, chosen where the logits are (`None`: no finite logit).
+    Id(Option<u32>),
+    /// Row k of [`StepLogits::host`].
+    Host(usize),
+}
+
+impl StepLogits {
+    /// Rows `first..first + n`, when all of them were copied (one sequence's rows always are
+    /// together, and in order).
+    fn host_rows(&self, first: usize, n: usize) -> Option<&[f32]> {
+        match self.rows.get(first) {
+            _ if n == 0 => Some(&[]),
+            Some(&Row::Host(k)) if matches!(self.rows.get(first + n - 1), Some(&Row::Host(j)) if j == k + n - 1) => {
+                self.host.get(k * self.vocab..(k + n) * self.vocab)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Logits rows the chunk asks for.
+fn rows_of(s: &ScheduledSeq) -> usize {
+    match logits_for(s) {
+        LogitsFor::All => s.tokens.len(),
+        LogitsFor::Last => 1,
+        LogitsFor::None => 0,
+    }
 }
 
 fn logits_for(s: &ScheduledSeq) -> LogitsFor {

@@ -56,3 +56,16 @@ fn device_greedy_equals_the_host_sampler() {
     assert_eq!(tokens(requests(None, 3)), tokens(requests(Some(0), 3)));
     assert!(device.iter().all(|t| t.len() == 24), "{device:?}");
 }
+
+#[test]
+fn a_batch_mixing_device_and_host_rows_gives_each_request_its_own_tokens() {
+    let host = tokens(requests(Some(0), 0));
+    // Odd requests want logprobs (their rows are copied to the host), even ones do not (their
+    // ids come from the device), and the first also wants prompt logprobs (all its prompt rows).
+    let mut mixed = requests(None, 0);
+    for r in mixed.iter_mut().skip(1).step_by(2) {
+        r.params.logprobs = Some(0);
+    }
+    mixed[0].params.prompt_logprobs = Some(1);
+    assert_eq!(tokens(mixed), host);
+}
