@@ -215,3 +215,30 @@ impl Communicator for Nccl {
         out.reshape(dims).ctx("all-gather")
     }
 }
+
+/// On a GPU (`PROM_TEST_DEVICE=cuda`): a one-rank NCCL world runs the real library through these
+/// bindings (identifiers, init, both collectives, each dtype); more ranks need more GPUs
+/// (bench/gpu_tp.sh). Elsewhere there is no GPU to run NCCL on, and the test says so.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rank_world_runs_nccl() {
+        let Ok(spec) = std::env::var("PROM_TEST_DEVICE") else {
+            eprintln!("PROM_TEST_DEVICE is not set: no GPU to run NCCL on");
+            return;
+        };
+        let dev = crate::cuda::parse_device(&spec).unwrap();
+        let (_, mut makers) = world_on(&dev, 1).unwrap();
+        let comm = (makers.remove(0))().unwrap();
+        let x = Tensor::arange(0f32, 12., &dev).unwrap().reshape((3, 4)).unwrap();
+        for dt in [candle_core::DType::F32, candle_core::DType::BF16, candle_core::DType::F16] {
+            let x = x.to_dtype(dt).unwrap();
+            let host = |t: Tensor| t.to_dtype(candle_core::DType::F32).unwrap().to_vec2::<f32>().unwrap();
+            let want = host(x.clone());
+            assert_eq!(host(comm.all_reduce_sum(&x).unwrap()), want, "{dt:?}");
+            assert_eq!(host(comm.all_gather(&x.narrow(0, 1, 2).unwrap()).unwrap()), want[1..], "{dt:?}");
+        }
+    }
+}
