@@ -39,7 +39,7 @@ impl Shard {
 
     /// This rank's contiguous part of `0..n` when `n` divides evenly, else an error naming `what`.
     pub fn even_part(self, n: usize, what: &str) -> Result<Range<usize>> {
-        if n % self.world != 0 {
+        if !n.is_multiple_of(self.world) {
             return Err(Error::config(
                 what,
                 format!("{n} does not divide over a tensor-parallel size of {}", self.world),
@@ -73,9 +73,9 @@ impl Heads {
     pub fn of(shard: Shard, heads: usize, kv_heads: usize) -> Result<Heads> {
         let q = shard.even_part(heads, "num_attention_heads")?;
         let w = shard.world;
-        let kv = if kv_heads % w == 0 {
+        let kv = if kv_heads.is_multiple_of(w) {
             shard.even_part(kv_heads, "num_key_value_heads")?
-        } else if w % kv_heads == 0 {
+        } else if w.is_multiple_of(kv_heads) {
             let kv = shard.rank / (w / kv_heads);
             kv..kv + 1
         } else {
