@@ -22,6 +22,8 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 
 use super::math::exp_neg;
+#[cfg(target_arch = "x86_64")]
+use super::math::exp_neg_avx512;
 use super::pool::Pool;
 use crate::{Error, Result};
 
@@ -296,42 +298,31 @@ unsafe fn unit_body<const SIMD: bool>(
                 let r = i * rep + g;
                 let head = unit.kv_head * rep + g;
                 let scores = &mut scores[r * stride..][..stride];
-                let mut m_blk = f32::NEG_INFINITY;
-                for (j, sc) in scores.iter_mut().enumerate().take(j1).skip(j0) {
-                    let mut x = *sc * p.scale;
-                    if let Some(a) = p.alibi {
-                        x += a[head] * (key0 + j) as f32;
-                    }
-                    if let Some(cap) = p.softcap {
-                        x = (x / cap).tanh() * cap;
-                    }
-                    *sc = x;
-                    m_blk = m_blk.max(x);
-                }
                 let (m, l) = ml[r];
-                let m_new = m.max(m_blk);
+                let (m_new, sum) = if SIMD && p.softcap.is_none() {
+                    // SAFETY: SIMD means AVX-512F/FMA were detected (see `unit_attention`).
+                    #[cfg(target_arch = "x86_64")]
+                    let t = unsafe { probs_avx512(scores, j0..j1, key0, p.scale, p.alibi.map(|a| a[head]), m) };
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let t = probs_scalar(scores, j0..j1, key0, p, head, m);
+                    t
+                } else {
+                    probs_scalar(scores, j0..j1, key0, p, head, m)
+                };
                 if m_new == f32::NEG_INFINITY {
                     // Every key masked: this row takes nothing from the block.
-                    scores[j0..j1].fill(0.0);
                     continue;
                 }
                 // (The correction cancels between `acc` and `l`; a 1-ulp change in it still moves
                 // SmolLM2's perplexity by ~0.1%, because downstream Q8 activation quantization
                 // and the f16 cache turn last-bit differences into whole quantization steps.)
                 let corr = if m == f32::NEG_INFINITY { 0.0 } else { exp_neg(m - m_new) };
-                let probs = &mut scores[j0..j1];
-                for x in probs.iter_mut() {
-                    *x = exp_neg(*x - m_new);
-                }
+                let probs = &scores[j0..j1];
                 let acc = &mut acc_rows[r * dv..][..dv];
                 if corr != 1.0 {
                     for a in acc.iter_mut() {
                         *a *= corr;
                     }
-                }
-                let mut sum = 0f32;
-                for &pj in probs.iter() {
-                    sum += pj;
                 }
                 if let Blk::F32(_, v) = blk {
                     for (jj, &pj) in probs.iter().enumerate() {
@@ -372,6 +363,97 @@ unsafe fn unit_body<const SIMD: bool>(
     }
 }
 
+/// One row's scores against keys `keys` of a block (`key0` its first position) → probabilities
+/// in place, with the block's running max `m_new` (≥ `m`, the row's max so far) and their sum.
+/// Returns `m_new = -inf` (and leaves the row alone) when every key is masked.
+fn probs_scalar(
+    scores: &mut [f32],
+    keys: std::ops::Range<usize>,
+    key0: usize,
+    p: &AttnParams,
+    head: usize,
+    m: f32,
+) -> (f32, f32) {
+    let mut m_blk = f32::NEG_INFINITY;
+    for (j, sc) in scores.iter_mut().enumerate().take(keys.end).skip(keys.start) {
+        let mut x = *sc * p.scale;
+        if let Some(a) = p.alibi {
+            x += a[head] * (key0 + j) as f32;
+        }
+        if let Some(cap) = p.softcap {
+            x = (x / cap).tanh() * cap;
+        }
+        *sc = x;
+        m_blk = m_blk.max(x);
+    }
+    let m_new = m.max(m_blk);
+    if m_new == f32::NEG_INFINITY {
+        scores[keys].fill(0.0);
+        return (m_new, 0.0);
+    }
+    let mut sum = 0f32;
+    for x in scores[keys].iter_mut() {
+        *x = exp_neg(*x - m_new);
+        sum += *x;
+    }
+    (m_new, sum)
+}
+
+/// [`probs_scalar`] without a softcap, 16 keys per instruction: the same operations per key
+/// (`exp_neg_avx512` is `exp_neg` lane for lane, the ALiBi term a separate multiply and add)
+/// and the sum taken in key order, so the results are bitwise those of the scalar version.
+///
+/// # Safety
+/// AVX-512F and FMA must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn probs_avx512(
+    scores: &mut [f32],
+    keys: std::ops::Range<usize>,
+    key0: usize,
+    scale: f32,
+    slope: Option<f32>,
+    m: f32,
+) -> (f32, f32) {
+    use std::arch::x86_64::*;
+    let lane = _mm512_setr_ps(0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.);
+    let in_keys = |c: usize| -> __mmask16 {
+        let (lo, hi) = (keys.start.clamp(c, c + LANES) - c, keys.end.clamp(c, c + LANES) - c);
+        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+    };
+    let chunks = (keys.start / LANES * LANES..keys.end).step_by(LANES);
+    let mut m_vec = _mm512_set1_ps(f32::NEG_INFINITY);
+    for c in chunks.clone() {
+        let k = in_keys(c);
+        // SAFETY: `scores` is a whole number of 16-lane chunks (its stride) covering `keys`.
+        let at = unsafe { scores.as_mut_ptr().add(c) };
+        let mut x = _mm512_mul_ps(unsafe { _mm512_loadu_ps(at) }, _mm512_set1_ps(scale));
+        if let Some(a) = slope {
+            // (key0 + j) as f32, exactly: positions are far below 2^24.
+            let pos = _mm512_add_ps(_mm512_set1_ps((key0 + c) as f32), lane);
+            x = _mm512_add_ps(x, _mm512_mul_ps(_mm512_set1_ps(a), pos));
+        }
+        unsafe { _mm512_mask_storeu_ps(at, k, x) };
+        m_vec = _mm512_mask_max_ps(m_vec, k, m_vec, x);
+    }
+    let m_new = m.max(_mm512_reduce_max_ps(m_vec));
+    if m_new == f32::NEG_INFINITY {
+        scores[keys].fill(0.0);
+        return (m_new, 0.0);
+    }
+    for c in chunks {
+        // SAFETY: as above.
+        let at = unsafe { scores.as_mut_ptr().add(c) };
+        let e = exp_neg_avx512(_mm512_sub_ps(unsafe { _mm512_loadu_ps(at) }, _mm512_set1_ps(m_new)));
+        unsafe { _mm512_mask_storeu_ps(at, in_keys(c), e) };
+    }
+    let mut sum = 0f32;
+    for &x in &scores[keys] {
+        sum += x;
+    }
+    (m_new, sum)
+}
+
 /// One block's keys and values, read in place.
 #[derive(Clone, Copy)]
 enum Blk<'a> {
@@ -388,25 +470,51 @@ enum Blk<'a> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c,fma")]
 unsafe fn block_scores_f16(q: &[f32], dk: usize, kt: &[f16], bs: usize, scores: &mut [f32]) {
-    use std::arch::x86_64::*;
     let rows = q.len() / dk;
     for c in (0..bs).step_by(LANES) {
-        for r0 in (0..rows).step_by(4) {
-            let n = 4.min(rows - r0);
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for d in 0..dk {
-                // SAFETY: d * bs + c + 16 <= dk * bs (caller).
-                let k = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(kt.as_ptr().add(d * bs + c) as *const __m256i) });
-                for (i, a) in acc.iter_mut().enumerate().take(n) {
-                    *a = _mm512_fmadd_ps(_mm512_set1_ps(q[(r0 + i) * dk + d]), k, *a);
+        let mut r0 = 0;
+        while r0 < rows {
+            // Fixed row counts, so the row loop unrolls into straight FMAs.
+            // SAFETY: forwarded from the caller.
+            let n = unsafe {
+                match rows - r0 {
+                    1 => scores_f16::<1>(q, dk, kt, bs, c, r0, scores),
+                    2 => scores_f16::<2>(q, dk, kt, bs, c, r0, scores),
+                    3 => scores_f16::<3>(q, dk, kt, bs, c, r0, scores),
+                    _ => scores_f16::<4>(q, dk, kt, bs, c, r0, scores),
                 }
-            }
-            for (i, a) in acc.iter().enumerate().take(n) {
-                // SAFETY: scores holds rows * bs values (caller).
-                unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add((r0 + i) * bs + c), *a) };
-            }
+            };
+            r0 += n;
         }
     }
+}
+
+/// Scores of rows `r0..r0 + N` against keys `c..c + 16` (see [`block_scores_f16`]); returns N.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn scores_f16<const N: usize>(
+    q: &[f32],
+    dk: usize,
+    kt: &[f16],
+    bs: usize,
+    c: usize,
+    r0: usize,
+    scores: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    debug_assert!((r0 + N) * dk <= q.len() && dk * bs <= kt.len() && (r0 + N) * bs <= scores.len());
+    let (qp, kp) = (q.as_ptr().add(r0 * dk), kt.as_ptr().add(c));
+    let mut acc = [_mm512_setzero_ps(); N];
+    for d in 0..dk {
+        let k = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(d * bs) as *const __m256i));
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_fmadd_ps(_mm512_set1_ps(*qp.add(i * dk + d)), k, *a);
+        }
+    }
+    for (i, a) in acc.iter().enumerate() {
+        _mm512_storeu_ps(scores.as_mut_ptr().add((r0 + i) * bs + c), *a);
+    }
+    N
 }
 
 /// `acc[r] += Σ_j p[r][j] · v[j]` over keys `keys` of one block for rows `rows` (their
@@ -428,41 +536,72 @@ unsafe fn pv_f16(
     v: &[f16],
     dv: usize,
 ) {
-    use std::arch::x86_64::*;
     let n_rows = rows.len();
-    for r0 in (0..n_rows).step_by(4) {
-        let nr = 4.min(n_rows - r0);
-        for c0 in (0..dv).step_by(2 * LANES) {
-            let two = c0 + LANES < dv;
-            let mut a = [[_mm512_setzero_ps(); 2]; 4];
-            for (i, ai) in a.iter_mut().enumerate().take(nr) {
-                let at = acc.as_ptr().add((r0 + i) * dv + c0);
-                ai[0] = _mm512_loadu_ps(at);
-                if two {
-                    ai[1] = _mm512_loadu_ps(at.add(LANES));
-                }
+    let mut r0 = 0;
+    while r0 < n_rows {
+        let at = PvRows { acc: acc.as_mut_ptr(), scores: scores.as_ptr(), row0: rows.start, r0, stride, dv };
+        // Fixed row counts, so the row loop unrolls into straight FMAs.
+        // SAFETY: forwarded from the caller.
+        r0 += unsafe {
+            match n_rows - r0 {
+                1 => pv_rows_f16::<1>(&at, keys.clone(), v),
+                2 => pv_rows_f16::<2>(&at, keys.clone(), v),
+                3 => pv_rows_f16::<3>(&at, keys.clone(), v),
+                _ => pv_rows_f16::<4>(&at, keys.clone(), v),
             }
-            for j in keys.clone() {
-                let vj = v.as_ptr().add(j * dv + c0);
-                let v0 = _mm512_cvtph_ps(_mm256_loadu_si256(vj as *const __m256i));
-                let v1 = if two { _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(LANES) as *const __m256i)) } else { v0 };
-                for (i, ai) in a.iter_mut().enumerate().take(nr) {
-                    let p = _mm512_set1_ps(*scores.get_unchecked((rows.start + r0 + i) * stride + j));
-                    ai[0] = _mm512_fmadd_ps(p, v0, ai[0]);
-                    if two {
-                        ai[1] = _mm512_fmadd_ps(p, v1, ai[1]);
-                    }
-                }
+        };
+    }
+}
+
+/// Where [`pv_rows_f16`] reads and writes: accumulator row `r0` (of `dv`) is score row
+/// `row0 + r0` (of `stride`).
+#[cfg(target_arch = "x86_64")]
+struct PvRows {
+    acc: *mut f32,
+    scores: *const f32,
+    row0: usize,
+    r0: usize,
+    stride: usize,
+    dv: usize,
+}
+
+/// [`pv_f16`] for accumulator rows `r0..r0 + N`; returns N.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pv_rows_f16<const N: usize>(at: &PvRows, keys: std::ops::Range<usize>, v: &[f16]) -> usize {
+    use std::arch::x86_64::*;
+    let (dv, r0) = (at.dv, at.r0);
+    for c0 in (0..dv).step_by(2 * LANES) {
+        let two = c0 + LANES < dv;
+        let mut a = [[_mm512_setzero_ps(); 2]; N];
+        for (i, ai) in a.iter_mut().enumerate() {
+            let p = at.acc.add((r0 + i) * dv + c0);
+            ai[0] = _mm512_loadu_ps(p);
+            if two {
+                ai[1] = _mm512_loadu_ps(p.add(LANES));
             }
-            for (i, ai) in a.iter().enumerate().take(nr) {
-                let at = acc.as_mut_ptr().add((r0 + i) * dv + c0);
-                _mm512_storeu_ps(at, ai[0]);
+        }
+        for j in keys.clone() {
+            let vj = v.as_ptr().add(j * dv + c0);
+            let v0 = _mm512_cvtph_ps(_mm256_loadu_si256(vj as *const __m256i));
+            let v1 = if two { _mm512_cvtph_ps(_mm256_loadu_si256(vj.add(LANES) as *const __m256i)) } else { v0 };
+            for (i, ai) in a.iter_mut().enumerate() {
+                let p = _mm512_set1_ps(*at.scores.add((at.row0 + r0 + i) * at.stride + j));
+                ai[0] = _mm512_fmadd_ps(p, v0, ai[0]);
                 if two {
-                    _mm512_storeu_ps(at.add(LANES), ai[1]);
+                    ai[1] = _mm512_fmadd_ps(p, v1, ai[1]);
                 }
             }
         }
+        for (i, ai) in a.iter().enumerate() {
+            let p = at.acc.add((r0 + i) * dv + c0);
+            _mm512_storeu_ps(p, ai[0]);
+            if two {
+                _mm512_storeu_ps(p.add(LANES), ai[1]);
+            }
+        }
     }
+    N
 }
 
 /// `scores[r][j] = Σ_d q[r][d] · kt[d][j]` for every row of `q` (rows of `dk`) against a block
@@ -665,6 +804,39 @@ mod tests {
         check(&Case { bs: 32, dk: 48, dv: 16, heads: 2, kvh: 1, ..base });
         check(&Case { int8: true, ..base });
         check(&Case { int8: true, bs: 5, heads: 4, kvh: 4, dk: 20, dv: 12, window: Some(7), ..base });
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_block_softmax_is_bitwise_the_scalar_one() {
+        if !super::super::math::avx512_available() {
+            return;
+        }
+        let slopes = [0.37f32];
+        for (seed, stride) in [(1u32, 16usize), (2, 32), (3, 48)] {
+            let row = values(stride, seed).iter().map(|x| x * 40.0).collect::<Vec<_>>();
+            for (j0, j1) in [(0, stride), (0, 1), (3, 11), (5, stride - 2), (stride - 1, stride), (4, 4)] {
+                for alibi in [false, true] {
+                    for m in [f32::NEG_INFINITY, 2.5, 1e3] {
+                        let p = AttnParams {
+                            heads: 1,
+                            scale: 0.125,
+                            softcap: None,
+                            window: None,
+                            alibi: alibi.then_some(&slopes[..]),
+                        };
+                        let (mut a, mut b) = (row.clone(), row.clone());
+                        let want = probs_scalar(&mut a, j0..j1, 37, &p, 0, m);
+                        // SAFETY: AVX-512F/FMA detected above.
+                        let got = unsafe { probs_avx512(&mut b, j0..j1, 37, p.scale, p.alibi.map(|a| a[0]), m) };
+                        let case = format!("stride {stride}, keys {j0}..{j1}, alibi {alibi}, m {m}");
+                        assert_eq!((got.0.to_bits(), got.1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "{case}");
+                        let bits = |v: &[f32]| v[j0..j1].iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&b), bits(&a), "{case}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

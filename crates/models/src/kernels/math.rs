@@ -51,8 +51,8 @@ pub(crate) fn silu(x: f32) -> f32 {
     x * (num / (1.0 + e))
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
-use self::avx512::exp_neg_avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use self::avx512::exp_neg_avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use self::avx512::silu_avx512;
 
