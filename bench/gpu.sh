@@ -12,7 +12,9 @@
 #
 # Here:   scripts/gpu/build.sh          (prom + llama.cpp source into the ignored .gpu/)
 # There:  device run, carry [".gpu"], command: bench/gpu.sh   (≈ 9 min with peers)
-# Knobs:  PEERS=0 (prom only), BATCHES="1 32 128 256", LAYERS=32, PROMS="prom prom-before".
+# Knobs:  PEERS=0 (prom only), BATCHES="1 32 128 256", LAYERS=32, PROMS="prom prom-before",
+#         LONG_PROMPT=2048 (also bs 1 decode after a prompt of that many tokens, each prom:
+#         attention's share of a step grows with the context).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/gpu/env.sh
@@ -60,6 +62,14 @@ for name in ${PROMS:-prom}; do
     2>&1 | tee "$OUT/$name.txt"
   tail -1 "$OUT/$name.txt" > "$OUT/$name.json"
 done
+if [ -n "${LONG_PROMPT:-}" ]; then
+  for name in ${PROMS:-prom}; do
+    echo "== $name, bs 1 after a $LONG_PROMPT-token prompt"
+    "$GPU_BIN/$name" bench --device cuda --model "$W/m/hf" --offline --concurrency 1 --max-tokens 128 \
+      --prompt-tokens "$LONG_PROMPT" --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 \
+      --no-prefix-caching 2>&1 | tee "$OUT/$name-long.txt"
+  done
+fi
 
 if [ "$PEERS" = 1 ]; then
   echo "== transformers"

@@ -1,13 +1,16 @@
 //! Launching `kernels.cu`: a batch's metadata on the device ([`GpuBatch`], uploaded once per
-//! forward pass and read by every layer), the KV write and paged attention.
+//! forward pass and read by every layer), the KV write and paged attention, split-K
+//! (flash-decoding) when a decode batch is too small to fill the GPU.
 
-use candle_core::cuda::cudarc::driver::sys::CUfunction_attribute_enum;
+use std::sync::OnceLock;
+
+use candle_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
 use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda::{CudaStorageSlice, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
 
-use crate::kernels::attention::AttnParams;
+use crate::kernels::attention::{AttnParams, AttnSeq};
 use crate::nn::BatchMeta;
 use crate::{Error, Result, TensorContext};
 
@@ -20,6 +23,20 @@ const KT: usize = 32;
 /// Query tokens per CTA. With up to `MAXR` heads of a GQA group per CTA, its ≤ 16 rows share
 /// every K/V tile it loads.
 const QTILE: usize = 4;
+/// The fewest keys a split-K partition covers (one K/V tile): below that the merge costs more
+/// than the extra CTAs gain.
+const PART_MIN: usize = KT;
+
+/// How the decode attention spreads a sequence's keys over CTAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Split-K when the batch has one work item per sequence and too few CTAs for the GPU's
+    /// SMs (bs 1 on a big GPU); single pass otherwise (prefill, large batches).
+    Auto,
+    /// Exactly this many key partitions (1 = the single-pass kernel), for tests; any batch
+    /// (prefill too): partitions past a row's last key are empty and weigh nothing.
+    Parts(usize),
+}
 
 fn kernel_err(op: &str, msg: impl Into<String>) -> Error {
     Error::Tensor { op: op.into(), source: candle_core::Error::Msg(msg.into()) }
@@ -34,6 +51,10 @@ pub(crate) struct GpuBatch {
     slots_at: usize,
     tables_at: usize,
     n_tokens: usize,
+    n_slots: usize,
+    n_seqs: usize,
+    /// The longest context (start + len) of any sequence: what split-K partitions.
+    max_ctx: usize,
     /// The largest block id in any table and the largest slot: the pool must hold them, or the
     /// kernels would touch memory outside it (checked on the host before every launch).
     pub max_block: Option<u32>,
@@ -44,11 +65,15 @@ impl GpuBatch {
     /// `None` on the CPU.
     pub fn new(batch: &BatchMeta, device: &Device) -> Result<Option<Self>> {
         let Device::Cuda(dev) = device else { return Ok(None) };
+        Self::upload(&batch.seqs, &batch.slots, dev).map(Some)
+    }
+
+    fn upload(batch_seqs: &[AttnSeq], slots: &[usize], dev: &CudaDevice) -> Result<Self> {
         let too_big = || Error::InvalidInput("batch metadata exceeds 32-bit indices".into());
         let u = |x: usize| u32::try_from(x).map_err(|_| too_big());
         let mut work = Vec::new();
         let (mut seqs, mut tables) = (Vec::new(), Vec::new());
-        for (si, s) in batch.seqs.iter().enumerate() {
+        for (si, s) in batch_seqs.iter().enumerate() {
             for tile in (0..s.len).step_by(QTILE) {
                 work.extend([u(si)?, u(tile)?]);
             }
@@ -58,17 +83,32 @@ impl GpuBatch {
         let n_work = work.len() / 2;
         let seqs_at = work.len();
         let slots_at = seqs_at + seqs.len();
-        let tables_at = slots_at + batch.slots.len();
+        let tables_at = slots_at + slots.len();
         let mut host = work;
         host.extend(seqs);
-        for &s in &batch.slots {
+        for &s in slots {
             host.push(u(s)?);
         }
         host.extend(tables);
         let max_block = host[tables_at..].iter().copied().max();
-        let max_slot = batch.slots.iter().copied().max();
+        let max_slot = slots.iter().copied().max();
+        let max_ctx = batch_seqs.iter().map(|s| s.start + s.len).max().unwrap_or(0);
+        let n_tokens = batch_seqs.iter().map(|s| s.len).sum();
         let buf = dev.clone_htod(&host).ctx("upload batch metadata")?;
-        Ok(Some(Self { buf, n_work, seqs_at, slots_at, tables_at, n_tokens: batch.slots.len(), max_block, max_slot }))
+        let n_seqs = batch_seqs.len();
+        Ok(Self {
+            buf,
+            n_work,
+            seqs_at,
+            slots_at,
+            tables_at,
+            n_tokens,
+            n_slots: slots.len(),
+            n_seqs,
+            max_ctx,
+            max_block,
+            max_slot,
+        })
     }
 }
 
@@ -127,46 +167,95 @@ pub(crate) fn write_and_attend(
     batch: &GpuBatch,
     p: &AttnParams,
 ) -> Result<Tensor> {
-    let (t, h, dk) = q.dims3().ctx("attention q")?;
-    let (kvh, dv, bs) = (pool.kv_heads, pool.v_dim, pool.block_size);
-    if t != batch.n_tokens || dk != pool.k_dim || k.dims() != [kvh, t, dk] || v.dims() != [kvh, t, dv] {
+    let t = batch.n_tokens;
+    let (kvh, dk, dv, bs) = (pool.kv_heads, pool.k_dim, pool.v_dim, pool.block_size);
+    if t != batch.n_slots || k.dims() != [kvh, t, dk] || v.dims() != [kvh, t, dv] {
         return Err(kernel_err(
-            "paged attention",
-            format!(
-                "q {:?}, k {:?}, v {:?} for {} tokens and a cache of {kvh} heads of {dk}/{dv}",
-                q.dims(),
-                k.dims(),
-                v.dims(),
-                batch.n_tokens
-            ),
+            "kv write",
+            format!("k {:?}, v {:?} for {t} tokens and a cache of {kvh} heads of {dk}/{dv}", k.dims(), v.dims()),
         ));
-    }
-    if kvh == 0 || h % kvh != 0 || dv > 32 * 16 {
-        return Err(kernel_err("paged attention", format!("{h} heads over {kvh} kv heads, v_dim {dv} (≤ 512)")));
     }
     let act = q.dtype();
     let ty = types(act, pool.dtype)?;
     let contiguous = |x: &Tensor, what: &str| x.to_dtype(act).and_then(|x| x.contiguous()).ctx(what.to_string());
-    let (q, k, v) = (contiguous(q, "attention q")?, contiguous(k, "attention k")?, contiguous(v, "attention v")?);
+    let (k, v) = (contiguous(k, "attention k")?, contiguous(v, "attention v")?);
     let stream = dev.cuda_stream();
-    let (qp, kp, vp) = (dptr(&q, &stream)?, dptr(&k, &stream)?, dptr(&v, &stream)?);
-    let b = &batch.buf;
-    let (i32_, u) = (|x: usize| x as i32, |at: usize| slice_ptr(b, at, &stream));
-
-    // K/V of the new tokens into their slots.
+    let (kp, vp) = (dptr(&k, &stream)?, dptr(&v, &stream)?);
     let f = dev.get_or_load_custom_func(&format!("kv_write_{ty}"), MODULE, PTX)?;
     let mut l = f.builder();
+    let i32_ = |x: usize| x as i32;
     let (ti, kvhi, dki, dvi, bsi) = (i32_(t), i32_(kvh), i32_(dk), i32_(dv), i32_(bs));
-    let slots = u(batch.slots_at);
+    let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
     l.arg(&kp).arg(&vp).arg(&pool.k).arg(&pool.v).arg(&slots).arg(&ti).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi);
     let cfg = LaunchConfig { grid_dim: (t as u32, kvh as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: argument types match kv_write's signature; every index is bounded by the checks
     // above and by the pool covering every slot (checked by `PagedKvCache` on the host side).
     unsafe { l.launch(cfg) }.w()?;
+    attend(dev, pool, q, batch, p, Split::Auto)
+}
 
-    // Attention.
+/// The GPU's SM count (132 on an H100/H200 SXM), read once: split-K sizes its grid by it.
+fn sm_count(dev: &CudaDevice) -> usize {
+    static SMS: OnceLock<usize> = OnceLock::new();
+    *SMS.get_or_init(|| {
+        let attr = CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT;
+        dev.cuda_stream().context().attribute(attr).map_or(132, |n| n.max(1) as usize)
+    })
+}
+
+/// Key partitions for `ctas` CTAs a partition over contexts of up to `max_ctx` keys: enough for
+/// about two CTAs per SM, none below `PART_MIN` keys, and 1 (the single-pass kernel) once the
+/// batch alone fills the SMs or a chunk has several query tiles (prefill keeps its path).
+fn auto_parts(batch: &GpuBatch, ctas: usize, sms: usize) -> usize {
+    if batch.n_work != batch.n_seqs || ctas >= sms {
+        return 1;
+    }
+    (2 * sms).div_ceil(ctas).min(batch.max_ctx.div_ceil(PART_MIN)).max(1)
+}
+
+/// Paged attention over the keys already in the pool (the batch's own included): `q (T, h, dk)`
+/// → `(T, h · dv)` in q's dtype.
+pub(crate) fn attend(
+    dev: &CudaDevice,
+    pool: &LayerPtrs,
+    q: &Tensor,
+    batch: &GpuBatch,
+    p: &AttnParams,
+    split: Split,
+) -> Result<Tensor> {
+    let (t, h, dk) = q.dims3().ctx("attention q")?;
+    let (kvh, dv, bs) = (pool.kv_heads, pool.v_dim, pool.block_size);
+    if t != batch.n_tokens || dk != pool.k_dim {
+        return Err(kernel_err(
+            "paged attention",
+            format!("q {:?} for {} tokens and a cache of {kvh} heads of {}/{dv}", q.dims(), batch.n_tokens, pool.k_dim),
+        ));
+    }
+    if kvh == 0 || h % kvh != 0 || dv > 32 * 16 || bs == 0 {
+        return Err(kernel_err(
+            "paged attention",
+            format!("{h} heads over {kvh} kv heads, v_dim {dv} (≤ 512), block size {bs}"),
+        ));
+    }
+    let act = q.dtype();
+    let ty = types(act, pool.dtype)?;
+    let q = q.contiguous().ctx("attention q")?;
+    let stream = dev.cuda_stream();
+    let qp = dptr(&q, &stream)?;
+    let b = &batch.buf;
+    let (i32_, u) = (|x: usize| x as i32, |at: usize| slice_ptr(b, at, &stream));
+
     let rep = h / kvh;
     let hp = (1..=MAXR.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
+    let ctas = batch.n_work * (h / hp);
+    let parts = match split {
+        Split::Auto => auto_parts(batch, ctas, sm_count(dev)),
+        Split::Parts(n) => n.max(1),
+    };
+    // Whole tiles per partition; the count is recomputed so that no partition is empty for the
+    // longest context.
+    let part = if parts > 1 { batch.max_ctx.div_ceil(parts).div_ceil(KT).max(1) * KT } else { 0 };
+    let parts = if parts > 1 { batch.max_ctx.div_ceil(part).max(1) } else { 1 };
     let dvl = [1, 2, 4, 8, 16].into_iter().find(|&n| 32 * n >= dv).unwrap_or(16);
     let f = dev.get_or_load_custom_func(&format!("paged_attn_{ty}_{dvl}"), MODULE, PTX)?;
     let smem = (WARPS * MAXR * dk + dk * (KT + 1) + KT * dv) * 4;
@@ -183,32 +272,99 @@ pub(crate) fn write_and_attend(
         None => None,
     };
     let alibi_p = alibi.as_ref().map_or(0u64, |a| slice_ptr(a, 0, &stream));
+    // Split-K scratch: (max, sum) and the accumulator per (token, head, partition).
+    let scratch = if parts > 1 {
+        // SAFETY: every (token, head, partition) is written by exactly one CTA before the merge.
+        let ml = unsafe { dev.alloc::<f32>(2 * t * h * parts) }?;
+        let acc = unsafe { dev.alloc::<f32>(t * h * parts * dv) }?;
+        Some((ml, acc))
+    } else {
+        None
+    };
+    let (ml_p, acc_p) =
+        scratch.as_ref().map_or((0u64, 0u64), |(m, a)| (slice_ptr(m, 0, &stream), slice_ptr(a, 0, &stream)));
     macro_rules! run {
-        ($ty:ty) => {{
-            // SAFETY: the kernel writes every element (every row belongs to one sequence).
+        ($ty:ty, $name:literal) => {{
+            // SAFETY: the kernel (or the merge) writes every element (every row belongs to one
+            // sequence).
             let out = unsafe { dev.alloc::<$ty>(n_out) }?;
             let op = slice_ptr(&out, 0, &stream);
             let (work, seqs, tables) = (u(0), u(batch.seqs_at), u(batch.tables_at));
-            let (hi, hpi, qt) = (i32_(h), i32_(hp), i32_(QTILE));
-            let (scale, cap, win) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_));
+            let (hi, kvhi, dki, dvi, bsi, hpi, qt) =
+                (i32_(h), i32_(kvh), i32_(dk), i32_(dv), i32_(bs), i32_(hp), i32_(QTILE));
+            let (scale, cap, win, parti) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_), i32_(part));
             let mut l = f.builder();
             l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables).arg(&alibi_p);
             l.arg(&hi).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi).arg(&hpi).arg(&qt).arg(&scale).arg(&cap).arg(&win);
-            let grid = (batch.n_work as u32, (h / hp) as u32, 1);
+            l.arg(&parti).arg(&ml_p).arg(&acc_p);
+            let grid = (batch.n_work as u32, (h / hp) as u32, parts as u32);
             let cfg =
                 LaunchConfig { grid_dim: grid, block_dim: ((WARPS * 32) as u32, 1, 1), shared_mem_bytes: smem as u32 };
             // SAFETY: argument types match paged_attn's signature; the work list, tables and
-            // slots were built from the same batch the shapes were checked against.
+            // slots were built from the same batch the shapes were checked against; with
+            // `part` > 0 the scratch holds gridDim.z partitions of every (token, head).
             unsafe { l.launch(cfg) }.w()?;
+            if parts > 1 {
+                let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
+                let mut l = f.builder();
+                let np = i32_(parts);
+                l.arg(&ml_p).arg(&acc_p).arg(&op).arg(&hi).arg(&dvi).arg(&np);
+                let cfg =
+                    LaunchConfig { grid_dim: (t as u32, h as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+                // SAFETY: argument types match attn_reduce's signature; the scratch and `out`
+                // hold (t, h, parts) and (t, h, dv) elements.
+                unsafe { l.launch(cfg) }.w()?;
+            }
             Storage::Cuda(CudaStorage::wrap_cuda_slice(out, dev.clone()))
         }};
     }
     let storage = match act {
-        DType::F32 => run!(f32),
-        DType::F16 => run!(half::f16),
-        _ => run!(half::bf16),
+        DType::F32 => run!(f32, "attn_reduce_f32"),
+        DType::F16 => run!(half::f16, "attn_reduce_f16"),
+        _ => run!(half::bf16, "attn_reduce_bf16"),
     };
-    // The slopes' buffer must outlive the launch: its free is ordered after it on the stream.
-    drop(alibi);
+    // The slopes' and scratch buffers must outlive the launches: their frees are ordered after
+    // them on the stream.
+    drop((alibi, scratch));
     Ok(Tensor::from_storage(storage, (t, h * dv), BackpropOp::none(), false))
+}
+
+/// Paged attention over K/V pools given as tensors `(blocks, kv_heads, block_size, k_dim)` and
+/// `(blocks, kv_heads, block_size, v_dim)` on a CUDA device (the GPU pool's layout), for tests
+/// of the kernels against a host reference and of split-K against the single pass.
+pub fn paged_attention_pool(
+    q: &Tensor,
+    k_pool: &Tensor,
+    v_pool: &Tensor,
+    seqs: &[AttnSeq],
+    p: &AttnParams,
+    split: Split,
+) -> Result<Tensor> {
+    let Device::Cuda(dev) = q.device() else {
+        return Err(kernel_err("paged attention", "q is not on a CUDA device"));
+    };
+    let (blocks, kvh, bs, dk) = k_pool.dims4().ctx("k pool")?;
+    let (vb, vh, vbs, dv) = v_pool.dims4().ctx("v pool")?;
+    if (vb, vh, vbs) != (blocks, kvh, bs) || k_pool.dtype() != v_pool.dtype() {
+        return Err(kernel_err("paged attention", format!("k pool {:?}, v pool {:?}", k_pool.dims(), v_pool.dims())));
+    }
+    let covers = |s: &AttnSeq| {
+        s.block_table.len() * bs >= s.start + s.len && s.block_table.iter().all(|&b| (b as usize) < blocks)
+    };
+    if let Some(i) = seqs.iter().position(|s| !covers(s)) {
+        return Err(Error::InvalidInput(format!("paged attention: sequence {i}'s block table is outside the pool")));
+    }
+    let (k_pool, v_pool) = (k_pool.contiguous().ctx("k pool")?, v_pool.contiguous().ctx("v pool")?);
+    let stream = dev.cuda_stream();
+    let ptrs = LayerPtrs {
+        k: dptr(&k_pool, &stream)?,
+        v: dptr(&v_pool, &stream)?,
+        dtype: k_pool.dtype(),
+        kv_heads: kvh,
+        k_dim: dk,
+        v_dim: dv,
+        block_size: bs,
+    };
+    let batch = GpuBatch::upload(seqs, &[], dev)?;
+    attend(dev, &ptrs, q, &batch, p, split)
 }

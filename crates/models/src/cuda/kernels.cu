@@ -49,7 +49,15 @@ __device__ void kv_write(const TI* __restrict__ k, const TI* __restrict__ v, TK*
 //
 // Key tiles hold KT = 32 consecutive positions: in the score phase lane j scores key j
 // (K tile transposed in shared memory, padded to KT + 1, so lanes read distinct banks); in the
-// value phase each lane accumulates its own dims over the 32 keys.
+// value phase each lane accumulates its own dims over the 32 keys. Tiles are loaded 16 bytes a
+// thread where the rows allow it (k_dim / v_dim a multiple of 16 bytes, an aligned pool).
+//
+// Split-K (flash-decoding): with `part` > 0 the CTA at blockIdx.z covers only keys
+// [lo + z·part, lo + (z + 1)·part) of its rows and writes its unnormalized state (running max,
+// sum, accumulator) to `part_ml` / `part_acc` instead of `out`; `attn_reduce` then merges the
+// gridDim.z partitions. A small batch (bs 1: one CTA per kv head) thus spreads one sequence's
+// context over many SMs. A partition past a row's last key writes (-inf, 0, 0), which the
+// merge weighs by 0.
 constexpr int WARPS = 4;
 constexpr int MAXR = 4;
 constexpr int KT = 32;
@@ -78,7 +86,8 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
                            const TK* __restrict__ vp, const int2* __restrict__ work,
                            const SeqInfo* __restrict__ seqs, const uint32_t* __restrict__ tables,
                            const float* __restrict__ alibi, int H, int kvh, int dk, int dv, int bs, int hp,
-                           int qtile, float scale, float softcap, int window) {
+                           int qtile, float scale, float softcap, int window, int part,
+                           float2* __restrict__ part_ml, float* __restrict__ part_acc) {
   extern __shared__ float smem[];
   float* qs = smem;                        // (WARPS * MAXR, dk)
   float* ks = qs + WARPS * MAXR * dk;      // (dk, KT + 1): transposed
@@ -93,7 +102,14 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
   const int h0 = blockIdx.y * hp;  // first query head of the chunk
   const int g = h0 / (H / kvh);    // its kv head
   const int first_pos = s.start + tile0, last_pos = first_pos + ntok - 1;
-  const int lo = window > 0 ? max(0, first_pos + 1 - window) : 0;
+  int lo = window > 0 ? max(0, first_pos + 1 - window) : 0;
+  int hi = last_pos;  // the last key any row of the CTA may see
+  if (part > 0) {
+    lo += blockIdx.z * part;
+    hi = min(hi, lo + part - 1);
+  }
+  constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
+  const bool vec = dk % VEC == 0 && dv % VEC == 0 && ((uintptr_t)kp & 15) == 0 && ((uintptr_t)vp & 15) == 0;
 
   for (int idx = tid; idx < nrows * dk; idx += blockDim.x) {
     const int r = idx / dk, d = idx - r * dk;
@@ -111,12 +127,37 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
     for (int e = 0; e < DVL; e++) acc[j][e] = 0.f;
   }
 
-  for (int kb = lo; kb <= last_pos; kb += KT) {
+  for (int kb = lo; kb <= hi; kb += KT) {
     __syncthreads();  // the previous tile is consumed (and, the first time, q is stored)
+    if (vec) {
+      const int kc = dk / VEC, vc = dv / VEC;  // 16-byte chunks per row
+      for (int idx = tid; idx < KT * kc; idx += blockDim.x) {
+        const int j = idx / kc, d = (idx - j * kc) * VEC, pos = kb + j;
+        uint4 raw = make_uint4(0, 0, 0, 0);
+        if (pos <= hi) {
+          const size_t blk = tables[s.table + pos / bs];
+          raw = *reinterpret_cast<const uint4*>(kp + ((blk * kvh + g) * bs + pos % bs) * dk + d);
+        }
+        const TK* e = reinterpret_cast<const TK*>(&raw);
+#pragma unroll
+        for (int x = 0; x < VEC; x++) ks[(d + x) * (KT + 1) + j] = to_f(e[x]);
+      }
+      for (int idx = tid; idx < KT * vc; idx += blockDim.x) {
+        const int j = idx / vc, d = (idx - j * vc) * VEC, pos = kb + j;
+        uint4 raw = make_uint4(0, 0, 0, 0);
+        if (pos <= hi) {
+          const size_t blk = tables[s.table + pos / bs];
+          raw = *reinterpret_cast<const uint4*>(vp + ((blk * kvh + g) * bs + pos % bs) * dv + d);
+        }
+        const TK* e = reinterpret_cast<const TK*>(&raw);
+#pragma unroll
+        for (int x = 0; x < VEC; x++) vs[j * dv + d + x] = to_f(e[x]);
+      }
+    } else {
     for (int idx = tid; idx < KT * dk; idx += blockDim.x) {
       const int j = idx / dk, d = idx - j * dk, pos = kb + j;
       float x = 0.f;
-      if (pos <= last_pos) {
+      if (pos <= hi) {
         const size_t blk = tables[s.table + pos / bs];
         x = to_f(kp[((blk * kvh + g) * bs + pos % bs) * dk + d]);
       }
@@ -125,11 +166,12 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
     for (int idx = tid; idx < KT * dv; idx += blockDim.x) {
       const int j = idx / dv, d = idx - j * dv, pos = kb + j;
       float x = 0.f;
-      if (pos <= last_pos) {
+      if (pos <= hi) {
         const size_t blk = tables[s.table + pos / bs];
         x = to_f(vp[((blk * kvh + g) * bs + pos % bs) * dv + d]);
       }
       vs[j * dv + d] = x;
+    }
     }
     __syncthreads();
 
@@ -138,7 +180,7 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
       const int r = warp + WARPS * j;
       if (r >= nrows) break;
       const int head = h0 + r % hp, qpos = first_pos + r / hp, pos = kb + lane;
-      const bool valid = pos <= qpos && (window <= 0 || pos + window > qpos);
+      const bool valid = pos <= qpos && pos <= hi && (window <= 0 || pos + window > qpos);
       float sc = -INFINITY;
       if (valid) {
         const float* qr = qs + r * dk;
@@ -175,6 +217,16 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
     const int r = warp + WARPS * j;
     if (r >= nrows) break;
     const int head = h0 + r % hp, tok = r / hp;
+    if (part > 0) {
+      const size_t at = ((size_t)(s.row + tile0 + tok) * H + head) * gridDim.z + blockIdx.z;
+      if (lane == 0) part_ml[at] = make_float2(m[j], l[j]);
+#pragma unroll
+      for (int e = 0; e < DVL; e++) {
+        const int d = lane + 32 * e;
+        if (d < dv) part_acc[at * dv + d] = acc[j][e];
+      }
+      continue;
+    }
     const float inv = l[j] > 0.f ? 1.f / l[j] : 0.f;
     TQ* o = out + ((size_t)(s.row + tile0 + tok) * H + head) * dv;
 #pragma unroll
@@ -182,6 +234,27 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
       const int d = lane + 32 * e;
       if (d < dv) o[d] = from_f<TQ>(acc[j][e] * inv);
     }
+  }
+}
+
+// Merges the split-K partitions of paged_attn: out = Σ_z acc_z e^(m_z - M) / Σ_z l_z e^(m_z - M)
+// with M = max_z m_z, per (token, head). grid (tokens, heads), any block size.
+template <typename TQ>
+__device__ void attn_reduce(const float2* __restrict__ part_ml, const float* __restrict__ part_acc,
+                            TQ* __restrict__ out, int H, int dv, int nparts) {
+  const size_t row = (size_t)blockIdx.x * H + blockIdx.y;
+  const float2* ml = part_ml + row * nparts;
+  float mx = -INFINITY;
+  for (int z = 0; z < nparts; z++) mx = fmaxf(mx, ml[z].x);
+  float sum = 0.f;
+  for (int z = 0; z < nparts; z++)
+    if (ml[z].x > -INFINITY) sum += ml[z].y * expf(ml[z].x - mx);
+  const float inv = sum > 0.f ? 1.f / sum : 0.f;
+  for (int d = threadIdx.x; d < dv; d += blockDim.x) {
+    float a = 0.f;
+    for (int z = 0; z < nparts; z++)
+      if (ml[z].x > -INFINITY) a = fmaf(part_acc[(row * nparts + z) * dv + d], expf(ml[z].x - mx), a);
+    out[row * dv + d] = from_f<TQ>(a * inv);
   }
 }
 
@@ -202,9 +275,10 @@ KV_WRITE(kv_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
   extern "C" __global__ void __launch_bounds__(WARPS * 32)                                       \
       NAME(const TQ* q, TQ* out, const TK* kp, const TK* vp, const int2* work,                    \
            const SeqInfo* seqs, const uint32_t* tables, const float* alibi, int H, int kvh, int dk, \
-           int dv, int bs, int hp, int qtile, float scale, float softcap, int window) {           \
+           int dv, int bs, int hp, int qtile, float scale, float softcap, int window, int part,  \
+           float2* part_ml, float* part_acc) {                                                    \
     paged_attn<TQ, TK, DVL>(q, out, kp, vp, work, seqs, tables, alibi, H, kvh, dk, dv, bs, hp,    \
-                            qtile, scale, softcap, window);                                       \
+                            qtile, scale, softcap, window, part, part_ml, part_acc);              \
   }
 #define ATTN_ALL(TN, TQ, TK)              \
   ATTN(paged_attn_##TN##_1, TQ, TK, 1)    \
@@ -216,6 +290,15 @@ ATTN_ALL(f32_f32, float, float)
 ATTN_ALL(f32_f16, float, __half)
 ATTN_ALL(f16_f16, __half, __half)
 ATTN_ALL(bf16_bf16, __nv_bfloat16, __nv_bfloat16)
+
+#define REDUCE(TN, TQ)                                                                             \
+  extern "C" __global__ void attn_reduce_##TN(const float2* part_ml, const float* part_acc, TQ* out, \
+                                              int H, int dv, int nparts) {                         \
+    attn_reduce<TQ>(part_ml, part_acc, out, H, dv, nparts);                                        \
+  }
+REDUCE(f32, float)
+REDUCE(f16, __half)
+REDUCE(bf16, __nv_bfloat16)
 
 // ---------------------------------------------------------------------------------------------
 // Greedy sampling on the device: per row of f32 logits (rows, vocab), the index of the largest

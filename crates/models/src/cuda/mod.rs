@@ -22,6 +22,8 @@ mod sample;
 #[cfg(feature = "cuda")]
 pub(crate) use attention::GpuBatch;
 #[cfg(feature = "cuda")]
+pub use attention::{paged_attention_pool, Split};
+#[cfg(feature = "cuda")]
 pub use fused::{add_rms_norm, silu_mul_fused, silu_mul_pair};
 #[cfg(feature = "cuda")]
 pub(crate) use pool::GpuKv;
