@@ -174,11 +174,12 @@ fn split_k_decode_attention_matches_the_single_pass_and_the_reference() {
         base(vec![(2047, 1), (5, 1), (1200, 1), (3000, 1)]),
         // Multi-token chunks (prefill and decode mixed; Parts(n) splits them too).
         base(vec![(1500, 7), (0, 33), (700, 1)]),
-        // MQA, odd head dim (scalar loads), block size 32, sliding window, softcap, ALiBi.
+        // MQA, a head dim of 66 (rows not a multiple of 16 bytes: scalar loads), block size 32,
+        // sliding window, softcap, ALiBi.
         Case {
             heads: 8,
             kv_heads: 1,
-            dim: 72,
+            dim: 66,
             block: 32,
             window: Some(300),
             softcap: Some(30.0),
