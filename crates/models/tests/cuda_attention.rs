@@ -166,7 +166,7 @@ fn split_k_decode_attention_matches_the_single_pass_and_the_reference() {
         softcap: None,
         alibi: false,
     };
-    let cases = vec![
+    let cases = [
         // bs 1 decode at long contexts (the case split-K is for), the Llama-3-8B attention shape.
         base(vec![(3999, 1)]),
         base(vec![(1000, 1)]),
