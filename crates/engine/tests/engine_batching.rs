@@ -186,24 +186,24 @@ fn batched_under_preemption_equals_alone() {
     assert!(stats.preemptions > 0, "no sequence was preempted: {stats:?}");
 }
 
+/// Every other case (the baseline is a second full alone run), batched against alone, both with
+/// the KV cache stored as `kv`.
+fn batched_equals_alone_with_cache(kv: KvDtype) {
+    let cases: Vec<Case> = cases().iter().step_by(2).cloned().collect();
+    let want = alone(kv, &cases);
+    let e = engine(kv, roomy(kv));
+    let (got, _) = batched(&e, &cases);
+    assert_same(&format!("{kv} cache"), &cases, &got, &want);
+}
+
 #[test]
 fn batched_f16_cache_equals_alone() {
-    // Every other case: the f16 baseline is a second full alone run.
-    let cases: Vec<Case> = cases().iter().step_by(2).cloned().collect();
-    let want = alone(DType::F16, &cases);
-    let e = engine(DType::F16, roomy(DType::F16));
-    let (got, _) = batched(&e, &cases);
-    assert_same("f16 cache", &cases, &got, &want);
+    batched_equals_alone_with_cache(DType::F16.into());
 }
 
 #[test]
 fn batched_int8_cache_equals_alone() {
-    // As for f16: every other case, against their own alone run with the int8 cache.
-    let cases: Vec<Case> = cases().iter().step_by(2).cloned().collect();
-    let want = alone(KvDtype::Int8, &cases);
-    let e = engine(KvDtype::Int8, roomy(KvDtype::Int8));
-    let (got, _) = batched(&e, &cases);
-    assert_same("int8 cache", &cases, &got, &want);
+    batched_equals_alone_with_cache(KvDtype::Int8);
 }
 
 #[test]
