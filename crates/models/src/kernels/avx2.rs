@@ -101,6 +101,7 @@ unsafe fn block<const M: usize>(kind: QuantKind, tile: &[u8], acts: &QuantRows, 
                 }
             }
             QuantKind::F16 | QuantKind::BF16 => unreachable!("dense kinds run in `dense`"),
+            QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => unreachable!("k-quants run in `kquant`"),
             QuantKind::Q8_0 => {
                 for g in 0..8 {
                     for h in 0..2 {

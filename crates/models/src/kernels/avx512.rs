@@ -76,6 +76,7 @@ unsafe fn block<const M: usize>(
         QuantKind::Q5_1 => q4::<M, true, true>(tile.as_ptr(), acts.kb, &rows),
         QuantKind::Q8_0 => q8::<M>(tile.as_ptr(), acts.kb, &rows),
         QuantKind::F16 | QuantKind::BF16 => unreachable!("dense kinds run in `dense`"),
+        QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => unreachable!("k-quants run in `kquant`"),
     };
     let mask: __mmask16 = if valid >= TILE_ROWS { !0 } else { (1u16 << valid) - 1 };
     for (i, acc) in acc.iter().enumerate() {

@@ -12,6 +12,9 @@
 //! the 16 f16 minima `m`. Tiles are stored `[row tile][block]`, so a row tile's whole K extent is
 //! one linear stream.
 //!
+//! The k-quants (Q4_K, Q5_K, Q6_K) tile a whole 256-weight super-block of 16 rows the same way
+//! (their layout is in `kquant`).
+//!
 //! Dense F16/BF16 weights use the same tiles of 32 columns × 16 rows, stored `[column][row]` as
 //! raw 16-bit values (1024 bytes), so one 32-byte load is one column of 16 rows.
 //!
@@ -21,9 +24,12 @@
 
 use half::f16;
 
+use super::kquant;
+
 /// Output rows per tile: one AVX-512 register of i32/f32 lanes.
 pub const TILE_ROWS: usize = 16;
-/// Weights per GGUF block (every kind here uses 32); also the columns of a dense tile.
+/// Weights per GGUF block of the non-k-quant kinds (and per k-quant sub-block, and per activation
+/// block); also the columns of a dense tile.
 pub const QK: usize = 32;
 
 /// The weight formats the kernels implement: GGUF's 32-weight block formats, and dense 16-bit
@@ -44,10 +50,17 @@ pub enum QuantKind {
     F16,
     /// bfloat16 (the top half of an f32).
     BF16,
+    /// k-quant: 256-weight super-blocks of 8 × 32, `w = d · sc · q − dmin · m`, q in 0..16,
+    /// 6-bit `sc`, `m` per 32 (see `kquant`).
+    Q4K,
+    /// As Q4_K with q in 0..32.
+    Q5K,
+    /// k-quant: `w = d · sc · (q − 32)`, q in 0..64, signed 8-bit `sc` per 16 weights.
+    Q6K,
 }
 
 impl QuantKind {
-    /// Bytes of one GGUF block of 32 weights.
+    /// Bytes of one GGUF block (32 weights, or a k-quant's 256).
     pub const fn block_bytes(self) -> usize {
         match self {
             QuantKind::Q4_0 => 2 + 16,
@@ -56,7 +69,22 @@ impl QuantKind {
             QuantKind::Q5_1 => 2 + 2 + 4 + 16,
             QuantKind::Q8_0 => 2 + 32,
             QuantKind::F16 | QuantKind::BF16 => 2 * QK,
+            QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => kquant::block_bytes(self),
         }
+    }
+
+    /// Weights per GGUF block: 256 for the k-quants, else 32.
+    pub const fn block_len(self) -> usize {
+        if self.is_kquant() {
+            kquant::QK_K
+        } else {
+            QK
+        }
+    }
+
+    /// The k-quants, which run in `kquant` on 256-weight super-block tiles.
+    pub(crate) const fn is_kquant(self) -> bool {
+        matches!(self, QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K)
     }
 
     /// Dense 16-bit float weights (no scales, no activation quantization).
@@ -80,6 +108,8 @@ impl QuantKind {
             QuantKind::Q4_0 | QuantKind::Q4_1 | QuantKind::Q5_0 | QuantKind::Q5_1 => 16,
             QuantKind::Q8_0 => 32,
             QuantKind::F16 | QuantKind::BF16 => 2 * QK,
+            // Their 4-bit planes; `kquant::Layout` has the rest.
+            QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => kquant::QK_K / 2,
         }
     }
 
@@ -104,7 +134,9 @@ impl QuantKind {
     }
 
     pub const fn tile_bytes(self) -> usize {
-        if self.is_dense() {
+        if self.is_kquant() {
+            kquant::Layout::of(self).tile_bytes
+        } else if self.is_dense() {
             self.h_offset()
         } else if self.has_min() {
             self.m_offset() + 2 * TILE_ROWS
@@ -147,9 +179,10 @@ pub(crate) struct Tiles {
 }
 
 impl Tiles {
-    /// Packs `n` rows of `k / 32` GGUF blocks each. The caller checked `data.len()` and `k % 32`.
+    /// Packs `n` rows of `k / block_len` GGUF blocks each. The caller checked `data.len()` and
+    /// that `k` is a multiple of the block length.
     pub(crate) fn pack(kind: QuantKind, n: usize, k: usize, data: &[u8]) -> Self {
-        let (kb, bb, tb, qsb) = (k / QK, kind.block_bytes(), kind.tile_bytes(), kind.qs_bytes());
+        let (kb, bb, tb, qsb) = (k / kind.block_len(), kind.block_bytes(), kind.tile_bytes(), kind.qs_bytes());
         debug_assert_eq!(data.len(), n * kb * bb);
         let n_tiles = n.div_ceil(TILE_ROWS);
         let total = n_tiles * kb * tb;
@@ -161,6 +194,10 @@ impl Tiles {
             for b in 0..kb {
                 let src = &data[(row * kb + b) * bb..][..bb];
                 let dst = &mut out[(t * kb + b) * tb..][..tb];
+                if kind.is_kquant() {
+                    kquant::pack_block(kind, src, dst, r);
+                    continue;
+                }
                 if kind.is_dense() {
                     for c in 0..QK {
                         dst[(c * TILE_ROWS + r) * 2..][..2].copy_from_slice(&src[2 * c..][..2]);

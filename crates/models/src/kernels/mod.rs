@@ -1,4 +1,5 @@
-//! Our own CPU matmul for GGUF Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 and dense F16/BF16 weights:
+//! Our own CPU matmul for GGUF Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0, the k-quants Q4_K / Q5_K /
+//! Q6_K, and dense F16/BF16 weights:
 //! `y (m, n) = x (m, k) · Wᵀ`.
 //!
 //! candle has no SIMD kernel for Q4_1 or Q5_x, runs f16 weights as an f32 copy, and its thread
@@ -20,8 +21,11 @@
 //! - **Dense F16/BF16** weights (`dense`) share the tiles (16-bit values instead of quants),
 //!   the threading and the output handling, but take the f32 activations as they are.
 //!
-//! Out of scope: k-quants (candle's own kernels serve those), non-CPU devices, and `k` that is
-//! not a multiple of 32 (GGUF cannot store it for the block formats).
+//! - **k-quants** (`kquant`) tile whole 256-weight super-blocks the same way, with their integer
+//!   sub-scales applied per 16 or 32 weights.
+//!
+//! Out of scope: Q2_K/Q3_K and the i-quants (candle's own kernels serve those), non-CPU devices,
+//! and `k` that is not a multiple of the block length (GGUF cannot store it).
 
 mod act;
 pub mod attention;
@@ -31,6 +35,7 @@ mod avx2;
 mod avx512;
 mod dense;
 pub mod fused;
+mod kquant;
 mod layout;
 mod math;
 mod pool;
@@ -119,10 +124,11 @@ impl QMatrix {
     /// Packs `n` rows of raw GGUF blocks (`data`, row-major, `k / 32` blocks per row).
     pub fn from_ggml(kind: QuantKind, n: usize, k: usize, data: &[u8]) -> Result<Self> {
         let op = || format!("{kind:?} matrix ({n}, {k})");
-        if k == 0 || !k.is_multiple_of(QK) {
-            return Err(kernel_error(op(), format!("k = {k} is not a positive multiple of {QK}")));
+        let len = kind.block_len();
+        if k == 0 || !k.is_multiple_of(len) {
+            return Err(kernel_error(op(), format!("k = {k} is not a positive multiple of {len}")));
         }
-        let want = n * (k / QK) * kind.block_bytes();
+        let want = n * (k / len) * kind.block_bytes();
         if data.len() != want {
             return Err(kernel_error(op(), format!("expected {want} bytes of blocks, found {}", data.len())));
         }
@@ -130,7 +136,8 @@ impl QMatrix {
     }
 
     /// Packs a 2-D CPU `QTensor` of a kind this module implements; `None` for other dtypes
-    /// (k-quants, f32, ...) and devices, which stay with candle.
+    /// (Q2_K, f32, ...; k-quants too where this CPU has no SIMD kernel for them) and devices,
+    /// which stay with candle.
     pub fn from_qtensor(q: &QTensor) -> Result<Option<Self>> {
         let kind = match q.dtype() {
             GgmlDType::Q4_0 => QuantKind::Q4_0,
@@ -140,6 +147,9 @@ impl QMatrix {
             GgmlDType::Q8_0 => QuantKind::Q8_0,
             GgmlDType::F16 => QuantKind::F16,
             GgmlDType::BF16 => QuantKind::BF16,
+            GgmlDType::Q4K if kquant::accelerated(Backend::detect()) => QuantKind::Q4K,
+            GgmlDType::Q5K if kquant::accelerated(Backend::detect()) => QuantKind::Q5K,
+            GgmlDType::Q6K if kquant::accelerated(Backend::detect()) => QuantKind::Q6K,
             _ => return Ok(None),
         };
         if !q.device().is_cpu() {
@@ -225,11 +235,20 @@ impl QMatrix {
         thread_local! {
             // Reused across calls: quantized activations are ~k bytes per row.
             static ACTS: RefCell<QuantRows> = RefCell::new(QuantRows::default());
+            static OFFSETS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
         }
         ACTS.with(|acts| {
             let mut acts = acts.borrow_mut();
             acts.quantize(x, m, self.k, self.kind().sum_through_f16());
-            self.run(&Acts::Quant(&acts), m, y);
+            if self.kind().is_kquant() {
+                OFFSETS.with(|offsets| {
+                    let mut offsets = offsets.borrow_mut();
+                    kquant::offsets(self.kind(), &acts, &mut offsets);
+                    self.run(&Acts::KQuant(&acts, &offsets), m, y);
+                });
+            } else {
+                self.run(&Acts::Quant(&acts), m, y);
+            }
         });
         Ok(())
     }
@@ -292,6 +311,9 @@ impl QMatrix {
         let (col0, valid) = (t * TILE_ROWS, TILE_ROWS.min(self.n - t * TILE_ROWS));
         let acts = match acts {
             Acts::Dense(x) => return dense::tile(self.backend, kind, w, x, self.k, rows, y, col0, valid),
+            Acts::KQuant(acts, offsets) => {
+                return kquant::tile(self.backend, kind, w, acts, offsets, rows, y, col0, valid);
+            }
             Acts::Quant(acts) => acts,
         };
         match self.backend {
@@ -308,6 +330,8 @@ impl QMatrix {
 /// What the tiles multiply: quantized activation rows, or (dense kinds) the f32 rows themselves.
 enum Acts<'a> {
     Quant(&'a QuantRows),
+    /// k-quant activations, with their per-16 offset sums (`kquant::offsets`).
+    KQuant(&'a QuantRows, &'a [i32]),
     Dense(&'a [f32]),
 }
 

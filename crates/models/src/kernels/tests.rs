@@ -43,6 +43,18 @@ fn random_blocks(kind: QuantKind, n: usize, k: usize, rng: &mut Rng) -> Vec<u8> 
         }
         return data;
     }
+    if kind.is_kquant() {
+        // d (and dmin) around 0.01 of both signs, every other byte (quants, packed scales) arbitrary.
+        for _ in 0..n * k / kind.block_len() {
+            let mut blk: Vec<u8> = (0..kind.block_bytes()).map(|_| rng.next() as u8).collect();
+            let at = if kind == QuantKind::Q6K { vec![208] } else { vec![0, 2] };
+            for a in at {
+                blk[a..a + 2].copy_from_slice(&f16::from_f32(0.01 * rng.unit()).to_le_bytes());
+            }
+            data.extend_from_slice(&blk);
+        }
+        return data;
+    }
     for _ in 0..n * k / QK {
         data.extend_from_slice(&f16::from_f32(0.01 * rng.unit()).to_le_bytes());
         if kind.has_min() {
@@ -68,6 +80,13 @@ fn dequantize_row(kind: QuantKind, data: &[u8], k: usize, row: usize) -> Vec<f32
             } else {
                 f16::from_le_bytes(b).to_f32()
             };
+        }
+        return w;
+    }
+    if kind.is_kquant() {
+        let bb = kind.block_bytes();
+        for (sb, out) in w.chunks_exact_mut(256).enumerate() {
+            dequantize_kquant(kind, &data[(row * (k / 256) + sb) * bb..][..bb], out);
         }
         return w;
     }
@@ -107,10 +126,55 @@ fn dequantize_row(kind: QuantKind, data: &[u8], k: usize, row: usize) -> Vec<f32
                     out[j] = d * blk[2 + j] as i8 as f32;
                 }
             }
-            QuantKind::F16 | QuantKind::BF16 => unreachable!("handled above"),
+            QuantKind::F16 | QuantKind::BF16 | QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => {
+                unreachable!("handled above")
+            }
         }
     }
     w
+}
+
+/// One 256-weight k-quant super-block, as ggml's `dequantize_row_q{4,5,6}_K`.
+fn dequantize_kquant(kind: QuantKind, blk: &[u8], y: &mut [f32]) {
+    let h = |at: usize| f16::from_le_bytes([blk[at], blk[at + 1]]).to_f32();
+    if kind == QuantKind::Q6K {
+        let (d, sc) = (h(208), &blk[192..208]);
+        for n in 0..2 {
+            let (ql, qh, sc, y) = (&blk[64 * n..], &blk[128 + 32 * n..], &sc[8 * n..], &mut y[128 * n..]);
+            for l in 0..32 {
+                let is = l / 16;
+                let q1 = ((ql[l] & 0xF) | (qh[l] & 3) << 4) as i32 - 32;
+                let q2 = ((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) as i32 - 32;
+                let q3 = ((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) as i32 - 32;
+                let q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) as i32 - 32;
+                y[l] = d * (sc[is] as i8 as f32) * q1 as f32;
+                y[l + 32] = d * (sc[is + 2] as i8 as f32) * q2 as f32;
+                y[l + 64] = d * (sc[is + 4] as i8 as f32) * q3 as f32;
+                y[l + 96] = d * (sc[is + 6] as i8 as f32) * q4 as f32;
+            }
+        }
+        return;
+    }
+    let (d, dmin, scales) = (h(0), h(2), &blk[4..16]);
+    let (qh, qs) = if kind == QuantKind::Q5K { (&blk[16..48], &blk[48..]) } else { (&blk[..0], &blk[16..]) };
+    // get_scale_min_k4
+    let scale_min = |j: usize| {
+        if j < 4 {
+            (scales[j] & 63, scales[j + 4] & 63)
+        } else {
+            ((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4))
+        }
+    };
+    for c in 0..4 {
+        let ((sc1, m1), (sc2, m2)) = (scale_min(2 * c), scale_min(2 * c + 1));
+        for l in 0..32 {
+            let q = qs[32 * c + l];
+            let (h1, h2) =
+                if qh.is_empty() { (0, 0) } else { ((qh[l] >> (2 * c) & 1) << 4, (qh[l] >> (2 * c + 1) & 1) << 4) };
+            y[64 * c + l] = d * sc1 as f32 * ((q & 0xF) | h1) as f32 - dmin * m1 as f32;
+            y[64 * c + 32 + l] = d * sc2 as f32 * ((q >> 4) | h2) as f32 - dmin * m2 as f32;
+        }
+    }
 }
 
 /// `y` from dequantized weights and dequantized activation quants (dense kinds: the f32
@@ -266,10 +330,13 @@ fn bad_shapes_are_errors_not_panics() {
     let w = QMatrix::from_ggml(QuantKind::Q4_1, 2, 32, &blocks).unwrap();
     assert!(w.matmul(&[0.0; 32], 1, &mut [0.0; 3]).is_err());
     assert!(w.forward(&Tensor::zeros((1, 31), candle_core::DType::F32, &Device::Cpu).unwrap()).is_err());
-    let k_quant =
-        QTensor::quantize(&Tensor::zeros((2, 256), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::Q4K)
+    let q2k =
+        QTensor::quantize(&Tensor::zeros((2, 256), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::Q2K)
             .unwrap();
-    assert!(QMatrix::from_qtensor(&k_quant).unwrap().is_none());
+    assert!(QMatrix::from_qtensor(&q2k).unwrap().is_none());
+    let q6k = vec![0u8; 2 * QuantKind::Q6K.block_bytes()];
+    assert!(QMatrix::from_ggml(QuantKind::Q6K, 4, 128, &q6k).is_err(), "k not a multiple of 256");
+    assert!(QMatrix::from_ggml(QuantKind::Q6K, 3, 256, &q6k).is_err(), "too few bytes");
 }
 
 #[test]
@@ -364,6 +431,89 @@ fn dense_rows_do_not_depend_on_the_batch_beside_them() {
                 let mut one = vec![0f32; n];
                 w.matmul(&x[i * k..][..k], 1, &mut one).unwrap();
                 assert_eq!(one, all[i * n..][..n], "{kind:?} {backend:?} row {i}");
+            }
+        }
+    }
+}
+
+const KQUANTS: [QuantKind; 3] = [QuantKind::Q4K, QuantKind::Q5K, QuantKind::Q6K];
+
+#[test]
+fn kquants_match_the_dequantizing_reference_and_scalar_on_odd_shapes() {
+    let mut rng = Rng(0x5EED_6B);
+    // n and m straddle the 16-row tile, the 8-row register block and the 64-row chunk; k covers
+    // one to six super-blocks.
+    for &(m, n, k) in &[(1, 1, 256), (3, 17, 512), (7, 15, 256), (9, 33, 768), (13, 100, 256), (70, 47, 1536)] {
+        for kind in KQUANTS {
+            let data = random_blocks(kind, n, k, &mut rng);
+            let x = random_x(m, k, &mut rng);
+            let (want, tol) = reference(kind, &data, &x, m, n, k);
+            let mut scalar = vec![f32::NAN; m * n];
+            let w = QMatrix::from_ggml(kind, n, k, &data).unwrap().with_backend(Backend::Scalar).unwrap();
+            w.matmul(&x, m, &mut scalar).unwrap();
+            for backend in Backend::available() {
+                let w = QMatrix::from_ggml(kind, n, k, &data).unwrap().with_backend(backend).unwrap();
+                let mut y = vec![f32::NAN; m * n];
+                w.matmul(&x, m, &mut y).unwrap();
+                for (idx, ((&got, &want), &tol)) in y.iter().zip(&want).zip(&tol).enumerate() {
+                    let (i, r) = (idx / n, idx % n);
+                    assert!(
+                        (got as f64 - want).abs() <= tol,
+                        "{kind:?} {backend:?} (m, n, k) = ({m}, {n}, {k}) y[{i}][{r}]: got {got}, want {want} ± {tol}"
+                    );
+                    let s = scalar[idx];
+                    // The same integer sums; only the f32 rounding of the terms may differ.
+                    assert!((got - s).abs() as f64 <= tol, "{kind:?} {backend:?} y[{i}][{r}]: {got} vs scalar {s}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kquants_read_candle_qtensors_and_agree_with_candles_kernels() {
+    // candle quantizes and dequantizes k-quants independently of our reference, and its
+    // QMatMul (what `Linear` ran before these kernels) quantizes activations to Q8_K (one scale
+    // per 256 values) where we use one per 32. Against candle's dequantized weights our only
+    // error is our activation rounding (half a step per 32-block); against candle's kernel, at
+    // most a step of the 256-block rounding more.
+    let mut rng = Rng(13);
+    let (m, n, k) = (5, 37, 768);
+    let dev = Device::Cpu;
+    let w = Tensor::from_vec((0..n * k).map(|_| rng.unit()).collect::<Vec<f32>>(), (n, k), &dev).unwrap();
+    let x = random_x(m, k, &mut rng);
+    let xt = Tensor::from_vec(x.clone(), (m, k), &dev).unwrap();
+    let amax = |xb: &[f32]| xb.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+    for (dtype, kind) in
+        [(GgmlDType::Q4K, QuantKind::Q4K), (GgmlDType::Q5K, QuantKind::Q5K), (GgmlDType::Q6K, QuantKind::Q6K)]
+    {
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let deq: Vec<Vec<f32>> = q.dequantize(&dev).unwrap().to_vec2().unwrap();
+        let ours = QMatrix::from_ggml(kind, n, k, &q.data().unwrap()).unwrap();
+        let from_q = QMatrix::from_qtensor(&q).unwrap();
+        assert_eq!(from_q.map(|q| q.kind()), kquant::accelerated(Backend::detect()).then_some(kind));
+        let got: Vec<Vec<f32>> = ours.forward(&xt).unwrap().to_vec2().unwrap();
+        let candle = candle_core::quantized::QMatMul::from_qtensor(q).unwrap();
+        let theirs: Vec<Vec<f32>> = candle_core::Module::forward(&candle, &xt).unwrap().to_vec2().unwrap();
+        for i in 0..m {
+            let xi = &x[i * k..][..k];
+            for (r, wr) in deq.iter().enumerate() {
+                let step = |len: usize| -> f64 {
+                    xi.chunks(len)
+                        .zip(wr.chunks(len))
+                        .map(|(xb, wb)| wb.iter().map(|w| w.abs() as f64).sum::<f64>() * amax(xb) / 127.0)
+                        .sum()
+                };
+                let want: f64 = wr.iter().zip(xi).map(|(&w, &x)| w as f64 * x as f64).sum();
+                let g = got[i][r] as f64;
+                let half = step(QK) / 2.0;
+                assert!(
+                    (g - want).abs() <= half * 1.01 + 1e-4,
+                    "{dtype:?} y[{i}][{r}]: ours {g} vs dequantized {want} ± {half}"
+                );
+                let t = theirs[i][r] as f64;
+                let both = half + step(256) / 2.0;
+                assert!((g - t).abs() <= both * 1.01 + 1e-4, "{dtype:?} y[{i}][{r}]: ours {g} vs candle {t} ± {both}");
             }
         }
     }
