@@ -54,6 +54,10 @@ fn load_split(files: &ModelFiles, opts: &LoadOptions, world: usize, in_process: 
     let weights = SafetensorsWeights::open(weight_files)?;
     let (cfg, names) =
         from_hf_config(&raw, &|n| weights.contains(n)).map_err(|e| Error::bad_file(config, e.to_string()))?;
+    // What cannot be split is refused before any device is opened (a split that does not fit the
+    // model is the answer, whether or not the host has that many GPUs).
+    super::shard::check_supported(&cfg, &names)?;
+    super::Heads::of(super::Shard { rank: 0, world }, cfg.attention.num_heads, cfg.attention.num_kv_heads)?;
     let dtype = opts.dtype.unwrap_or_else(|| crate::cuda::default_dtype(&opts.device));
     let (devices, comms) = world_on(&opts.device, world, in_process)?;
     let loaded: Vec<Result<Model>> = std::thread::scope(|s| {
