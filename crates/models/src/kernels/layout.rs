@@ -25,6 +25,7 @@
 use half::f16;
 
 use super::kquant;
+use super::slab::LineBuf;
 
 /// Output rows per tile: one AVX-512 register of i32/f32 lanes.
 pub const TILE_ROWS: usize = 16;
@@ -164,7 +165,7 @@ impl QuantKind {
     }
 }
 
-/// One cache line; the tile buffer is a `Vec` of these so every row tile starts 64-byte aligned
+/// One cache line; the tile buffer is a run of these so every row tile starts 64-byte aligned
 /// when the tile size is a multiple of 64 (Q4_1's 320 bytes is).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -175,7 +176,8 @@ pub(crate) struct Tiles {
     kind: QuantKind,
     kb: usize,
     n_tiles: usize,
-    buf: Vec<Line>,
+    /// On huge pages where possible (`slab`): decode streams all of it every token.
+    buf: LineBuf,
 }
 
 impl Tiles {
@@ -186,7 +188,7 @@ impl Tiles {
         debug_assert_eq!(data.len(), n * kb * bb);
         let n_tiles = n.div_ceil(TILE_ROWS);
         let total = n_tiles * kb * tb;
-        let mut buf = vec![Line([0; 64]); total.div_ceil(64)];
+        let mut buf = LineBuf::zeroed(total.div_ceil(64));
         // SAFETY: `Line` is 64 plain bytes; the slice covers exactly the initialised buffer.
         let out = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 64) };
         for row in 0..n {

@@ -40,6 +40,7 @@ mod layout;
 mod math;
 mod pool;
 mod scalar;
+mod slab;
 #[cfg(test)]
 mod tests;
 
