@@ -63,9 +63,10 @@ fn parse_type(s: &str) -> GgmlDType {
         "F16" => GgmlDType::F16,
         "BF16" => GgmlDType::BF16,
         "Q4_K" => GgmlDType::Q4K,
+        "Q5_K" => GgmlDType::Q5K,
         "Q6_K" => GgmlDType::Q6K,
         other => {
-            panic!("unknown type {other}: one of Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 F16 BF16 (ours), Q4_K Q6_K (candle only)")
+            panic!("unknown type {other}: one of Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 F16 BF16 Q4_K Q5_K Q6_K")
         }
     }
 }
@@ -104,7 +105,7 @@ fn main() {
         for &dtype in &types {
             let q = QTensor::quantize(&w, dtype).unwrap();
             let weight_bytes = q.storage_size_in_bytes() as f64;
-            // None for the k-quants, which only candle runs.
+            // None where our kernels do not run the type (k-quants without AVX-512 VNNI).
             let ours = QMatrix::from_qtensor(&q).unwrap();
             let report = |name: &str, t: Duration, base: Option<Duration>| {
                 let s = t.as_secs_f64();

@@ -143,19 +143,30 @@ pub(crate) fn pack_block(kind: QuantKind, src: &[u8], dst: &mut [u8], r: usize) 
             dst[lay.dmin + 2 * r..][..2].copy_from_slice(&src[2..4]);
         }
     }
-    for (b, g, j) in (0..BLOCKS).flat_map(|b| (0..4).flat_map(move |g| (0..4).map(move |j| (b, g, j)))) {
-        let (lo, hi) = (q[32 * b + 4 * g + j], q[32 * b + 16 + 4 * g + j]);
-        dst[64 * (4 * b + g) + 4 * r + j] = lo & 0x0F | (hi & 0x0F) << 4;
+    for (b, q) in q.chunks_exact(QK).enumerate() {
+        for g in 0..4 {
+            let at = 64 * (4 * b + g) + 4 * r;
+            for j in 0..4 {
+                dst[at + j] = q[4 * g + j] & 0x0F | (q[16 + 4 * g + j] & 0x0F) << 4;
+            }
+        }
+        let top = |g: usize, h: usize, j: usize| q[16 * h + 4 * g + j] >> 4;
         match kind {
             QuantKind::Q5K => {
-                for (h, v) in [(0, lo), (1, hi)] {
-                    let bit = 4 * r + j;
-                    dst[lay.high + 64 * b + 8 * (2 * g + h) + bit / 8] |= (v >> 4) << (bit % 8);
+                // Row r's 4 bits of mask (g, h) are bits 4r..4r + 4.
+                for (g, h) in (0..4).flat_map(|g| [(g, 0), (g, 1)]) {
+                    let bits = (0..4).fold(0u8, |acc, j| acc | top(g, h, j) << j);
+                    dst[lay.high + 64 * b + 8 * (2 * g + h) + r / 2] |= bits << (4 * (r % 2));
                 }
             }
             QuantKind::Q6K => {
-                let shift = 4 * (g % 2);
-                dst[lay.high + 128 * b + 64 * (g / 2) + 4 * r + j] |= (lo >> 4) << shift | (hi >> 4) << (shift + 2);
+                for p in 0..2 {
+                    let at = lay.high + 128 * b + 64 * p + 4 * r;
+                    for j in 0..4 {
+                        let (g0, g1) = (2 * p, 2 * p + 1);
+                        dst[at + j] = top(g0, 0, j) | top(g0, 1, j) << 2 | top(g1, 0, j) << 4 | top(g1, 1, j) << 6;
+                    }
+                }
             }
             _ => {}
         }
@@ -349,6 +360,22 @@ mod x86 {
         }
     }
 
+    /// Software prefetch distance, in super-block tiles ahead of the one being read. A row tile
+    /// is one linear stream, and so are consecutive row tiles of a unit; in decode the weights
+    /// come from DRAM, and without this the hardware prefetcher (the nibbles, bit planes and
+    /// scales of a tile are three interleaved streams) left a single core at ~7 GB/s.
+    const PREFETCH_TILES: usize = 2;
+
+    /// Prefetches this block's share (one eighth) of the tile `PREFETCH_TILES` ahead of `t`.
+    #[inline(always)]
+    unsafe fn prefetch(t: *const u8, tile_bytes: usize, b: usize) {
+        let lines = tile_bytes.div_ceil(64).div_ceil(BLOCKS);
+        let ahead = t.wrapping_add(PREFETCH_TILES * tile_bytes + 64 * lines * b);
+        for j in 0..lines {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * j) as *const i8);
+        }
+    }
+
     /// Broadcast of activation quants `at..at + 4` of a row.
     #[inline(always)]
     unsafe fn bcast4(qs: *const i8, at: usize) -> __m512i {
@@ -375,6 +402,7 @@ mod x86 {
             let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(lay.dmin) as *const _));
             for b in 0..BLOCKS {
                 let blk = sb * BLOCKS + b;
+                prefetch(t, lay.tile_bytes, b);
                 // Two chains (low and high nibbles) halve the vpdpbusd dependency depth.
                 let mut slo = [_mm512_setzero_si512(); M];
                 let mut shi = [_mm512_setzero_si512(); M];
@@ -419,6 +447,7 @@ mod x86 {
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(lay.d) as *const _));
             for b in 0..BLOCKS {
                 let blk = sb * BLOCKS + b;
+                prefetch(t, lay.tile_bytes, b);
                 let planes = [
                     _mm512_loadu_si512(t.add(lay.high + 128 * b) as *const _),
                     _mm512_loadu_si512(t.add(lay.high + 128 * b + 64) as *const _),
