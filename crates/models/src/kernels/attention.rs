@@ -31,6 +31,11 @@ use crate::{Error, Result};
 /// a decode batch still splits into one unit per (sequence, kv head).
 pub const TILE_TOKENS: usize = 8;
 const LANES: usize = 16;
+/// Keys per online-softmax step. A row's running max and sum are updated, and its accumulator
+/// rescaled, once per span rather than once per 16-key block: per block, that bookkeeping cost
+/// as much as the block's dot products. Spans are aligned to absolute positions (`SPAN_KEYS`
+/// rounded down to whole blocks), so a row's arithmetic never depends on the batch or tile.
+const SPAN_KEYS: usize = 64;
 
 /// One layer's cached keys or values.
 #[derive(Clone, Copy)]
@@ -52,6 +57,27 @@ impl KvSlice<'_> {
             KvSlice::F16(s) => s.len(),
             KvSlice::I8 { q, .. } => q.len(),
         }
+    }
+
+    /// Asks for `len` values from `at` to be brought into the cache (a hint: no effect where the
+    /// target has no prefetch instruction, and never a fault, even out of bounds).
+    fn prefetch(&self, at: isize, len: usize) {
+        let (base, bytes) = match self {
+            KvSlice::F32(s) => (s.as_ptr().cast::<u8>().wrapping_offset(at * 4), len * 4),
+            KvSlice::F16(s) => (s.as_ptr().cast::<u8>().wrapping_offset(at * 2), len * 2),
+            KvSlice::I8 { q, .. } => (q.as_ptr().cast::<u8>().wrapping_offset(at), len),
+        };
+        #[cfg(target_arch = "x86_64")]
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: prefetches never fault, whatever the address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    base.wrapping_add(off).cast::<i8>(),
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (base, bytes);
     }
 
     /// Copies one block's `out.len()` values from `at` as f32. `scales_at` is the block's first
@@ -239,112 +265,161 @@ unsafe fn unit_body<const SIMD: bool>(
     s.acc.resize(nrows * dv, 0.0);
     s.ml.clear();
     s.ml.resize(nrows, (f32::NEG_INFINITY, 0.0));
-    s.scores.resize(nrows * bs.next_multiple_of(LANES), 0.0);
-    // Row r = i * rep + g: token tile + i, query head kv_head * rep + g.
+    // Online softmax over spans of keys (see [`SPAN_KEYS`]): scores for a whole span, then one
+    // max/exp/sum and one accumulator rescale per row, then `acc += p · v` block by block.
+    let span_blocks = (SPAN_KEYS / bs).max(1);
+    let stride = (span_blocks * bs).next_multiple_of(LANES);
+    s.scores.resize(nrows * stride, 0.0);
+    let in_registers = SIMD && cfg!(target_arch = "x86_64") && bs % LANES == 0 && dv % LANES == 0;
+    // Values of the span's blocks converted to f32 when they cannot be read in place.
+    let f32_direct = matches!((kv.k, kv.v), (KvSlice::F32(_), KvSlice::F32(_)));
+    let f16_direct = in_registers && matches!((kv.k, kv.v), (KvSlice::F16(_), KvSlice::F16(_)));
+    if !f32_direct && !f16_direct {
+        s.v.resize(span_blocks * bs * dv, 0.0);
+    }
+    // Row r = i * rep + g: token tile + i, query head kv_head * rep + g (the group's heads are
+    // consecutive in `q`, so a token's rows are one slice).
     let round_q = matches!(kv.k, KvSlice::F16(_));
     for i in 0..unit.tile_len {
-        for g in 0..rep {
-            let head = unit.kv_head * rep + g;
-            let src = &q[((seq.row + unit.tile + i) * h + head) * dk..][..dk];
-            let dst = &mut s.q[(i * rep + g) * dk..][..dk];
-            for d in 0..dk {
-                // Same precision on both sides of q·k as the f16 cache holds (llama.cpp's CPU
-                // attention dots f16 q with f16 k).
-                dst[d] = if round_q { f16::from_f32(src[d]).to_f32() } else { src[d] };
-            }
+        let src = &q[((seq.row + unit.tile + i) * h + unit.kv_head * rep) * dk..][..rep * dk];
+        let dst = &mut s.q[i * rep * dk..][..rep * dk];
+        if round_q {
+            // Same precision on both sides of q·k as the f16 cache holds (llama.cpp's CPU
+            // attention dots f16 q with f16 k).
+            // SAFETY: SIMD means AVX-512F/F16C were detected (see `unit_attention`).
+            unsafe { round_to_f16::<SIMD>(src, dst) };
+        } else {
+            dst.copy_from_slice(src);
         }
     }
     let first_pos = seq.start + unit.tile;
     let last_pos = first_pos + unit.tile_len - 1;
     let lo = p.window.map_or(0, |w| (first_pos + 1).saturating_sub(w));
     let Scratch { k: k_buf, v: v_buf, q: q_rows, acc: acc_rows, ml, scores } = s;
-    let in_registers = SIMD && cfg!(target_arch = "x86_64") && bs % LANES == 0 && dv % LANES == 0;
-    for b in lo / bs..=last_pos / bs {
-        let block = seq.block_table[b] as usize;
-        let (k_at, v_at) = ((block * kvh + unit.kv_head) * dk * bs, (block * kvh + unit.kv_head) * bs * dv);
-        let blk = match (kv.k, kv.v) {
-            (KvSlice::F32(k), KvSlice::F32(v)) => Blk::F32(&k[k_at..][..dk * bs], &v[v_at..][..bs * dv]),
-            (KvSlice::F16(k), KvSlice::F16(v)) if in_registers => {
-                Blk::F16(&k[k_at..][..dk * bs], &v[v_at..][..bs * dv])
+    let last_block = last_pos / bs;
+    let head_at = |b: usize| seq.block_table[b] as usize * kvh + unit.kv_head;
+    let mut b0 = lo / bs;
+    while b0 <= last_block {
+        // The span holding block b0: blocks sb.. of a multiple of `span_blocks`, cut to the
+        // blocks this unit needs (keys before b0 are masked for every row of the unit).
+        let sb = b0 / span_blocks * span_blocks;
+        let b1 = (sb + span_blocks).min(last_block + 1);
+        let key0 = sb * bs;
+        for b in b0..b1 {
+            let at = head_at(b);
+            if b < last_block {
+                // Blocks lie wherever the pool put them, so the hardware prefetcher cannot
+                // guess the next one.
+                let next = head_at(b + 1) as isize;
+                kv.k.prefetch(next * (dk * bs) as isize, dk * bs);
+                kv.v.prefetch(next * (bs * dv) as isize, bs * dv);
             }
-            _ => {
-                let scales_at = (block * kvh + unit.kv_head) * bs;
-                kv.k.read(k_at, k_buf, scales_at, bs, true);
-                kv.v.read(v_at, v_buf, scales_at, bs, false);
-                Blk::F32(k_buf, v_buf)
+            let sc = &mut scores[(b - sb) * bs..];
+            match kv.k {
+                KvSlice::F32(k) => block_scores(q_rows, dk, &k[at * dk * bs..][..dk * bs], bs, stride, sc),
+                // SAFETY: `f16_direct` implies AVX-512F/F16C and bs % 16 == 0.
+                #[cfg(target_arch = "x86_64")]
+                KvSlice::F16(k) if f16_direct => unsafe {
+                    block_scores_f16(q_rows, dk, &k[at * dk * bs..][..dk * bs], bs, stride, sc)
+                },
+                _ => {
+                    kv.k.read(at * dk * bs, k_buf, at * bs, bs, true);
+                    block_scores(q_rows, dk, k_buf, bs, stride, sc);
+                }
             }
-        };
-        let key0 = b * bs;
-        // Scores of every row of the unit against this block: each key vector is loaded once
-        // for four rows, and the rows' FMA chains run side by side.
-        let stride = bs.next_multiple_of(LANES);
-        match blk {
-            Blk::F32(kt, _) => block_scores(q_rows, dk, kt, bs, stride, scores),
-            // SAFETY: `in_registers` implies AVX-512F/F16C and bs % 16 == 0.
-            #[cfg(target_arch = "x86_64")]
-            Blk::F16(kt, _) => unsafe { block_scores_f16(q_rows, dk, kt, bs, scores) },
-            #[cfg(not(target_arch = "x86_64"))]
-            Blk::F16(..) => unreachable!("f16 blocks are read in registers only on x86_64"),
+            if !f32_direct && !f16_direct {
+                kv.v.read(at * bs * dv, &mut v_buf[(b - sb) * bs * dv..][..bs * dv], at * bs, bs, false);
+            }
         }
         for i in 0..unit.tile_len {
             let qpos = first_pos + i;
-            let kmin = p.window.map_or(0, |w| (qpos + 1).saturating_sub(w)).max(key0);
-            let kend = (qpos + 1).min(key0 + bs);
+            let kmin = p.window.map_or(0, |w| (qpos + 1).saturating_sub(w)).max(b0 * bs);
+            let kend = (qpos + 1).min(b1 * bs);
             if kmin >= kend {
                 continue;
             }
             let (j0, j1) = (kmin - key0, kend - key0);
+            let mut any = false;
             for g in 0..rep {
                 let r = i * rep + g;
                 let head = unit.kv_head * rep + g;
-                let scores = &mut scores[r * stride..][..stride];
+                let row = &mut scores[r * stride..][..stride];
                 let (m, l) = ml[r];
                 let (m_new, sum) = if SIMD && p.softcap.is_none() {
                     // SAFETY: SIMD means AVX-512F/FMA were detected (see `unit_attention`).
                     #[cfg(target_arch = "x86_64")]
-                    let t = unsafe { probs_avx512(scores, j0..j1, key0, p.scale, p.alibi.map(|a| a[head]), m) };
+                    let t = unsafe { probs_avx512(row, j0..j1, key0, p.scale, p.alibi.map(|a| a[head]), m) };
                     #[cfg(not(target_arch = "x86_64"))]
-                    let t = probs_scalar(scores, j0..j1, key0, p, head, m);
+                    let t = probs_scalar(row, j0..j1, key0, p, head, m);
                     t
                 } else {
-                    probs_scalar(scores, j0..j1, key0, p, head, m)
+                    probs_scalar(row, j0..j1, key0, p, head, m)
                 };
                 if m_new == f32::NEG_INFINITY {
-                    // Every key masked: this row takes nothing from the block.
+                    // Every key masked (probabilities zeroed): this row takes nothing here.
                     continue;
                 }
+                any = true;
                 // (The correction cancels between `acc` and `l`; a 1-ulp change in it still moves
                 // SmolLM2's perplexity by ~0.1%, because downstream Q8 activation quantization
                 // and the f16 cache turn last-bit differences into whole quantization steps.)
                 let corr = if m == f32::NEG_INFINITY { 0.0 } else { exp_neg(m - m_new) };
-                let probs = &scores[j0..j1];
-                let acc = &mut acc_rows[r * dv..][..dv];
                 if corr != 1.0 {
-                    for a in acc.iter_mut() {
+                    for a in acc_rows[r * dv..][..dv].iter_mut() {
                         *a *= corr;
                     }
                 }
-                if let Blk::F32(_, v) = blk {
-                    for (jj, &pj) in probs.iter().enumerate() {
-                        let vj = &v[(j0 + jj) * dv..][..dv];
+                ml[r] = (m_new, l * corr + sum);
+            }
+            if !any {
+                continue;
+            }
+            // `acc += p_j · v_j`, block by block in key order (masked rows add zeros).
+            for b in b0..b1 {
+                let (k_lo, k_hi) = ((b - sb) * bs, (b - sb + 1) * bs);
+                let (a, z) = (j0.max(k_lo), j1.min(k_hi));
+                if a >= z {
+                    continue;
+                }
+                let keys = a - k_lo..z - k_lo;
+                let sc = &scores[k_lo..];
+                let at = head_at(b) * bs * dv;
+                #[cfg(target_arch = "x86_64")]
+                if f16_direct {
+                    let KvSlice::F16(v) = kv.v else { unreachable!("f16_direct checked the cache dtype") };
+                    let rows = i * rep..(i + 1) * rep;
+                    // SAFETY: `f16_direct` implies AVX-512F/F16C and dv % 16 == 0; the rows'
+                    // scores and accumulators lie inside the scratch buffers.
+                    unsafe {
+                        pv_f16(
+                            &mut acc_rows[rows.start * dv..rows.end * dv],
+                            sc,
+                            rows,
+                            stride,
+                            keys,
+                            &v[at..][..bs * dv],
+                            dv,
+                        )
+                    };
+                    continue;
+                }
+                let v: &[f32] = match kv.v {
+                    KvSlice::F32(v) if f32_direct => &v[at..][..bs * dv],
+                    _ => &v_buf[(b - sb) * bs * dv..][..bs * dv],
+                };
+                for g in 0..rep {
+                    let r = i * rep + g;
+                    let acc = &mut acc_rows[r * dv..][..dv];
+                    for j in keys.clone() {
+                        let (pj, vj) = (sc[r * stride + j], &v[j * dv..][..dv]);
                         for d in 0..dv {
                             acc[d] = pj.mul_add(vj[d], acc[d]);
                         }
                     }
                 }
-                ml[r] = (m_new, l * corr + sum);
-            }
-            // f16 values: `acc += p_j · v_j` for the token's `rep` rows at once, each V vector
-            // converted once for all of them, accumulators in registers across the block's keys
-            // (per row the same FMAs in the same order as the f32 path above).
-            #[cfg(target_arch = "x86_64")]
-            if let Blk::F16(_, v) = blk {
-                let rows = i * rep..(i + 1) * rep;
-                // SAFETY: `in_registers` implies AVX-512F/F16C and dv % 16 == 0; the rows'
-                // scores and accumulators lie inside the scratch buffers.
-                unsafe { pv_f16(&mut acc_rows[rows.start * dv..rows.end * dv], scores, rows, stride, j0..j1, v, dv) };
             }
         }
+        b0 = b1;
     }
     for i in 0..unit.tile_len {
         for g in 0..rep {
@@ -360,6 +435,33 @@ unsafe fn unit_body<const SIMD: bool>(
                 dst[d] = acc[d] * inv;
             }
         }
+    }
+}
+
+/// `dst = src` rounded to f16 and back (to nearest even, as `half` rounds), 16 values per
+/// instruction with `SIMD`.
+///
+/// # Safety
+/// With `SIMD`, AVX-512F and F16C must be available.
+#[inline(always)]
+unsafe fn round_to_f16<const SIMD: bool>(src: &[f32], dst: &mut [f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if SIMD {
+        use std::arch::x86_64::*;
+        while done + LANES <= src.len().min(dst.len()) {
+            // SAFETY: 16 values inside both slices; the features are the caller's promise.
+            unsafe {
+                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_loadu_ps(
+                    src.as_ptr().add(done),
+                ));
+                _mm512_storeu_ps(dst.as_mut_ptr().add(done), _mm512_cvtph_ps(h));
+            }
+            done += LANES;
+        }
+    }
+    for (d, &x) in dst.iter_mut().zip(src).skip(done) {
+        *d = f16::from_f32(x).to_f32();
     }
 }
 
@@ -391,17 +493,30 @@ fn probs_scalar(
         scores[keys].fill(0.0);
         return (m_new, 0.0);
     }
-    let mut sum = 0f32;
-    for x in scores[keys].iter_mut() {
+    let mut lanes = [0f32; LANES];
+    for (j, x) in scores.iter_mut().enumerate().take(keys.end).skip(keys.start) {
         *x = exp_neg(*x - m_new);
-        sum += *x;
+        lanes[j % LANES] += *x;
     }
-    (m_new, sum)
+    (m_new, lane_sum(lanes))
+}
+
+/// The sum of a row's probabilities in one fixed order, whatever computes them: key `j` goes
+/// into lane `j % 16` (keys in increasing order), then the lanes are added pairwise as a tree.
+fn lane_sum(mut lanes: [f32; LANES]) -> f32 {
+    let mut half = LANES / 2;
+    while half > 0 {
+        for l in 0..half {
+            lanes[l] += lanes[l + half];
+        }
+        half /= 2;
+    }
+    lanes[0]
 }
 
 /// [`probs_scalar`] without a softcap, 16 keys per instruction: the same operations per key
 /// (`exp_neg_avx512` is `exp_neg` lane for lane, the ALiBi term a separate multiply and add)
-/// and the sum taken in key order, so the results are bitwise those of the scalar version.
+/// and the sum in [`lane_sum`]'s order, so the results are bitwise those of the scalar version.
 ///
 /// # Safety
 /// AVX-512F and FMA must be available.
@@ -441,24 +556,20 @@ unsafe fn probs_avx512(
         scores[keys].fill(0.0);
         return (m_new, 0.0);
     }
+    let mut sum = _mm512_setzero_ps();
     for c in chunks {
         // SAFETY: as above.
         let at = unsafe { scores.as_mut_ptr().add(c) };
         let e = exp_neg_avx512(_mm512_sub_ps(unsafe { _mm512_loadu_ps(at) }, _mm512_set1_ps(m_new)));
-        unsafe { _mm512_mask_storeu_ps(at, in_keys(c), e) };
+        let k = in_keys(c);
+        unsafe { _mm512_mask_storeu_ps(at, k, e) };
+        // Lane l holds keys ≡ l (mod 16) in order; keys outside add +0.0, which changes nothing.
+        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, e));
     }
-    let mut sum = 0f32;
-    for &x in &scores[keys] {
-        sum += x;
-    }
-    (m_new, sum)
-}
-
-/// One block's keys and values, read in place.
-#[derive(Clone, Copy)]
-enum Blk<'a> {
-    F32(&'a [f32], &'a [f32]),
-    F16(&'a [f16], &'a [f16]),
+    let mut lanes = [0f32; LANES];
+    // SAFETY: 16 floats into a 16-float array.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), sum) };
+    (m_new, lane_sum(lanes))
 }
 
 /// [`block_scores`] on f16 keys, converted in registers (the same values: f16 → f32 is exact,
@@ -466,10 +577,10 @@ enum Blk<'a> {
 ///
 /// # Safety
 /// AVX-512F and F16C must be available; `bs` a multiple of 16; `kt` holds `dk * bs` values,
-/// `q` whole rows of `dk`, `scores` `rows * bs` values.
+/// `q` whole rows of `dk`, `scores` `(rows - 1) * stride + bs` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c,fma")]
-unsafe fn block_scores_f16(q: &[f32], dk: usize, kt: &[f16], bs: usize, scores: &mut [f32]) {
+unsafe fn block_scores_f16(q: &[f32], dk: usize, kt: &[f16], bs: usize, stride: usize, scores: &mut [f32]) {
     let rows = q.len() / dk;
     for c in (0..bs).step_by(LANES) {
         let mut r0 = 0;
@@ -478,10 +589,10 @@ unsafe fn block_scores_f16(q: &[f32], dk: usize, kt: &[f16], bs: usize, scores: 
             // SAFETY: forwarded from the caller.
             let n = unsafe {
                 match rows - r0 {
-                    1 => scores_f16::<1>(q, dk, kt, bs, c, r0, scores),
-                    2 => scores_f16::<2>(q, dk, kt, bs, c, r0, scores),
-                    3 => scores_f16::<3>(q, dk, kt, bs, c, r0, scores),
-                    _ => scores_f16::<4>(q, dk, kt, bs, c, r0, scores),
+                    1 => scores_f16::<1>(q, dk, kt, bs, stride, c, r0, scores),
+                    2 => scores_f16::<2>(q, dk, kt, bs, stride, c, r0, scores),
+                    3 => scores_f16::<3>(q, dk, kt, bs, stride, c, r0, scores),
+                    _ => scores_f16::<4>(q, dk, kt, bs, stride, c, r0, scores),
                 }
             };
             r0 += n;
@@ -497,12 +608,13 @@ unsafe fn scores_f16<const N: usize>(
     dk: usize,
     kt: &[f16],
     bs: usize,
+    stride: usize,
     c: usize,
     r0: usize,
     scores: &mut [f32],
 ) -> usize {
     use std::arch::x86_64::*;
-    debug_assert!((r0 + N) * dk <= q.len() && dk * bs <= kt.len() && (r0 + N) * bs <= scores.len());
+    debug_assert!((r0 + N) * dk <= q.len() && dk * bs <= kt.len() && (r0 + N - 1) * stride + bs <= scores.len());
     let (qp, kp) = (q.as_ptr().add(r0 * dk), kt.as_ptr().add(c));
     let mut acc = [_mm512_setzero_ps(); N];
     for d in 0..dk {
@@ -512,7 +624,7 @@ unsafe fn scores_f16<const N: usize>(
         }
     }
     for (i, a) in acc.iter().enumerate() {
-        _mm512_storeu_ps(scores.as_mut_ptr().add((r0 + i) * bs + c), *a);
+        _mm512_storeu_ps(scores.as_mut_ptr().add((r0 + i) * stride + c), *a);
     }
     N
 }
@@ -654,7 +766,8 @@ mod tests {
     /// Every sequence's keys live in scattered blocks; the reference recomputes each row with a
     /// plain two-pass softmax from per-position K/V.
     fn check(c: &Case) {
-        let seqs_spec = [(0usize, 5usize), (37, 1), (3, 19), (60, 3)]; // (start, len)
+        // (start, len); the last crosses two 64-key softmax spans.
+        let seqs_spec = [(0usize, 5usize), (37, 1), (3, 19), (60, 3), (130, 9)];
         let num_blocks = 64;
         let block_vals = |dim| num_blocks * c.kvh * dim * c.bs;
         let mut kbuf = values(block_vals(c.dk), 1);
@@ -837,6 +950,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn simd_f16_rounding_is_halfs() {
+        let mut src = values(1000, 9).iter().map(|x| x * 1e3).collect::<Vec<_>>();
+        // Ties between f16 neighbours, f16 subnormals and overflow, signed zeros, NaN.
+        src.extend([1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11), 3e-6, -7e-8, 7e4, -1e6, 0.0, -0.0, f32::NAN]);
+        let (mut a, mut b) = (vec![0f32; src.len()], vec![0f32; src.len()]);
+        // SAFETY: SIMD only where AVX-512F/F16C are available.
+        unsafe { round_to_f16::<false>(&src, &mut a) };
+        if super::super::math::avx512_available() {
+            unsafe { round_to_f16::<true>(&src, &mut b) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b));
+        }
+        assert_eq!(a[1000], 1.0);
+        assert_eq!(a[1004], f32::INFINITY);
     }
 
     #[test]
