@@ -1,10 +1,11 @@
 //! `y = x Wᵀ + b` over dense f32 or GGUF-quantized weights.
 //!
-//! Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights run on our own kernels ([`crate::kernels`]), and so
-//! do dense weights whose values are all exact BF16 or F16 (GGUF F16/BF16 tensors and 16-bit HF
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights, and Q4_K/Q5_K/Q6_K where the CPU has AVX-512 VNNI, run
+//! on our own kernels ([`crate::kernels`]), and so do dense weights whose values are all exact BF16 or F16 (GGUF F16/BF16 tensors and 16-bit HF
 //! checkpoints, which the loaders widen to f32): they are stored as 16-bit again, halving the
 //! bytes a decode step streams. AWQ/GPTQ 4-bit weights run on [`crate::quant::Int4Matrix`];
-//! k-quants, true f32 weights and non-CPU devices stay with candle's `QMatMul`.
+//! Q2_K/Q3_K (and the other k-quants without AVX-512 VNNI), true f32 weights and non-CPU devices
+//! stay with candle's `QMatMul`.
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Tensor};
