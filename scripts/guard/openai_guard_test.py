@@ -28,7 +28,7 @@ SSN = "536-22-1234"
 AWS = "AKIAIOSFODNN7EXAMPLE"
 # Small models copy a repeated line: the continuation of this prompt is the email again.
 COPY_EMAIL = "".join(f"Contact {i}: {EMAIL}\n" for i in range(1, 6)) + "Contact 6:"
-ASK_EMAIL = f"What is the email address in this line? Contact: {EMAIL}"
+ASK_EMAIL = f"Which email address appears in this line? Contact: {EMAIL}"
 COPY_AWS = "".join(f"key {i}: {AWS}\n" for i in range(1, 6)) + "key 6:"
 
 CHECKS = []
