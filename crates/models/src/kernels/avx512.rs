@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::act::QuantRows;
-use super::layout::{QuantKind, QK, TILE_ROWS};
+use super::layout::{QuantKind, QK};
 use super::Out;
 
 /// Activation rows per register block: 8 f32 accumulators + 8 i32 block sums + 6 temporaries
@@ -78,11 +78,8 @@ unsafe fn block<const M: usize>(
         QuantKind::F16 | QuantKind::BF16 => unreachable!("dense kinds run in `dense`"),
         QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => unreachable!("k-quants run in `kquant`"),
     };
-    let mask: __mmask16 = if valid >= TILE_ROWS { !0 } else { (1u16 << valid) - 1 };
-    for (i, acc) in acc.iter().enumerate() {
-        // SAFETY: the caller owns columns col0..col0 + valid of these rows.
-        _mm512_mask_storeu_ps(y.row_ptr(i0 + i, col0), mask, *acc);
-    }
+    // SAFETY: AVX-512F is enabled here; the caller owns columns col0..col0 + valid of these rows.
+    y.store_tiles(&acc, i0, col0, valid);
 }
 
 /// Pointers to the quants and per-block `d`, `s` of `M` consecutive activation rows.

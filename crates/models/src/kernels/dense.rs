@@ -91,7 +91,6 @@ mod x86 {
         valid: usize,
     ) {
         let bf = kind == QuantKind::BF16;
-        let mask: __mmask16 = if valid >= TILE_ROWS { !0 } else { (1u16 << valid) - 1 };
         let mut i = rows.start;
         while i < rows.end {
             let mr = (rows.end - i).min(MR512);
@@ -99,10 +98,9 @@ mod x86 {
                 ($m:literal) => {{
                     let acc =
                         if bf { block512::<$m, true>(tile, x, k, i) } else { block512::<$m, false>(tile, x, k, i) };
-                    for (r, a) in acc.iter().enumerate() {
-                        // SAFETY: the caller owns columns col0..col0 + valid of these rows.
-                        _mm512_mask_storeu_ps(y.row_ptr(i + r, col0), mask, *a);
-                    }
+                    // SAFETY: AVX-512F is enabled here; the caller owns columns col0..col0 + valid
+                    // of these rows.
+                    y.store_tiles(&acc, i, col0, valid);
                 }};
             }
             match mr {

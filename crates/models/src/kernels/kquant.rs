@@ -332,11 +332,8 @@ mod x86 {
             QuantKind::Q5K => q45k::<M, true>(tile.as_ptr(), nsb, &rows),
             _ => q45k::<M, false>(tile.as_ptr(), nsb, &rows),
         };
-        let mask: __mmask16 = if valid >= TILE_ROWS { !0 } else { (1u16 << valid) - 1 };
-        for (i, acc) in acc.iter().enumerate() {
-            // SAFETY: the caller owns columns col0..col0 + valid of these rows.
-            _mm512_mask_storeu_ps(y.row_ptr(i0 + i, col0), mask, *acc);
-        }
+        // SAFETY: AVX-512F is enabled here; the caller owns columns col0..col0 + valid of these rows.
+        y.store_tiles(&acc, i0, col0, valid);
     }
 
     /// Pointers to the quants, per-block `d` and `s`, and (Q6_K) half-block offsets of `M`

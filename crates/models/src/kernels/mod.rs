@@ -380,6 +380,21 @@ impl Out {
         self.ptr.add(i * self.ld + col)
     }
 
+    /// Stores a register block's results: `acc[r]` (16 columns) into row `i0 + r` at `col0`, its
+    /// first `valid` lanes only (a tile's last columns may lie past the matrix).
+    ///
+    /// Safety: AVX-512F is available, and the caller is the only writer of rows
+    /// `i0..i0 + acc.len()`, columns `col0..col0 + valid`.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(crate) unsafe fn store_tiles(&self, acc: &[std::arch::x86_64::__m512], i0: usize, col0: usize, valid: usize) {
+        use std::arch::x86_64::*;
+        let mask: __mmask16 = if valid >= TILE_ROWS { !0 } else { (1u16 << valid) - 1 };
+        for (r, a) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(self.row_ptr(i0 + r, col0), mask, *a);
+        }
+    }
+
     /// Safety: as for [`Out::row_ptr`].
     pub(crate) unsafe fn write_row(&self, i: usize, col: usize, vals: &[f32]) {
         debug_assert!(i * self.ld + col + vals.len() <= self.len);
