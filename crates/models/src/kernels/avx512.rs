@@ -40,21 +40,12 @@ pub(crate) unsafe fn tile(
     col0: usize,
     valid: usize,
 ) {
-    let mut i = rows.start;
-    while i < rows.end {
-        let mr = (rows.end - i).min(MR);
-        match mr {
-            8 => block::<8>(kind, tile, acts, i, y, col0, valid),
-            7 => block::<7>(kind, tile, acts, i, y, col0, valid),
-            6 => block::<6>(kind, tile, acts, i, y, col0, valid),
-            5 => block::<5>(kind, tile, acts, i, y, col0, valid),
-            4 => block::<4>(kind, tile, acts, i, y, col0, valid),
-            3 => block::<3>(kind, tile, acts, i, y, col0, valid),
-            2 => block::<2>(kind, tile, acts, i, y, col0, valid),
-            _ => block::<1>(kind, tile, acts, i, y, col0, valid),
-        }
-        i += mr;
+    macro_rules! go {
+        ($m:literal, $i:expr) => {
+            block::<$m>(kind, tile, acts, $i, y, col0, valid)
+        };
     }
+    row_blocks!(rows, MR, go);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]

@@ -91,30 +91,16 @@ mod x86 {
         valid: usize,
     ) {
         let bf = kind == QuantKind::BF16;
-        let mut i = rows.start;
-        while i < rows.end {
-            let mr = (rows.end - i).min(MR512);
-            macro_rules! go {
-                ($m:literal) => {{
-                    let acc =
-                        if bf { block512::<$m, true>(tile, x, k, i) } else { block512::<$m, false>(tile, x, k, i) };
-                    // SAFETY: AVX-512F is enabled here; the caller owns columns col0..col0 + valid
-                    // of these rows.
-                    y.store_tiles(&acc, i, col0, valid);
-                }};
-            }
-            match mr {
-                8 => go!(8),
-                7 => go!(7),
-                6 => go!(6),
-                5 => go!(5),
-                4 => go!(4),
-                3 => go!(3),
-                2 => go!(2),
-                _ => go!(1),
-            }
-            i += mr;
+        macro_rules! go {
+            ($m:literal, $i:expr) => {{
+                let i = $i;
+                let acc = if bf { block512::<$m, true>(tile, x, k, i) } else { block512::<$m, false>(tile, x, k, i) };
+                // SAFETY: AVX-512F is enabled here; the caller owns columns col0..col0 + valid
+                // of these rows.
+                y.store_tiles(&acc, i, col0, valid);
+            }};
         }
+        row_blocks!(rows, MR512, go);
     }
 
     #[inline(always)]

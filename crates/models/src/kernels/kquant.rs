@@ -295,22 +295,12 @@ mod x86 {
         col0: usize,
         valid: usize,
     ) {
-        let mut i = rows.start;
-        while i < rows.end {
-            let mr = (rows.end - i).min(MR);
-            let run = match mr {
-                8 => block::<8>,
-                7 => block::<7>,
-                6 => block::<6>,
-                5 => block::<5>,
-                4 => block::<4>,
-                3 => block::<3>,
-                2 => block::<2>,
-                _ => block::<1>,
+        macro_rules! go {
+            ($m:literal, $i:expr) => {
+                block::<$m>(kind, tile, acts, offsets, $i, y, col0, valid)
             };
-            run(kind, tile, acts, offsets, i, y, col0, valid);
-            i += mr;
         }
+        row_blocks!(rows, MR, go);
     }
 
     #[allow(clippy::too_many_arguments)]

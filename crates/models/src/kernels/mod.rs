@@ -27,6 +27,31 @@
 //! Out of scope: Q2_K/Q3_K and the i-quants (candle's own kernels serve those), non-CPU devices,
 //! and `k` that is not a multiple of the block length (GGUF cannot store it).
 
+/// Walks `$rows` in register blocks of up to `$max` (≤ 8) activation rows, expanding
+/// `$go!(M, i)` for each block: `M` a literal (every block size gets its own fully unrolled
+/// kernel), `i` the block's first row.
+macro_rules! row_blocks {
+    ($rows:expr, $max:expr, $go:ident) => {{
+        let rows = $rows;
+        debug_assert!($max <= 8);
+        let mut i = rows.start;
+        while i < rows.end {
+            let mr = (rows.end - i).min($max);
+            match mr {
+                8 => $go!(8, i),
+                7 => $go!(7, i),
+                6 => $go!(6, i),
+                5 => $go!(5, i),
+                4 => $go!(4, i),
+                3 => $go!(3, i),
+                2 => $go!(2, i),
+                _ => $go!(1, i),
+            }
+            i += mr;
+        }
+    }};
+}
+
 mod act;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
