@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Per-kernel GPU time of prom's decode steps at bs 1, with Nsight Compute (ncu, --clock-control
-# none), on a LAYERS-layer Llama-3-8B-shape model (scripts/gpu/make_model.py; default 4 layers:
-# every layer has the same kernels). Run on the GPU machine from the repo root, .gpu carried:
-#   scripts/gpu/profile.sh      → $OUT/ncu.csv and a table: kernel, launches, total and mean µs
+# Per-kernel GPU time of prom's decode steps, with Nsight Compute (ncu, --clock-control none), on
+# a LAYERS-layer Llama-3-8B-shape model (scripts/gpu/make_model.py; default 4 layers: every layer
+# has the same kernels). Run on the GPU machine from the repo root, .gpu carried:
+#   scripts/gpu/profile.sh          → $OUT/ncu.csv and a table: kernel, launches, total and mean µs
+#   CONC=128 scripts/gpu/profile.sh → the same at 128 concurrent sequences (`prom bench`, 128-token
+#                                     prompts), $OUT/ncu-128.csv
 # The launch window skips prefill and warm-up (SKIP launches) and covers a few decode steps.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -12,10 +14,18 @@ mkdir -p "$OUT"
 M=/tmp/prom-profile-model
 [ -f "$M/hf/config.json" ] || python3 scripts/gpu/make_model.py "$M" --layers "$LAYERS" > /dev/null
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+CONC=${CONC:-1}
+if [ "$CONC" = 1 ]; then
+  CMD=("$PROM" run --device cuda --model "$M/hf" --offline --raw --max-tokens 200 --temperature 0 --ignore-eos "hello")
+  CSV="$OUT/ncu.csv"
+else
+  CMD=("$PROM" bench --device cuda --model "$M/hf" --offline --concurrency "$CONC" --max-tokens 64 --prompt-tokens 128
+       --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching)
+  CSV="$OUT/ncu-$CONC.csv"
+fi
 "$NCU" --clock-control none --launch-skip "$SKIP" --launch-count "$COUNT" --csv --metrics gpu__time_duration.sum \
-  "$PROM" run --device cuda --model "$M/hf" --offline --raw --max-tokens 200 --temperature 0 --ignore-eos "hello" \
-  > "$OUT/ncu.csv" 2> "$OUT/ncu.err" || { tail -20 "$OUT/ncu.err"; exit 1; }
-python3 - "$OUT/ncu.csv" <<'PY'
+  "${CMD[@]}" > "$CSV" 2> "$OUT/ncu.err" || { tail -20 "$OUT/ncu.err"; exit 1; }
+python3 - "$CSV" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
 head, rows = rows[0], rows[1:]

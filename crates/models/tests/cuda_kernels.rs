@@ -1,11 +1,14 @@
 //! Our CUDA kernels other than attention against the host or candle's unfused ops, on fresh
-//! random inputs: the greedy argmax the engine samples with, and the fused residual-add +
-//! RMSNorm and SwiGLU product. Runs on the GPU with `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh);
+//! random inputs: the greedy argmax the engine samples with (one CTA a row, and rows split over
+//! several), the fused residual-add + RMSNorm (and the RMSNorm alone) and SwiGLU product, and the
+//! small-batch matmul of decode steps. Runs on the GPU with `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh);
 //! elsewhere it checks the CPU side of the same calls (argmax) and that the fused calls decline
 //! CPU tensors.
 
 use candle_core::{DType, Device, Tensor, D};
-use prom_models::cuda::{add_rms_norm, argmax, argmax_rows, parse_device, silu_mul_fused, silu_mul_pair};
+use prom_models::cuda::{
+    add_rms_norm, argmax, argmax_rows, gemv, parse_device, rms_norm, silu_mul_fused, silu_mul_pair,
+};
 
 fn device() -> Device {
     let dev = std::env::var("PROM_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
@@ -107,6 +110,13 @@ fn fused_kernels_match_the_unfused_ops() {
             assert!(if dt == DType::F32 { e == 0.0 } else { e <= bound(dt) }, "{dt:?} residual sum: {e}");
             let e = rel_err(&normed, &want);
             assert!(e <= bound(dt), "{dt:?} add_rms_norm, {rows} rows: {e} (seed {s})");
+            // The norm alone, on the register path (4096) and the strided loop (an odd width).
+            for dim in [4096, 4099] {
+                let (x, w) = (t(&[1, rows, dim], 6), t(&[dim], 7));
+                let want = candle_nn::ops::rms_norm(&x, &w, 1e-5).unwrap();
+                let e = rel_err(&rms_norm(&x, &w, 1e-5).expect("covered").unwrap(), &want);
+                assert!(e <= bound(dt), "{dt:?} rms_norm, {rows} × {dim}: {e} (seed {s})");
+            }
 
             let (g, u) = (t(&[1, rows, 1000], 4), t(&[1, rows, 1000], 5));
             let want = (g.silu().unwrap() * &u).unwrap();
@@ -115,6 +125,44 @@ fn fused_kernels_match_the_unfused_ops() {
             let gu = Tensor::cat(&[&g, &u], D::Minus1).unwrap();
             let e = rel_err(&silu_mul_fused(&gu, 1000).expect("covered").unwrap(), &want);
             assert!(e <= bound(dt), "{dt:?} silu_mul_fused, {rows} rows: {e} (seed {s})");
+        }
+    }
+}
+
+#[test]
+fn gemv_matches_a_host_matmul_of_the_same_values() {
+    let dev = device();
+    let s = seed();
+    if dev.is_cpu() {
+        let (x, w) = (Tensor::ones((1, 64), DType::F32, &dev).unwrap(), Tensor::ones((8, 64), DType::F32, &dev).unwrap());
+        assert!(gemv(&x, &w).is_none());
+        return;
+    }
+    for dt in [DType::BF16, DType::F16] {
+        // (out, in): a decode-shaped projection, a long row (down), odd output counts, the
+        // shortest row and a row with a tail of chunks past the unrolled loop.
+        for (n, k) in [(1024, 4096), (300, 14336), (37, 8), (129, 4104)] {
+            for rows in [1, 2, 3, 5, 8, 9] {
+                let host = |shape: (usize, usize), seed: u64| {
+                    // Rounded to dt on the host, so the reference multiplies the kernel's values.
+                    Tensor::from_vec(values(shape.0 * shape.1, seed), shape, &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(dt)
+                        .unwrap()
+                };
+                let (x, w) = (host((rows, k), s + 11), host((n, k), s + 12));
+                let got = gemv(&x.to_device(&dev).unwrap(), &w.to_device(&dev).unwrap());
+                if rows > 8 {
+                    assert!(got.is_none(), "{rows} rows go to cuBLAS");
+                    continue;
+                }
+                let got = got.expect("covered").unwrap();
+                assert_eq!(got.dims(), [rows, n]);
+                let f32_ = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+                let want = f32_(&x).matmul(&f32_(&w).t().unwrap()).unwrap();
+                let e = rel_err(&got, &want);
+                assert!(e <= bound(dt), "{dt:?} gemv {rows} × {k} · ({n} × {k})ᵀ: {e} (seed {s})");
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Fused layer kernels on a CUDA device (`kernels.cu`): the residual add with the RMSNorm after
-//! it, and SwiGLU's `silu(gate) · up`. Each replaces two candle launches (and an intermediate
+//! it (and the RMSNorm alone), and SwiGLU's `silu(gate) · up`. Each replaces two candle launches (and an intermediate
 //! tensor) with one; at small batch a decode step is bound by launches, not bytes. The same
 //! calls return `None` for anything they do not cover (CPU tensors, other dtypes, mismatched
 //! shapes), and the caller keeps its unfused path.
@@ -12,8 +12,6 @@ use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
 use super::attention::{dptr, MODULE, PTX};
 use crate::{Result, TensorContext};
 
-/// `NORM_THREADS` of kernels.cu.
-const NORM_THREADS: u32 = 256;
 /// Threads per CTA of the elementwise kernel, and the most CTAs it gets (a grid-stride loop).
 const EW_THREADS: u32 = 256;
 const EW_MAX_CTAS: usize = 132 * 16;
@@ -44,31 +42,57 @@ fn tensor(storage: Storage, dims: &[usize]) -> Tensor {
 /// `(s, rms_norm(s))` with `s = x + h`, for same-shape contiguous CUDA tensors of one float
 /// dtype and a norm weight `w` of that dtype over the last dimension.
 pub fn add_rms_norm(x: &Tensor, h: &Tensor, w: &Tensor, eps: f32) -> Option<Result<(Tensor, Tensor)>> {
+    let ok = h.dims() == x.dims() && h.dtype() == x.dtype() && h.is_contiguous() && h.device().same_device(x.device());
+    if !ok {
+        return None;
+    }
+    norm(x, Some(h), w, eps).map(|r| r.map(|(s, y)| (s.unwrap_or_else(|| x.clone()), y)))
+}
+
+/// `rms_norm(x)` over the last dimension (contiguous, weight `w` of x's dtype): the kernel of
+/// [`add_rms_norm`] without the add.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Option<Result<Tensor>> {
+    norm(x, None, w, eps).map(|r| r.map(|(_, y)| y))
+}
+
+/// Threads per row of the norm kernel: about two 16-byte chunks each (kernels.cu keeps up to
+/// `NORM_MAXC` in registers), a whole number of warps, at most 1024.
+fn norm_threads(dim: usize, dt: DType) -> u32 {
+    let chunks = dim.div_ceil(16 / dt.size_in_bytes());
+    (chunks.div_ceil(2).div_ceil(32) * 32).clamp(32, 1024) as u32
+}
+
+fn norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Option<Result<(Option<Tensor>, Tensor)>> {
     let Device::Cuda(dev) = x.device() else { return None };
     let dt = x.dtype();
     let dim = *x.dims().last()?;
-    let ok = h.dims() == x.dims()
-        && h.dtype() == dt
-        && w.dtype() == dt
+    let ok = w.dtype() == dt
         && w.dims() == [dim]
-        && [x, h, w].iter().all(|t| t.is_contiguous() && t.device().same_device(x.device()));
+        && [x, w].iter().all(|t| t.is_contiguous() && t.device().same_device(x.device()));
     let ty = suffix(dt).filter(|_| ok && dim > 0 && i32::try_from(dim).is_ok())?;
-    let run = || -> Result<(Tensor, Tensor)> {
+    let run = || -> Result<(Option<Tensor>, Tensor)> {
         let rows = x.elem_count() / dim;
         let stream = dev.cuda_stream();
-        let (s, y) = (output(dev, dt, x.elem_count())?, output(dev, dt, x.elem_count())?);
-        let (s, y) = (tensor(s, x.dims()), tensor(y, x.dims()));
-        let ptrs = [dptr(x, &stream)?, dptr(h, &stream)?, dptr(w, &stream)?, dptr(&s, &stream)?, dptr(&y, &stream)?];
+        let y = tensor(output(dev, dt, x.elem_count())?, x.dims());
+        let s = h.map(|_| output(dev, dt, x.elem_count()).map(|s| tensor(s, x.dims()))).transpose()?;
+        let mut ptrs = [dptr(x, &stream)?, 0, dptr(w, &stream)?, 0, dptr(&y, &stream)?];
+        if let (Some(h), Some(s)) = (h, &s) {
+            ptrs[1] = dptr(h, &stream)?;
+            ptrs[3] = dptr(s, &stream)?;
+        }
+        let aligned = i32::from(ptrs.iter().all(|p| p % 16 == 0));
         let f = dev.get_or_load_custom_func(&format!("add_rms_norm_{ty}"), MODULE, PTX)?;
         let mut l = f.builder();
         for p in &ptrs {
             l.arg(p);
         }
         let dim_i = dim as i32;
-        l.arg(&dim_i).arg(&eps);
-        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (NORM_THREADS, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: argument types match add_rms_norm's signature; x, h, s, y hold rows × dim
-        // elements and w dim, all contiguous (checked above).
+        l.arg(&dim_i).arg(&eps).arg(&aligned);
+        let threads = norm_threads(dim, dt);
+        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: argument types match add_rms_norm's signature; x, y (and h, s when present)
+        // hold rows × dim elements and w dim, all contiguous (checked above); a null h makes
+        // the kernel skip the add and never touch s.
         unsafe { l.launch(cfg) }.w().ctx("add_rms_norm")?;
         Ok((s, y))
     };

@@ -61,6 +61,7 @@ __device__ void kv_write(const TI* __restrict__ k, const TI* __restrict__ v, TK*
 constexpr int WARPS = 4;
 constexpr int MAXR = 4;
 constexpr int KT = 32;
+constexpr int PRE = 8;  // 16-byte chunks a thread prefetches (one tile of 128-dim bf16 K and V)
 
 struct SeqInfo {
   int row;    // first row of the sequence in q / out
@@ -127,10 +128,53 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
     for (int e = 0; e < DVL; e++) acc[j][e] = 0.f;
   }
 
+  // Prefetch: where a whole K+V tile is at most PRE 16-byte chunks a thread, the next tile's
+  // loads are issued before this tile's scores, held in registers, and stored to shared memory
+  // after it: the global latency (block-table lookup, then the rows) overlaps the math instead
+  // of stalling every tile.
+  const int kc = dk / VEC, vc = dv / VEC;  // 16-byte chunks per row
+  const bool pre = vec && KT * (kc + vc) <= PRE * (int)blockDim.x;
+  uint4 raw[PRE];
+  auto fetch = [&](int kb) {
+#pragma unroll
+    for (int u = 0; u < PRE; u++) {
+      const int idx = u * blockDim.x + tid;
+      raw[u] = make_uint4(0, 0, 0, 0);
+      if (idx >= KT * (kc + vc)) continue;
+      const bool isv = idx >= KT * kc;
+      const int li = isv ? idx - KT * kc : idx, c = isv ? vc : kc, dim = isv ? dv : dk;
+      const int j = li / c, d = (li - j * c) * VEC, pos = kb + j;
+      if (pos > hi) continue;
+      const size_t blk = tables[s.table + pos / bs];
+      raw[u] = *reinterpret_cast<const uint4*>((isv ? vp : kp) + ((blk * kvh + g) * bs + pos % bs) * dim + d);
+    }
+  };
+  auto store = [&]() {
+#pragma unroll
+    for (int u = 0; u < PRE; u++) {
+      const int idx = u * blockDim.x + tid;
+      if (idx >= KT * (kc + vc)) continue;
+      const bool isv = idx >= KT * kc;
+      const int li = isv ? idx - KT * kc : idx, c = isv ? vc : kc;
+      const int j = li / c, d = (li - j * c) * VEC;
+      const TK* e = reinterpret_cast<const TK*>(&raw[u]);
+      if (isv) {
+#pragma unroll
+        for (int x = 0; x < VEC; x++) vs[j * dv + d + x] = to_f(e[x]);
+      } else {
+#pragma unroll
+        for (int x = 0; x < VEC; x++) ks[(d + x) * (KT + 1) + j] = to_f(e[x]);
+      }
+    }
+  };
+  if (pre && lo <= hi) fetch(lo);
+
   for (int kb = lo; kb <= hi; kb += KT) {
     __syncthreads();  // the previous tile is consumed (and, the first time, q is stored)
-    if (vec) {
-      const int kc = dk / VEC, vc = dv / VEC;  // 16-byte chunks per row
+    if (pre) {
+      store();
+      if (kb + KT <= hi) fetch(kb + KT);  // in flight while this tile is scored
+    } else if (vec) {
       for (int idx = tid; idx < KT * kc; idx += blockDim.x) {
         const int j = idx / kc, d = (idx - j * kc) * VEC, pos = kb + j;
         uint4 raw = make_uint4(0, 0, 0, 0);
@@ -303,7 +347,11 @@ REDUCE(bf16, __nv_bfloat16)
 // ---------------------------------------------------------------------------------------------
 // Greedy sampling on the device: per row of f32 logits (rows, vocab), the index of the largest
 // finite value, the lowest index on ties (the engine's host `argmax`); 0xffffffff when no value
-// is finite. grid (rows), block ARGMAX_THREADS. Only the ids go back to the host.
+// is finite. grid (rows, parts), block ARGMAX_THREADS: CTA (r, z) scans logits
+// [z · chunk, (z + 1) · chunk) of row r. With one part it writes the row's id to `idx[r]`; with
+// several (a small batch spreads each row over more SMs) it writes its best (value, id) to
+// `val` / `idx` at r · parts + z, and `argmax_merge` picks each row's winner. Only the ids go back
+// to the host.
 constexpr int ARGMAX_THREADS = 1024;
 
 __device__ __forceinline__ bool better(float v, uint32_t i, float bv, uint32_t bi) {
@@ -311,21 +359,7 @@ __device__ __forceinline__ bool better(float v, uint32_t i, float bv, uint32_t b
   return i != 0xffffffffu && (bi == 0xffffffffu || v > bv || (v == bv && i < bi));
 }
 
-extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
-    argmax_f32(const float* __restrict__ x, uint32_t* __restrict__ out, int vocab) {
-  __shared__ float sv[ARGMAX_THREADS / 32];
-  __shared__ uint32_t si[ARGMAX_THREADS / 32];
-  const float* row = x + (size_t)blockIdx.x * vocab;
-  float bv = -INFINITY;
-  uint32_t bi = 0xffffffffu;
-  // Each thread sees increasing indices, so a strict `>` keeps its lowest one on ties.
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-    const float v = row[i];
-    if (isfinite(v) && (bi == 0xffffffffu || v > bv)) {
-      bv = v;
-      bi = i;
-    }
-  }
+__device__ __forceinline__ void warp_best(float& bv, uint32_t& bi) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float v = __shfl_xor_sync(0xffffffff, bv, o);
@@ -335,6 +369,26 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
       bi = i;
     }
   }
+}
+
+extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
+    argmax_f32(const float* __restrict__ x, float* __restrict__ val, uint32_t* __restrict__ idx, int vocab,
+               int chunk) {
+  __shared__ float sv[ARGMAX_THREADS / 32];
+  __shared__ uint32_t si[ARGMAX_THREADS / 32];
+  const float* row = x + (size_t)blockIdx.x * vocab;
+  const int end = min(vocab, (int)(blockIdx.y + 1) * chunk);
+  float bv = -INFINITY;
+  uint32_t bi = 0xffffffffu;
+  // Each thread sees increasing indices, so a strict `>` keeps its lowest one on ties.
+  for (int i = blockIdx.y * chunk + threadIdx.x; i < end; i += blockDim.x) {
+    const float v = row[i];
+    if (isfinite(v) && (bi == 0xffffffffu || v > bv)) {
+      bv = v;
+      bi = i;
+    }
+  }
+  warp_best(bv, bi);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) {
     sv[warp] = bv;
@@ -345,17 +399,29 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
     const int nw = blockDim.x >> 5;
     bv = lane < nw ? sv[lane] : -INFINITY;
     bi = lane < nw ? si[lane] : 0xffffffffu;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float v = __shfl_xor_sync(0xffffffff, bv, o);
-      const uint32_t i = __shfl_xor_sync(0xffffffff, bi, o);
-      if (better(v, i, bv, bi)) {
-        bv = v;
-        bi = i;
-      }
+    warp_best(bv, bi);
+    if (lane == 0) {
+      const size_t at = (size_t)blockIdx.x * gridDim.y + blockIdx.y;
+      if (gridDim.y > 1) val[at] = bv;
+      idx[at] = bi;
     }
-    if (lane == 0) out[blockIdx.x] = bi;
   }
+}
+
+// The row winners of argmax_f32's `parts` partial results. grid (rows), block 32.
+extern "C" __global__ void argmax_merge(const float* __restrict__ val, const uint32_t* __restrict__ idx,
+                                        uint32_t* __restrict__ out, int parts) {
+  float bv = -INFINITY;
+  uint32_t bi = 0xffffffffu;
+  for (int z = threadIdx.x; z < parts; z += 32) {
+    const size_t at = (size_t)blockIdx.x * parts + z;
+    if (better(val[at], idx[at], bv, bi)) {
+      bv = val[at];
+      bi = idx[at];
+    }
+  }
+  warp_best(bv, bi);
+  if (threadIdx.x == 0) out[blockIdx.x] = bi;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,35 +429,92 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
 // per-op cost dominates a decode step at small batch).
 //
 // add_rms_norm: s = x + h (rounded to T, as candle's add), then y = s · rsqrt(mean(s²) + eps) · w
-// with the sum in f32 (candle's rmsnorm arithmetic). One CTA per row; each thread re-reads only
-// the elements it wrote itself.
-constexpr int NORM_THREADS = 256;
+// with the sum in f32 (candle's rmsnorm arithmetic); with h = null it is the plain RMSNorm of x
+// (s unused). One CTA per row. Where the row is whole 16-byte chunks that fit NORM_MAXC per
+// thread, each thread loads its chunks once (all loads in flight together) and keeps them in
+// registers for the second pass; otherwise a strided loop re-reads what the thread wrote.
+constexpr int NORM_MAXC = 4;
+
+template <typename T>
+__device__ __forceinline__ void unpack(const uint4& r, float* f) {
+  const T* e = reinterpret_cast<const T*>(&r);
+#pragma unroll
+  for (int i = 0; i < (int)(16 / sizeof(T)); i++) f[i] = to_f(e[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 pack(const float* f) {
+  uint4 r;
+  T* e = reinterpret_cast<T*>(&r);
+#pragma unroll
+  for (int i = 0; i < (int)(16 / sizeof(T)); i++) e[i] = from_f<T>(f[i]);
+  return r;
+}
+
+__device__ __forceinline__ float block_sum(float x, float* part) {
+  x = warp_sum(x);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) part[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    x = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.f;
+    x = warp_sum(x);
+    if (lane == 0) part[0] = x;
+  }
+  __syncthreads();
+  return part[0];
+}
 
 template <typename T>
 __device__ void add_rms_norm(const T* __restrict__ x, const T* __restrict__ h, const T* __restrict__ w,
-                             T* __restrict__ s, T* __restrict__ y, int dim, float eps) {
-  __shared__ float part[NORM_THREADS / 32];
+                             T* __restrict__ s, T* __restrict__ y, int dim, float eps, int aligned) {
+  __shared__ float part[32];
+  constexpr int VEC = 16 / sizeof(T);
   const size_t base = (size_t)blockIdx.x * dim;
+  const int nch = dim / VEC;
+  const bool vec = aligned && dim % VEC == 0 && nch <= NORM_MAXC * (int)blockDim.x;
   float ss = 0.f;
+  if (vec) {
+    float v[NORM_MAXC][VEC];
+#pragma unroll
+    for (int c = 0; c < NORM_MAXC; c++) {
+      const int i = threadIdx.x + c * blockDim.x;
+      if (i >= nch) break;
+      const uint4 xa = *reinterpret_cast<const uint4*>(x + base + (size_t)i * VEC);
+      unpack<T>(xa, v[c]);
+      if (h) {
+        float hv[VEC];
+        unpack<T>(*reinterpret_cast<const uint4*>(h + base + (size_t)i * VEC), hv);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) v[c][e] = to_f(from_f<T>(v[c][e] + hv[e]));
+        *reinterpret_cast<uint4*>(s + base + (size_t)i * VEC) = pack<T>(v[c]);
+      }
+#pragma unroll
+      for (int e = 0; e < VEC; e++) ss += v[c][e] * v[c][e];
+    }
+    const float scale = rsqrtf(block_sum(ss, part) / dim + eps);
+#pragma unroll
+    for (int c = 0; c < NORM_MAXC; c++) {
+      const int i = threadIdx.x + c * blockDim.x;
+      if (i >= nch) break;
+      float wv[VEC];
+      unpack<T>(*reinterpret_cast<const uint4*>(w + (size_t)i * VEC), wv);
+#pragma unroll
+      for (int e = 0; e < VEC; e++) wv[e] = scale * v[c][e] * wv[e];
+      *reinterpret_cast<uint4*>(y + base + (size_t)i * VEC) = pack<T>(wv);
+    }
+    return;
+  }
+  const T* src = h ? s : x;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-    const T v = from_f<T>(to_f(x[base + i]) + to_f(h[base + i]));
-    s[base + i] = v;
+    const T v = h ? from_f<T>(to_f(x[base + i]) + to_f(h[base + i])) : x[base + i];
+    if (h) s[base + i] = v;
     const float f = to_f(v);
     ss += f * f;
   }
-  ss = warp_sum(ss);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) part[warp] = ss;
-  __syncthreads();
-  if (warp == 0) {
-    ss = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.f;
-    ss = warp_sum(ss);
-    if (lane == 0) part[0] = ss;
-  }
-  __syncthreads();
-  const float scale = rsqrtf(part[0] / dim + eps);
+  const float scale = rsqrtf(block_sum(ss, part) / dim + eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x)
-    y[base + i] = from_f<T>(scale * to_f(s[base + i]) * to_f(w[i]));
+    y[base + i] = from_f<T>(scale * to_f(src[base + i]) * to_f(w[i]));
 }
 
 // silu_mul: out[r, i] = silu(gate[r, i]) · up[r, i] for rows of `ff` features whose gate and up
@@ -411,9 +534,10 @@ __device__ void silu_mul(const T* __restrict__ gate, const T* __restrict__ up, T
 }
 
 #define FUSED(TN, T)                                                                              \
-  extern "C" __global__ void __launch_bounds__(NORM_THREADS)                                     \
-      add_rms_norm_##TN(const T* x, const T* h, const T* w, T* s, T* y, int dim, float eps) {     \
-    add_rms_norm<T>(x, h, w, s, y, dim, eps);                                                     \
+  extern "C" __global__ void __launch_bounds__(1024)                                             \
+      add_rms_norm_##TN(const T* x, const T* h, const T* w, T* s, T* y, int dim, float eps,       \
+                        int aligned) {                                                            \
+    add_rms_norm<T>(x, h, w, s, y, dim, eps, aligned);                                            \
   }                                                                                               \
   extern "C" __global__ void silu_mul_##TN(const T* gate, const T* up, T* out, int rows, int ff,  \
                                            int ld) {                                              \
@@ -422,3 +546,78 @@ __device__ void silu_mul(const T* __restrict__ gate, const T* __restrict__ up, T
 FUSED(f32, float)
 FUSED(f16, __half)
 FUSED(bf16, __nv_bfloat16)
+
+// ---------------------------------------------------------------------------------------------
+// Small-batch dense matmul (decode): y (M, N) = x (M, K) · Wᵀ with W (N, K) row-major, M ≤ 8,
+// K a multiple of 8, 16-byte aligned rows. A decode step at small batch is a stream over the
+// weights, so one warp takes one output feature: each lane loads 16 bytes of the row at a time
+// (UNROLL loads in flight, bypassing L1 so that x stays there), widens to f32 and accumulates
+// against the M rows of x; the warp's sum is rounded to T once (cuBLAS's f32-compute rounding).
+// grid ceil(N / GEMV_WARPS), block GEMV_WARPS · 32.
+constexpr int GEMV_WARPS = 8;
+
+__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+template <typename T, int M>
+__device__ __forceinline__ void dot8(const uint4& wv, const uint4* __restrict__ xr, int c, int kc, float* acc) {
+  float wf[8];
+  unpack<T>(wv, wf);
+#pragma unroll
+  for (int m = 0; m < M; m++) {
+    float xf[8];
+    unpack<T>(__ldg(xr + (size_t)m * kc + c), xf);
+#pragma unroll
+    for (int e = 0; e < 8; e++) acc[m] = fmaf(wf[e], xf[e], acc[m]);
+  }
+}
+
+template <typename T, int M>
+__device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int N, int K) {
+  constexpr int UNROLL = M <= 2 ? 8 : 4;
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+  if (n >= N) return;
+  const int kc = K / 8;  // 16-byte chunks per row
+  const uint4* wr = reinterpret_cast<const uint4*>(w) + (size_t)n * kc;
+  const uint4* xr = reinterpret_cast<const uint4*>(x);
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; m++) acc[m] = 0.f;
+  int c = lane;
+  for (; c + 32 * (UNROLL - 1) < kc; c += 32 * UNROLL) {
+    uint4 wv[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) wv[u] = ld_stream(wr + c + 32 * u);
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) dot8<T, M>(wv[u], xr, c + 32 * u, kc, acc);
+  }
+  for (; c < kc; c += 32) dot8<T, M>(ld_stream(wr + c), xr, c, kc, acc);
+#pragma unroll
+  for (int m = 0; m < M; m++) {
+    const float v = warp_sum(acc[m]);
+    if (lane == m) y[(size_t)m * N + n] = from_f<T>(v);
+  }
+}
+
+#define GEMV(TN, T, M)                                                                            \
+  extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)                                  \
+      gemv_##TN##_##M(const T* x, const T* w, T* y, int N, int K) {                               \
+    gemv<T, M>(x, w, y, N, K);                                                                    \
+  }
+#define GEMV_ALL(TN, T) \
+  GEMV(TN, T, 1)        \
+  GEMV(TN, T, 2)        \
+  GEMV(TN, T, 3)        \
+  GEMV(TN, T, 4)        \
+  GEMV(TN, T, 5)        \
+  GEMV(TN, T, 6)        \
+  GEMV(TN, T, 7)        \
+  GEMV(TN, T, 8)
+GEMV_ALL(bf16, __nv_bfloat16)
+GEMV_ALL(f16, __half)

@@ -16,6 +16,8 @@ mod attention;
 #[cfg(feature = "cuda")]
 mod fused;
 #[cfg(feature = "cuda")]
+mod gemv;
+#[cfg(feature = "cuda")]
 mod pool;
 mod sample;
 
@@ -24,7 +26,9 @@ pub(crate) use attention::GpuBatch;
 #[cfg(feature = "cuda")]
 pub use attention::{paged_attention_pool, Split};
 #[cfg(feature = "cuda")]
-pub use fused::{add_rms_norm, silu_mul_fused, silu_mul_pair};
+pub use fused::{add_rms_norm, rms_norm, silu_mul_fused, silu_mul_pair};
+#[cfg(feature = "cuda")]
+pub use gemv::gemv;
 #[cfg(feature = "cuda")]
 pub(crate) use pool::GpuKv;
 pub use sample::{argmax, argmax_rows};
@@ -58,6 +62,12 @@ mod absent {
     pub fn silu_mul_fused(_: &Tensor, _: usize) -> Option<Result<Tensor>> {
         None
     }
+    pub fn rms_norm(_: &Tensor, _: &Tensor, _: f32) -> Option<Result<Tensor>> {
+        None
+    }
+    pub fn gemv(_: &Tensor, _: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
 
     impl GpuKv {
         pub fn new(spec: &KvSpec, _: usize) -> Result<Self> {
@@ -82,7 +92,7 @@ mod absent {
     }
 }
 #[cfg(not(feature = "cuda"))]
-pub use absent::{add_rms_norm, silu_mul_fused, silu_mul_pair};
+pub use absent::{add_rms_norm, gemv, rms_norm, silu_mul_fused, silu_mul_pair};
 #[cfg(not(feature = "cuda"))]
 pub(crate) use absent::{GpuBatch, GpuKv};
 

@@ -36,7 +36,7 @@ pub fn argmax_rows(logits: &Tensor) -> Result<Vec<Option<u32>>> {
 
 #[cfg(feature = "cuda")]
 mod gpu {
-    use candle_core::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
     use candle_core::cuda::WrapErr;
     use candle_core::{CudaDevice, DType, Tensor};
 
@@ -45,6 +45,10 @@ mod gpu {
 
     /// `ARGMAX_THREADS` of kernels.cu.
     const THREADS: u32 = 1024;
+    /// CTAs a launch aims for (about two per SM of an H100/H200) when rows are few ...
+    const TARGET_CTAS: usize = 256;
+    /// ... but no CTA scans fewer logits than this.
+    const MIN_CHUNK: usize = 8192;
 
     pub(super) fn argmax_rows(
         dev: &CudaDevice,
@@ -56,18 +60,42 @@ mod gpu {
         let logits = logits.to_dtype(DType::F32).and_then(|l| l.contiguous()).ctx("argmax logits")?;
         let stream = dev.cuda_stream();
         let src = dptr(&logits, &stream)?;
-        // SAFETY: the kernel writes one id per row, every row.
+        // A few rows get several CTAs each (one CTA scanning a 128k row alone takes ~50 µs).
+        let parts = TARGET_CTAS.div_ceil(rows).min(vocab.div_ceil(MIN_CHUNK)).max(1);
+        let chunk = vocab.div_ceil(parts);
+        let chunk_i = chunk as i32;
+        // SAFETY: the kernels write one id per row (and, split, every partial) before the copy back.
         let out = unsafe { dev.alloc::<u32>(rows) }?;
+        let partial = if parts > 1 {
+            Some(unsafe { (dev.alloc::<f32>(rows * parts)?, dev.alloc::<u32>(rows * parts)?) })
+        } else {
+            None
+        };
+        let (val, idx) = match &partial {
+            Some((v, i)) => (v.device_ptr(&stream).0, i.device_ptr(&stream).0),
+            None => (0, out.device_ptr(&stream).0),
+        };
         let f = dev.get_or_load_custom_func("argmax_f32", MODULE, PTX)?;
         let mut l = f.builder();
-        l.arg(&src).arg(&out).arg(&vocab_i);
-        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        l.arg(&src).arg(&val).arg(&idx).arg(&vocab_i).arg(&chunk_i);
+        let grid = (rows as u32, parts as u32, 1);
+        let cfg = LaunchConfig { grid_dim: grid, block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: argument types match argmax_f32's signature; `src` holds rows × vocab f32s
-        // (contiguous, checked by dims2 above) and `out` rows u32s.
+        // (contiguous, checked by dims2 above); `val`/`idx` rows × parts entries (or `out`, rows).
         unsafe { l.launch(cfg) }.w()?;
+        if parts > 1 {
+            let f = dev.get_or_load_custom_func("argmax_merge", MODULE, PTX)?;
+            let mut l = f.builder();
+            let parts_i = parts as i32;
+            l.arg(&val).arg(&idx).arg(&out).arg(&parts_i);
+            let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: argument types match argmax_merge's signature; the partials hold rows × parts.
+            unsafe { l.launch(cfg) }.w()?;
+        }
         let ids = dev.clone_dtoh(&out)?;
-        // `logits` must outlive the launch: dropping it after the (synchronous) copy back is enough.
-        drop(logits);
+        // `logits` and the partials must outlive the launches: dropping them after the
+        // (synchronous) copy back is enough.
+        drop((logits, partial));
         Ok(ids.into_iter().map(|i| (i != u32::MAX).then_some(i)).collect())
     }
 }

@@ -26,6 +26,18 @@ pub enum QkvProj {
     Mla(Box<Mla>),
 }
 
+impl QkvProj {
+    /// Separate dense q, k, v projections on a GPU become one `[q | k | v]` projection (one
+    /// launch, one stream over the weights); anything else is returned as it is.
+    pub(super) fn fused_on_gpu(self) -> Self {
+        let QkvProj::Separate { q, k, v } = self else { return self };
+        match Linear::concat_outputs([q, k, v]) {
+            Ok(qkv) => QkvProj::Fused(qkv),
+            Err([q, k, v]) => QkvProj::Separate { q, k, v },
+        }
+    }
+}
+
 pub struct Attention {
     pub(super) qkv: QkvProj,
     pub(super) o: Linear,

@@ -45,33 +45,39 @@ impl FeedForward {
 }
 
 impl DecoderLayer {
-    /// `x`: (1, T, hidden) → (1, T, hidden)
+    /// `x`: (1, T, hidden). The layer's input is `x + pending` (the previous layer's last
+    /// residual add, left to this layer so that it runs fused with the input norm); it returns
+    /// `(x', h)` the same way, its output being `x' + h`.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
+        pending: Option<Tensor>,
         index: usize,
         rope: Option<(&Rope, &RopeTables)>,
         batch: &BatchMeta,
         kv: &mut PagedKvCache,
-    ) -> Result<Tensor> {
-        let normed = |n: &Option<Norm>, x: &Tensor| -> Result<Tensor> {
-            match n {
-                Some(n) => n.forward(x),
-                None => Ok(x.clone()),
+    ) -> Result<(Tensor, Tensor)> {
+        let (x, normed) = match (&self.attn_norm, pending) {
+            (Some(n), Some(h)) => n.forward_residual(x, &h)?,
+            (Some(n), None) => (x.clone(), n.forward(x)?),
+            (None, Some(h)) => {
+                let s = add(x, &h)?;
+                (s.clone(), s)
             }
+            (None, None) => (x.clone(), x.clone()),
         };
         let reduced = |h: Tensor| match &self.reduce {
             Some(c) => c.all_reduce_sum(&h),
             None => Ok(h),
         };
-        let mut h = reduced(self.attn.forward(&normed(&self.attn_norm, x)?, index, rope, batch, kv)?)?;
+        let mut h = reduced(self.attn.forward(&normed, index, rope, batch, kv)?)?;
         if let Some(n) = &self.post_attn_norm {
             h = n.forward(&h)?;
         }
         let (x, normed_x) = match &self.ffn_norm {
-            Some(n) => n.forward_residual(x, &h)?,
+            Some(n) => n.forward_residual(&x, &h)?,
             None => {
-                let x = (x + h).ctx("attention residual")?;
+                let x = add(&x, &h)?;
                 (x.clone(), x)
             }
         };
@@ -79,6 +85,11 @@ impl DecoderLayer {
         if let Some(n) = &self.post_ffn_norm {
             h = n.forward(&h)?;
         }
-        crate::kernels::fused::add(&x, &h).unwrap_or_else(|| (x + h).ctx("mlp residual"))
+        Ok((x, h))
     }
+}
+
+/// `x + h`, fused on the CPU.
+pub(super) fn add(x: &Tensor, h: &Tensor) -> Result<Tensor> {
+    crate::kernels::fused::add(x, h).unwrap_or_else(|| (x + h).ctx("residual add"))
 }

@@ -65,12 +65,53 @@ impl Linear {
         let y = match &self.weight {
             Weight::Packed(w) => w.forward(x)?,
             Weight::Int4(w) => w.forward(x)?,
-            Weight::Candle(w) => w.forward(x).ctx("linear")?,
+            Weight::Candle(w) => {
+                // Decode-sized batches on a GPU: our weight-streaming kernel instead of cuBLAS.
+                let small = match w {
+                    QMatMul::Tensor(t) => crate::cuda::gemv(x, t),
+                    _ => None,
+                };
+                match small {
+                    Some(y) => y?,
+                    None => w.forward(x).ctx("linear")?,
+                }
+            }
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b).ctx("linear bias"),
             None => Ok(y),
         }
+    }
+
+    /// One linear whose outputs are `parts`' outputs one after another (`[q | k | v]`,
+    /// `[gate | up]`), for dense weights on a GPU: one launch instead of several, and one
+    /// stream over the weights at decode. `Err` gives the parts back unchanged when they are
+    /// not all dense weights of one shape and dtype on a CUDA device, or disagree on a bias.
+    pub fn concat_outputs<const N: usize>(parts: [Linear; N]) -> std::result::Result<Linear, [Linear; N]> {
+        let dense = |l: &Linear| match &l.weight {
+            Weight::Candle(QMatMul::Tensor(w)) if w.device().is_cuda() => Some(w.clone()),
+            _ => None,
+        };
+        let ws: Option<Vec<Tensor>> = parts.iter().map(dense).collect();
+        let Some(ws) = ws.filter(|_| N > 1) else { return Err(parts) };
+        let same = ws.iter().all(|w| w.dims().get(1) == ws[0].dims().get(1) && w.dtype() == ws[0].dtype());
+        let biased = parts.iter().filter(|l| l.bias.is_some()).count();
+        if !same || (biased != 0 && biased != parts.len()) {
+            return Err(parts);
+        }
+        let Ok(weight) = Tensor::cat(&ws, 0) else { return Err(parts) };
+        let bias = match biased {
+            0 => None,
+            _ => {
+                let bs: Vec<&Tensor> = parts.iter().filter_map(|l| l.bias.as_ref()).collect();
+                match Tensor::cat(&bs, 0) {
+                    Ok(b) => Some(b),
+                    Err(_) => return Err(parts),
+                }
+            }
+        };
+        let out_features = parts.iter().map(|l| l.out_features).sum();
+        Ok(Self { weight: Weight::Candle(QMatMul::Tensor(weight)), bias, out_features })
     }
 
     /// Whether the weight is block-quantized (for `prom inspect`).

@@ -18,6 +18,18 @@ pub enum GateUp {
     UpOnly(Linear),
 }
 
+impl GateUp {
+    /// Separate dense gate and up projections on a GPU become one `[gate | up]` projection;
+    /// anything else is returned as it is.
+    pub(super) fn fused_on_gpu(self) -> Self {
+        let GateUp::Separate { gate, up } = self else { return self };
+        match Linear::concat_outputs([gate, up]) {
+            Ok(gu) => GateUp::Fused(gu),
+            Err([gate, up]) => GateUp::Separate { gate, up },
+        }
+    }
+}
+
 pub struct Mlp {
     pub(super) gate_up: GateUp,
     pub(super) down: Linear,

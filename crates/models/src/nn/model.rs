@@ -305,26 +305,36 @@ impl Model {
             Ok(Some(RopeTables { cos: cast(&t.cos)?, sin: cast(&t.sin)? }))
         };
         let (main, local) = (tables(&self.rope)?, tables(&self.local_rope)?);
+        // Each layer leaves its last residual add to the next one's input norm (`pending`).
+        let mut pending = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let rope = match self.cfg.layers[i].rope {
                 LayerRope::Main => self.rope.as_ref().zip(main.as_ref()),
                 LayerRope::Local => self.local_rope.as_ref().zip(local.as_ref()),
                 LayerRope::Off => None,
             };
-            x = layer.forward(&x, i, rope, &batch, kv)?;
+            let (y, h) = layer.forward(&x, pending.take(), i, rope, &batch, kv)?;
+            (x, pending) = (y, Some(h));
         }
         let vocab = self.cfg.vocab_size;
         if batch.logit_rows.is_empty() {
             return Tensor::zeros((0, vocab), DType::F32, &self.device).ctx("no logits");
         }
-        let x = x.squeeze(0).ctx("rows")?;
-        let x = if batch.logit_rows.len() == t {
-            x
-        } else {
-            let rows = Tensor::new(batch.logit_rows.as_slice(), &self.device).ctx("logit rows")?;
-            x.index_select(&rows, 0).ctx("logit rows")?
+        let rows = (batch.logit_rows.len() != t)
+            .then(|| Tensor::new(batch.logit_rows.as_slice(), &self.device).ctx("logit rows"))
+            .transpose()?;
+        let logit_rows = |x: Tensor| -> Result<Tensor> {
+            let x = x.squeeze(0).ctx("rows")?;
+            match &rows {
+                Some(r) => x.index_select(r, 0).ctx("logit rows"),
+                None => Ok(x),
+            }
         };
-        let x = self.final_norm.forward(&x)?;
+        let x = logit_rows(x)?;
+        let x = match pending {
+            Some(h) => self.final_norm.forward_residual(&x, &logit_rows(h)?)?.1,
+            None => self.final_norm.forward(&x)?,
+        };
         let mut logits = self.lm_head.forward(&x)?;
         if let Some(tp) = &self.tp {
             logits = tp.gather_logits(&logits)?;
@@ -393,7 +403,7 @@ fn load_mlp(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, sh: Shard
         }
         GateUpNames::UpOnly(name) => GateUp::UpOnly(lin(name, (ff, hidden), cols)?),
     };
-    Ok(Mlp { gate_up, down: lin(&n.down, (hidden, ff), Cut::In(part))?, activation: m.activation })
+    Ok(Mlp { gate_up: gate_up.fused_on_gpu(), down: lin(&n.down, (hidden, ff), Cut::In(part))?, activation: m.activation })
 }
 
 /// ALiBi slopes for `n` heads (Press et al.; BLOOM's `build_alibi_tensor`): a geometric
@@ -492,7 +502,7 @@ fn load_layer(
         }
     };
     let attn = Attention {
-        qkv,
+        qkv: qkv.fused_on_gpu(),
         o: shard::linear(b, sh, &at(&n.o, i), (hidden, o_in), a.out_bias, tr, Cut::In(qf))?,
         q_norm: head_norm(&n.q_norm, q_dim)?,
         k_norm: head_norm(&n.k_norm, kv_dim)?,

@@ -24,6 +24,7 @@ impl Norm {
         let x = x.contiguous().ctx("norm input")?;
         match self.kind {
             NormKind::RmsNorm => fused::rms_norm(&x, &self.weight, self.eps)
+                .or_else(|| crate::cuda::rms_norm(&x, &self.weight, self.eps))
                 .unwrap_or_else(|| candle_nn::ops::rms_norm(&x, &self.weight, self.eps).ctx("rms_norm")),
             NormKind::LayerNorm => {
                 let bias = match &self.bias {
