@@ -61,7 +61,6 @@ __device__ void kv_write(const TI* __restrict__ k, const TI* __restrict__ v, TK*
 constexpr int WARPS = 4;
 constexpr int MAXR = 4;
 constexpr int KT = 32;
-constexpr int PRE = 8;  // 16-byte chunks a thread prefetches (one tile of 128-dim bf16 K and V)
 
 struct SeqInfo {
   int row;    // first row of the sequence in q / out
@@ -128,53 +127,10 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
     for (int e = 0; e < DVL; e++) acc[j][e] = 0.f;
   }
 
-  // Prefetch: where a whole K+V tile is at most PRE 16-byte chunks a thread, the next tile's
-  // loads are issued before this tile's scores, held in registers, and stored to shared memory
-  // after it: the global latency (block-table lookup, then the rows) overlaps the math instead
-  // of stalling every tile.
-  const int kc = dk / VEC, vc = dv / VEC;  // 16-byte chunks per row
-  const bool pre = vec && KT * (kc + vc) <= PRE * (int)blockDim.x;
-  uint4 raw[PRE];
-  auto fetch = [&](int kb) {
-#pragma unroll
-    for (int u = 0; u < PRE; u++) {
-      const int idx = u * blockDim.x + tid;
-      raw[u] = make_uint4(0, 0, 0, 0);
-      if (idx >= KT * (kc + vc)) continue;
-      const bool isv = idx >= KT * kc;
-      const int li = isv ? idx - KT * kc : idx, c = isv ? vc : kc, dim = isv ? dv : dk;
-      const int j = li / c, d = (li - j * c) * VEC, pos = kb + j;
-      if (pos > hi) continue;
-      const size_t blk = tables[s.table + pos / bs];
-      raw[u] = *reinterpret_cast<const uint4*>((isv ? vp : kp) + ((blk * kvh + g) * bs + pos % bs) * dim + d);
-    }
-  };
-  auto store = [&]() {
-#pragma unroll
-    for (int u = 0; u < PRE; u++) {
-      const int idx = u * blockDim.x + tid;
-      if (idx >= KT * (kc + vc)) continue;
-      const bool isv = idx >= KT * kc;
-      const int li = isv ? idx - KT * kc : idx, c = isv ? vc : kc;
-      const int j = li / c, d = (li - j * c) * VEC;
-      const TK* e = reinterpret_cast<const TK*>(&raw[u]);
-      if (isv) {
-#pragma unroll
-        for (int x = 0; x < VEC; x++) vs[j * dv + d + x] = to_f(e[x]);
-      } else {
-#pragma unroll
-        for (int x = 0; x < VEC; x++) ks[(d + x) * (KT + 1) + j] = to_f(e[x]);
-      }
-    }
-  };
-  if (pre && lo <= hi) fetch(lo);
-
   for (int kb = lo; kb <= hi; kb += KT) {
     __syncthreads();  // the previous tile is consumed (and, the first time, q is stored)
-    if (pre) {
-      store();
-      if (kb + KT <= hi) fetch(kb + KT);  // in flight while this tile is scored
-    } else if (vec) {
+    if (vec) {
+      const int kc = dk / VEC, vc = dv / VEC;  // 16-byte chunks per row
       for (int idx = tid; idx < KT * kc; idx += blockDim.x) {
         const int j = idx / kc, d = (idx - j * kc) * VEC, pos = kb + j;
         uint4 raw = make_uint4(0, 0, 0, 0);
