@@ -10,6 +10,7 @@ use candle_core::cuda::{CudaStorageSlice, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
 
+use super::PackedRope;
 use crate::kernels::attention::{AttnParams, AttnSeq};
 use crate::nn::BatchMeta;
 use crate::{Error, Result, TensorContext};
@@ -192,6 +193,73 @@ pub(crate) fn write_and_attend(
     // above and by the pool covering every slot (checked by `PagedKvCache` on the host side).
     unsafe { l.launch(cfg) }.w()?;
     attend(dev, pool, q, batch, p, Split::Auto)
+}
+
+/// [`write_and_attend`] from the fused projection's rows `qkv (.., T, (h + 2·kvh)·d)` before
+/// rotary (k_dim = v_dim = d): one kernel rotates the queries and writes the rotated keys and
+/// the values into the pool, then attention runs as usual → `(T, h · d)`.
+pub(crate) fn rope_write_and_attend(
+    dev: &CudaDevice,
+    pool: &LayerPtrs,
+    qkv: &Tensor,
+    heads: usize,
+    rope: Option<PackedRope>,
+    batch: &GpuBatch,
+    p: &AttnParams,
+) -> Result<Tensor> {
+    let t = batch.n_tokens;
+    let (kvh, d, bs) = (pool.kv_heads, pool.k_dim, pool.block_size);
+    let width = (heads + 2 * kvh) * d;
+    let rot = rope.as_ref().map_or(0, |r| r.rot);
+    let tables_ok = rope.as_ref().is_none_or(|r| {
+        [r.cos, r.sin].iter().all(|x| x.dims() == [t, r.rot / 2] && x.dtype() == qkv.dtype() && x.is_contiguous())
+    });
+    if pool.v_dim != d
+        || qkv.elem_count() != t * width
+        || qkv.dims().last() != Some(&width)
+        || !qkv.is_contiguous()
+        || t != batch.n_slots
+        || rot % 2 != 0
+        || rot > d
+        || !tables_ok
+    {
+        return Err(kernel_err(
+            "qkv rope write",
+            format!("qkv {:?} for {t} tokens, {heads} heads, a cache of {kvh} heads of {d}, rotary {rot}", qkv.dims()),
+        ));
+    }
+    let act = qkv.dtype();
+    let ty = types(act, pool.dtype)?;
+    let stream = dev.cuda_stream();
+    let src = dptr(qkv, &stream)?;
+    let (cos, sin) = match &rope {
+        Some(r) => (dptr(r.cos, &stream)?, dptr(r.sin, &stream)?),
+        None => (0, 0),
+    };
+    let n = t * heads * d;
+    // SAFETY: the kernel writes every (token, head, dim) of q.
+    let q = Storage::Cuda(match act {
+        DType::F32 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<f32>(n) }?, dev.clone()),
+        DType::F16 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::f16>(n) }?, dev.clone()),
+        _ => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::bf16>(n) }?, dev.clone()),
+    });
+    let q = Tensor::from_storage(q, (t, heads, d), BackpropOp::none(), false);
+    let qp = dptr(&q, &stream)?;
+    let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
+    let f = dev.get_or_load_custom_func(&format!("qkv_rope_write_{ty}"), MODULE, PTX)?;
+    let mut l = f.builder();
+    let i32_ = |x: usize| x as i32;
+    let (hi, kvhi, di, roti, inter, bsi) =
+        (i32_(heads), i32_(kvh), i32_(d), i32_(rot), i32::from(rope.as_ref().is_some_and(|r| r.interleaved)), i32_(bs));
+    l.arg(&src).arg(&cos).arg(&sin).arg(&qp).arg(&pool.k).arg(&pool.v).arg(&slots);
+    l.arg(&hi).arg(&kvhi).arg(&di).arg(&roti).arg(&inter).arg(&bsi);
+    let threads = (d / 2).next_multiple_of(32).clamp(32, 256) as u32;
+    let cfg = LaunchConfig { grid_dim: (t as u32, (heads + 2 * kvh) as u32, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+    // SAFETY: argument types match qkv_rope_write's signature; qkv holds t rows of `width`, the
+    // tables t rows of rot / 2 (checked above), q t × heads × d; every slot is inside the pool
+    // (checked by the caller against the pool's blocks).
+    unsafe { l.launch(cfg) }.w().ctx("qkv rope write")?;
+    attend(dev, pool, &q, batch, p, Split::Auto)
 }
 
 /// The GPU's SM count (132 on an H100/H200 SXM), read once: split-K sizes its grid by it.

@@ -39,6 +39,55 @@ __device__ void kv_write(const TI* __restrict__ k, const TI* __restrict__ v, TK*
   for (int d = threadIdx.x; d < dv; d += blockDim.x) vp[at * dv + d] = from_f<TK>(to_f(vs[d]));
 }
 
+// Fused projection → cache: the rows of a fused `[q | k | v]` projection (T, (H + 2·kvh)·d),
+// before rotary. Query heads are rotated into q_out (T, H, d); key heads rotated and value heads
+// copied straight into the pool at slots[i] (layout as kv_write). Rotary: `rot` leading dims of
+// each head turn (0: none), as pairs (j, j + rot/2) or, `interleaved`, (2j, 2j + 1), with cos/sin
+// (T, rot/2); computed in f32 and rounded once. One CTA per (token, head): grid (T, H + 2·kvh).
+// This replaces the head-split copies, two rotary launches and the KV write of the unfused path.
+template <typename T, typename TK>
+__device__ void qkv_rope_write(const T* __restrict__ qkv, const T* __restrict__ cos, const T* __restrict__ sin,
+                               T* __restrict__ q_out, TK* __restrict__ kp, TK* __restrict__ vp,
+                               const uint32_t* __restrict__ slots, int H, int kvh, int d, int rot,
+                               int interleaved, int bs) {
+  const int i = blockIdx.x, hh = blockIdx.y;
+  const T* src = qkv + (size_t)i * (H + 2 * kvh) * d + (size_t)hh * d;
+  const int half = rot / 2;
+  const bool turn = hh < H + kvh && half > 0;
+  const T* c = cos + (size_t)i * half;
+  const T* sn = sin + (size_t)i * half;
+  auto put = [&](int e, float val) {
+    if (hh < H) {
+      q_out[((size_t)i * H + hh) * d + e] = from_f<T>(val);
+    } else {
+      const size_t slot = slots[i];
+      const int g = (hh - H) % kvh;
+      const size_t at = (slot / bs * kvh + g) * bs + slot % bs;
+      (hh < H + kvh ? kp : vp)[at * d + e] = from_f<TK>(val);
+    }
+  };
+  if (turn) {
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+      const int a = interleaved ? 2 * j : j, b = interleaved ? 2 * j + 1 : j + half;
+      const float x1 = to_f(src[a]), x2 = to_f(src[b]), cj = to_f(c[j]), sj = to_f(sn[j]);
+      put(a, x1 * cj - x2 * sj);
+      put(b, x1 * sj + x2 * cj);
+    }
+  }
+  for (int e = (turn ? rot : 0) + threadIdx.x; e < d; e += blockDim.x) put(e, to_f(src[e]));
+}
+
+#define QKV_ROPE_WRITE(NAME, TI, TK)                                                              \
+  extern "C" __global__ void NAME(const TI* qkv, const TI* cos, const TI* sin, TI* q_out, TK* kp, \
+                                  TK* vp, const uint32_t* slots, int H, int kvh, int d, int rot,  \
+                                  int interleaved, int bs) {                                      \
+    qkv_rope_write<TI, TK>(qkv, cos, sin, q_out, kp, vp, slots, H, kvh, d, rot, interleaved, bs); \
+  }
+QKV_ROPE_WRITE(qkv_rope_write_f32_f32, float, float)
+QKV_ROPE_WRITE(qkv_rope_write_f32_f16, float, __half)
+QKV_ROPE_WRITE(qkv_rope_write_f16_f16, __half, __half)
+QKV_ROPE_WRITE(qkv_rope_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
+
 // ---------------------------------------------------------------------------------------------
 // Paged attention. One CTA of WARPS warps per (work item, query-head chunk):
 // - a work item is (sequence, first token of a tile of up to QTILE query tokens);
@@ -183,10 +232,21 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
       const bool valid = pos <= qpos && pos <= hi && (window <= 0 || pos + window > qpos);
       float sc = -INFINITY;
       if (valid) {
+        // Four independent partial sums: the loads of several dims are in flight at once
+        // instead of one dependent FMA chain over the head dim.
         const float* qr = qs + r * dk;
-        float dot = 0.f;
-        for (int d = 0; d < dk; d++) dot = fmaf(qr[d], ks[d * (KT + 1) + lane], dot);
-        sc = dot * scale;
+        float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
+        int d = 0;
+#pragma unroll 4
+        for (; d + 4 <= dk; d += 4) {
+          const float* kd = ks + d * (KT + 1) + lane;
+          d0 = fmaf(qr[d], kd[0], d0);
+          d1 = fmaf(qr[d + 1], kd[KT + 1], d1);
+          d2 = fmaf(qr[d + 2], kd[2 * (KT + 1)], d2);
+          d3 = fmaf(qr[d + 3], kd[3 * (KT + 1)], d3);
+        }
+        for (; d < dk; d++) d0 = fmaf(qr[d], ks[d * (KT + 1) + lane], d0);
+        sc = ((d0 + d1) + (d2 + d3)) * scale;
         if (alibi) sc += alibi[head] * (float)pos;
         if (softcap > 0.f) sc = softcap * tanhf(sc / softcap);
       }
@@ -199,9 +259,11 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
       m[j] = mnew;
 #pragma unroll
       for (int e = 0; e < DVL; e++) acc[j][e] *= corr;
+      // Unrolled over the tile's keys (a masked key's p is 0): the broadcasts and value loads
+      // of several keys are in flight together.
+#pragma unroll 4
       for (int jj = 0; jj < KT; jj++) {
         const float pj = __shfl_sync(0xffffffff, p, jj);
-        if (pj == 0.f) continue;  // warp-uniform: pj is broadcast
         const float* vr = vs + jj * dv;
 #pragma unroll
         for (int e = 0; e < DVL; e++) {
@@ -272,7 +334,8 @@ KV_WRITE(kv_write_f16_f16, __half, __half)
 KV_WRITE(kv_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
 
 #define ATTN(NAME, TQ, TK, DVL)                                                                   \
-  extern "C" __global__ void __launch_bounds__(WARPS * 32)                                       \
+  /* five CTAs a SM (shared memory allows five at head dim 128): registers capped to fit */      \
+  extern "C" __global__ void __launch_bounds__(WARPS * 32, DVL <= 4 ? 5 : 1)                     \
       NAME(const TQ* q, TQ* out, const TK* kp, const TK* vp, const int2* work,                    \
            const SeqInfo* seqs, const uint32_t* tables, const float* alibi, int H, int kvh, int dk, \
            int dv, int bs, int hp, int qtile, float scale, float softcap, int window, int part,  \

@@ -7,7 +7,7 @@
 //! with a clear error, and the device-side types are uninhabited, so the code that matches on
 //! them needs no `cfg`.
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 
 use crate::{Error, Result};
 
@@ -32,6 +32,15 @@ pub use gemv::gemv;
 #[cfg(feature = "cuda")]
 pub(crate) use pool::GpuKv;
 pub use sample::{argmax, argmax_rows};
+
+/// Rotary for `GpuKv::attend_packed`: cos/sin `(T, rot / 2)` in the activation dtype, the
+/// rotated dims `rot` (even, ≤ head dim) and the pairing.
+pub(crate) struct PackedRope<'a> {
+    pub cos: &'a Tensor,
+    pub sin: &'a Tensor,
+    pub rot: usize,
+    pub interleaved: bool,
+}
 
 /// Stand-ins for builds without the `cuda` feature: no value of these types can exist.
 #[cfg(not(feature = "cuda"))]
@@ -74,6 +83,19 @@ mod absent {
             Err(super::no_cuda(&format!("a KV cache on {:?}", spec.device.location())))
         }
         pub fn grow(&mut self, _: &KvSpec, _: usize, _: usize) -> Result<()> {
+            match *self {}
+        }
+        #[allow(clippy::too_many_arguments)]
+        pub fn attend_packed(
+            &mut self,
+            _: &KvSpec,
+            _: usize,
+            _: &Tensor,
+            _: usize,
+            _: Option<super::PackedRope>,
+            _: &GpuBatch,
+            _: &AttnParams,
+        ) -> Result<Tensor> {
             match *self {}
         }
         #[allow(clippy::too_many_arguments)]

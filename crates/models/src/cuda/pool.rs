@@ -4,7 +4,8 @@
 use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr};
 use candle_core::{CudaDevice, DType, Device, Tensor};
 
-use super::attention::{write_and_attend, GpuBatch, LayerPtrs};
+use super::attention::{rope_write_and_attend, write_and_attend, GpuBatch, LayerPtrs};
+use super::PackedRope;
 use crate::kernels::attention::AttnParams;
 use crate::nn::KvSpec;
 use crate::{Error, Result, TensorContext};
@@ -91,17 +92,8 @@ impl GpuKv {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn attend(
-        &mut self,
-        spec: &KvSpec,
-        layer: usize,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        batch: &GpuBatch,
-        p: &AttnParams,
-    ) -> Result<Tensor> {
+    /// The pointers of `layer`'s K and V, once the batch is checked against the pool.
+    fn layer(&self, spec: &KvSpec, layer: usize, batch: &GpuBatch) -> Result<LayerPtrs> {
         let (kl, vl) = self
             .layers
             .get(layer)
@@ -114,7 +106,7 @@ impl GpuKv {
                 batch.max_block, batch.max_slot, self.num_blocks
             )));
         }
-        let ptrs = LayerPtrs {
+        Ok(LayerPtrs {
             k: kl.ptr(&self.dev),
             v: vl.ptr(&self.dev),
             dtype: spec.float_dtype(),
@@ -122,7 +114,37 @@ impl GpuKv {
             k_dim: spec.k_dim,
             v_dim: spec.v_dim,
             block_size: spec.block_size,
-        };
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend(
+        &mut self,
+        spec: &KvSpec,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        batch: &GpuBatch,
+        p: &AttnParams,
+    ) -> Result<Tensor> {
+        let ptrs = self.layer(spec, layer, batch)?;
         write_and_attend(&self.dev, &ptrs, q, k, v, batch, p)
+    }
+
+    /// [`GpuKv::attend`] from the fused projection's rows before rotary (`rope_write_and_attend`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend_packed(
+        &mut self,
+        spec: &KvSpec,
+        layer: usize,
+        qkv: &Tensor,
+        heads: usize,
+        rope: Option<PackedRope>,
+        batch: &GpuBatch,
+        p: &AttnParams,
+    ) -> Result<Tensor> {
+        let ptrs = self.layer(spec, layer, batch)?;
+        rope_write_and_attend(&self.dev, &ptrs, qkv, heads, rope, batch, p)
     }
 }

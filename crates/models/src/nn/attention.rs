@@ -65,11 +65,7 @@ impl Attention {
             let out = m.forward(x, layer, rope, batch, kv, self.cfg.scale)?;
             return self.o.forward(&out);
         }
-        let (q, k, v) = self.project(x, rope)?;
         let h = self.cfg.num_heads;
-        // q: (1, h, T, d) → (T, h, d); k, v: (1, kvh, T, d) → (kvh, T, d)
-        let q = q.squeeze(0).and_then(|q| q.transpose(0, 1)).ctx("q rows")?;
-        let (k, v) = (k.squeeze(0).ctx("k")?, v.squeeze(0).ctx("v")?);
         let params = AttnParams {
             heads: h,
             scale: self.cfg.scale,
@@ -77,29 +73,69 @@ impl Attention {
             window: self.sliding_window,
             alibi: self.alibi_slopes.as_deref(),
         };
+        // A GPU pool takes the fused projection as it comes: one kernel rotates q and k and
+        // writes k and v into the cache (no head-split copies, no separate rotary launches).
+        if let (QkvProj::Fused(qkv), None, None, true) = (&self.qkv, &self.q_norm, &self.k_norm, x.device().is_cuda()) {
+            let y = qkv.forward(x)?;
+            let packed = rope.map(|(r, tables)| {
+                let (rot, interleaved) = r.rotary();
+                crate::cuda::PackedRope { cos: &tables.cos, sin: &tables.sin, rot, interleaved }
+            });
+            if let Some(out) = kv.attend_packed(layer, &y, h, packed, batch, &params)? {
+                return self.o.forward(&out.reshape((1, t, h * self.cfg.head_dim)).ctx("attention output")?);
+            }
+            let (q, k, v) = self.split(y, rope)?;
+            return self.attend_split(q, k, v, t, layer, batch, kv, &params);
+        }
+        let (q, k, v) = self.project(x, rope)?;
+        self.attend_split(q, k, v, t, layer, batch, kv, &params)
+    }
+
+    /// Attention over projected heads: q (1, h, T, d), k and v (1, kvh, T, d).
+    #[allow(clippy::too_many_arguments)]
+    fn attend_split(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        t: usize,
+        layer: usize,
+        batch: &BatchMeta,
+        kv: &mut PagedKvCache,
+        params: &AttnParams,
+    ) -> Result<Tensor> {
+        let h = self.cfg.num_heads;
+        // q: (1, h, T, d) → (T, h, d); k, v: (1, kvh, T, d) → (kvh, T, d)
+        let q = q.squeeze(0).and_then(|q| q.transpose(0, 1)).ctx("q rows")?;
+        let (k, v) = (k.squeeze(0).ctx("k")?, v.squeeze(0).ctx("v")?);
         // (T, h * dv) → (1, T, h * dv)
-        let out = kv.attend(layer, &q, &k, &v, batch, &params)?.reshape((1, t, h * self.cfg.head_dim));
+        let out = kv.attend(layer, &q, &k, &v, batch, params)?.reshape((1, t, h * self.cfg.head_dim));
         self.o.forward(&out.ctx("attention output")?)
     }
 
     /// Standard projections: q (b, h, t, d), k and v (b, kvh, t, d), normed and rotated.
     fn project(&self, x: &Tensor, rope: Option<(&Rope, &RopeTables)>) -> Result<(Tensor, Tensor, Tensor)> {
-        let (b, t, _) = x.dims3().ctx("attention input")?;
+        match &self.qkv {
+            QkvProj::Separate { q, k, v } => self.heads((q.forward(x)?, k.forward(x)?, v.forward(x)?), rope),
+            QkvProj::Fused(qkv) => self.split(qkv.forward(x)?, rope),
+            QkvProj::Mla(_) => Err(crate::Error::config("attention", "MLA layers do not use standard projections")),
+        }
+    }
+
+    /// [`Attention::project`] from the fused projection's output `[q | k | v]`.
+    fn split(&self, y: Tensor, rope: Option<(&Rope, &RopeTables)>) -> Result<(Tensor, Tensor, Tensor)> {
         let (h, kvh, d) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
-        let (q, k, v) = match &self.qkv {
-            QkvProj::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
-            QkvProj::Fused(qkv) => {
-                let y = qkv.forward(x)?;
-                (
-                    y.narrow(D::Minus1, 0, h * d).ctx("split q")?,
-                    y.narrow(D::Minus1, h * d, kvh * d).ctx("split k")?,
-                    y.narrow(D::Minus1, (h + kvh) * d, kvh * d).ctx("split v")?,
-                )
-            }
-            QkvProj::Mla(_) => {
-                return Err(crate::Error::config("attention", "MLA layers do not use standard projections"))
-            }
-        };
+        let q = y.narrow(D::Minus1, 0, h * d).ctx("split q")?;
+        let k = y.narrow(D::Minus1, h * d, kvh * d).ctx("split k")?;
+        let v = y.narrow(D::Minus1, (h + kvh) * d, kvh * d).ctx("split v")?;
+        self.heads((q, k, v), rope)
+    }
+
+    /// Projections (b, seq, heads·d) → q (b, h, t, d), k and v (b, kvh, t, d), normed and rotated.
+    fn heads(&self, qkv: (Tensor, Tensor, Tensor), rope: Option<(&Rope, &RopeTables)>) -> Result<(Tensor, Tensor, Tensor)> {
+        let (q, k, v) = qkv;
+        let (b, t, _) = q.dims3().ctx("attention input")?;
+        let (h, kvh, d) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
         let (mut q, mut k) = (q, k);
         let full_norm = self.cfg.qk_norm == QkNorm::Full;
         if full_norm {

@@ -304,6 +304,24 @@ impl PagedKvCache {
             .ctx("attention output")
     }
 
+    /// [`PagedKvCache::attend`] from a fused `[q | k | v]` projection's rows before rotary, for a
+    /// pool in device memory (one kernel rotates and writes the cache): `Ok(None)` for a host
+    /// pool, whose caller keeps the split path.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attend_packed(
+        &mut self,
+        layer: usize,
+        qkv: &Tensor,
+        heads: usize,
+        rope: Option<crate::cuda::PackedRope>,
+        batch: &BatchMeta,
+        params: &AttnParams,
+    ) -> Result<Option<Tensor>> {
+        let Store::Gpu(g) = &mut self.store else { return Ok(None) };
+        let gpu = batch.gpu.as_ref().ok_or_else(|| Error::InvalidInput("a GPU batch without device metadata".into()))?;
+        g.attend_packed(&self.spec, layer, qkv, heads, rope, gpu, params).map(Some)
+    }
+
     fn host_layer(&self, layer: usize, op: &str) -> Result<&LayerKv> {
         let Store::Host(layers) = &self.store else {
             return Err(Error::InvalidInput(format!("{op}: the pool is in device memory")));

@@ -62,6 +62,11 @@ impl Rope {
         })
     }
 
+    /// Rotated dims per head, and whether they pair as (2j, 2j + 1) rather than (j, j + rot/2).
+    pub fn rotary(&self) -> (usize, bool) {
+        (self.cfg.rotary_dim, self.cfg.interleaved)
+    }
+
     /// `x`: (b, heads, seq, head_dim); rotates the leading `rotary_dim` dims of each head.
     pub fn apply(&self, x: &Tensor, t: &RopeTables) -> Result<Tensor> {
         let head_dim = x.dim(D::Minus1).ctx("rope")?;
