@@ -334,7 +334,9 @@ pub(crate) fn attend(
     let parts = if parts > 1 { batch.max_ctx.div_ceil(part).max(1) } else { 1 };
     let dvl = [1, 2, 4, 8, 16].into_iter().find(|&n| 32 * n >= dv).unwrap_or(16);
     let f = dev.get_or_load_custom_func(&format!("paged_attn_{ty}_{dvl}"), MODULE, PTX)?;
-    let smem = (WARPS * MAXR * dk + dk * (KT + 1) + KT * dv) * 4;
+    // paged_attn's layout: q rows of `qst` floats, K rows of `qst + 4`, V rows of dv.
+    let qst = dk.div_ceil(4) * 4;
+    let smem = (WARPS * MAXR * qst + KT * (qst + 4) + KT * dv) * 4;
     if smem > 48 * 1024 {
         f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
             .map_err(|e| kernel_err("paged attention", format!("{smem} bytes of shared memory: {e}")))?;

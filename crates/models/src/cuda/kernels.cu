@@ -97,9 +97,10 @@ QKV_ROPE_WRITE(qkv_rope_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
 // output accumulator (lane owns v dims lane, lane + 32, ...) in registers.
 //
 // Key tiles hold KT = 32 consecutive positions: in the score phase lane j scores key j
-// (K tile transposed in shared memory, padded to KT + 1, so lanes read distinct banks); in the
-// value phase each lane accumulates its own dims over the 32 keys. Tiles are loaded 16 bytes a
-// thread where the rows allow it (k_dim / v_dim a multiple of 16 bytes, an aligned pool).
+// (reading its K row in shared memory as float4s, rows padded so that lanes hit distinct
+// banks); in the value phase each lane accumulates its own dims over the 32 keys. Tiles are
+// loaded 16 bytes a thread where the rows allow it (k_dim / v_dim a multiple of 16 bytes, an
+// aligned pool).
 //
 // Split-K (flash-decoding): with `part` > 0 the CTA at blockIdx.z covers only keys
 // [lo + z·part, lo + (z + 1)·part) of its rows and writes its unnormalized state (running max,
@@ -137,10 +138,14 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
                            const float* __restrict__ alibi, int H, int kvh, int dk, int dv, int bs, int hp,
                            int qtile, float scale, float softcap, int window, int part,
                            float2* __restrict__ part_ml, float* __restrict__ part_acc) {
-  extern __shared__ float smem[];
-  float* qs = smem;                        // (WARPS * MAXR, dk)
-  float* ks = qs + WARPS * MAXR * dk;      // (dk, KT + 1): transposed
-  float* vs = ks + dk * (KT + 1);          // (KT, dv)
+  // K rows are padded to kst floats (a multiple of 4, ≡ 4 mod 32 at head dims that are a
+  // multiple of 32): lane j reads key j's row as float4s, and the 8 lanes of each 128-byte
+  // phase hit distinct banks. q rows are qst floats apart, also float4-aligned.
+  extern __shared__ __align__(16) float smem[];
+  const int qst = (dk + 3) / 4 * 4, kst = qst + 4;
+  float* qs = smem;                        // (WARPS * MAXR, qst)
+  float* ks = qs + WARPS * MAXR * qst;     // (KT, kst)
+  float* vs = ks + KT * kst;               // (KT, dv)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int2 w = work[blockIdx.x];
@@ -164,7 +169,7 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
     const int r = idx / dk, d = idx - r * dk;
     const int tok = r / hp, head = h0 + r % hp;
     const float x = to_f(q[((size_t)(s.row + tile0 + tok) * H + head) * dk + d]);
-    qs[r * dk + d] = to_f(from_f<TK>(x));
+    qs[r * qst + d] = to_f(from_f<TK>(x));
   }
 
   float m[MAXR], l[MAXR], acc[MAXR][DVL];
@@ -189,7 +194,9 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
         }
         const TK* e = reinterpret_cast<const TK*>(&raw);
 #pragma unroll
-        for (int x = 0; x < VEC; x++) ks[(d + x) * (KT + 1) + j] = to_f(e[x]);
+        for (int x = 0; x < VEC; x += 4)
+          *reinterpret_cast<float4*>(ks + j * kst + d + x) =
+              make_float4(to_f(e[x]), to_f(e[x + 1]), to_f(e[x + 2]), to_f(e[x + 3]));
       }
       for (int idx = tid; idx < KT * vc; idx += blockDim.x) {
         const int j = idx / vc, d = (idx - j * vc) * VEC, pos = kb + j;
@@ -210,7 +217,7 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
         const size_t blk = tables[s.table + pos / bs];
         x = to_f(kp[((blk * kvh + g) * bs + pos % bs) * dk + d]);
       }
-      ks[d * (KT + 1) + j] = x;
+      ks[j * kst + d] = x;
     }
     for (int idx = tid; idx < KT * dv; idx += blockDim.x) {
       const int j = idx / dv, d = idx - j * dv, pos = kb + j;
@@ -234,18 +241,20 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
       if (valid) {
         // Four independent partial sums: the loads of several dims are in flight at once
         // instead of one dependent FMA chain over the head dim.
-        const float* qr = qs + r * dk;
+        const float* qr = qs + r * qst;
+        const float* kr = ks + lane * kst;
         float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
         int d = 0;
 #pragma unroll 4
         for (; d + 4 <= dk; d += 4) {
-          const float* kd = ks + d * (KT + 1) + lane;
-          d0 = fmaf(qr[d], kd[0], d0);
-          d1 = fmaf(qr[d + 1], kd[KT + 1], d1);
-          d2 = fmaf(qr[d + 2], kd[2 * (KT + 1)], d2);
-          d3 = fmaf(qr[d + 3], kd[3 * (KT + 1)], d3);
+          const float4 a = *reinterpret_cast<const float4*>(qr + d);
+          const float4 b = *reinterpret_cast<const float4*>(kr + d);
+          d0 = fmaf(a.x, b.x, d0);
+          d1 = fmaf(a.y, b.y, d1);
+          d2 = fmaf(a.z, b.z, d2);
+          d3 = fmaf(a.w, b.w, d3);
         }
-        for (; d < dk; d++) d0 = fmaf(qr[d], ks[d * (KT + 1) + lane], d0);
+        for (; d < dk; d++) d0 = fmaf(qr[d], kr[d], d0);
         sc = ((d0 + d1) + (d2 + d3)) * scale;
         if (alibi) sc += alibi[head] * (float)pos;
         if (softcap > 0.f) sc = softcap * tanhf(sc / softcap);
