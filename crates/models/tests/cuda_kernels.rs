@@ -134,7 +134,8 @@ fn gemv_matches_a_host_matmul_of_the_same_values() {
     let dev = device();
     let s = seed();
     if dev.is_cpu() {
-        let (x, w) = (Tensor::ones((1, 64), DType::F32, &dev).unwrap(), Tensor::ones((8, 64), DType::F32, &dev).unwrap());
+        let (x, w) =
+            (Tensor::ones((1, 64), DType::F32, &dev).unwrap(), Tensor::ones((8, 64), DType::F32, &dev).unwrap());
         assert!(gemv(&x, &w).is_none());
         return;
     }

@@ -254,7 +254,11 @@ pub(crate) fn rope_write_and_attend(
     l.arg(&src).arg(&cos).arg(&sin).arg(&qp).arg(&pool.k).arg(&pool.v).arg(&slots);
     l.arg(&hi).arg(&kvhi).arg(&di).arg(&roti).arg(&inter).arg(&bsi);
     let threads = (d / 2).next_multiple_of(32).clamp(32, 256) as u32;
-    let cfg = LaunchConfig { grid_dim: (t as u32, (heads + 2 * kvh) as u32, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+    let cfg = LaunchConfig {
+        grid_dim: (t as u32, (heads + 2 * kvh) as u32, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
     // SAFETY: argument types match qkv_rope_write's signature; qkv holds t rows of `width`, the
     // tables t rows of rot / 2 (checked above), q t × heads × d; every slot is inside the pool
     // (checked by the caller against the pool's blocks).

@@ -132,7 +132,11 @@ impl Attention {
     }
 
     /// Projections (b, seq, heads·d) → q (b, h, t, d), k and v (b, kvh, t, d), normed and rotated.
-    fn heads(&self, qkv: (Tensor, Tensor, Tensor), rope: Option<(&Rope, &RopeTables)>) -> Result<(Tensor, Tensor, Tensor)> {
+    fn heads(
+        &self,
+        qkv: (Tensor, Tensor, Tensor),
+        rope: Option<(&Rope, &RopeTables)>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (q, k, v) = qkv;
         let (b, t, _) = q.dims3().ctx("attention input")?;
         let (h, kvh, d) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);

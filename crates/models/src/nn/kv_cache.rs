@@ -318,7 +318,8 @@ impl PagedKvCache {
         params: &AttnParams,
     ) -> Result<Option<Tensor>> {
         let Store::Gpu(g) = &mut self.store else { return Ok(None) };
-        let gpu = batch.gpu.as_ref().ok_or_else(|| Error::InvalidInput("a GPU batch without device metadata".into()))?;
+        let gpu =
+            batch.gpu.as_ref().ok_or_else(|| Error::InvalidInput("a GPU batch without device metadata".into()))?;
         g.attend_packed(&self.spec, layer, qkv, heads, rope, gpu, params).map(Some)
     }
 

@@ -403,7 +403,11 @@ fn load_mlp(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, sh: Shard
         }
         GateUpNames::UpOnly(name) => GateUp::UpOnly(lin(name, (ff, hidden), cols)?),
     };
-    Ok(Mlp { gate_up: gate_up.fused_on_gpu(), down: lin(&n.down, (hidden, ff), Cut::In(part))?, activation: m.activation })
+    Ok(Mlp {
+        gate_up: gate_up.fused_on_gpu(),
+        down: lin(&n.down, (hidden, ff), Cut::In(part))?,
+        activation: m.activation,
+    })
 }
 
 /// ALiBi slopes for `n` heads (Press et al.; BLOOM's `build_alibi_tensor`): a geometric
