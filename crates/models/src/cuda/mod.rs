@@ -35,6 +35,7 @@ pub use sample::{argmax, argmax_rows};
 
 /// Rotary for `GpuKv::attend_packed`: cos/sin `(T, rot / 2)` in the activation dtype, the
 /// rotated dims `rot` (even, ≤ head dim) and the pairing.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 pub(crate) struct PackedRope<'a> {
     pub cos: &'a Tensor,
     pub sin: &'a Tensor,
