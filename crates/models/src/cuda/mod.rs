@@ -43,6 +43,15 @@ pub(crate) struct PackedRope<'a> {
     pub interleaved: bool,
 }
 
+/// What a layer brings to the GPU pool's attention: its new K/V and queries.
+pub(crate) enum NewKv<'a> {
+    /// `q (T, h, dk)`, `k (kvh, T, dk)`, `v (kvh, T, dv)`, already normed and rotated.
+    Split { q: &'a Tensor, k: &'a Tensor, v: &'a Tensor },
+    /// A fused `[q | k | v]` projection's rows `(.., T, (h + 2·kvh)·d)` before rotary (k_dim =
+    /// v_dim = d): one kernel rotates and writes the cache.
+    Packed { qkv: &'a Tensor, heads: usize, rope: Option<PackedRope<'a>> },
+}
+
 /// Stand-ins for builds without the `cuda` feature: no value of these types can exist.
 #[cfg(not(feature = "cuda"))]
 mod absent {
@@ -86,27 +95,11 @@ mod absent {
         pub fn grow(&mut self, _: &KvSpec, _: usize, _: usize) -> Result<()> {
             match *self {}
         }
-        #[allow(clippy::too_many_arguments)]
-        pub fn attend_packed(
-            &mut self,
-            _: &KvSpec,
-            _: usize,
-            _: &Tensor,
-            _: usize,
-            _: Option<super::PackedRope>,
-            _: &GpuBatch,
-            _: &AttnParams,
-        ) -> Result<Tensor> {
-            match *self {}
-        }
-        #[allow(clippy::too_many_arguments)]
         pub fn attend(
             &mut self,
             _: &KvSpec,
             _: usize,
-            _: &Tensor,
-            _: &Tensor,
-            _: &Tensor,
+            _: super::NewKv,
             _: &GpuBatch,
             _: &AttnParams,
         ) -> Result<Tensor> {

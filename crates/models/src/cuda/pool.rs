@@ -5,7 +5,7 @@ use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr};
 use candle_core::{CudaDevice, DType, Device, Tensor};
 
 use super::attention::{rope_write_and_attend, write_and_attend, GpuBatch, LayerPtrs};
-use super::PackedRope;
+use super::NewKv;
 use crate::kernels::attention::AttnParams;
 use crate::nn::KvSpec;
 use crate::{Error, Result, TensorContext};
@@ -117,34 +117,19 @@ impl GpuKv {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the layer's new K/V into the pool and attends → `(T, h · v_dim)`.
     pub fn attend(
         &mut self,
         spec: &KvSpec,
         layer: usize,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
+        new: NewKv,
         batch: &GpuBatch,
         p: &AttnParams,
     ) -> Result<Tensor> {
         let ptrs = self.layer(spec, layer, batch)?;
-        write_and_attend(&self.dev, &ptrs, q, k, v, batch, p)
-    }
-
-    /// [`GpuKv::attend`] from the fused projection's rows before rotary (`rope_write_and_attend`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attend_packed(
-        &mut self,
-        spec: &KvSpec,
-        layer: usize,
-        qkv: &Tensor,
-        heads: usize,
-        rope: Option<PackedRope>,
-        batch: &GpuBatch,
-        p: &AttnParams,
-    ) -> Result<Tensor> {
-        let ptrs = self.layer(spec, layer, batch)?;
-        rope_write_and_attend(&self.dev, &ptrs, qkv, heads, rope, batch, p)
+        match new {
+            NewKv::Split { q, k, v } => write_and_attend(&self.dev, &ptrs, q, k, v, batch, p),
+            NewKv::Packed { qkv, heads, rope } => rope_write_and_attend(&self.dev, &ptrs, qkv, heads, rope, batch, p),
+        }
     }
 }

@@ -293,7 +293,7 @@ impl PagedKvCache {
         if let Store::Gpu(g) = &mut self.store {
             let gpu =
                 batch.gpu.as_ref().ok_or_else(|| Error::InvalidInput("a GPU batch without device metadata".into()))?;
-            return g.attend(&self.spec, layer, q, k, v, gpu, params);
+            return g.attend(&self.spec, layer, crate::cuda::NewKv::Split { q, k, v }, gpu, params);
         }
         let (t, h, _) = q.dims3().ctx("attention q")?;
         self.write(layer, &batch.slots, &flat(k, "k")?, &flat(v, "v")?)?;
@@ -320,7 +320,7 @@ impl PagedKvCache {
         let Store::Gpu(g) = &mut self.store else { return Ok(None) };
         let gpu =
             batch.gpu.as_ref().ok_or_else(|| Error::InvalidInput("a GPU batch without device metadata".into()))?;
-        g.attend_packed(&self.spec, layer, qkv, heads, rope, gpu, params).map(Some)
+        g.attend(&self.spec, layer, crate::cuda::NewKv::Packed { qkv, heads, rope }, gpu, params).map(Some)
     }
 
     fn host_layer(&self, layer: usize, op: &str) -> Result<&LayerKv> {
