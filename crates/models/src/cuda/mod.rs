@@ -44,6 +44,7 @@ pub(crate) struct PackedRope<'a> {
 }
 
 /// What a layer brings to the GPU pool's attention: its new K/V and queries.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 pub(crate) enum NewKv<'a> {
     /// `q (T, h, dk)`, `k (kvh, T, dk)`, `v (kvh, T, dv)`, already normed and rotated.
     Split { q: &'a Tensor, k: &'a Tensor, v: &'a Tensor },
