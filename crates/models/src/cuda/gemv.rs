@@ -54,8 +54,10 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
             DType::F16 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::f16>(rows * n) }?, dev.clone()),
             _ => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::bf16>(rows * n) }?, dev.clone()),
         };
+        // x's last dim is k (checked above): the output swaps it for n.
         let mut dims = x.dims().to_vec();
-        *dims.last_mut().expect("x has a last dim") = n;
+        dims.pop();
+        dims.push(n);
         let y = Tensor::from_storage(Storage::Cuda(storage), dims, BackpropOp::none(), false);
         let yp = dptr(&y, &stream)?;
         let f = dev.get_or_load_custom_func(&format!("gemv_{ty}_{rows}"), MODULE, PTX)?;
