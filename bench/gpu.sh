@@ -54,7 +54,9 @@ PY
 if [ "$PEERS" = 1 ]; then wait "$build_pid" || { tail -30 "$OUT/llamacpp-build.log"; exit 1; }; fi
 
 # PROMS names the binaries under $GPU_BIN to measure, e.g. "prom prom-before" for a before/after
-# pair in one run (each leaves NAME.txt / NAME.json; the table reads prom.json).
+# pair in one run (each leaves NAME.txt / NAME.json; the table reads prom.json). Results of an
+# earlier run in the same $OUT go first: the summary lists every prom-*.json it finds.
+rm -f "$OUT"/prom*.json "$OUT"/prom*.txt
 for name in ${PROMS:-prom}; do
   echo "== $name"
   "$GPU_BIN/$name" bench --device cuda --model "$W/m/hf" --offline --concurrency "$(csv $BATCHES)" --max-tokens 128 \
