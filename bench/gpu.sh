@@ -12,7 +12,7 @@
 #
 # Here:   scripts/gpu/build.sh          (prom + llama.cpp source into the ignored .gpu/)
 # There:  device run, carry [".gpu"], command: bench/gpu.sh   (≈ 9 min with peers)
-# Knobs:  PEERS=0 (prom only), BATCHES="1 32 128 256", LAYERS=32, PROMS="prom prom-before",
+# Knobs:  PEERS=0 (prom only), BATCHES="1 32 128 256", LAYERS=32, PROMS="prom prom-before prom+eager",
 #         LONG_PROMPT=2048 (also bs 1 decode after a prompt of that many tokens, each prom:
 #         attention's share of a step grows with the context).
 set -euo pipefail
@@ -54,20 +54,24 @@ PY
 if [ "$PEERS" = 1 ]; then wait "$build_pid" || { tail -30 "$OUT/llamacpp-build.log"; exit 1; }; fi
 
 # PROMS names the binaries under $GPU_BIN to measure, e.g. "prom prom-before" for a before/after
-# pair in one run (each leaves NAME.txt / NAME.json; the table reads prom.json). Results of an
+# pair in one run; NAME+eager runs NAME with --enforce-eager (no CUDA graphs) as NAME-eager (each leaves NAME.txt / NAME.json; the table reads prom.json). Results of an
 # earlier run in the same $OUT go first: the summary lists every prom-*.json it finds.
 rm -f "$OUT"/prom*.json "$OUT"/prom*.txt
-for name in ${PROMS:-prom}; do
+for entry in ${PROMS:-prom}; do
+  bin=${entry%+eager} name=${entry/+/-} extra=()
+  [ "$bin" = "$entry" ] || extra=(--enforce-eager)
   echo "== $name"
-  "$GPU_BIN/$name" bench --device cuda --model "$W/m/hf" --offline --concurrency "$(csv $BATCHES)" --max-tokens 128 \
+  "$GPU_BIN/$bin" bench "${extra[@]}" --device cuda --model "$W/m/hf" --offline --concurrency "$(csv $BATCHES)" --max-tokens 128 \
     --prompt-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching \
     2>&1 | tee "$OUT/$name.txt"
   tail -1 "$OUT/$name.txt" > "$OUT/$name.json"
 done
 if [ -n "${LONG_PROMPT:-}" ]; then
-  for name in ${PROMS:-prom}; do
+  for entry in ${PROMS:-prom}; do
+    bin=${entry%+eager} name=${entry/+/-} extra=()
+    [ "$bin" = "$entry" ] || extra=(--enforce-eager)
     echo "== $name, bs 1 after a $LONG_PROMPT-token prompt"
-    "$GPU_BIN/$name" bench --device cuda --model "$W/m/hf" --offline --concurrency 1 --max-tokens 128 \
+    "$GPU_BIN/$bin" bench "${extra[@]}" --device cuda --model "$W/m/hf" --offline --concurrency 1 --max-tokens 128 \
       --prompt-tokens "$LONG_PROMPT" --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 \
       --no-prefix-caching 2>&1 | tee "$OUT/$name-long.txt"
   done

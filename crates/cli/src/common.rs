@@ -41,6 +41,10 @@ pub struct ModelArgs {
     /// of f16's bytes per token).
     #[arg(long, default_value = "auto")]
     pub kv_cache_dtype: String,
+    /// On a GPU, run decode steps kernel by kernel instead of replaying them as CUDA graphs
+    /// (vLLM's flag).
+    #[arg(long)]
+    pub enforce_eager: bool,
 }
 
 impl ModelArgs {
@@ -60,6 +64,7 @@ impl ModelArgs {
         let device = prom_models::cuda::parse_device(&self.device)?;
         let opts = LoadOptions { device, dtype };
         let loaded = load_model_with(&self.model, self.offline, &opts, self.quantize, self.tensor_parallel_size)?;
+        loaded.model.set_cuda_graphs(!self.enforce_eager);
         Ok(match kv {
             Some(kv) => LoadedModel { model: loaded.model.with_kv_dtype(kv), ..loaded },
             None => loaded,

@@ -59,6 +59,39 @@ pub(crate) struct Core {
     max_model_len: usize,
     /// Sequences preempted (their blocks taken back, to be recomputed) since the start.
     preemptions: u64,
+    /// Where steps spend their time (logged at debug level, `PROM_LOG=prom_engine=debug`).
+    clock: StepClock,
+}
+
+/// Host time per phase of a step, summed over the last `STEPS` steps: scheduling, the forward
+/// pass's host side (up to its last launch), waiting for the device's results, and the update
+/// (sampling, streaming, stops). The device runs while the host is in `forward` and `device`
+/// only: the rest is time the GPU waits.
+#[derive(Default)]
+struct StepClock {
+    steps: u32,
+    /// schedule, forward, device, update
+    sums: [std::time::Duration; 4],
+}
+
+impl StepClock {
+    const STEPS: u32 = 128;
+
+    fn add(&mut self, t: [Instant; 5]) {
+        for (i, s) in self.sums.iter_mut().enumerate() {
+            *s += t[i + 1] - t[i];
+        }
+        self.steps += 1;
+        if self.steps == Self::STEPS {
+            let us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / f64::from(Self::STEPS);
+            let [a, b, c, d] = self.sums.map(us);
+            tracing::debug!(
+                "step phases, mean µs over {} steps: schedule {a:.0}, forward {b:.0}, device {c:.0}, update {d:.0}",
+                Self::STEPS
+            );
+            *self = Self::default();
+        }
+    }
 }
 
 impl Core {
@@ -79,6 +112,7 @@ impl Core {
             eos_ids,
             max_model_len,
             preemptions: 0,
+            clock: StepClock::default(),
         }
     }
 
@@ -171,6 +205,7 @@ impl Core {
 
     /// One engine step. Returns false when there was nothing to run.
     pub fn step(&mut self) -> bool {
+        let t0 = Instant::now();
         let out = self.sched.schedule();
         self.preemptions += out.preempted.len() as u64;
         if out.seqs.is_empty() {
@@ -192,8 +227,9 @@ impl Core {
                 }
             }
         }
-        let logits = match self.execute(&out.seqs) {
-            Ok(l) => l,
+        let t1 = Instant::now();
+        let (logits, t2) = match self.execute(&out.seqs) {
+            Ok(x) => x,
             Err(e) => {
                 // A failed forward pass fails the requests in it; the engine carries on.
                 tracing::error!("forward pass failed: {e}");
@@ -204,6 +240,7 @@ impl Core {
                 return true;
             }
         };
+        let t3 = Instant::now();
         let vocab = self.model.config().vocab_size;
         let mut row = 0;
         let mut sampled: Vec<(SeqId, Sampled)> = Vec::new();
@@ -244,18 +281,21 @@ impl Core {
         for (seq, x) in sampled {
             self.on_token(seq, x);
         }
+        self.clock.add([t0, t1, t2, t3, Instant::now()]);
         true
     }
 
     /// Runs the scheduled chunks as one forward pass. The model's device picks the token of each
     /// plain greedy row ([`Sampler::is_plain_greedy`]) and only its id comes back; the rows the
     /// host sampler needs (other sampling, prompt logprobs) are copied to the host.
-    fn execute(&mut self, seqs: &[ScheduledSeq]) -> Result<StepLogits> {
+    /// Also returns when the forward pass was enqueued (the host then waits for the device).
+    fn execute(&mut self, seqs: &[ScheduledSeq]) -> Result<(StepLogits, Instant)> {
         let chunks: Vec<SeqChunk> = seqs
             .iter()
             .map(|s| SeqChunk { tokens: &s.tokens, start: s.start, block_table: &s.block_table, logits: logits_for(s) })
             .collect();
         let logits = self.model.forward_batch(&chunks, &mut self.kv)?;
+        let launched = Instant::now();
         let mut on_host = Vec::with_capacity(logits.dim(0).map_err(crate::error::tensor_err("logits"))?);
         for s in seqs {
             let host = !self.plain_greedy(s);
@@ -287,7 +327,7 @@ impl Core {
                 }
             })
             .collect();
-        Ok(StepLogits { rows, host, vocab: self.model.config().vocab_size })
+        Ok((StepLogits { rows, host, vocab: self.model.config().vocab_size }, launched))
     }
 
     /// Whether `s` needs nothing from its logits but a plain argmax (or no logits at all).

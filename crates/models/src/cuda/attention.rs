@@ -2,7 +2,7 @@
 //! forward pass and read by every layer), the KV write and paged attention, split-K
 //! (flash-decoding) when a decode batch is too small to fill the GPU.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
 use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
@@ -12,7 +12,7 @@ use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
 
 use super::PackedRope;
 use crate::kernels::attention::{AttnParams, AttnSeq};
-use crate::nn::BatchMeta;
+use crate::nn::{BatchMeta, NO_SLOT};
 use crate::{Error, Result, TensorContext};
 
 pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/prom_kernels.ptx"));
@@ -46,7 +46,13 @@ fn kernel_err(op: &str, msg: impl Into<String>) -> Error {
 /// The batch's layout for the kernels, in one device buffer of u32:
 /// `[work (seq, first token) × n_work | seqs (row, len, start, table offset) | slots | tables]`.
 pub(crate) struct GpuBatch {
-    buf: CudaSlice<u32>,
+    buf: Arc<CudaSlice<u32>>,
+    meta: BatchLayout,
+}
+
+/// Where the parts of a [`GpuBatch`]'s buffer start, and what the host checks against the pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLayout {
     n_work: usize,
     seqs_at: usize,
     slots_at: usize,
@@ -55,11 +61,18 @@ pub(crate) struct GpuBatch {
     n_slots: usize,
     n_seqs: usize,
     /// The longest context (start + len) of any sequence: what split-K partitions.
-    max_ctx: usize,
+    pub max_ctx: usize,
     /// The largest block id in any table and the largest slot: the pool must hold them, or the
     /// kernels would touch memory outside it (checked on the host before every launch).
     pub max_block: Option<u32>,
     pub max_slot: Option<usize>,
+}
+
+impl std::ops::Deref for GpuBatch {
+    type Target = BatchLayout;
+    fn deref(&self) -> &BatchLayout {
+        &self.meta
+    }
 }
 
 impl GpuBatch {
@@ -70,6 +83,19 @@ impl GpuBatch {
     }
 
     fn upload(batch_seqs: &[AttnSeq], slots: &[usize], dev: &CudaDevice) -> Result<Self> {
+        let (host, meta) = Self::layout(batch_seqs, slots)?;
+        let buf = dev.clone_htod(&host).ctx("upload batch metadata")?;
+        Ok(Self { buf: Arc::new(buf), meta })
+    }
+
+    /// A batch whose layout is already in `buf` (a CUDA graph's fixed input buffer).
+    pub fn fixed(buf: Arc<CudaSlice<u32>>, meta: BatchLayout) -> Self {
+        Self { buf, meta }
+    }
+
+    /// The buffer's contents for a batch, and its layout. Slots equal to `NO_SLOT` (padding
+    /// rows) are not written by the kernels.
+    pub fn layout(batch_seqs: &[AttnSeq], slots: &[usize]) -> Result<(Vec<u32>, BatchLayout)> {
         let too_big = || Error::InvalidInput("batch metadata exceeds 32-bit indices".into());
         let u = |x: usize| u32::try_from(x).map_err(|_| too_big());
         let mut work = Vec::new();
@@ -91,29 +117,23 @@ impl GpuBatch {
             host.push(u(s)?);
         }
         host.extend(tables);
-        let max_block = host[tables_at..].iter().copied().max();
-        let max_slot = slots.iter().copied().max();
-        let max_ctx = batch_seqs.iter().map(|s| s.start + s.len).max().unwrap_or(0);
-        let n_tokens = batch_seqs.iter().map(|s| s.len).sum();
-        let buf = dev.clone_htod(&host).ctx("upload batch metadata")?;
-        let n_seqs = batch_seqs.len();
-        Ok(Self {
-            buf,
+        let meta = BatchLayout {
             n_work,
             seqs_at,
             slots_at,
             tables_at,
-            n_tokens,
+            n_tokens: batch_seqs.iter().map(|s| s.len).sum(),
             n_slots: slots.len(),
-            n_seqs,
-            max_ctx,
-            max_block,
-            max_slot,
-        })
+            n_seqs: batch_seqs.len(),
+            max_ctx: batch_seqs.iter().map(|s| s.start + s.len).max().unwrap_or(0),
+            max_block: host[tables_at..].iter().copied().max(),
+            max_slot: slots.iter().copied().filter(|&s| s != NO_SLOT).max(),
+        };
+        Ok((host, meta))
     }
 }
 
-/// The device address of a contiguous tensor's first element (f32, f16 or bf16).
+/// The device address of a contiguous tensor's first element (f32, f16, bf16 or u32).
 pub(super) fn dptr(t: &Tensor, stream: &candle_core::cuda::cudarc::driver::CudaStream) -> Result<u64> {
     let (st, layout) = t.storage_and_layout();
     let Storage::Cuda(cs) = &*st else { return Err(kernel_err("cuda pointer", "tensor is not on a CUDA device")) };
@@ -122,11 +142,12 @@ pub(super) fn dptr(t: &Tensor, stream: &candle_core::cuda::cudarc::driver::CudaS
         CudaStorageSlice::F32(s) => s.device_ptr(stream).0 + 4 * off as u64,
         CudaStorageSlice::F16(s) => s.device_ptr(stream).0 + 2 * off as u64,
         CudaStorageSlice::BF16(s) => s.device_ptr(stream).0 + 2 * off as u64,
-        _ => return Err(kernel_err("cuda pointer", format!("dtype {:?} is not f32/f16/bf16", t.dtype()))),
+        CudaStorageSlice::U32(s) => s.device_ptr(stream).0 + 4 * off as u64,
+        _ => return Err(kernel_err("cuda pointer", format!("dtype {:?} is not f32/f16/bf16/u32", t.dtype()))),
     })
 }
 
-fn slice_ptr<T>(s: &CudaSlice<T>, at: usize, stream: &candle_core::cuda::cudarc::driver::CudaStream) -> u64 {
+pub(super) fn slice_ptr<T>(s: &CudaSlice<T>, at: usize, stream: &candle_core::cuda::cudarc::driver::CudaStream) -> u64 {
     s.device_ptr(stream).0 + (at * std::mem::size_of::<T>()) as u64
 }
 
@@ -332,10 +353,17 @@ pub(crate) fn attend(
         Split::Auto => auto_parts(batch, ctas, sm_count(dev)),
         Split::Parts(n) => n.max(1),
     };
-    // Whole tiles per partition; the count is recomputed so that no partition is empty for the
-    // longest context.
-    let part = if parts > 1 { batch.max_ctx.div_ceil(parts).div_ceil(KT).max(1) * KT } else { 0 };
-    let parts = if parts > 1 { batch.max_ctx.div_ceil(part).max(1) } else { 1 };
+    // Whole tiles per partition: fixed here for `Parts` (the count recomputed so that no
+    // partition is empty for the longest context), sized per sequence by the kernel for `Auto`
+    // (part = -1), so that a CUDA graph's grid needs no context length.
+    let (part, parts) = match (split, parts) {
+        (_, 1) => (0, 1),
+        (Split::Auto, n) => (-1, n),
+        (Split::Parts(_), n) => {
+            let part = batch.max_ctx.div_ceil(n).div_ceil(KT).max(1) * KT;
+            (i32::try_from(part).unwrap_or(i32::MAX), batch.max_ctx.div_ceil(part).max(1))
+        }
+    };
     let dvl = [1, 2, 4, 8, 16].into_iter().find(|&n| 32 * n >= dv).unwrap_or(16);
     let f = dev.get_or_load_custom_func(&format!("paged_attn_{ty}_{dvl}"), MODULE, PTX)?;
     // paged_attn's layout: q rows of `qst` floats, K rows of `qst + 4`, V rows of dv.
@@ -374,7 +402,7 @@ pub(crate) fn attend(
             let (work, seqs, tables) = (u(0), u(batch.seqs_at), u(batch.tables_at));
             let (hi, kvhi, dki, dvi, bsi, hpi, qt) =
                 (i32_(h), i32_(kvh), i32_(dk), i32_(dv), i32_(bs), i32_(hp), i32_(QTILE));
-            let (scale, cap, win, parti) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_), i32_(part));
+            let (scale, cap, win, parti) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_), part);
             let mut l = f.builder();
             l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables).arg(&alibi_p);
             l.arg(&hi).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi).arg(&hpi).arg(&qt).arg(&scale).arg(&cap).arg(&win);
@@ -384,7 +412,7 @@ pub(crate) fn attend(
                 LaunchConfig { grid_dim: grid, block_dim: ((WARPS * 32) as u32, 1, 1), shared_mem_bytes: smem as u32 };
             // SAFETY: argument types match paged_attn's signature; the work list, tables and
             // slots were built from the same batch the shapes were checked against; with
-            // `part` > 0 the scratch holds gridDim.z partitions of every (token, head).
+            // `part` ≠ 0 the scratch holds gridDim.z partitions of every (token, head).
             unsafe { l.launch(cfg) }.w()?;
             if parts > 1 {
                 let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;

@@ -24,6 +24,9 @@ template <> __device__ __forceinline__ __half from_f<__half>(float x) { return _
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
 // ---------------------------------------------------------------------------------------------
+// A token whose K/V go nowhere: the padding rows of a CUDA graph's batch (cuda/graph.rs).
+constexpr uint32_t NO_SLOT = 0xffffffffu;
+
 // KV write: k (kv_heads, t, k_dim), v (kv_heads, t, v_dim), contiguous; token i goes to
 // slots[i] = block * block_size + offset. grid (t, kv_heads), any block size.
 template <typename TI, typename TK>
@@ -31,6 +34,7 @@ __device__ void kv_write(const TI* __restrict__ k, const TI* __restrict__ v, TK*
                          TK* __restrict__ vp, const uint32_t* __restrict__ slots, int t, int kvh, int dk,
                          int dv, int bs) {
   const int i = blockIdx.x, h = blockIdx.y;
+  if (slots[i] == NO_SLOT) return;
   const size_t slot = slots[i];
   const size_t at = (slot / bs * kvh + h) * bs + slot % bs;
   const TI* ks = k + ((size_t)h * t + i) * dk;
@@ -59,7 +63,7 @@ __device__ void qkv_rope_write(const T* __restrict__ qkv, const T* __restrict__ 
   auto put = [&](int e, float val) {
     if (hh < H) {
       q_out[((size_t)i * H + hh) * d + e] = from_f<T>(val);
-    } else {
+    } else if (slots[i] != NO_SLOT) {
       const size_t slot = slots[i];
       const int g = (hh - H) % kvh;
       const size_t at = (slot / bs * kvh + g) * bs + slot % bs;
@@ -102,8 +106,8 @@ QKV_ROPE_WRITE(qkv_rope_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
 // loaded 16 bytes a thread where the rows allow it (k_dim / v_dim a multiple of 16 bytes, an
 // aligned pool).
 //
-// Split-K (flash-decoding): with `part` > 0 the CTA at blockIdx.z covers only keys
-// [lo + z·part, lo + (z + 1)·part) of its rows and writes its unnormalized state (running max,
+// Split-K (flash-decoding): with `part` ≠ 0 the CTA at blockIdx.z covers only keys
+// [lo + z·part, lo + (z + 1)·part) of its rows (part < 0: the kernel sizes it per sequence) and writes its unnormalized state (running max,
 // sum, accumulator) to `part_ml` / `part_acc` instead of `out`; `attn_reduce` then merges the
 // gridDim.z partitions. A small batch (bs 1: one CTA per kv head) thus spreads one sequence's
 // context over many SMs. A partition past a row's last key writes (-inf, 0, 0), which the
@@ -158,9 +162,12 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
   const int first_pos = s.start + tile0, last_pos = first_pos + ntok - 1;
   int lo = window > 0 ? max(0, first_pos + 1 - window) : 0;
   int hi = last_pos;  // the last key any row of the CTA may see
-  if (part > 0) {
-    lo += blockIdx.z * part;
-    hi = min(hi, lo + part - 1);
+  if (part != 0) {
+    // part < 0: sized here, per sequence, as whole tiles that spread its keys over gridDim.z
+    // partitions (a CUDA graph fixes the grid before the contexts are known).
+    const int p = part > 0 ? part : max(KT, (hi - lo + 1 + (int)gridDim.z * KT - 1) / ((int)gridDim.z * KT) * KT);
+    lo += blockIdx.z * p;
+    hi = min(hi, lo + p - 1);
   }
   constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
   const bool vec = dk % VEC == 0 && dv % VEC == 0 && ((uintptr_t)kp & 15) == 0 && ((uintptr_t)vp & 15) == 0;
@@ -288,7 +295,7 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
     const int r = warp + WARPS * j;
     if (r >= nrows) break;
     const int head = h0 + r % hp, tok = r / hp;
-    if (part > 0) {
+    if (part != 0) {
       const size_t at = ((size_t)(s.row + tile0 + tok) * H + head) * gridDim.z + blockIdx.z;
       if (lane == 0) part_ml[at] = make_float2(m[j], l[j]);
 #pragma unroll

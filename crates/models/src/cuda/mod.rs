@@ -18,6 +18,8 @@ mod fused;
 #[cfg(feature = "cuda")]
 mod gemv;
 #[cfg(feature = "cuda")]
+mod graph;
+#[cfg(feature = "cuda")]
 mod pool;
 mod sample;
 
@@ -29,6 +31,10 @@ pub use attention::{paged_attention_pool, Split};
 pub use fused::{add_rms_norm, rms_norm, silu_mul_fused, silu_mul_pair};
 #[cfg(feature = "cuda")]
 pub use gemv::gemv;
+#[cfg(feature = "cuda")]
+pub(crate) use graph::DecodeGraphs;
+#[cfg(feature = "cuda")]
+pub use graph::SIZES as GRAPH_SIZES;
 #[cfg(feature = "cuda")]
 pub(crate) use pool::GpuKv;
 pub use sample::{argmax, argmax_rows};
@@ -72,6 +78,27 @@ mod absent {
 
     pub(crate) enum GpuKv {}
 
+    /// No graphs without CUDA: every step runs through the decoder directly.
+    pub(crate) struct DecodeGraphs;
+
+    impl DecodeGraphs {
+        pub fn new(_: &Device) -> Self {
+            Self
+        }
+        pub fn set_enabled(&self, _: bool) {}
+        pub fn sizes(&self) -> Vec<usize> {
+            Vec::new()
+        }
+        pub fn decode(
+            &self,
+            _: &crate::nn::Model,
+            _: &mut crate::nn::BatchMeta,
+            _: &mut crate::nn::PagedKvCache,
+        ) -> Result<Option<Tensor>> {
+            Ok(None)
+        }
+    }
+
     /// The fused kernels cover nothing without CUDA: callers keep their own path.
     pub fn add_rms_norm(_: &Tensor, _: &Tensor, _: &Tensor, _: f32) -> Option<Result<(Tensor, Tensor)>> {
         None
@@ -96,6 +123,10 @@ mod absent {
         pub fn grow(&mut self, _: &KvSpec, _: usize, _: usize) -> Result<()> {
             match *self {}
         }
+        #[allow(dead_code)]
+        pub fn addresses(&self) -> Vec<u64> {
+            match *self {}
+        }
         pub fn attend(
             &mut self,
             _: &KvSpec,
@@ -111,7 +142,7 @@ mod absent {
 #[cfg(not(feature = "cuda"))]
 pub use absent::{add_rms_norm, gemv, rms_norm, silu_mul_fused, silu_mul_pair};
 #[cfg(not(feature = "cuda"))]
-pub(crate) use absent::{GpuBatch, GpuKv};
+pub(crate) use absent::{DecodeGraphs, GpuBatch, GpuKv};
 
 #[cfg(not(feature = "cuda"))]
 fn no_cuda(what: &str) -> Error {

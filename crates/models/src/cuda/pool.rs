@@ -92,6 +92,11 @@ impl GpuKv {
         Ok(())
     }
 
+    /// Every layer's K and V addresses, in order.
+    pub fn addresses(&self) -> Vec<u64> {
+        self.layers.iter().flat_map(|(k, v)| [k.ptr(&self.dev), v.ptr(&self.dev)]).collect()
+    }
+
     /// The pointers of `layer`'s K and V, once the batch is checked against the pool.
     fn layer(&self, spec: &KvSpec, layer: usize, batch: &GpuBatch) -> Result<LayerPtrs> {
         let (kl, vl) = self

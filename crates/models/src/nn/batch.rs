@@ -26,6 +26,10 @@ pub struct SeqChunk<'a> {
     pub logits: LogitsFor,
 }
 
+/// The slot of a token whose K/V are not stored (a padding row of a CUDA graph's batch).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) const NO_SLOT: usize = u32::MAX as usize;
+
 /// The flattened batch: per token its id, position and cache slot; per sequence its rows.
 pub(crate) struct BatchMeta<'a> {
     pub tokens: Vec<u32>,
@@ -91,5 +95,72 @@ impl<'a> BatchMeta<'a> {
 
     pub fn num_tokens(&self) -> usize {
         self.tokens.len()
+    }
+
+    /// Whether every sequence brings one token and gets its logits: a decode step.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn is_decode(&self) -> bool {
+        self.seqs.iter().all(|s| s.len == 1) && self.logit_rows.len() == self.tokens.len()
+    }
+
+    /// A decode batch grown to `to` sequences, for a CUDA graph captured at that size: each
+    /// padding row is token 0 at position 0 without a cache slot ([`NO_SLOT`]: its K/V go
+    /// nowhere), attending to the first key of the first sequence's first block. Its logits are
+    /// computed and dropped.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn pad_decode(&mut self, to: usize) {
+        let Some(table) = self.seqs.first().map(|s| &s.block_table[..s.block_table.len().min(1)]) else { return };
+        for row in self.tokens.len()..to {
+            self.tokens.push(0);
+            self.positions.push(0);
+            self.slots.push(NO_SLOT);
+            self.seqs.push(AttnSeq { row, len: 1, start: 0, block_table: table });
+            self.spans.push((0, 1, 1));
+            self.logit_rows.push(row as u32);
+        }
+    }
+
+    /// Undoes [`BatchMeta::pad_decode`]: the first `n` rows again, no device layout.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn unpad(&mut self, n: usize) {
+        self.tokens.truncate(n);
+        self.positions.truncate(n);
+        self.slots.truncate(n);
+        self.seqs.truncate(n);
+        self.spans.truncate(n);
+        self.logit_rows.truncate(n);
+        self.gpu = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_batches_pad_with_rows_that_store_nothing() {
+        let (t0, t1) = ([7u32, 3], [9u32]);
+        let chunks = [
+            SeqChunk { tokens: &[5], start: 20, block_table: &t0, logits: LogitsFor::Last },
+            SeqChunk { tokens: &[6], start: 3, block_table: &t1, logits: LogitsFor::Last },
+        ];
+        let mut m = BatchMeta::new(&chunks, 16, 100).unwrap();
+        assert!(m.is_decode());
+        assert_eq!(m.slots, [3 * 16 + 4, 9 * 16 + 3]);
+        m.pad_decode(4);
+        assert_eq!(m.tokens, [5, 6, 0, 0]);
+        assert_eq!(m.positions, [20, 3, 0, 0]);
+        assert_eq!(m.slots[2..], [NO_SLOT, NO_SLOT]);
+        assert_eq!(m.logit_rows, [0, 1, 2, 3]);
+        let pad = &m.seqs[3];
+        assert_eq!((pad.row, pad.len, pad.start, pad.block_table), (3, 1, 0, &t0[..1]));
+        assert!(m.is_decode());
+        m.unpad(2);
+        assert_eq!((m.tokens.len(), m.slots.len(), m.seqs.len(), m.logit_rows.len()), (2, 2, 2, 2));
+
+        let prefill = [SeqChunk { tokens: &[1, 2], start: 0, block_table: &t1, logits: LogitsFor::Last }];
+        assert!(!BatchMeta::new(&prefill, 16, 100).unwrap().is_decode());
+        let scoring = [SeqChunk { tokens: &[1], start: 0, block_table: &t1, logits: LogitsFor::None }];
+        assert!(!BatchMeta::new(&scoring, 16, 100).unwrap().is_decode());
     }
 }

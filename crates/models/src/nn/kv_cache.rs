@@ -253,6 +253,16 @@ impl PagedKvCache {
         self.num_blocks
     }
 
+    /// Where a device pool's K and V of every layer live: what a CUDA graph captured against
+    /// it points at (`None` for a host pool).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn device_addresses(&self) -> Option<Vec<u64>> {
+        match &self.store {
+            Store::Gpu(g) => Some(g.addresses()),
+            Store::Host(_) => None,
+        }
+    }
+
     /// Bytes of K/V storage (scales included).
     pub fn bytes(&self) -> usize {
         self.num_blocks * self.spec.bytes_per_block()

@@ -17,9 +17,15 @@ mod norm;
 mod rope;
 
 pub(crate) use batch::BatchMeta;
+#[cfg_attr(not(feature = "cuda"), allow(unused_imports))]
+pub(crate) use batch::NO_SLOT;
 pub use batch::{LogitsFor, SeqChunk};
 pub use kv_cache::{KvCache, KvDtype, KvSpec, PagedKvCache};
 pub use linear::Linear;
 pub use model::Model;
+#[cfg_attr(not(feature = "cuda"), allow(unused_imports))]
+pub(crate) use model::StepInputs;
 pub use norm::Norm;
 pub use rope::Rope;
+#[cfg_attr(not(feature = "cuda"), allow(unused_imports))]
+pub(crate) use rope::RopeTables;

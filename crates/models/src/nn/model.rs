@@ -45,6 +45,8 @@ pub struct Model {
     device: Device,
     /// This model is one rank of a tensor-parallel world ([`crate::parallel`]).
     tp: Option<TensorParallel>,
+    /// Decode steps captured as CUDA graphs (docs/cuda.md).
+    graphs: crate::cuda::DecodeGraphs,
 }
 
 impl Model {
@@ -155,6 +157,7 @@ impl Model {
             dtype,
             device: device.clone(),
             tp,
+            graphs: crate::cuda::DecodeGraphs::new(device),
         })
     }
 
@@ -273,38 +276,56 @@ impl Model {
     /// This rank's part of [`Model::forward_batch`] (the whole of it for an unsplit model).
     pub(crate) fn forward_rank(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
         let mut batch = self.batch(chunks, kv)?;
+        if self.tp.is_none() {
+            if let Some(logits) = self.graphs.decode(self, &mut batch, kv)? {
+                return Ok(logits);
+            }
+        }
         batch.gpu = GpuBatch::new(&batch, &self.device)?;
+        let tables = |r: &Option<Rope>| r.as_ref().map(|r| r.tables_for(&batch.spans, &self.device)).transpose();
+        let inputs = StepInputs {
+            ids: Tensor::new(batch.tokens.as_slice(), &self.device).ctx("token ids")?,
+            positions: match &self.position_embed {
+                Some(_) => Some(Tensor::new(batch.positions.as_slice(), &self.device).ctx("positions")?),
+                None => None,
+            },
+            main: tables(&self.rope)?,
+            local: tables(&self.local_rope)?,
+        };
+        self.forward_inputs(&inputs, &batch, kv)?.to_dtype(DType::F32).ctx("logits to f32")
+    }
+
+    /// The device part of a forward pass, from its inputs already on the device → logits
+    /// `(rows, vocab)` in the activation dtype. A CUDA graph captures exactly this.
+    pub(crate) fn forward_inputs(
+        &self,
+        inputs: &StepInputs,
+        batch: &BatchMeta,
+        kv: &mut PagedKvCache,
+    ) -> Result<Tensor> {
         let t = batch.num_tokens();
         // (T, hidden) → (1, T, hidden)
         let mut x = match &self.tp {
             Some(tp) => tp.embed(&self.embed, &batch.tokens)?,
-            None => {
-                let ids = Tensor::new(batch.tokens.as_slice(), &self.device).ctx("token ids")?;
-                self.embed.index_select(&ids, 0).ctx("embedding")?
-            }
+            None => self.embed.index_select(&inputs.ids, 0).ctx("embedding")?,
         };
         if let Some(s) = self.cfg.embedding_scale {
             x = (x * s as f64).ctx("embedding scale")?;
         }
-        if let Some(pe) = &self.position_embed {
-            let pos = Tensor::new(batch.positions.as_slice(), &self.device).ctx("positions")?;
-            x = (x + pe.index_select(&pos, 0).ctx("positions")?).ctx("add positions")?;
+        if let (Some(pe), Some(pos)) = (&self.position_embed, &inputs.positions) {
+            x = (x + pe.index_select(pos, 0).ctx("positions")?).ctx("add positions")?;
         }
         if let Some(n) = &self.embed_norm {
             x = n.forward(&x)?;
         }
         let mut x = x.unsqueeze(0).ctx("batch dim")?;
         // cos/sin are computed in f32 and cast to the activation dtype, as transformers does.
-        let tables = |r: &Option<Rope>| -> Result<Option<RopeTables>> {
-            let Some(r) = r else { return Ok(None) };
-            let t = r.tables_for(&batch.spans, &self.device)?;
-            if self.dtype == DType::F32 {
-                return Ok(Some(t));
-            }
+        let cast = |t: &Option<RopeTables>| -> Result<Option<RopeTables>> {
+            let Some(t) = t else { return Ok(None) };
             let cast = |x: &Tensor| x.to_dtype(self.dtype).ctx("rope dtype");
             Ok(Some(RopeTables { cos: cast(&t.cos)?, sin: cast(&t.sin)? }))
         };
-        let (main, local) = (tables(&self.rope)?, tables(&self.local_rope)?);
+        let (main, local) = (cast(&inputs.main)?, cast(&inputs.local)?);
         // Each layer leaves its last residual add to the next one's input norm (`pending`).
         let mut pending = None;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -313,12 +334,12 @@ impl Model {
                 LayerRope::Local => self.local_rope.as_ref().zip(local.as_ref()),
                 LayerRope::Off => None,
             };
-            let (y, h) = layer.forward(&x, pending.take(), i, rope, &batch, kv)?;
+            let (y, h) = layer.forward(&x, pending.take(), i, rope, batch, kv)?;
             (x, pending) = (y, Some(h));
         }
         let vocab = self.cfg.vocab_size;
         if batch.logit_rows.is_empty() {
-            return Tensor::zeros((0, vocab), DType::F32, &self.device).ctx("no logits");
+            return Tensor::zeros((0, vocab), self.dtype, &self.device).ctx("no logits");
         }
         let rows = (batch.logit_rows.len() != t)
             .then(|| Tensor::new(batch.logit_rows.as_slice(), &self.device).ctx("logit rows"))
@@ -343,8 +364,40 @@ impl Model {
             logits =
                 ((logits / cap as f64).and_then(|l| l.tanh()).and_then(|l| l * cap as f64)).ctx("final softcap")?;
         }
-        logits.to_dtype(DType::F32).ctx("logits to f32")
+        Ok(logits)
     }
+
+    /// Whether decode steps on a GPU run as CUDA graphs (on by default; `--enforce-eager` turns
+    /// them off). No effect on the CPU.
+    pub fn set_cuda_graphs(&self, on: bool) {
+        self.graphs.set_enabled(on);
+    }
+
+    /// The batch sizes whose decode step is captured as a CUDA graph so far (empty on the CPU,
+    /// with `--enforce-eager`, or when a capture failed and switched graphs off).
+    pub fn cuda_graph_sizes(&self) -> Vec<usize> {
+        self.graphs.sizes()
+    }
+
+    /// Learned absolute positions (the graphs then upload positions too).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn has_position_embed(&self) -> bool {
+        self.position_embed.is_some()
+    }
+
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn ropes(&self) -> [Option<&Rope>; 2] {
+        [self.rope.as_ref(), self.local_rope.as_ref()]
+    }
+}
+
+/// A forward pass's inputs on the device: token ids, positions (for learned position
+/// embeddings) and the rotary tables in f32.
+pub(crate) struct StepInputs {
+    pub ids: Tensor,
+    pub positions: Option<Tensor>,
+    pub main: Option<RopeTables>,
+    pub local: Option<RopeTables>,
 }
 
 /// The checkpoint's dense tensors in the model's dtype (the loaders widen float tensors to f32;

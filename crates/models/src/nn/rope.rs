@@ -33,6 +33,22 @@ impl Rope {
     /// Tables for several spans `(start, len, total_len)` one after another: the rows of a batch
     /// that mixes sequences at different positions.
     pub fn tables_for(&self, spans: &[(usize, usize, usize)], device: &Device) -> Result<RopeTables> {
+        let (cos, sin) = self.host_tables(spans);
+        let rows: usize = spans.iter().map(|s| s.1).sum();
+        let half = cos.len() / rows.max(1);
+        Ok(RopeTables {
+            cos: Tensor::from_vec(cos, (rows, half), device).ctx("rope cos")?,
+            sin: Tensor::from_vec(sin, (rows, half), device).ctx("rope sin")?,
+        })
+    }
+
+    /// Rotated dims per head / 2: the width of a table row.
+    pub fn half(&self) -> usize {
+        self.cfg.rotary_dim / 2
+    }
+
+    /// [`Rope::tables_for`]'s values on the host, row after row: `(cos, sin)`.
+    pub fn host_tables(&self, spans: &[(usize, usize, usize)]) -> (Vec<f32>, Vec<f32>) {
         let rows: usize = spans.iter().map(|s| s.1).sum();
         let scale = self.cfg.attention_factor() as f32;
         let mut cos = Vec::with_capacity(rows * self.cfg.rotary_dim / 2);
@@ -55,11 +71,7 @@ impl Rope {
                 }
             }
         }
-        let half = cos.len() / rows.max(1);
-        Ok(RopeTables {
-            cos: Tensor::from_vec(cos, (rows, half), device).ctx("rope cos")?,
-            sin: Tensor::from_vec(sin, (rows, half), device).ctx("rope sin")?,
-        })
+        (cos, sin)
     }
 
     /// Rotated dims per head, and whether they pair as (2j, 2j + 1) rather than (j, j + rot/2).
