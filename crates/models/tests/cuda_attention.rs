@@ -1,8 +1,9 @@
 //! Our paged decode attention on the GPU against a host reference (f64 softmax over the same
 //! pool), and split-K (flash-decoding) against the single-pass kernel: long contexts (up to
 //! 4000 keys), several sequences with scattered block tables, GQA, a sliding window, softcap
-//! and ALiBi, multi-token chunks. Runs with `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh);
-//! built only with the `cuda` feature, and a no-op on the CPU.
+//! and ALiBi, multi-token chunks, large decode batches (the decode kernel). Runs with
+//! `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh); built only with the `cuda` feature, and a
+//! no-op on the CPU.
 #![cfg(feature = "cuda")]
 
 use candle_core::{DType, Device, Tensor};
@@ -187,6 +188,20 @@ fn split_k_decode_attention_matches_the_single_pass_and_the_reference() {
             ..base(vec![(1800, 1), (250, 3)])
         },
         Case { heads: 12, kv_heads: 4, dim: 64, block: 16, window: Some(1000), ..base(vec![(4000, 1)]) },
+        // Decode batches large enough for paged_decode (a CTA for every SM without split-K: 70
+        // sequences × 2 head chunks ≥ 132 SMs): mixed contexts at the 8B shape; 8 heads a CTA
+        // with window, softcap and ALiBi at head dim 64; head dim 256 with GQA groups of 2.
+        base((0..64).map(|i| ((i * 37) % 600, 1)).collect()),
+        Case {
+            heads: 16,
+            kv_heads: 2,
+            dim: 64,
+            window: Some(200),
+            softcap: Some(20.0),
+            alibi: true,
+            ..base((0..70).map(|i| ((i * 53) % 900, 1)).collect())
+        },
+        Case { heads: 4, kv_heads: 2, dim: 256, ..base((0..70).map(|i| ((i * 97) % 1300, 1)).collect()) },
     ];
     for dt in [DType::F32, DType::BF16, DType::F16] {
         for (i, c) in cases.iter().enumerate() {

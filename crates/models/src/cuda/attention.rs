@@ -24,6 +24,8 @@ const KT: usize = 32;
 /// Query tokens per CTA. With up to `MAXR` heads of a GQA group per CTA, its ≤ 16 rows share
 /// every K/V tile it loads.
 const QTILE: usize = 4;
+/// The most query heads a `paged_decode` CTA takes (its R: 1, 2, 4 or 8).
+const DMAXR: usize = 8;
 /// The fewest keys a split-K partition covers (one K/V tile): below that the merge costs more
 /// than the extra CTAs gain.
 const PART_MIN: usize = KT;
@@ -306,12 +308,12 @@ const CTAS_PER_SM: usize = 4;
 /// about `CTAS_PER_SM` CTAs per SM, none below `PART_MIN` keys, and 1 (the single-pass kernel)
 /// once the batch alone fills the SMs that far or a chunk has several query tiles (prefill
 /// keeps its path).
-fn auto_parts(batch: &GpuBatch, ctas: usize, sms: usize) -> usize {
+fn auto_parts(batch: &GpuBatch, ctas: usize, sms: usize, unit: usize) -> usize {
     let target = CTAS_PER_SM * sms;
     if batch.n_work != batch.n_seqs || ctas >= target {
         return 1;
     }
-    target.div_ceil(ctas).min(batch.max_ctx.div_ceil(PART_MIN)).max(1)
+    target.div_ceil(ctas).min(batch.max_ctx.div_ceil(unit.max(PART_MIN))).max(1)
 }
 
 /// Paged attention over the keys already in the pool (the batch's own included): `q (T, h, dk)`
@@ -347,10 +349,23 @@ pub(crate) fn attend(
     let (i32_, u) = (|x: usize| x as i32, |at: usize| slice_ptr(b, at, &stream));
 
     let rep = h / kvh;
-    let hp = (1..=MAXR.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
+    let chunk = |most: usize| (1..=most.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
+    // A decode batch (one query token a work item) with a common head dim of 64/128/256 and an
+    // aligned pool takes `paged_decode` (up to DMAXR heads a CTA, warps on separate key tiles)
+    // once it gives every SM a CTA without split-K: a smaller batch is latency-bound, and
+    // paged_attn's CTAs, loading each tile with all their threads, do better there.
+    let decode = batch.n_tokens == batch.n_work
+        && dk == dv
+        && matches!(dk, 64 | 128 | 256)
+        && pool.k % 16 == 0
+        && pool.v % 16 == 0
+        && batch.n_work * (h / chunk(DMAXR)) >= sm_count(dev);
+    let hp = chunk(if decode { DMAXR } else { MAXR });
     let ctas = batch.n_work * (h / hp);
+    // The keys a partition takes at the least: a tile, or a tile for each warp of paged_decode.
+    let unit = if decode { WARPS * KT } else { KT };
     let parts = match split {
-        Split::Auto => auto_parts(batch, ctas, sm_count(dev)),
+        Split::Auto => auto_parts(batch, ctas, sm_count(dev), unit),
         Split::Parts(n) => n.max(1),
     };
     // Whole tiles per partition: fixed here for `Parts` (the count recomputed so that no
@@ -364,11 +379,17 @@ pub(crate) fn attend(
             (i32::try_from(part).unwrap_or(i32::MAX), batch.max_ctx.div_ceil(part).max(1))
         }
     };
-    let dvl = [1, 2, 4, 8, 16].into_iter().find(|&n| 32 * n >= dv).unwrap_or(16);
-    let f = dev.get_or_load_custom_func(&format!("paged_attn_{ty}_{dvl}"), MODULE, PTX)?;
-    // paged_attn's layout: q rows of `qst` floats, K rows of `qst + 4`, V rows of dv.
-    let qst = dk.div_ceil(4) * 4;
-    let smem = (WARPS * MAXR * qst + KT * (qst + 4) + KT * dv) * 4;
+    let (f, smem) = if decode {
+        let f = dev.get_or_load_custom_func(&format!("paged_decode_{ty}_{dk}_{hp}"), MODULE, PTX)?;
+        // paged_decode's layout: q rows, then each warp's (max, sum) and accumulator rows.
+        (f, (hp * dk + WARPS * hp * 2 + WARPS * hp * dv) * 4)
+    } else {
+        let dvl = [1, 2, 4, 8, 16].into_iter().find(|&n| 32 * n >= dv).unwrap_or(16);
+        let f = dev.get_or_load_custom_func(&format!("paged_attn_{ty}_{dvl}"), MODULE, PTX)?;
+        // paged_attn's layout: q rows of `qst` floats, K rows of `qst + 4`, V rows of dv.
+        let qst = dk.div_ceil(4) * 4;
+        (f, (WARPS * MAXR * qst + KT * (qst + 4) + KT * dv) * 4)
+    };
     if smem > 48 * 1024 {
         f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
             .map_err(|e| kernel_err("paged attention", format!("{smem} bytes of shared memory: {e}")))?;
@@ -405,7 +426,11 @@ pub(crate) fn attend(
             let (scale, cap, win, parti) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_), part);
             let mut l = f.builder();
             l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables).arg(&alibi_p);
-            l.arg(&hi).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi).arg(&hpi).arg(&qt).arg(&scale).arg(&cap).arg(&win);
+            if decode {
+                l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&scale).arg(&cap).arg(&win);
+            } else {
+                l.arg(&hi).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi).arg(&hpi).arg(&qt).arg(&scale).arg(&cap).arg(&win);
+            }
             l.arg(&parti).arg(&ml_p).arg(&acc_p);
             let grid = (batch.n_work as u32, (h / hp) as u32, parts as u32);
             let cfg =
