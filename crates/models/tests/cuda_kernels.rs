@@ -1,13 +1,13 @@
 //! Our CUDA kernels other than attention against the host or candle's unfused ops, on fresh
 //! random inputs: the greedy argmax the engine samples with (one CTA a row, and rows split over
-//! several), the fused residual-add + RMSNorm (and the RMSNorm alone) and SwiGLU product, and the
-//! small-batch matmul of decode steps. Runs on the GPU with `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh);
-//! elsewhere it checks the CPU side of the same calls (argmax) and that the fused calls decline
-//! CPU tensors.
+//! several), the fused residual-add + RMSNorm (and the RMSNorm alone) and SwiGLU product, the
+//! small-batch matmul of decode steps and the logits' cast to f32. Runs on the GPU with
+//! `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh); elsewhere it checks the CPU side of the same
+//! calls (argmax) and that the fused calls decline CPU tensors.
 
 use candle_core::{DType, Device, Tensor, D};
 use prom_models::cuda::{
-    add_rms_norm, argmax, argmax_rows, gemv, parse_device, rms_norm, silu_mul_fused, silu_mul_pair,
+    add_rms_norm, argmax, argmax_rows, gemv, parse_device, rms_norm, silu_mul_fused, silu_mul_pair, to_f32,
 };
 
 fn device() -> Device {
@@ -165,5 +165,31 @@ fn gemv_matches_a_host_matmul_of_the_same_values() {
                 assert!(e <= bound(dt), "{dt:?} gemv {rows} × {k} · ({n} × {k})ᵀ: {e} (seed {s})");
             }
         }
+    }
+}
+
+#[test]
+fn to_f32_is_the_exact_cast() {
+    let dev = device();
+    let s = seed();
+    if dev.is_cpu() {
+        assert!(to_f32(&Tensor::ones(8, DType::BF16, &dev).unwrap()).is_none());
+        return;
+    }
+    for dt in [DType::BF16, DType::F16] {
+        // A logits-sized block, counts with a tail past the 8-value loads, a single value.
+        for n in [128 * 128_256, 1000, 13, 1] {
+            let x = Tensor::from_vec(values(n, s + n as u64), n, &Device::Cpu).unwrap().to_dtype(dt).unwrap();
+            let want = x.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+            let xd = x.to_device(&dev).unwrap();
+            let got = to_f32(&xd).expect("contiguous and aligned").unwrap();
+            assert_eq!(got.dtype(), DType::F32);
+            assert_eq!(got.to_vec1::<f32>().unwrap(), want, "{dt:?}, {n} values");
+            // A view that starts one value in is not 16-byte aligned: declined.
+            if n > 1 {
+                assert!(to_f32(&xd.narrow(0, 1, n - 1).unwrap()).is_none(), "{dt:?}: unaligned view");
+            }
+        }
+        assert!(to_f32(&Tensor::ones(8, DType::F32, &dev).unwrap()).is_none(), "f32 input");
     }
 }

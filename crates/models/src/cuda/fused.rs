@@ -146,3 +146,41 @@ fn silu_mul(gate: &Tensor, up: &Tensor, up_at: usize, ff: usize, ld: usize, dims
     };
     Some(run())
 }
+
+/// A contiguous f16/bf16 CUDA tensor as f32, 8 values a thread (candle's cast runs one a
+/// thread: 154 µs for the 128 × 128256 logits of a bs-128 step on the H200). `None` for other
+/// tensors (the caller casts with candle).
+pub fn to_f32(x: &Tensor) -> Option<Result<Tensor>> {
+    let Device::Cuda(dev) = x.device() else { return None };
+    let name = match x.dtype() {
+        DType::BF16 => "to_f32_bf16",
+        DType::F16 => "to_f32_f16",
+        _ => return None,
+    };
+    if !x.is_contiguous() {
+        return None;
+    }
+    let stream = dev.cuda_stream();
+    let src = match dptr(x, &stream) {
+        Ok(p) if p % 16 == 0 => p,
+        Ok(_) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    let run = || -> Result<Tensor> {
+        let n = x.elem_count();
+        let out = output(dev, DType::F32, n)?;
+        let y = tensor(out, x.dims());
+        let dst = dptr(&y, &stream)?;
+        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let mut l = f.builder();
+        let n64 = n as u64;
+        l.arg(&src).arg(&dst).arg(&n64);
+        let ctas = (n / 8).div_ceil(EW_THREADS as usize).clamp(1, EW_MAX_CTAS) as u32;
+        let cfg = LaunchConfig { grid_dim: (ctas, 1, 1), block_dim: (EW_THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: argument types match to_f32's signature; x holds n values from a 16-byte
+        // aligned address, y n fresh f32 values.
+        unsafe { l.launch(cfg) }.w().ctx("to f32")?;
+        Ok(y)
+    };
+    Some(run())
+}

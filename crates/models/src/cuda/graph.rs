@@ -158,8 +158,10 @@ impl DecodeGraphs {
         }
         let out = inputs.out.narrow(0, 0, n).ctx("graph logits")?;
         // A fresh tensor: the buffer is overwritten by the next replay.
-        let logits = if out.dtype() == DType::F32 { out.copy() } else { out.to_dtype(DType::F32) };
-        logits.ctx("logits to f32").map(Some)
+        if out.dtype() == DType::F32 {
+            return out.copy().ctx("graph logits").map(Some);
+        }
+        crate::nn::logits_f32(&out).map(Some)
     }
 }
 

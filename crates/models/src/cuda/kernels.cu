@@ -384,13 +384,21 @@ REDUCE(bf16, __nv_bfloat16)
 // per (sequence, chunk of R ∈ {1, 2, 4, 8} query heads of one kv head, key partition z). The CTA's
 // keys go to its warps a 32-key tile at a time (warp w takes tiles w, w + WARPS, ...). In a tile
 // lane j scores key j straight from global memory (its K row in 16-byte loads) against the
-// chunk's query rows in shared memory; then each lane accumulates value dims lane, lane + 32,
-// ... over the tile's keys, the warp reading each V row as one coalesced row. Nothing is staged
+// chunk's query rows in shared memory; then each lane accumulates the value dims 2·lane + 64·e
+// and the ones after them over the tile's keys, the warp reading each V row as one coalesced
+// row of 2-value loads. Nothing is staged
 // in shared memory and there is no barrier in the loop: each warp streams its own tiles and
 // keeps its rows' running max, sum and accumulator in registers; the warps' states merge
 // through shared memory at the end. `part` as in paged_attn (0: the whole context; > 0: fixed
 // partitions; < 0: sized here per sequence). K rows must be 16-byte aligned (DK a multiple of
 // 16 bytes, an aligned pool): cuda/attention.rs checks.
+// Two consecutive cache values (an even index: 4- or 8-byte aligned) as floats.
+__device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
+__device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
+__device__ __forceinline__ float2 load2(const __nv_bfloat16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
+
 template <typename TQ, typename TK, int DK, int DV, int R>
 __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, const TK* __restrict__ kp,
                              const TK* __restrict__ vp, const int2* __restrict__ work,
@@ -485,9 +493,13 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
     for (int j = 0; j < nk; j++) {
       const uint32_t vrow = __shfl_sync(0xffffffff, krow, j);
       const TK* vr = vp + (size_t)vrow * DV;
-      float v[DPL];
+      float v[DPL];  // dims 2 (lane + 32 e) and the one after it, two to a load
 #pragma unroll
-      for (int e = 0; e < DPL; e++) v[e] = to_f(vr[lane + 32 * e]);
+      for (int e = 0; e < DPL / 2; e++) {
+        const float2 x = load2(vr + 2 * (lane + 32 * e));
+        v[2 * e] = x.x;
+        v[2 * e + 1] = x.y;
+      }
 #pragma unroll
       for (int r = 0; r < R; r++) {
           const float pj = __shfl_sync(0xffffffff, p[r], j);
@@ -503,7 +515,7 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   for (int r = 0; r < R; r++) {
     if (lane == 0) wml[warp * R + r] = make_float2(m[r], l[r]);
 #pragma unroll
-    for (int e = 0; e < DPL; e++) wacc[(warp * R + r) * DV + lane + 32 * e] = acc[r][e];
+    for (int e = 0; e < DPL; e++) wacc[(warp * R + r) * DV + 2 * (lane + 32 * (e / 2)) + e % 2] = acc[r][e];
   }
   __syncthreads();
   for (int idx = tid; idx < R * DV; idx += blockDim.x) {
@@ -830,3 +842,23 @@ __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __rest
   GEMV(TN, T, 8)
 GEMV_ALL(bf16, __nv_bfloat16)
 GEMV_ALL(f16, __half)
+
+// ---------------------------------------------------------------------------------------------
+// to_f32: a contiguous f16/bf16 array as f32 (the logits of every step), 8 values a thread from
+// one 16-byte load where the count allows (x 16-byte aligned: checked by the caller), the tail
+// one at a time; grid-stride. Exact: every f16/bf16 value is an f32.
+template <typename T>
+__device__ void to_f32(const T* __restrict__ x, float* __restrict__ y, size_t n) {
+  const size_t n8 = n / 8, stride = (size_t)gridDim.x * blockDim.x;
+  const size_t first = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  for (size_t i = first; i < n8; i += stride) {
+    const uint4 raw = reinterpret_cast<const uint4*>(x)[i];
+    const T* e = reinterpret_cast<const T*>(&raw);
+    float4* o = reinterpret_cast<float4*>(y) + 2 * i;
+    o[0] = make_float4(to_f(e[0]), to_f(e[1]), to_f(e[2]), to_f(e[3]));
+    o[1] = make_float4(to_f(e[4]), to_f(e[5]), to_f(e[6]), to_f(e[7]));
+  }
+  for (size_t i = n8 * 8 + first; i < n; i += stride) y[i] = to_f(x[i]);
+}
+extern "C" __global__ void to_f32_f16(const __half* x, float* y, unsigned long long n) { to_f32(x, y, n); }
+extern "C" __global__ void to_f32_bf16(const __nv_bfloat16* x, float* y, unsigned long long n) { to_f32(x, y, n); }

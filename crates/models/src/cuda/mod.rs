@@ -28,7 +28,7 @@ pub(crate) use attention::GpuBatch;
 #[cfg(feature = "cuda")]
 pub use attention::{paged_attention_pool, Split};
 #[cfg(feature = "cuda")]
-pub use fused::{add_rms_norm, rms_norm, silu_mul_fused, silu_mul_pair};
+pub use fused::{add_rms_norm, rms_norm, silu_mul_fused, silu_mul_pair, to_f32};
 #[cfg(feature = "cuda")]
 pub use gemv::gemv;
 #[cfg(feature = "cuda")]
@@ -115,6 +115,9 @@ mod absent {
     pub fn gemv(_: &Tensor, _: &Tensor) -> Option<Result<Tensor>> {
         None
     }
+    pub fn to_f32(_: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
 
     impl GpuKv {
         pub fn new(spec: &KvSpec, _: usize) -> Result<Self> {
@@ -140,7 +143,7 @@ mod absent {
     }
 }
 #[cfg(not(feature = "cuda"))]
-pub use absent::{add_rms_norm, gemv, rms_norm, silu_mul_fused, silu_mul_pair};
+pub use absent::{add_rms_norm, gemv, rms_norm, silu_mul_fused, silu_mul_pair, to_f32};
 #[cfg(not(feature = "cuda"))]
 pub(crate) use absent::{DecodeGraphs, GpuBatch, GpuKv};
 

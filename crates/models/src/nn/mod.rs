@@ -24,7 +24,7 @@ pub use kv_cache::{KvCache, KvDtype, KvSpec, PagedKvCache};
 pub use linear::Linear;
 pub use model::Model;
 #[cfg_attr(not(feature = "cuda"), allow(unused_imports))]
-pub(crate) use model::StepInputs;
+pub(crate) use model::{logits_f32, StepInputs};
 pub use norm::Norm;
 pub use rope::Rope;
 #[cfg_attr(not(feature = "cuda"), allow(unused_imports))]

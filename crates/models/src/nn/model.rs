@@ -292,7 +292,7 @@ impl Model {
             main: tables(&self.rope)?,
             local: tables(&self.local_rope)?,
         };
-        self.forward_inputs(&inputs, &batch, kv)?.to_dtype(DType::F32).ctx("logits to f32")
+        logits_f32(&self.forward_inputs(&inputs, &batch, kv)?)
     }
 
     /// The device part of a forward pass, from its inputs already on the device → logits
@@ -388,6 +388,15 @@ impl Model {
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn ropes(&self) -> [Option<&Rope>; 2] {
         [self.rope.as_ref(), self.local_rope.as_ref()]
+    }
+}
+
+/// Logits as f32: a fresh tensor (a vectorized kernel on a GPU; an f32 tensor is returned as
+/// it is).
+pub(crate) fn logits_f32(x: &Tensor) -> Result<Tensor> {
+    match crate::cuda::to_f32(x) {
+        Some(y) => y,
+        None => x.to_dtype(DType::F32).ctx("logits to f32"),
     }
 }
 
