@@ -242,7 +242,7 @@ pub(crate) fn rope_write_and_attend(
         || qkv.dims().last() != Some(&width)
         || !qkv.is_contiguous()
         || t != batch.n_slots
-        || rot % 2 != 0
+        || !rot.is_multiple_of(2)
         || rot > d
         || !tables_ok
     {
@@ -357,8 +357,8 @@ pub(crate) fn attend(
     let decode = batch.n_tokens == batch.n_work
         && dk == dv
         && matches!(dk, 64 | 128 | 256)
-        && pool.k % 16 == 0
-        && pool.v % 16 == 0
+        && pool.k.is_multiple_of(16)
+        && pool.v.is_multiple_of(16)
         && batch.n_work * (h / chunk(DMAXR)) >= sm_count(dev);
     let hp = chunk(if decode { DMAXR } else { MAXR });
     let ctas = batch.n_work * (h / hp);

@@ -162,7 +162,7 @@ pub fn to_f32(x: &Tensor) -> Option<Result<Tensor>> {
     }
     let stream = dev.cuda_stream();
     let src = match dptr(x, &stream) {
-        Ok(p) if p % 16 == 0 => p,
+        Ok(p) if p.is_multiple_of(16) => p,
         Ok(_) => return None,
         Err(e) => return Some(Err(e)),
     };
