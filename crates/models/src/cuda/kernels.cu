@@ -135,6 +135,18 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// Narrows a CTA's keys [lo, hi] to its split-K partition blockIdx.z: `part` keys a partition
+// (> 0), or, with part < 0, whole `unit`s sized here per sequence so that its keys spread over
+// gridDim.z partitions (a CUDA graph fixes the grid before the contexts are known). part = 0:
+// one partition.
+__device__ __forceinline__ void split_keys(int& lo, int& hi, int part, int unit) {
+  if (part == 0) return;
+  const int z = gridDim.z;
+  const int p = part > 0 ? part : max(unit, (hi - lo + 1 + z * unit - 1) / (z * unit) * unit);
+  lo += blockIdx.z * p;
+  hi = min(hi, lo + p - 1);
+}
+
 template <typename TQ, typename TK, int DVL>
 __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const TK* __restrict__ kp,
                            const TK* __restrict__ vp, const int2* __restrict__ work,
@@ -162,13 +174,7 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
   const int first_pos = s.start + tile0, last_pos = first_pos + ntok - 1;
   int lo = window > 0 ? max(0, first_pos + 1 - window) : 0;
   int hi = last_pos;  // the last key any row of the CTA may see
-  if (part != 0) {
-    // part < 0: sized here, per sequence, as whole tiles that spread its keys over gridDim.z
-    // partitions (a CUDA graph fixes the grid before the contexts are known).
-    const int p = part > 0 ? part : max(KT, (hi - lo + 1 + (int)gridDim.z * KT - 1) / ((int)gridDim.z * KT) * KT);
-    lo += blockIdx.z * p;
-    hi = min(hi, lo + p - 1);
-  }
+  split_keys(lo, hi, part, KT);
   constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
   const bool vec = dk % VEC == 0 && dv % VEC == 0 && ((uintptr_t)kp & 15) == 0 && ((uintptr_t)vp & 15) == 0;
 
@@ -420,13 +426,7 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   const int qpos = s.start;
   int lo = window > 0 ? max(0, qpos + 1 - window) : 0;
   int hi = qpos;
-  if (part != 0) {
-    // part < 0: whole tiles for every warp, the sequence's keys spread over gridDim.z.
-    constexpr int UNIT = WARPS * KT;
-    const int p = part > 0 ? part : max(UNIT, (hi - lo + 1 + (int)gridDim.z * UNIT - 1) / ((int)gridDim.z * UNIT) * UNIT);
-    lo += blockIdx.z * p;
-    hi = min(hi, lo + p - 1);
-  }
+  split_keys(lo, hi, part, WARPS * KT);  // whole tiles for every warp
   for (int idx = tid; idx < R * DK; idx += blockDim.x) {
     const int r = idx / DK, d = idx - r * DK;
     qs[idx] = to_f(from_f<TK>(to_f(q[((size_t)s.row * H + h0 + r) * DK + d])));
