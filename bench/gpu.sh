@@ -21,7 +21,7 @@ source scripts/gpu/env.sh
 OUT=${OUT:-/tmp/prom-gpu-out}; W=${WORK:-/tmp/prom-gpu-work}; mkdir -p "$OUT" "$W"
 PEERS=${PEERS:-1}; BATCHES=${BATCHES:-1 32 128 256}; LAYERS=${LAYERS:-32}
 csv() { echo "$*" | tr ' ' ','; }
-echo "date: $(date -u +%FT%TZ)  host: $(nproc) cores  commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "date: $(date -u +%FT%TZ)  host: $(nproc) cores  prom built from: $(cat .gpu/COMMIT 2>/dev/null || echo '?')"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader
 
 # llama.cpp builds on the CPUs while the model is written (GPU + disk).

@@ -28,6 +28,7 @@ if [ "${1:-}" = build ]; then
   for pair in "prom:$CARGO_TARGET_DIR/release/prom" "tp:$tp"; do
     strip -o ".gpu-tp/${pair%%:*}" "${pair#*:}" && xz -T0 -6 -f ".gpu-tp/${pair%%:*}"
   done
+  echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates scripts bench || echo +dirty)" > .gpu-tp/COMMIT
   du -ch .gpu-tp/*
   exit 0
 fi
@@ -46,7 +47,7 @@ for f in prom tp; do
 done
 OUT=${OUT:-/tmp/prom-gpu-tp-out}; W=${WORK:-/tmp/prom-gpu-tp-work}; mkdir -p "$OUT" "$W"
 BATCHES=${BATCHES:-1 32 128}; LAYERS=${LAYERS:-32}; TP=${TP:-1 2}
-echo "date: $(date -u +%FT%TZ)  host: $(nproc) cores  commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "date: $(date -u +%FT%TZ)  host: $(nproc) cores  prom built from: $(cat .gpu-tp/COMMIT 2>/dev/null || echo '?')"
 echo "nccl: $PROM_NCCL_LIB"
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
 nvidia-smi topo -m 2>/dev/null | head -4 || true

@@ -24,5 +24,7 @@ for pair in "prom:$CARGO_TARGET_DIR/release/prom" $tests; do
   strip -o ".gpu/$name" "$src"
   xz -T0 -6 -f ".gpu/$name"
 done
+# The commit the binaries are built from (the device's copy of the tree has no usable git HEAD).
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates scripts bench || echo +dirty)" > .gpu/COMMIT
 [ -f .gpu/llama.cpp.tar.gz ] || scripts/gpu/pack-llamacpp.sh
 du -ch .gpu/* | tail -n +1
