@@ -7,13 +7,17 @@
 # 2. speed: `prom bench` on the Llama-3-8B-shape seeded random model (scripts/gpu/make_model.py)
 #    at TP = 1 and TP = 2: bs 1 decode tok/s (1 / mean inter-token latency) and 128-in/128-out
 #    end-to-end output tok/s at bs 32 and 128; speedup = TP2 / TP1 and scaling efficiency =
-#    speedup / 2.
+#    speedup / 2;
+# 3. the same on a Llama-3-70B shape (80 layers, 70.6 B params, 141 GB of bf16: more than the
+#    disk holds), loaded with `--load-format dummy` (seeded weights made up on the GPUs from
+#    config.json, as vLLM's dummy format): TP = 2 (70 GB per GPU) at every batch, and TP = 1
+#    (131 GiB on one 140 GiB GPU, so a small KV pool) at bs 1 only.
 #
 # Here:   bench/gpu_tp.sh build     (CUDA build of prom and the tp test into the ignored .gpu-tp/)
 # There:  device run, kind nvidia-h200-x2, carry [".gpu-tp"], command: bench/gpu_tp.sh
 #         On a machine of one GPU, `bench/gpu_tp.sh single` runs the correctness half only, every
 #         rank on that GPU with in-memory collectives (PROM_TP_IN_PROCESS=1; no NCCL, no bench).
-# Knobs:  BATCHES="1 32 128", LAYERS=32, TP="1 2".
+# Knobs:  BATCHES="1 32 128", LAYERS=32, TP="1 2", TP70="1 2" (empty: skip the 70B shape).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -64,22 +68,33 @@ echo "== correctness (bf16, GPUs 0+1 vs GPU 0)"
 PROM_TEST_DEVICE=cuda PROM_TEST_DTYPE=bf16 PROM_TP_MODEL="$W/m/hf" \
   PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" "$BIN/tp" --test-threads 1 --nocapture 2>&1 | tee "$OUT/tp-test.txt"
 
-for tp in $TP; do
-  echo "== prom bench, tensor-parallel-size $tp"
-  "$BIN/prom" bench --device cuda --tensor-parallel-size "$tp" --model "$W/m/hf" --offline \
-    --concurrency "$(echo $BATCHES | tr ' ' ,)" --max-tokens 128 --prompt-tokens 128 --max-num-seqs 256 \
-    --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching 2>&1 | tee "$OUT/prom-tp$tp.txt"
-  tail -1 "$OUT/prom-tp$tp.txt" > "$OUT/prom-tp$tp.json"
-done
+# bench NAME TP BATCHES [prom flags...]: one `prom bench` run → $OUT/NAME-tpTP.{txt,json}
+bench() {
+  local name=$1 tp=$2 batches=$3; shift 3
+  echo "== prom bench $name, tensor-parallel-size $tp"
+  "$BIN/prom" bench --device cuda --tensor-parallel-size "$tp" --offline \
+    --concurrency "$(echo $batches | tr ' ' ,)" --max-tokens 128 --prompt-tokens 128 --max-num-seqs 256 \
+    --max-num-batched-tokens 8192 --no-prefix-caching "$@" 2>&1 | tee "$OUT/$name-tp$tp.txt"
+  tail -1 "$OUT/$name-tp$tp.txt" > "$OUT/$name-tp$tp.json"
+}
 
-python3 - "$OUT" $TP <<'PY'
+# summary NAME TP...: the table of tok/s per TP, speedup and efficiency against the first TP.
+summary() {
+python3 - "$OUT" "$@" <<'PY'
 import json, sys
-out, tps = sys.argv[1], [int(t) for t in sys.argv[2:]]
-runs = {tp: {l["concurrency"]: l for l in json.load(open(f"{out}/prom-tp{tp}.json"))["levels"]} for tp in tps}
+out, name, tps = sys.argv[1], sys.argv[2], [int(t) for t in sys.argv[3:]]
+runs = {}
+for tp in tps:
+    try:
+        runs[tp] = {l["concurrency"]: l for l in json.load(open(f"{out}/{name}-tp{tp}.json"))["levels"]}
+    except (OSError, ValueError, KeyError) as e:
+        print(f"{name} TP={tp}: no result ({e})")
+        runs[tp] = {}
 base = tps[0]
 print(f"{'':26}" + "".join(f"{'TP=' + str(t):>10}" for t in tps) + "".join(f"{'x TP' + str(t):>9}{'eff':>6}" for t in tps[1:]))
 rows = [("bs 1 decode tok/s", lambda l: 1000.0 / l["mean_itl_ms"] if l.get("mean_itl_ms") else None, [1])]
-rows += [(f"bs {b} 128/128 out tok/s", lambda l: l["tok_s"], [b]) for b in sorted(runs[base]) if b > 1]
+batches = sorted({b for r in runs.values() for b in r})
+rows += [(f"bs {b} 128/128 out tok/s", lambda l: l["tok_s"], [b]) for b in batches if b > 1]
 for name, f, (b,) in rows:
     v = {t: f(runs[t][b]) if b in runs[t] else None for t in tps}
     line = f"{name:26}" + "".join(f"{v[t]:>10.1f}" if v[t] else f"{'-':>10}" for t in tps)
@@ -88,3 +103,22 @@ for name, f, (b,) in rows:
         line += f"{s:>9.2f}{s / (t / base):>6.2f}" if s else f"{'-':>9}{'-':>6}"
     print(line)
 PY
+}
+
+for tp in $TP; do
+  bench prom "$tp" "$BATCHES" --model "$W/m/hf" --kv-cache-memory 0.3
+done
+echo "== Llama-3-8B shape ($LAYERS layers)"
+summary prom $TP
+
+TP70=${TP70-1 2}
+if [ -n "$TP70" ]; then
+  python3 scripts/gpu/make_model.py "$W/m70" --shape 70b --config-only
+  for tp in $TP70; do
+    # One GPU holds the 70B weights with ~5 GiB to spare: bs 1, most of the rest as KV.
+    if [ "$tp" = 1 ]; then b=1 kv=0.8; else b=$BATCHES kv=0.3; fi
+    bench prom70 "$tp" "$b" --model "$W/m70/hf" --load-format dummy --kv-cache-memory "$kv" || true
+  done
+  echo "== Llama-3-70B shape (80 layers, --load-format dummy)"
+  summary prom70 $TP70
+fi

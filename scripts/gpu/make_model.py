@@ -10,6 +10,7 @@ Llama-3's 128256 ids: every id decodes, prompts encode byte by byte. Throughput 
 on what the tokens say.
 
   python3 make_model.py OUT [--layers 32] [--gguf-py DIR]
+  python3 make_model.py OUT --shape 70b --config-only   # config + tokenizer, for --load-format dummy
 """
 import argparse
 import json
@@ -17,14 +18,17 @@ import os
 import sys
 import time
 
-import torch
-from safetensors.torch import save_file
+try:
+    import torch
+except ImportError:  # --config-only needs no torch
+    torch = None
 
 SHAPE = dict(hidden=4096, inter=14336, layers=32, heads=32, kv_heads=8, vocab=128256)
+SHAPES = {"8b": SHAPE, "70b": dict(hidden=8192, inter=28672, layers=80, heads=64, kv_heads=8, vocab=128256)}
 # For checking this script (and the files it writes) on a machine without a GPU.
 TINY = dict(hidden=256, inter=512, layers=2, heads=4, kv_heads=2, vocab=128256)
 MERGES = ["t o"]
-DEV = "cuda" if torch.cuda.is_available() else "cpu"
+DEV = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
 
 
 def bytes_to_unicode():
@@ -69,14 +73,24 @@ def write_tokenizer(d, toks):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--layers", type=int, default=SHAPE["layers"])
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="8b", help="Llama-3-8B or -70B")
+    ap.add_argument("--layers", type=int, help="default: the shape's (32 or 80)")
     ap.add_argument("--gguf-py", help="llama.cpp's gguf-py directory (writes f16.gguf)")
     ap.add_argument("--tiny", action="store_true", help="a 2-layer toy of the same vocabulary")
+    ap.add_argument("--config-only", action="store_true",
+                    help="config.json and tokenizer, no weights (prom --load-format dummy makes them up)")
     a = ap.parse_args()
-    s = dict(TINY if a.tiny else SHAPE, layers=2 if a.tiny else a.layers)
+    shape = SHAPES[a.shape]
+    s = dict(TINY if a.tiny else shape, layers=2 if a.tiny else (a.layers or shape["layers"]))
     hf = os.path.join(a.out, "hf")
     os.makedirs(hf, exist_ok=True)
     t0 = time.time()
+    if a.config_only:
+        write_config(hf, s)
+        write_tokenizer(hf, tokens(s["vocab"]))
+        return
+    from safetensors.torch import save_file
+
     g = torch.Generator(device=DEV).manual_seed(1234)
     hd = s["hidden"] // s["heads"]
     kvd = s["kv_heads"] * hd
@@ -99,13 +113,7 @@ def main():
         w[p + "mlp.down_proj.weight"] = rnd(s["hidden"], s["inter"])
     w = {k: v.cpu() for k, v in w.items()}
     save_file(w, f"{hf}/model.safetensors", metadata={"format": "pt"})
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": s["hidden"],
-           "intermediate_size": s["inter"], "num_hidden_layers": s["layers"], "num_attention_heads": s["heads"],
-           "num_key_value_heads": s["kv_heads"], "vocab_size": s["vocab"], "max_position_embeddings": 8192,
-           "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "hidden_act": "silu", "tie_word_embeddings": False,
-           "attention_bias": False, "mlp_bias": False, "torch_dtype": "bfloat16", "bos_token_id": None,
-           "eos_token_id": s["vocab"] - 1}
-    json.dump(cfg, open(f"{hf}/config.json", "w"), indent=1)
+    write_config(hf, s)
     toks = tokens(s["vocab"])
     write_tokenizer(hf, toks)
     n = sum(v.numel() for v in w.values())
@@ -113,6 +121,16 @@ def main():
     if a.gguf_py:
         write_gguf(a, s, w, toks, hd)
         print(f"gguf: written, {time.time() - t0:.1f} s total", flush=True)
+
+
+def write_config(hf, s):
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": s["hidden"],
+           "intermediate_size": s["inter"], "num_hidden_layers": s["layers"], "num_attention_heads": s["heads"],
+           "num_key_value_heads": s["kv_heads"], "vocab_size": s["vocab"], "max_position_embeddings": 8192,
+           "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "hidden_act": "silu", "tie_word_embeddings": False,
+           "attention_bias": False, "mlp_bias": False, "torch_dtype": "bfloat16", "bos_token_id": None,
+           "eos_token_id": s["vocab"] - 1}
+    json.dump(cfg, open(f"{hf}/config.json", "w"), indent=1)
 
 
 def write_gguf(a, s, w, toks, hd):

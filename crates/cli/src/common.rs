@@ -10,7 +10,7 @@ use std::sync::Arc;
 use prom_engine::{
     Engine, EngineConfig, Event, FinishReason, KvCacheMemory, Policy, Request, SamplingParams, Timings, Usage,
 };
-use prom_models::load::{LoadOptions, LoadedModel};
+use prom_models::load::{LoadFormat, LoadOptions, LoadedModel};
 use prom_models::nn::KvDtype;
 use prom_models::source::{self, ResolveOptions};
 
@@ -45,6 +45,11 @@ pub struct ModelArgs {
     /// (vLLM's flag).
     #[arg(long)]
     pub enforce_eager: bool,
+    /// Where the weights come from: `auto` (the model's files) or `dummy` (vLLM's name: seeded
+    /// made-up weights in the shapes an HF directory's config.json implies, which needs no weight
+    /// files; for speed measurements).
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<LoadFormat>())]
+    pub load_format: LoadFormat,
 }
 
 impl ModelArgs {
@@ -62,9 +67,8 @@ impl ModelArgs {
             kv => Some(kv.parse().context("--kv-cache-dtype")?),
         };
         let device = prom_models::cuda::parse_device(&self.device)?;
-        let opts = LoadOptions { device, dtype };
+        let opts = LoadOptions { device, dtype, load_format: self.load_format, cuda_graphs: !self.enforce_eager };
         let loaded = load_model_with(&self.model, self.offline, &opts, self.quantize, self.tensor_parallel_size)?;
-        loaded.model.set_cuda_graphs(!self.enforce_eager);
         Ok(match kv {
             Some(kv) => LoadedModel { model: loaded.model.with_kv_dtype(kv), ..loaded },
             None => loaded,
@@ -89,7 +93,11 @@ fn load_model_with(
         "--quantize cannot be combined with --tensor-parallel-size {tensor_parallel}: the split cuts dense weights"
     );
     let resolve = ResolveOptions { offline, ..ResolveOptions::default() };
-    let files = source::resolve(spec, &resolve).with_context(|| format!("resolving model `{spec}`"))?;
+    let files = match opts.load_format {
+        LoadFormat::Dummy if std::path::Path::new(spec).is_dir() => source::resolve_config_dir(spec.as_ref()),
+        _ => source::resolve(spec, &resolve),
+    }
+    .with_context(|| format!("resolving model `{spec}`"))?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),

@@ -6,7 +6,7 @@ use candle_core::{DType, Device};
 
 use crate::config::gguf::{from_gguf_metadata, Meta};
 use crate::config::hf::{from_hf_config, HfConfig};
-use crate::loader::{GgufWeights, SafetensorsWeights, Weights};
+use crate::loader::{DummyWeights, GgufWeights, SafetensorsWeights, Weights};
 use crate::nn::Model;
 use crate::{Error, Result};
 
@@ -17,13 +17,48 @@ pub struct LoadOptions {
     /// Activations and dense weights. `None`: f32 on the CPU and for GGUF files (candle's
     /// quantized matmuls take f32), bf16 for HF checkpoints on a GPU.
     pub dtype: Option<DType>,
+    /// Where the weights come from.
+    pub load_format: LoadFormat,
+    /// Replay GPU decode steps as CUDA graphs (`--enforce-eager` turns this off); every rank of
+    /// a split model follows it.
+    pub cuda_graphs: bool,
 }
 
 impl LoadOptions {
     pub fn on(device: &Device) -> Self {
-        Self { device: device.clone(), dtype: None }
+        Self { device: device.clone(), dtype: None, load_format: LoadFormat::Auto, cuda_graphs: true }
+    }
+
+    /// `device` in `dtype` (`None`: the default for the device and format), weights from the files.
+    pub fn with_dtype(device: &Device, dtype: Option<DType>) -> Self {
+        Self { dtype, ..Self::on(device) }
     }
 }
+
+/// Where a model's weights come from (vLLM's `--load-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadFormat {
+    /// The checkpoint's files (safetensors or GGUF).
+    #[default]
+    Auto,
+    /// Seeded made-up weights in the shapes `config.json` implies ([`DummyWeights`]); an HF
+    /// model directory needs nothing but its config. For speed measurements.
+    Dummy,
+}
+
+impl std::str::FromStr for LoadFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "dummy" => Ok(Self::Dummy),
+            other => Err(Error::config("load_format", format!("expected auto or dummy, got `{other}`"))),
+        }
+    }
+}
+
+/// The seed of `--load-format dummy` weights.
+pub const DUMMY_SEED: u64 = 0;
 
 /// An HF checkpoint: `config.json` plus its safetensors files (one, or the shards of an index).
 pub fn load_hf(config: &Path, weight_files: &[PathBuf], device: &Device) -> Result<(Model, SafetensorsWeights)> {
@@ -41,13 +76,32 @@ pub fn load_hf_quantized(
     o: &LoadOptions,
     quant: Option<crate::quant::WeightQuant>,
 ) -> Result<(Model, SafetensorsWeights)> {
-    let raw = HfConfig::from_file(config)?;
     let weights = SafetensorsWeights::open(weight_files)?.with_weight_quant(quant);
+    Ok((hf_model(config, &weights, o)?, weights))
+}
+
+/// The decoder `config` describes, its tensors from `weights`.
+fn hf_model(config: &Path, weights: &dyn Weights, o: &LoadOptions) -> Result<Model> {
+    let raw = HfConfig::from_file(config)?;
     let (cfg, names) = from_hf_config(&raw, &|n| weights.contains(n)).map_err(|e| with_file(e, config))?;
     let dtype = o.dtype.unwrap_or_else(|| crate::cuda::default_dtype(&o.device));
-    let model = Model::load_as(cfg, &names, &weights, &o.device, dtype)?;
+    let model = Model::load_as(cfg, &names, weights, &o.device, dtype)?;
+    model.set_cuda_graphs(o.cuda_graphs);
     crate::cuda::synchronize(&o.device)?;
-    Ok((model, weights))
+    Ok(model)
+}
+
+/// The weights of an HF directory as `load_format` says: its safetensors files, or made up.
+pub(crate) fn hf_weights(
+    dir: &Path,
+    files: &[PathBuf],
+    load_format: LoadFormat,
+    quant: Option<crate::quant::WeightQuant>,
+) -> Result<Box<dyn Weights + Send + Sync>> {
+    Ok(match load_format {
+        LoadFormat::Auto => Box::new(SafetensorsWeights::open(files)?.with_weight_quant(quant)),
+        LoadFormat::Dummy => Box::new(DummyWeights::new(dir, DUMMY_SEED)),
+    })
 }
 
 /// A GGUF file: config from its metadata, tensors from its data section.
@@ -70,6 +124,7 @@ pub fn load_gguf_with(path: &Path, o: &LoadOptions) -> Result<(Model, GgufWeight
     // compare against.
     let dtype = o.dtype.unwrap_or(DType::F32);
     let model = Model::load_as(cfg, &names, &weights, device, dtype)?.with_kv_dtype(DType::F16);
+    model.set_cuda_graphs(o.cuda_graphs);
     crate::cuda::synchronize(device)?;
     Ok((model, weights))
 }
@@ -117,15 +172,19 @@ pub fn load_quantized(
     use crate::source::ModelFiles;
     match files {
         ModelFiles::HfDir {
+            dir,
             config,
             weights,
             tokenizer_json,
             tokenizer_config,
             generation_config,
             chat_template_jinja,
-            ..
         } => {
-            let (model, w) = load_hf_quantized(config, weights, opts, quant)?;
+            if opts.load_format == LoadFormat::Dummy && quant.is_some() {
+                return Err(Error::InvalidInput("--quantize needs stored weights, not --load-format dummy".into()));
+            }
+            let w = hf_weights(dir, weights, opts.load_format, quant)?;
+            let model = hf_model(config, w.as_ref(), opts)?;
             let tokenizer = tokenizer_json
                 .as_deref()
                 .map(|t| crate::Tokenizer::from_hf_files(t, tokenizer_config.as_deref()))
@@ -136,16 +195,15 @@ pub fn load_quantized(
                 Some(p) => GenerationConfig::from_file(p)?,
                 None => GenerationConfig::default(),
             };
-            Ok(LoadedModel {
-                model,
-                tokenizer,
-                chat_template,
-                generation_config,
-                weights: Box::new(w),
-                files: files.clone(),
-            })
+            Ok(LoadedModel { model, tokenizer, chat_template, generation_config, weights: w, files: files.clone() })
         }
         ModelFiles::Gguf { path } => {
+            if opts.load_format == LoadFormat::Dummy {
+                return Err(Error::InvalidInput(format!(
+                    "--load-format dummy makes up an HF checkpoint's weights from its config.json; {} is a GGUF file",
+                    path.display()
+                )));
+            }
             if let Some(q) = quant {
                 return Err(Error::InvalidInput(format!(
                     "--quantize {q:?} applies to HF safetensors checkpoints; {} is a GGUF file whose weights are \

@@ -38,7 +38,7 @@ fn load(name: &str, dev: &Device) -> Model {
     let files =
         resolve(&fixtures().join(name).to_string_lossy(), &ResolveOptions { offline: true, ..Default::default() })
             .unwrap();
-    load_with(&files, &LoadOptions { device: dev.clone(), dtype: Some(DType::F32) }).unwrap().model
+    load_with(&files, &LoadOptions::with_dtype(dev, Some(DType::F32))).unwrap().model
 }
 
 struct Run {

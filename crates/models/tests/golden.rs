@@ -66,7 +66,7 @@ fn check_case(name: &str) -> Result<(), String> {
     let rel_tol = ROUNDOFFS * if dtype == Some(DType::F16) { 2f32.powi(-11) } else { 2f32.powi(-8) };
     let files = resolve(&dir.to_string_lossy(), &ResolveOptions { offline: true, ..Default::default() })
         .map_err(|e| e.to_string())?;
-    let opts = LoadOptions { device: target, dtype };
+    let opts = LoadOptions::with_dtype(&target, dtype);
     let model = load_with(&files, &opts).map_err(|e| e.to_string())?.model;
     // Logits back on the host, where the references are.
     let host = |t: Tensor| t.to_device(&dev).unwrap();

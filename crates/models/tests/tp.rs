@@ -62,7 +62,7 @@ fn files(dir: &Path) -> ModelFiles {
 
 fn load(dir: &Path, world: usize) -> prom_models::Result<Model> {
     let (device, dtype, _) = target();
-    let opts = LoadOptions { device, dtype: Some(dtype) };
+    let opts = LoadOptions::with_dtype(&device, Some(dtype));
     let split = match std::env::var("PROM_TP_IN_PROCESS").as_deref() {
         Ok("1") => load_tensor_parallel_in_process,
         _ => load_tensor_parallel,
@@ -124,7 +124,7 @@ fn check_dir(name: &str, dir: &Path, worlds: &[usize]) {
     let (device, dtype, targets) = target();
     let gpu = !device.is_cpu();
     let worlds: Vec<usize> = worlds.iter().copied().filter(|w| targets.contains(w)).collect();
-    let whole = load_with(&files(dir), &LoadOptions { device, dtype: Some(dtype) }).unwrap().model;
+    let whole = load_with(&files(dir), &LoadOptions::with_dtype(&device, Some(dtype))).unwrap().model;
     assert!(whole.tensor_parallel().is_none());
     let prompt: Vec<u32> = vec![1, 17, 42, 99, 3, 250, 7, 7, 64, 128, 5];
     let (want, want_batch) = (run_single(&whole, &prompt), run_batched(&whole));
@@ -216,7 +216,7 @@ fn bad_input_leaves_the_split_model_working() {
     let (device, dtype, _) = target();
     let gpu = !device.is_cpu();
     let dir = fixture("llama_gqa");
-    let whole = load_with(&files(&dir), &LoadOptions { device, dtype: Some(dtype) }).unwrap().model;
+    let whole = load_with(&files(&dir), &LoadOptions::with_dtype(&device, Some(dtype))).unwrap().model;
     let split = load(&dir, 2).unwrap();
     let mut cache = split.new_cache().unwrap();
     let e = split.forward(&[1, 999], &mut cache, LogitsFor::Last).unwrap_err().to_string();

@@ -2,6 +2,7 @@
 //! shards) and GGUF. The decoder asks for tensors by name; quantized GGUF tensors stay
 //! quantized, float checkpoints are widened to f32 (bf16/f16 matmul on the CPU is slow).
 
+mod dummy;
 mod gguf;
 mod gguf_scan;
 mod int4_layout;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
+pub use self::dummy::DummyWeights;
 pub use self::gguf::GgufWeights;
 pub use self::safetensors::SafetensorsWeights;
 use crate::Result;
@@ -52,6 +54,11 @@ pub trait Weights {
     /// dequantized whole; `None` for every other tensor. [`Weights::load`] of such a name gives
     /// the dequantized f32 tensor.
     fn int4_linear(&self, _name: &str) -> Result<Option<Arc<crate::quant::Int4Matrix>>> {
+        Ok(None)
+    }
+    /// A made-up tensor for `name` in the `shape` the decoder expects, for sources that store
+    /// none ([`DummyWeights`]); `None`: read it with [`Weights::load`].
+    fn synthesize(&self, _name: &str, _shape: &[usize], _device: &Device) -> Result<Option<WeightData>> {
         Ok(None)
     }
 }

@@ -36,12 +36,14 @@ impl Builder<'_> {
 
     /// A dense f32 tensor of exactly `shape`.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.check_shape(name, shape)?;
-        self.weights.load(name, self.device)?.to_dense(self.device)
+        self.raw(name, shape)?.to_dense(self.device)
     }
 
     /// The raw stored form (quantized stays quantized) of a tensor of exactly `shape`.
     pub fn raw(&self, name: &str, shape: &[usize]) -> Result<WeightData> {
+        if let Some(made) = self.weights.synthesize(name, shape, self.device)? {
+            return Ok(made);
+        }
         self.check_shape(name, shape)?;
         self.weights.load(name, self.device)
     }

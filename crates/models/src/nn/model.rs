@@ -276,10 +276,8 @@ impl Model {
     /// This rank's part of [`Model::forward_batch`] (the whole of it for an unsplit model).
     pub(crate) fn forward_rank(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
         let mut batch = self.batch(chunks, kv)?;
-        if self.tp.is_none() {
-            if let Some(logits) = self.graphs.decode(self, &mut batch, kv)? {
-                return Ok(logits);
-            }
+        if let Some(logits) = self.graphs.decode(self, &mut batch, kv)? {
+            return Ok(logits);
         }
         batch.gpu = GpuBatch::new(&batch, &self.device)?;
         let tables = |r: &Option<Rope>| r.as_ref().map(|r| r.tables_for(&batch.spans, &self.device)).transpose();
@@ -416,6 +414,17 @@ struct AsDtype<'a> {
     dtype: DType,
 }
 
+impl AsDtype<'_> {
+    fn cast(&self, name: &str, w: WeightData) -> Result<WeightData> {
+        Ok(match w {
+            WeightData::Dense(t) => {
+                WeightData::Dense(t.to_dtype(self.dtype).ctx(format!("`{name}` to {:?}", self.dtype))?)
+            }
+            q => q,
+        })
+    }
+}
+
 impl Weights for AsDtype<'_> {
     fn path(&self) -> &std::path::Path {
         self.inner.path()
@@ -436,12 +445,10 @@ impl Weights for AsDtype<'_> {
         self.inner.names()
     }
     fn load(&self, name: &str, device: &Device) -> Result<WeightData> {
-        Ok(match self.inner.load(name, device)? {
-            WeightData::Dense(t) => {
-                WeightData::Dense(t.to_dtype(self.dtype).ctx(format!("`{name}` to {:?}", self.dtype))?)
-            }
-            q => q,
-        })
+        self.cast(name, self.inner.load(name, device)?)
+    }
+    fn synthesize(&self, name: &str, shape: &[usize], device: &Device) -> Result<Option<WeightData>> {
+        self.inner.synthesize(name, shape, device)?.map(|w| self.cast(name, w)).transpose()
     }
     fn int4_linear(&self, name: &str) -> Result<Option<std::sync::Arc<crate::quant::Int4Matrix>>> {
         self.inner.int4_linear(name)

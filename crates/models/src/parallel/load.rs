@@ -9,7 +9,6 @@ use candle_core::Device;
 use super::{Communicator, Followers, LocalWorld};
 use crate::config::hf::{from_hf_config, HfConfig};
 use crate::load::{LoadOptions, LoadedModel};
-use crate::loader::{SafetensorsWeights, Weights};
 use crate::nn::Model;
 use crate::source::ModelFiles;
 use crate::{Error, Result};
@@ -36,13 +35,13 @@ fn load_split(files: &ModelFiles, opts: &LoadOptions, world: usize, in_process: 
         return crate::load::load_with(files, opts);
     }
     let ModelFiles::HfDir {
+        dir,
         config,
         weights: weight_files,
         tokenizer_json,
         tokenizer_config,
         generation_config,
         chat_template_jinja,
-        ..
     } = files
     else {
         return Err(Error::config(
@@ -51,7 +50,7 @@ fn load_split(files: &ModelFiles, opts: &LoadOptions, world: usize, in_process: 
         ));
     };
     let raw = HfConfig::from_file(config)?;
-    let weights = SafetensorsWeights::open(weight_files)?;
+    let weights = crate::load::hf_weights(dir, weight_files, opts.load_format, None)?;
     let (cfg, names) =
         from_hf_config(&raw, &|n| weights.contains(n)).map_err(|e| Error::bad_file(config, e.to_string()))?;
     // What cannot be split is refused before any device is opened (a split that does not fit the
@@ -65,9 +64,12 @@ fn load_split(files: &ModelFiles, opts: &LoadOptions, world: usize, in_process: 
             .iter()
             .zip(comms)
             .map(|(dev, make)| {
-                let (cfg, names, weights) = (cfg.clone(), &names, &weights);
+                let (cfg, names, weights) = (cfg.clone(), &names, weights.as_ref());
                 s.spawn(move || {
                     let model = Model::load_rank(cfg, names, weights, dev, dtype, Some(make()?))?;
+                    // Every rank captures its own graphs, NCCL calls included; ranks sharing
+                    // one GPU's stream (in process) would record each other's work.
+                    model.set_cuda_graphs(opts.cuda_graphs && !in_process);
                     crate::cuda::synchronize(dev)?;
                     Ok(model)
                 })
@@ -94,7 +96,6 @@ fn load_split(files: &ModelFiles, opts: &LoadOptions, world: usize, in_process: 
         Some(p) => crate::generation_config::GenerationConfig::from_file(p)?,
         None => Default::default(),
     };
-    let weights: Box<dyn Weights> = Box::new(weights);
     Ok(LoadedModel { model, tokenizer, chat_template, generation_config, weights, files: files.clone() })
 }
 

@@ -47,6 +47,12 @@ pub(crate) fn shard_names(index: &Path) -> Result<Vec<String>> {
 
 /// Inspects an HF model directory; every weight file is checked to exist.
 pub(crate) fn inspect(dir: &Path) -> Result<ModelFiles> {
+    inspect_with(dir, true)
+}
+
+/// [`inspect`], with `require_weights` false accepting a directory of `config.json` (and
+/// tokenizer files) alone: its `weights` come back empty (for `--load-format dummy`).
+pub(crate) fn inspect_with(dir: &Path, require_weights: bool) -> Result<ModelFiles> {
     let config = dir.join(CONFIG);
     if !config.is_file() {
         return Err(Error::ModelNotFound(format!("{}: not an HF model directory (no {CONFIG})", dir.display())));
@@ -64,11 +70,14 @@ pub(crate) fn inspect(dir: &Path) -> Result<ModelFiles> {
         shards
     } else if dir.join(SINGLE_WEIGHTS).is_file() {
         vec![dir.join(SINGLE_WEIGHTS)]
+    } else if !require_weights {
+        Vec::new()
     } else {
         let has_bin = dir.join("pytorch_model.bin").is_file() || dir.join("pytorch_model.bin.index.json").is_file();
         let hint = if has_bin { " (only PyTorch .bin weights are present; convert them to safetensors)" } else { "" };
         return Err(Error::ModelNotFound(format!(
-            "{}: HF model directory without weights: neither {WEIGHTS_INDEX} nor {SINGLE_WEIGHTS}{hint}",
+            "{}: HF model directory without weights: neither {WEIGHTS_INDEX} nor {SINGLE_WEIGHTS}{hint} \
+             (`--load-format dummy` runs its config with made-up weights)",
             dir.display()
         )));
     };

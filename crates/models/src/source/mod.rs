@@ -30,7 +30,8 @@ pub enum ModelFiles {
     HfDir {
         dir: PathBuf,
         config: PathBuf,
-        /// `model.safetensors`, or the shards `model.safetensors.index.json` lists (sorted).
+        /// `model.safetensors`, or the shards `model.safetensors.index.json` lists (sorted);
+        /// empty only from [`resolve_config_dir`].
         weights: Vec<PathBuf>,
         tokenizer_json: Option<PathBuf>,
         tokenizer_config: Option<PathBuf>,
@@ -60,6 +61,12 @@ impl Default for ResolveOptions {
     fn default() -> Self {
         Self { offline: false, hub_cache: None, model_cache: None, endpoint: None, progress: true }
     }
+}
+
+/// An HF model directory that may hold no weights (`config.json` and tokenizer files alone),
+/// for `--load-format dummy`: the weights it lists, if any, are not read.
+pub fn resolve_config_dir(dir: &Path) -> Result<ModelFiles> {
+    hf_dir::inspect_with(dir, false)
 }
 
 /// Resolves `spec` (a path, [`DEFAULT_MODEL`] or a hub id) to the model's files.
