@@ -17,7 +17,8 @@
 # There:  device run, kind nvidia-h200-x2, carry [".gpu-tp"], command: bench/gpu_tp.sh
 #         On a machine of one GPU, `bench/gpu_tp.sh single` runs the correctness half only, every
 #         rank on that GPU with in-memory collectives (PROM_TP_IN_PROCESS=1; no NCCL, no bench).
-# Knobs:  BATCHES="1 32 128", LAYERS=32, TP="1 2", TP70="1 2" (empty: skip the 70B shape).
+# Knobs:  PARTS="check 8b 70b" (any subset, in that order), BATCHES="1 32 128", LAYERS=32,
+#         TP="1 2", TP70="1 2".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -56,7 +57,11 @@ echo "nccl: $PROM_NCCL_LIB"
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
 nvidia-smi topo -m 2>/dev/null | head -4 || true
 
-python3 scripts/gpu/make_model.py "$W/m" --layers "$LAYERS"
+PARTS=${PARTS:-check 8b 70b}
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+if has check || has 8b || [ "${1:-}" = single ]; then
+  python3 scripts/gpu/make_model.py "$W/m" --layers "$LAYERS"
+fi
 
 if [ "${1:-}" = single ]; then
   echo "== correctness (bf16, 2 and 4 ranks in process on GPU 0 vs GPU 0)"
@@ -64,9 +69,11 @@ if [ "${1:-}" = single ]; then
     PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" "$BIN/tp" --test-threads 1 --nocapture 2>&1 | tee "$OUT/tp-test.txt"
   exit 0
 fi
-echo "== correctness (bf16, GPUs 0+1 vs GPU 0)"
-PROM_TEST_DEVICE=cuda PROM_TEST_DTYPE=bf16 PROM_TP_MODEL="$W/m/hf" \
-  PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" "$BIN/tp" --test-threads 1 --nocapture 2>&1 | tee "$OUT/tp-test.txt"
+if has check; then
+  echo "== correctness (bf16, GPUs 0+1 vs GPU 0)"
+  PROM_TEST_DEVICE=cuda PROM_TEST_DTYPE=bf16 PROM_TP_MODEL="$W/m/hf" \
+    PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" "$BIN/tp" --test-threads 1 --nocapture 2>&1 | tee "$OUT/tp-test.txt"
+fi
 
 # bench NAME TP BATCHES [prom flags...]: one `prom bench` run → $OUT/NAME-tpTP.{txt,json}
 bench() {
@@ -105,14 +112,16 @@ for name, f, (b,) in rows:
 PY
 }
 
-for tp in $TP; do
-  bench prom "$tp" "$BATCHES" --model "$W/m/hf" --kv-cache-memory 0.3
-done
-echo "== Llama-3-8B shape ($LAYERS layers)"
-summary prom $TP
+if has 8b; then
+  for tp in $TP; do
+    bench prom "$tp" "$BATCHES" --model "$W/m/hf" --kv-cache-memory 0.3
+  done
+  echo "== Llama-3-8B shape ($LAYERS layers)"
+  summary prom $TP
+fi
 
-TP70=${TP70-1 2}
-if [ -n "$TP70" ]; then
+TP70=${TP70:-1 2}
+if has 70b; then
   python3 scripts/gpu/make_model.py "$W/m70" --shape 70b --config-only
   for tp in $TP70; do
     # One GPU holds the 70B weights with ~5 GiB to spare: bs 1, most of the rest as KV.
