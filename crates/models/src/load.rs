@@ -19,8 +19,8 @@ pub struct LoadOptions {
     pub dtype: Option<DType>,
     /// Where the weights come from.
     pub load_format: LoadFormat,
-    /// Replay GPU decode steps as CUDA graphs (`--enforce-eager` turns this off); every rank of
-    /// a split model follows it.
+    /// Replay GPU decode steps as CUDA graphs (`--enforce-eager` turns this off). Split models
+    /// (tensor parallelism) always run eagerly for now.
     pub cuda_graphs: bool,
 }
 

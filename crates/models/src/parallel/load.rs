@@ -67,9 +67,11 @@ fn load_split(files: &ModelFiles, opts: &LoadOptions, world: usize, in_process: 
                 let (cfg, names, weights) = (cfg.clone(), &names, weights.as_ref());
                 s.spawn(move || {
                     let model = Model::load_rank(cfg, names, weights, dev, dtype, Some(make()?))?;
-                    // Every rank captures its own graphs, NCCL calls included; ranks sharing
-                    // one GPU's stream (in process) would record each other's work.
-                    model.set_cuda_graphs(opts.cuda_graphs && !in_process);
+                    // Split models run eagerly. Captured with their NCCL calls (each rank its
+                    // own graph), the replays gave wrong logits on two H200s (tp.rs, qwen2,
+                    // relative error 0.97 from the first replayed step); not yet understood.
+                    let _ = opts.cuda_graphs;
+                    model.set_cuda_graphs(false);
                     crate::cuda::synchronize(dev)?;
                     Ok(model)
                 })
