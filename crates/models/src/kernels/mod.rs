@@ -120,11 +120,14 @@ impl Backend {
 const ROW_CHUNK: usize = 64;
 /// Below this many multiply-adds a matmul runs on the calling thread: waking a helper costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 16;
-/// Matmuls of at most this many rows (single-sequence decode) come microseconds apart, so the
-/// pool's helpers keep polling after them instead of sleeping (see `pool::Pool::run`). Raising
-/// it to 64 (batched decode) was measured on a loaded 2-core machine: 16-way decode ITL got
-/// worse (41–43 ms vs 36 ms), since a polling helper holds a core the caller needs.
-const LINGER_MAX_ROWS: usize = 4;
+/// Matmuls of at most this many rows (decode, single or batched up to 64 sequences) come
+/// microseconds apart, so the pool's helpers keep polling after them instead of sleeping (see
+/// `pool::Pool::run`); longer prefill matmuls let them sleep. On a quiet 2-core machine, 64
+/// instead of 4 cut 16-way decode ITL by ~10% (five alternated pairs, bench/RESULTS.md); on a
+/// loaded one (other processes on both cores) a polling helper holds a core the caller needs,
+/// and 16-way ITL got worse (41–43 ms vs 36 ms) — llama.cpp's spinning threads make the same
+/// trade.
+const LINGER_MAX_ROWS: usize = 64;
 
 /// An `n × k` GGUF-quantized weight matrix (`n` output features, `k` inputs), packed for the
 /// kernels of this module.
