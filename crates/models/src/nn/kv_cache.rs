@@ -21,7 +21,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use half::f16;
-use half::slice::HalfBitsSliceExt;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use std::fmt;
 use std::str::FromStr;
 
@@ -377,12 +377,23 @@ impl PagedKvCache {
                         vb[vbase..vbase + vd].copy_from_slice(vsrc);
                     }
                     (Buf::F16(kb), Buf::F16(vb)) => {
-                        for (d, &x) in ksrc.iter().enumerate() {
-                            kb[kbase + d * bs] = f16::from_f32(x).to_bits();
+                        // Whole vectors through the SIMD conversion (the same rounding as
+                        // `f16::from_f32`), K then scattered to its transposed places.
+                        let mut kh = [f16::ZERO; 512];
+                        match kh.get_mut(..kd) {
+                            Some(kh) => {
+                                kh.convert_from_f32_slice(ksrc);
+                                for (d, x) in kh.iter().enumerate() {
+                                    kb[kbase + d * bs] = x.to_bits();
+                                }
+                            }
+                            None => {
+                                for (d, &x) in ksrc.iter().enumerate() {
+                                    kb[kbase + d * bs] = f16::from_f32(x).to_bits();
+                                }
+                            }
                         }
-                        for (dst, &x) in vb[vbase..vbase + vd].iter_mut().zip(vsrc) {
-                            *dst = f16::from_f32(x).to_bits();
-                        }
+                        vb[vbase..vbase + vd].reinterpret_cast_mut::<f16>().convert_from_f32_slice(vsrc);
                     }
                     (Buf::I8(kq, ks), Buf::I8(vq, vs)) => {
                         // One scale per (block, head, offset), for K and V alike.
