@@ -7,6 +7,7 @@
 use half::f16;
 
 use super::layout::QK;
+use super::pool::Pool;
 
 /// `m` rows of `k` activations as int8 quants plus per-block f32 `d` and `s`, stored
 /// structure-of-arrays so the kernels broadcast 4 quants at a time straight from memory.
@@ -32,22 +33,52 @@ impl QuantRows {
         self.qs.resize(m * k, 0);
         self.d.resize(m * kb, 0.0);
         self.s.resize(m * kb, 0.0);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the features were just detected.
-            return unsafe { quantize_avx512(self, x, sum_through_f16) };
-        } else if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { quantize_avx2(self, x, sum_through_f16) };
+        let nb = m * kb;
+        let pool = Pool::global();
+        if nb < PARALLEL_MIN_BLOCKS || pool.threads() <= 1 {
+            return quantize_range(&mut self.qs, &mut self.d, &mut self.s, x, sum_through_f16);
         }
-        quantize_blocks(self, x, sum_through_f16)
+        // Blocks are independent: split them over the pool (a prefill chunk's activations were
+        // quantized on the calling thread while the helper waited; a decode step's are too few
+        // to pay for the split).
+        let per = nb.div_ceil(pool.threads() * 4);
+        let (qs, d, s) = (self.qs.as_mut_ptr() as usize, self.d.as_mut_ptr() as usize, self.s.as_mut_ptr() as usize);
+        pool.run(nb.div_ceil(per), m <= super::LINGER_MAX_ROWS, &|u| {
+            let (b0, b1) = (u * per, nb.min((u + 1) * per));
+            // SAFETY: units own disjoint block ranges of the buffers resized above, which
+            // outlive `run`.
+            let (qs, d, s) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut((qs as *mut i8).add(b0 * QK), (b1 - b0) * QK),
+                    std::slice::from_raw_parts_mut((d as *mut f32).add(b0), b1 - b0),
+                    std::slice::from_raw_parts_mut((s as *mut f32).add(b0), b1 - b0),
+                )
+            };
+            quantize_range(qs, d, s, &x[b0 * QK..b1 * QK], sum_through_f16);
+        });
     }
 }
 
+/// Below this many 32-value blocks, activations are quantized on the calling thread.
+const PARALLEL_MIN_BLOCKS: usize = 2048;
+
+/// Quantizes the blocks of `x` into `qs`, `d`, `s` (as many blocks as `d` holds).
+fn quantize_range(qs: &mut [i8], d: &mut [f32], s: &mut [f32], x: &[f32], sum_through_f16: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the features were just detected.
+        return unsafe { quantize_avx512(qs, d, s, x, sum_through_f16) };
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: as above.
+        return unsafe { quantize_avx2(qs, d, s, x, sum_through_f16) };
+    }
+    quantize_blocks(qs, d, s, x, sum_through_f16)
+}
+
 /// The portable version, and the specification the SIMD versions follow bit for bit.
-fn quantize_blocks(rows: &mut QuantRows, x: &[f32], sum_through_f16: bool) {
-    let blocks = x.chunks_exact(QK).zip(rows.qs.chunks_exact_mut(QK));
-    for ((xb, qb), (d_out, s_out)) in blocks.zip(rows.d.iter_mut().zip(rows.s.iter_mut())) {
+fn quantize_blocks(qs: &mut [i8], d: &mut [f32], s: &mut [f32], x: &[f32], sum_through_f16: bool) {
+    let blocks = x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK));
+    for ((xb, qb), (d_out, s_out)) in blocks.zip(d.iter_mut().zip(s.iter_mut())) {
         let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
         let (d, id) = scales(amax);
         let mut sum = 0i32;
@@ -76,9 +107,9 @@ fn block_scales(d: f32, sum: i32, sum_through_f16: bool) -> (f32, f32) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn quantize_avx512(rows: &mut QuantRows, x: &[f32], sum_through_f16: bool) {
+unsafe fn quantize_avx512(qs: &mut [i8], d_out: &mut [f32], s_out: &mut [f32], x: &[f32], sum_through_f16: bool) {
     use std::arch::x86_64::*;
-    let nb = rows.d.len();
+    let nb = d_out.len().min(s_out.len()).min(qs.len() / QK).min(x.len() / QK);
     let abs_mask = _mm512_set1_epi32(0x7FFF_FFFF);
     for b in 0..nb {
         let xp = x.as_ptr().add(b * QK);
@@ -86,25 +117,25 @@ unsafe fn quantize_avx512(rows: &mut QuantRows, x: &[f32], sum_through_f16: bool
         let v1 = _mm512_loadu_ps(xp.add(16));
         let a0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v0), abs_mask));
         let a1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v1), abs_mask));
-        let (d, id) = scales(_mm512_reduce_max_ps(_mm512_max_ps(a0, a1)));
+        let (db, id) = scales(_mm512_reduce_max_ps(_mm512_max_ps(a0, a1)));
         let mul = _mm512_set1_ps(id);
         // Round half to even, as llama.cpp's `_mm256_round_ps(.., _MM_ROUND_NEAREST)`.
         const RNE: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
         let q0 = _mm512_cvt_roundps_epi32::<RNE>(_mm512_mul_ps(v0, mul));
         let q1 = _mm512_cvt_roundps_epi32::<RNE>(_mm512_mul_ps(v1, mul));
-        let qp = rows.qs.as_mut_ptr().add(b * QK) as *mut __m128i;
+        let qp = qs.as_mut_ptr().add(b * QK) as *mut __m128i;
         _mm_storeu_si128(qp, _mm512_cvtsepi32_epi8(q0));
         _mm_storeu_si128(qp.add(1), _mm512_cvtsepi32_epi8(q1));
         let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-        (rows.d[b], rows.s[b]) = block_scales(d, sum, sum_through_f16);
+        (d_out[b], s_out[b]) = block_scales(db, sum, sum_through_f16);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quantize_avx2(rows: &mut QuantRows, x: &[f32], sum_through_f16: bool) {
+unsafe fn quantize_avx2(qs: &mut [i8], d_out: &mut [f32], s_out: &mut [f32], x: &[f32], sum_through_f16: bool) {
     use std::arch::x86_64::*;
-    let nb = rows.d.len();
+    let nb = d_out.len().min(s_out.len()).min(qs.len() / QK).min(x.len() / QK);
     let sign = _mm256_set1_ps(-0.0);
     for b in 0..nb {
         let xp = x.as_ptr().add(b * QK);
@@ -116,7 +147,7 @@ unsafe fn quantize_avx2(rows: &mut QuantRows, x: &[f32], sum_through_f16: bool) 
         let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
         let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        let (d, id) = scales(_mm_cvtss_f32(m4));
+        let (db, id) = scales(_mm_cvtss_f32(m4));
         let mul = _mm256_set1_ps(id);
         let q: [__m256i; 4] = std::array::from_fn(|i| {
             _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(v[i], mul)))
@@ -128,8 +159,8 @@ unsafe fn quantize_avx2(rows: &mut QuantRows, x: &[f32], sum_through_f16: bool) 
         // i32 → i8 with the lane order the 128-bit-lane packs scramble, put back by a permute.
         let p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(rows.qs.as_mut_ptr().add(b * QK) as *mut __m256i, p);
-        (rows.d[b], rows.s[b]) = block_scales(d, sum, sum_through_f16);
+        _mm256_storeu_si256(qs.as_mut_ptr().add(b * QK) as *mut __m256i, p);
+        (d_out[b], s_out[b]) = block_scales(db, sum, sum_through_f16);
     }
 }
 
@@ -168,12 +199,12 @@ mod tests {
         let fresh = || QuantRows { k: x.len(), kb: 37, qs: vec![0; x.len()], d: vec![0.0; 37], s: vec![0.0; 37] };
         for sum_f16 in [false, true] {
             let mut want = fresh();
-            quantize_blocks(&mut want, &x, sum_f16);
+            quantize_blocks(&mut want.qs, &mut want.d, &mut want.s, &x, sum_f16);
             #[cfg(target_arch = "x86_64")]
             for (ok, f) in [
                 (
                     std::arch::is_x86_feature_detected!("avx512bw"),
-                    quantize_avx512 as unsafe fn(&mut QuantRows, &[f32], bool),
+                    quantize_avx512 as unsafe fn(&mut [i8], &mut [f32], &mut [f32], &[f32], bool),
                 ),
                 (std::arch::is_x86_feature_detected!("avx2"), quantize_avx2),
             ] {
@@ -182,10 +213,23 @@ mod tests {
                 }
                 let mut got = fresh();
                 // SAFETY: feature checked above.
-                unsafe { f(&mut got, &x, sum_f16) };
+                unsafe { f(&mut got.qs, &mut got.d, &mut got.s, &x, sum_f16) };
                 assert_eq!((&got.qs, &got.d, &got.s), (&want.qs, &want.d, &want.s));
             }
         }
+    }
+
+    #[test]
+    fn rows_split_over_the_pool_quantize_as_one_pass() {
+        let (m, k) = (48, 1536);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0).collect();
+        let mut got = QuantRows::default();
+        got.quantize(&x, m, k, true);
+        let nb = m * k / QK;
+        assert!(nb >= PARALLEL_MIN_BLOCKS);
+        let (mut qs, mut d, mut s) = (vec![0i8; m * k], vec![0f32; nb], vec![0f32; nb]);
+        quantize_blocks(&mut qs, &mut d, &mut s, &x, true);
+        assert_eq!((got.qs, got.d, got.s), (qs, d, s));
     }
 
     #[test]

@@ -18,7 +18,8 @@ use super::math;
 use super::pool::Pool;
 use crate::{Error, Result};
 
-/// Below this many elements a kernel runs on the calling thread.
+/// Below this many elements a kernel runs on the calling thread (splitting a 16-row decode
+/// step's SwiGLU or rotary over the pool measured slower).
 const PARALLEL_MIN: usize = 1 << 16;
 
 /// Runs `f` over the contiguous f32 values of a CPU tensor; `None` when `x` is not one (another
@@ -55,7 +56,8 @@ fn for_rows(out: &mut [f32], width: usize, row: &(dyn Fn(usize, &mut [f32]) + Sy
     let pool = Pool::global();
     let per_unit = rows.div_ceil(pool.threads() * 8).max(1);
     let base = out.as_mut_ptr() as usize;
-    pool.run(rows.div_ceil(per_unit), false, &|u| {
+    // Decode-sized jobs come between matmuls microseconds apart: helpers keep polling after them.
+    pool.run(rows.div_ceil(per_unit), rows <= super::LINGER_MAX_ROWS, &|u| {
         for i in u * per_unit..rows.min((u + 1) * per_unit) {
             // SAFETY: each unit owns a disjoint range of rows of `out`, which outlives `run`.
             let o = unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(i * width), width) };

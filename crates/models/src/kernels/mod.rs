@@ -127,7 +127,7 @@ const PARALLEL_MIN_MACS: usize = 1 << 16;
 /// loaded one (other processes on both cores) a polling helper holds a core the caller needs,
 /// and 16-way ITL got worse (41–43 ms vs 36 ms) — llama.cpp's spinning threads make the same
 /// trade.
-const LINGER_MAX_ROWS: usize = 64;
+pub(super) const LINGER_MAX_ROWS: usize = 64;
 
 /// An `n × k` GGUF-quantized weight matrix (`n` output features, `k` inputs), packed for the
 /// kernels of this module.
