@@ -7,7 +7,8 @@
 # per-request Timings), and engine steps with the mean wall time per step.
 #
 #   bench/engine_throughput.sh                              # C = 1,4,16,64, 64 tokens, 1 round
-#   REPS=3 bench/engine_throughput.sh                       # medians of 3 rounds per level
+#   REPS=5 bench/engine_throughput.sh                       # medians of 5 rounds per level (each round
+#                                                           # runs every level once: interleaved)
 #   CONCURRENCY=1,16 NTOK=32 EXTRA="--max-num-seqs 32" bench/engine_throughput.sh
 #
 # Prints prom's per-round table, then a summary table and "16-way / 1-way = X.XXx (goal ≥ 3x)".

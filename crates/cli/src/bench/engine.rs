@@ -2,7 +2,8 @@
 //! would use it.
 //!
 //! - `throughput`: for each concurrency C, C requests submitted at once (distinct prompts of
-//!   32–128 tokens, greedy, EOS ignored); aggregate generated tok/s over the wall time from the
+//!   32–128 tokens, greedy, EOS ignored; with `--reps`, each round runs every level once, so
+//!   levels are interleaved in time); aggregate generated tok/s over the wall time from the
 //!   first submit to the last `Finished`, mean time to first token and mean inter-token latency
 //!   (both from the engine's [`Timings`]), and engine steps, so that per-step cost can be compared
 //!   across batch sizes. `cached` sums the requests' `Usage::cached_prompt_tokens`, `hits` is the
@@ -150,20 +151,26 @@ fn throughput(s: &Served, a: &Args) -> Result<serde_json::Value> {
         "cached",
         "hits"
     );
-    let mut levels = Vec::new();
+    // Rounds interleave the levels (round r runs every level once, in order), so a drift in
+    // the machine's speed during the run (other tenants' memory traffic, say) reaches every
+    // level alike instead of whichever level ran during it.
+    let mut per_level: Vec<Vec<LevelRow>> = a.concurrency.iter().map(|_| Vec::new()).collect();
     let mut base_tps = None;
-    for &c in &a.concurrency {
-        let mut rows = Vec::new();
-        for r in 0..reps {
+    for r in 0..reps {
+        for (&c, rows) in a.concurrency.iter().zip(per_level.iter_mut()) {
             let round = round(&s.engine, prompts(c)?, &greedy(a.max_tokens))?;
             let row = LevelRow::from_round(&round);
             let speedup = row.tok_s / *base_tps.get_or_insert(row.tok_s);
             row.print(c, &(r + 1).to_string(), speedup);
             rows.push(row);
         }
-        let med = LevelRow::median(&rows);
+    }
+    let mut levels = Vec::new();
+    let base_med = per_level.first().map(|rows| LevelRow::median(rows).tok_s);
+    for (&c, rows) in a.concurrency.iter().zip(&per_level) {
+        let med = LevelRow::median(rows);
         if reps > 1 {
-            med.print(c, "med", med.tok_s / base_tps.unwrap_or(med.tok_s));
+            med.print(c, "med", med.tok_s / base_med.unwrap_or(med.tok_s));
         }
         levels.push(json!({
             "concurrency": c,
