@@ -135,6 +135,18 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// Online-softmax state of N rows (running max, running sum, E accumulator values each), empty.
+template <int N, int E>
+__device__ __forceinline__ void softmax_init(float (&m)[N], float (&l)[N], float (&acc)[N][E]) {
+#pragma unroll
+  for (int r = 0; r < N; r++) {
+    m[r] = -INFINITY;
+    l[r] = 0.f;
+#pragma unroll
+    for (int e = 0; e < E; e++) acc[r][e] = 0.f;
+  }
+}
+
 // Narrows a CTA's keys [lo, hi] to its split-K partition blockIdx.z: `part` keys a partition
 // (> 0), or, with part < 0, whole `unit`s sized here per sequence so that its keys spread over
 // gridDim.z partitions (a CUDA graph fixes the grid before the contexts are known). part = 0:
@@ -186,13 +198,7 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
   }
 
   float m[MAXR], l[MAXR], acc[MAXR][DVL];
-#pragma unroll
-  for (int j = 0; j < MAXR; j++) {
-    m[j] = -INFINITY;
-    l[j] = 0.f;
-#pragma unroll
-    for (int e = 0; e < DVL; e++) acc[j][e] = 0.f;
-  }
+  softmax_init(m, l, acc);
 
   for (int kb = lo; kb <= hi; kb += KT) {
     __syncthreads();  // the previous tile is consumed (and, the first time, q is stored)
@@ -434,13 +440,7 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   __syncthreads();
 
   float m[R], l[R], acc[R][DPL];
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-    m[r] = -INFINITY;
-    l[r] = 0.f;
-#pragma unroll
-    for (int e = 0; e < DPL; e++) acc[r][e] = 0.f;
-  }
+  softmax_init(m, l, acc);
 
   for (int kb = lo + warp * KT; kb <= hi; kb += WARPS * KT) {
     const int pos = kb + lane;
