@@ -147,6 +147,22 @@ __device__ __forceinline__ void softmax_init(float (&m)[N], float (&l)[N], float
   }
 }
 
+// One online-softmax step of a row over a warp's tile of keys, one key per lane: `tmax` is the
+// tile's (finite) max score, `x` this lane's score. Rescales the row's running sum and
+// accumulator to the new max and returns this lane's probability (0 for a masked key).
+template <int E>
+__device__ __forceinline__ float softmax_update(float& m, float& l, float (&acc)[E], float tmax, float x,
+                                                bool valid) {
+  const float mnew = fmaxf(m, tmax);
+  const float corr = expf(m - mnew);  // 0 while m is -inf
+  const float p = valid ? expf(x - mnew) : 0.f;
+  l = l * corr + warp_sum(p);
+  m = mnew;
+#pragma unroll
+  for (int e = 0; e < E; e++) acc[e] *= corr;
+  return p;
+}
+
 // Narrows a CTA's keys [lo, hi] to its split-K partition blockIdx.z: `part` keys a partition
 // (> 0), or, with part < 0, whole `unit`s sized here per sequence so that its keys spread over
 // gridDim.z partitions (a CUDA graph fixes the grid before the contexts are known). part = 0:
@@ -280,13 +296,7 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
       }
       const float tmax = warp_max(sc);
       if (tmax == -INFINITY) continue;  // no valid key in this tile for the row
-      const float mnew = fmaxf(m[j], tmax);
-      const float corr = expf(m[j] - mnew);  // 0 while m is -inf
-      const float p = valid ? expf(sc - mnew) : 0.f;
-      l[j] = l[j] * corr + warp_sum(p);
-      m[j] = mnew;
-#pragma unroll
-      for (int e = 0; e < DVL; e++) acc[j][e] *= corr;
+      const float p = softmax_update(m[j], l[j], acc[j], tmax, sc, valid);
       // Unrolled over the tile's keys (a masked key's p is 0): the broadcasts and value loads
       // of several keys are in flight together.
 #pragma unroll 4
@@ -481,13 +491,8 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
         if (alibi) x += alibi[h0 + r] * (float)pos;
         if (softcap > 0.f) x = softcap * tanhf(x / softcap);
       }
-      const float mnew = fmaxf(m[r], warp_max(x));  // finite: key kb is always in range
-      const float corr = expf(m[r] - mnew);
-      p[r] = valid ? expf(x - mnew) : 0.f;
-      l[r] = l[r] * corr + warp_sum(p[r]);
-      m[r] = mnew;
-#pragma unroll
-      for (int e = 0; e < DPL; e++) acc[r][e] *= corr;
+      // The tile's max is finite: key kb is always in range.
+      p[r] = softmax_update(m[r], l[r], acc[r], warp_max(x), x, valid);
     }
 #pragma unroll 8
     for (int j = 0; j < nk; j++) {
