@@ -19,6 +19,9 @@ const CASES: &[(&str, usize, usize, usize)] = &[
     ("matvec 576->1536 (gate/up)", 1, 1536, 576),
     ("matvec 1536->576 (down)", 1, 576, 1536),
     ("matvec 576->49152 (lm head)", 1, 49152, 576),
+    ("decode 16 x 576->1536", 16, 1536, 576),
+    ("decode 16 x 1536->576", 16, 576, 1536),
+    ("decode 16 x 576->49152 (head)", 16, 49152, 576),
     ("prefill 64 x 576->1536", 64, 1536, 576),
     ("prefill 64 x 1536->576", 64, 576, 1536),
 ];
@@ -39,6 +42,9 @@ fn median_time(mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var("SWEEP") {
+        return sweep(&spec);
+    }
     let dev = Device::Cpu;
     println!(
         "threads: {} (candle {}), backend: {:?}",
@@ -92,5 +98,63 @@ fn main() {
             report(&format!("ours {backend:?}"), t);
         }
         println!("{:<30} max |ours - candle| = {max_diff:.2e}", "");
+    }
+    cold(&mut rand);
+}
+
+/// Decode as the engine sees it: every weight comes from DRAM, because a step walks ~80 MB of
+/// weights, more than the L3. Here a ring of copies of one matrix, 64 MB in all, is walked
+/// call after call, so no call finds its weights cached.
+fn cold(rand: &mut impl FnMut() -> f32) {
+    const RING_BYTES: usize = 64 << 20;
+    let dev = Device::Cpu;
+    println!("{:<30} {:>14} {:>10} {:>9} {:>8}", "weights from DRAM (ring)", "impl", "us/call", "GMAC/s", "GB/s");
+    for &(label, m, n, k) in &[
+        ("decode 1 x 576->3072", 1, 3072, 576),
+        ("decode 16 x 576->3072", 16, 3072, 576),
+        ("decode 16 x 1536->576", 16, 576, 1536),
+        ("decode 16 x 576->49152 (head)", 16, 49152, 576),
+        ("prefill 64 x 576->3072", 64, 3072, 576),
+    ] {
+        let w = Tensor::from_vec((0..n * k).map(|_| rand()).collect::<Vec<f32>>(), (n, k), &dev).unwrap();
+        let x = Tensor::from_vec((0..m * k).map(|_| rand()).collect::<Vec<f32>>(), (m, k), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let bytes = q.storage_size_in_bytes();
+        let ring: Vec<QMatrix> =
+            (0..RING_BYTES.div_ceil(bytes).max(2)).map(|_| QMatrix::from_qtensor(&q).unwrap().unwrap()).collect();
+        let mut at = 0;
+        let t = median_time(|| {
+            black_box(ring[at].forward(black_box(&x)).unwrap());
+            at = (at + 1) % ring.len();
+        });
+        let s = t.as_secs_f64();
+        println!(
+            "{:<30} {:>14} {:>10.1} {:>9.1} {:>8.1}",
+            label,
+            format!("ours {:?}", Backend::detect()),
+            s * 1e6,
+            (m * n * k) as f64 / s / 1e9,
+            bytes as f64 / s / 1e9
+        );
+    }
+}
+
+/// `SWEEP=n,k` times our kernel alone at 1..128 rows (weights warm): how the rate depends on rows.
+fn sweep(spec: &str) {
+    let v: Vec<usize> = spec.split(',').map(|x| x.parse().expect("SWEEP=n,k")).collect();
+    let (n, k) = (v[0], v[1]);
+    let dev = Device::Cpu;
+    let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+    let q = QMatrix::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap().unwrap();
+    for m in [1, 8, 16, 24, 32, 48, 64, 128, 256] {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+        let t = median_time(|| {
+            black_box(q.forward(black_box(&x)).unwrap());
+        });
+        println!(
+            "m {m:4} n {n} k {k}: {:8.1} us {:7.1} GMAC/s",
+            t.as_secs_f64() * 1e6,
+            (m * n * k) as f64 / t.as_secs_f64() / 1e9
+        );
     }
 }

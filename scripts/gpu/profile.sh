@@ -23,21 +23,29 @@ else
        --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching)
   CSV="$OUT/ncu-$CONC.csv"
 fi
-"$NCU" --clock-control none --launch-skip "$SKIP" --launch-count "$COUNT" --csv --metrics gpu__time_duration.sum \
+"$NCU" --clock-control none --launch-skip "$SKIP" --launch-count "$COUNT" --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum \
   "${CMD[@]}" > "$CSV" 2> "$OUT/ncu.err" || { tail -20 "$OUT/ncu.err"; exit 1; }
 python3 - "$CSV" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
 head, rows = rows[0], rows[1:]
-k, u, v = head.index("Kernel Name"), head.index("Metric Unit"), head.index("Metric Value")
-scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "ns": 1e-3, "us": 1.0, "ms": 1e3}
-tot = collections.defaultdict(lambda: [0, 0.0])
+k, g, m = head.index("Kernel Name"), head.index("Grid Size"), head.index("Metric Name")
+u, v, i = head.index("Metric Unit"), head.index("Metric Value"), head.index("ID")
+scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "ns": 1e-3, "us": 1.0, "ms": 1e3,
+         "byte": 1.0, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "B": 1.0, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+# One row per (launch, metric): time in µs, DRAM bytes read; grouped by kernel and grid.
+launch = collections.defaultdict(dict)
 for r in rows:
-    t = tot[r[k][:70]]
+    launch[(r[i], r[k][:60], r[g])][r[m]] = float(r[v].replace(",", "")) * scale.get(r[u], 1.0)
+tot = collections.defaultdict(lambda: [0, 0.0, 0.0])
+for (_, name, grid), ms in launch.items():
+    t = tot[(name, grid)]
     t[0] += 1
-    t[1] += float(r[v].replace(",", "")) * scale[r[u]]
+    t[1] += ms.get("gpu__time_duration.sum", 0.0)
+    t[2] += ms.get("dram__bytes_read.sum", 0.0)
 all_us = sum(t[1] for t in tot.values())
-print(f"{len(rows)} launches, {all_us:.0f} us of kernel time")
-for name, (n, us) in sorted(tot.items(), key=lambda x: -x[1][1]):
-    print(f"{us:9.1f} us {100 * us / all_us:5.1f}%  {n:4d} x {us / n:8.2f} us  {name}")
+print(f"{len(launch)} launches, {all_us:.0f} us of kernel time")
+print(f"{'total us':>9} {'%':>5}  {'n':>4}   {'mean us':>8} {'TB/s':>5}  kernel [grid]")
+for (name, grid), (n, us, b) in sorted(tot.items(), key=lambda x: -x[1][1]):
+    print(f"{us:9.1f} {100 * us / all_us:5.1f}  {n:4d} x {us / n:8.2f} {b / us / 1e6 if us else 0:5.2f}  {name} {grid}")
 PY
