@@ -5,11 +5,12 @@
 use std::sync::{Arc, OnceLock};
 
 use candle_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
-use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig};
 use candle_core::cuda::{CudaStorageSlice, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
 
+use super::launch::Launch;
 use super::PackedRope;
 use crate::kernels::attention::{AttnParams, AttnSeq};
 use crate::nn::{BatchMeta, NO_SLOT};
@@ -206,7 +207,7 @@ pub(crate) fn write_and_attend(
     let stream = dev.cuda_stream();
     let (kp, vp) = (dptr(&k, &stream)?, dptr(&v, &stream)?);
     let f = dev.get_or_load_custom_func(&format!("kv_write_{ty}"), MODULE, PTX)?;
-    let mut l = f.builder();
+    let mut l = Launch::new(&f);
     let i32_ = |x: usize| x as i32;
     let (ti, kvhi, dki, dvi, bsi) = (i32_(t), i32_(kvh), i32_(dk), i32_(dv), i32_(bs));
     let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
@@ -214,7 +215,7 @@ pub(crate) fn write_and_attend(
     let cfg = LaunchConfig { grid_dim: (t as u32, kvh as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: argument types match kv_write's signature; every index is bounded by the checks
     // above and by the pool covering every slot (checked by `PagedKvCache` on the host side).
-    unsafe { l.launch(cfg) }.w()?;
+    unsafe { l.launch(&stream, cfg) }.w()?;
     attend(dev, pool, q, batch, p, Split::Auto)
 }
 
@@ -270,7 +271,7 @@ pub(crate) fn rope_write_and_attend(
     let qp = dptr(&q, &stream)?;
     let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
     let f = dev.get_or_load_custom_func(&format!("qkv_rope_write_{ty}"), MODULE, PTX)?;
-    let mut l = f.builder();
+    let mut l = Launch::new(&f);
     let i32_ = |x: usize| x as i32;
     let (hi, kvhi, di, roti, inter, bsi) =
         (i32_(heads), i32_(kvh), i32_(d), i32_(rot), i32::from(rope.as_ref().is_some_and(|r| r.interleaved)), i32_(bs));
@@ -285,7 +286,7 @@ pub(crate) fn rope_write_and_attend(
     // SAFETY: argument types match qkv_rope_write's signature; qkv holds t rows of `width`, the
     // tables t rows of rot / 2 (checked above), q t × heads × d; every slot is inside the pool
     // (checked by the caller against the pool's blocks).
-    unsafe { l.launch(cfg) }.w().ctx("qkv rope write")?;
+    unsafe { l.launch(&stream, cfg) }.w().ctx("qkv rope write")?;
     attend(dev, pool, &q, batch, p, Split::Auto)
 }
 
@@ -424,7 +425,7 @@ pub(crate) fn attend(
             let (hi, kvhi, dki, dvi, bsi, hpi, qt) =
                 (i32_(h), i32_(kvh), i32_(dk), i32_(dv), i32_(bs), i32_(hp), i32_(QTILE));
             let (scale, cap, win, parti) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_), part);
-            let mut l = f.builder();
+            let mut l = Launch::new(&f);
             l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables).arg(&alibi_p);
             if decode {
                 l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&scale).arg(&cap).arg(&win);
@@ -438,17 +439,17 @@ pub(crate) fn attend(
             // SAFETY: argument types match paged_attn's signature; the work list, tables and
             // slots were built from the same batch the shapes were checked against; with
             // `part` ≠ 0 the scratch holds gridDim.z partitions of every (token, head).
-            unsafe { l.launch(cfg) }.w()?;
+            unsafe { l.launch(&stream, cfg) }.w()?;
             if parts > 1 {
                 let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-                let mut l = f.builder();
+                let mut l = Launch::new(&f);
                 let np = i32_(parts);
                 l.arg(&ml_p).arg(&acc_p).arg(&op).arg(&hi).arg(&dvi).arg(&np);
                 let cfg =
                     LaunchConfig { grid_dim: (t as u32, h as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
                 // SAFETY: argument types match attn_reduce's signature; the scratch and `out`
                 // hold (t, h, parts) and (t, h, dv) elements.
-                unsafe { l.launch(cfg) }.w()?;
+                unsafe { l.launch(&stream, cfg) }.w()?;
             }
             Storage::Cuda(CudaStorage::wrap_cuda_slice(out, dev.clone()))
         }};

@@ -4,12 +4,13 @@
 //! calls return `None` for anything they do not cover (CPU tensors, other dtypes, mismatched
 //! shapes), and the caller keeps its unfused path.
 
-use candle_core::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda::cudarc::driver::LaunchConfig;
 use candle_core::cuda::WrapErr;
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
 
 use super::attention::{dptr, MODULE, PTX};
+use super::launch::Launch;
 use crate::{Result, TensorContext};
 
 /// Threads per CTA of the elementwise kernel, and the most CTAs it gets (a grid-stride loop).
@@ -82,7 +83,7 @@ fn norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Option<Result<(
         }
         let aligned = i32::from(ptrs.iter().all(|p| p % 16 == 0));
         let f = dev.get_or_load_custom_func(&format!("add_rms_norm_{ty}"), MODULE, PTX)?;
-        let mut l = f.builder();
+        let mut l = Launch::new(&f);
         for p in &ptrs {
             l.arg(p);
         }
@@ -93,7 +94,7 @@ fn norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Option<Result<(
         // SAFETY: argument types match add_rms_norm's signature; x, y (and h, s when present)
         // hold rows × dim elements and w dim, all contiguous (checked above); a null h makes
         // the kernel skip the add and never touch s.
-        unsafe { l.launch(cfg) }.w().ctx("add_rms_norm")?;
+        unsafe { l.launch(&stream, cfg) }.w().ctx("add_rms_norm")?;
         Ok((s, y))
     };
     Some(run())
@@ -131,7 +132,7 @@ fn silu_mul(gate: &Tensor, up: &Tensor, up_at: usize, ff: usize, ld: usize, dims
         let elem = dt.size_in_bytes() as u64;
         let ptrs = [dptr(gate, &stream)?, dptr(up, &stream)? + up_at as u64 * elem, dptr(&out, &stream)?];
         let f = dev.get_or_load_custom_func(&format!("silu_mul_{ty}"), MODULE, PTX)?;
-        let mut l = f.builder();
+        let mut l = Launch::new(&f);
         for p in &ptrs {
             l.arg(p);
         }
@@ -141,7 +142,7 @@ fn silu_mul(gate: &Tensor, up: &Tensor, up_at: usize, ff: usize, ld: usize, dims
         let cfg = LaunchConfig { grid_dim: (ctas, 1, 1), block_dim: (EW_THREADS, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: argument types match silu_mul's signature; every read (r · ld + i, i < ff,
         // r < rows, plus up_at) stays inside the contiguous input checked by the callers.
-        unsafe { l.launch(cfg) }.w().ctx("silu_mul")?;
+        unsafe { l.launch(&stream, cfg) }.w().ctx("silu_mul")?;
         Ok(out)
     };
     Some(run())
@@ -172,14 +173,14 @@ pub fn to_f32(x: &Tensor) -> Option<Result<Tensor>> {
         let y = tensor(out, x.dims());
         let dst = dptr(&y, &stream)?;
         let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-        let mut l = f.builder();
+        let mut l = Launch::new(&f);
         let n64 = n as u64;
         l.arg(&src).arg(&dst).arg(&n64);
         let ctas = (n / 8).div_ceil(EW_THREADS as usize).clamp(1, EW_MAX_CTAS) as u32;
         let cfg = LaunchConfig { grid_dim: (ctas, 1, 1), block_dim: (EW_THREADS, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: argument types match to_f32's signature; x holds n values from a 16-byte
         // aligned address, y n fresh f32 values.
-        unsafe { l.launch(cfg) }.w().ctx("to f32")?;
+        unsafe { l.launch(&stream, cfg) }.w().ctx("to f32")?;
         Ok(y)
     };
     Some(run())

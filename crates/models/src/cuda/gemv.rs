@@ -4,12 +4,13 @@
 //! reduce launch) that reach ~3.3 TB/s on an H200, this kernel streams the rows one warp each.
 //! Anything it does not cover returns `None`, and the caller keeps candle's matmul.
 
-use candle_core::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda::cudarc::driver::LaunchConfig;
 use candle_core::cuda::WrapErr;
 use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Device, Storage, Tensor};
 
 use super::attention::{dptr, MODULE, PTX};
+use super::launch::Launch;
 use crate::{Result, TensorContext};
 
 /// The most rows (tokens) the kernel takes; above that the weights are read few enough times
@@ -61,7 +62,7 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
         let y = Tensor::from_storage(Storage::Cuda(storage), dims, BackpropOp::none(), false);
         let yp = dptr(&y, &stream)?;
         let f = dev.get_or_load_custom_func(&format!("gemv_{ty}_{rows}"), MODULE, PTX)?;
-        let mut l = f.builder();
+        let mut l = Launch::new(&f);
         let (ni, ki) = (n as i32, k as i32);
         l.arg(&xp).arg(&wp).arg(&yp).arg(&ni).arg(&ki);
         let cfg = LaunchConfig {
@@ -71,7 +72,7 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
         };
         // SAFETY: argument types match gemv's signature; x holds rows × k and w n × k elements,
         // contiguous and 16-byte aligned (checked above), y rows × n.
-        unsafe { l.launch(cfg) }.w().ctx("gemv")?;
+        unsafe { l.launch(&stream, cfg) }.w().ctx("gemv")?;
         Ok(y)
     };
     Some(run())

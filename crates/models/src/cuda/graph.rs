@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::cuda::cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-use candle_core::cuda::cudarc::driver::{result, CudaGraph, CudaSlice, DeviceRepr};
+use candle_core::cuda::cudarc::driver::sys::{self, CUgraph, CUgraphExec, CUgraphInstantiate_flags, CUstreamCaptureMode};
+use candle_core::cuda::cudarc::driver::{result, CudaSlice, CudaStream, DeviceRepr, DriverError};
 use candle_core::{CudaDevice, DType, Device, Tensor};
 
 use super::attention::{dptr, GpuBatch};
@@ -45,12 +45,37 @@ struct State {
     pool: Vec<u64>,
 }
 
-/// A captured graph.
-struct Graph(CudaGraph);
+/// A captured graph, instantiated.
+struct Graph {
+    graph: CUgraph,
+    exec: CUgraphExec,
+    stream: Arc<CudaStream>,
+}
 
 // SAFETY: CUDA allows a graph to be launched from any thread as long as calls on it are
 // serialized; it is only reached through `DecodeGraphs::state`'s mutex.
 unsafe impl Send for Graph {}
+
+impl Graph {
+    fn launch(&self) -> std::result::Result<(), DriverError> {
+        self.stream.context().bind_to_thread()?;
+        // SAFETY: `exec` is a live executable graph of this stream's context.
+        unsafe { result::graph::launch(self.exec, self.stream.cu_stream()) }
+    }
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        // SAFETY: both handles are live and owned by this value; errors on teardown have nowhere
+        // to go.
+        unsafe {
+            if !self.exec.is_null() {
+                let _ = result::graph::exec_destroy(self.exec);
+            }
+            let _ = result::graph::destroy(self.graph);
+        }
+    }
+}
 
 /// The fixed buffers of the largest size; a smaller graph uses their leading rows.
 struct Inputs {
@@ -124,7 +149,7 @@ impl DecodeGraphs {
         let step = inputs.step(size)?;
         match st.graphs.get(&size) {
             Some(g) => {
-                if let Err(e) = g.0.launch() {
+                if let Err(e) = g.launch() {
                     // Nothing ran (graph memory, say): this step and the next run eagerly.
                     tracing::warn!("CUDA graphs off: replaying a decode step of {size} sequences failed: {e}");
                     st.enabled = false;
@@ -147,7 +172,7 @@ impl DecodeGraphs {
                 });
                 match recorded {
                     Ok(g) => {
-                        st.graphs.insert(size, Graph(g));
+                        st.graphs.insert(size, g);
                     }
                     Err(e) => {
                         tracing::warn!("CUDA graphs off: capturing a decode step of {size} sequences failed: {e}");
@@ -165,16 +190,59 @@ impl DecodeGraphs {
     }
 }
 
-/// Records what `f` enqueues on the device's stream (nothing runs) → the instantiated graph.
-fn capture(dev: &CudaDevice, f: impl FnOnce() -> Result<()>) -> Result<CudaGraph> {
+/// Records what `f` enqueues on the device's stream (nothing runs) → the instantiated graph, its
+/// kernels linked by programmatic edges where [`super::launch::link_programmatic`] can (on a
+/// copy: if the linked graph does not instantiate, the graph as captured is used).
+fn capture(dev: &CudaDevice, f: impl FnOnce() -> Result<()>) -> Result<Graph> {
     let stream = dev.cuda_stream();
     let _cache = dev.enable_cuda_graph_htod_cache();
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).map_err(|e| graph_err("begin", e))?;
     let ran = f();
-    let graph = stream.end_capture(CUgraphInstantiate_flags(0));
+    // SAFETY: the stream is capturing (begun above, on this thread).
+    let graph = unsafe { result::stream::end_capture(stream.cu_stream()) }.map_err(|e| graph_err("capture", e))?;
+    if graph.is_null() {
+        ran?;
+        return Err(graph_err("capture", "empty graph"));
+    }
+    let owned = Graph { graph, exec: std::ptr::null_mut(), stream: Arc::clone(&stream) };
     ran?;
-    let graph = graph.map_err(|e| graph_err("instantiate", e))?.ok_or_else(|| graph_err("capture", "empty graph"))?;
-    graph.upload().map_err(|e| graph_err("upload", e))?;
+    let flags = CUgraphInstantiate_flags(0);
+    let linked = super::launch::pdl_enabled().then(|| {
+        let mut copy: CUgraph = std::ptr::null_mut();
+        // SAFETY: `graph` is a valid graph; the copy is owned by the `Graph` built from it.
+        unsafe { sys::cuGraphClone(&mut copy, graph) }.result().ok()?;
+        let mut linked = Graph { graph: copy, exec: std::ptr::null_mut(), stream: Arc::clone(&stream) };
+        // SAFETY: `copy` is a valid graph not yet instantiated.
+        match unsafe { super::launch::link_programmatic(copy) } {
+            Ok(n) => tracing::debug!("decode graph: {n} kernels linked by programmatic edges"),
+            Err(e) => {
+                tracing::warn!("decode graph: programmatic edges not set ({e}); kernels run one after another");
+                return None;
+            }
+        }
+        // SAFETY: a valid graph.
+        match unsafe { result::graph::instantiate(copy, flags) } {
+            Ok(exec) => {
+                linked.exec = exec;
+                Some(linked)
+            }
+            Err(e) => {
+                tracing::warn!("decode graph with programmatic edges does not instantiate ({e}); using it as captured");
+                None
+            }
+        }
+    });
+    let graph = match linked.flatten() {
+        Some(g) => g,
+        None => {
+            let mut g = owned;
+            // SAFETY: a valid graph.
+            g.exec = unsafe { result::graph::instantiate(g.graph, flags) }.map_err(|e| graph_err("instantiate", e))?;
+            g
+        }
+    };
+    // SAFETY: a live executable graph of this stream's context.
+    unsafe { result::graph::upload(graph.exec, stream.cu_stream()) }.map_err(|e| graph_err("upload", e))?;
     Ok(graph)
 }
 

@@ -23,6 +23,15 @@ template <> __device__ __forceinline__ float from_f<float>(float x) { return x; 
 template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
+// Programmatic dependent launch (sm_90; cuda/launch.rs launches every kernel here with it): a
+// kernel may start while the one before it in the stream is still running. Each kernel lets its
+// successor start at once (`pdl_trigger`), and waits for its predecessor to finish and its
+// writes to be visible (`pdl_wait`) before it reads anything a kernel wrote or writes anything:
+// before the wait only reads of the weights (never written in a step) are allowed, as in `gemv`.
+// Without a programmatic predecessor both are no-ops.
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
 // ---------------------------------------------------------------------------------------------
 // A token whose K/V go nowhere: the padding rows of a CUDA graph's batch (cuda/graph.rs).
 constexpr uint32_t NO_SLOT = 0xffffffffu;
@@ -33,6 +42,8 @@ template <typename TI, typename TK>
 __device__ void kv_write(const TI* __restrict__ k, const TI* __restrict__ v, TK* __restrict__ kp,
                          TK* __restrict__ vp, const uint32_t* __restrict__ slots, int t, int kvh, int dk,
                          int dv, int bs) {
+  pdl_trigger();
+  pdl_wait();
   const int i = blockIdx.x, h = blockIdx.y;
   if (slots[i] == NO_SLOT) return;
   const size_t slot = slots[i];
@@ -54,6 +65,8 @@ __device__ void qkv_rope_write(const T* __restrict__ qkv, const T* __restrict__ 
                                T* __restrict__ q_out, TK* __restrict__ kp, TK* __restrict__ vp,
                                const uint32_t* __restrict__ slots, int H, int kvh, int d, int rot,
                                int interleaved, int bs) {
+  pdl_trigger();
+  pdl_wait();
   const int i = blockIdx.x, hh = blockIdx.y;
   const T* src = qkv + (size_t)i * (H + 2 * kvh) * d + (size_t)hh * d;
   const int half = rot / 2;
@@ -182,6 +195,8 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
                            const float* __restrict__ alibi, int H, int kvh, int dk, int dv, int bs, int hp,
                            int qtile, float scale, float softcap, int window, int part,
                            float2* __restrict__ part_ml, float* __restrict__ part_acc) {
+  pdl_trigger();
+  pdl_wait();
   // K rows are padded to kst floats (a multiple of 4, ≡ 4 mod 32 at head dims that are a
   // multiple of 32): lane j reads key j's row as float4s, and the 8 lanes of each 128-byte
   // phase hit distinct banks. q rows are qst floats apart, also float4-aligned.
@@ -342,6 +357,8 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
 template <typename TQ>
 __device__ void attn_reduce(const float2* __restrict__ part_ml, const float* __restrict__ part_acc,
                             TQ* __restrict__ out, int H, int dv, int nparts) {
+  pdl_trigger();
+  pdl_wait();
   const size_t row = (size_t)blockIdx.x * H + blockIdx.y;
   const float2* ml = part_ml + row * nparts;
   float mx = -INFINITY;
@@ -428,6 +445,8 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
                              const float* __restrict__ alibi, int H, int kvh, int bs, float scale,
                              float softcap, int window, int part, float2* __restrict__ part_ml,
                              float* __restrict__ part_acc) {
+  pdl_trigger();
+  pdl_wait();
   constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
   constexpr int KC = DK / VEC;          // 16-byte chunks per K row
   constexpr int DPL = DV / 32;          // value dims per lane
@@ -600,6 +619,8 @@ __device__ __forceinline__ void warp_best(float& bv, uint32_t& bi) {
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
     argmax_f32(const float* __restrict__ x, float* __restrict__ val, uint32_t* __restrict__ idx, int vocab,
                int chunk) {
+  pdl_trigger();
+  pdl_wait();
   __shared__ float sv[ARGMAX_THREADS / 32];
   __shared__ uint32_t si[ARGMAX_THREADS / 32];
   const float* row = x + (size_t)blockIdx.x * vocab;
@@ -637,6 +658,8 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
 // The row winners of argmax_f32's `parts` partial results. grid (rows), block 32.
 extern "C" __global__ void argmax_merge(const float* __restrict__ val, const uint32_t* __restrict__ idx,
                                         uint32_t* __restrict__ out, int parts) {
+  pdl_trigger();
+  pdl_wait();
   float bv = -INFINITY;
   uint32_t bi = 0xffffffffu;
   for (int z = threadIdx.x; z < parts; z += 32) {
@@ -694,6 +717,8 @@ __device__ __forceinline__ float block_sum(float x, float* part) {
 template <typename T>
 __device__ void add_rms_norm(const T* __restrict__ x, const T* __restrict__ h, const T* __restrict__ w,
                              T* __restrict__ s, T* __restrict__ y, int dim, float eps, int aligned) {
+  pdl_trigger();
+  pdl_wait();
   __shared__ float part[32];
   constexpr int VEC = 16 / sizeof(T);
   const size_t base = (size_t)blockIdx.x * dim;
@@ -750,6 +775,8 @@ __device__ void add_rms_norm(const T* __restrict__ x, const T* __restrict__ h, c
 template <typename T>
 __device__ void silu_mul(const T* __restrict__ gate, const T* __restrict__ up, T* __restrict__ out, int rows,
                          int ff, int ld) {
+  pdl_trigger();
+  pdl_wait();
   const size_t n = (size_t)rows * ff;
   for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (size_t)gridDim.x * blockDim.x) {
     const size_t r = k / ff, i = k - r * ff;
@@ -808,14 +835,22 @@ __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __rest
   constexpr int UNROLL = M <= 2 ? 8 : 4;
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-  if (n >= N) return;
+  pdl_trigger();
   const int kc = K / 8;  // 16-byte chunks per row
-  const uint4* wr = reinterpret_cast<const uint4*>(w) + (size_t)n * kc;
+  const uint4* wr = reinterpret_cast<const uint4*>(w) + (size_t)min(n, N - 1) * kc;
   const uint4* xr = reinterpret_cast<const uint4*>(x);
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; m++) acc[m] = 0.f;
   int c = lane;
+  // The first UNROLL chunks of the weight row are asked into L2 before the wait: under
+  // programmatic launch that overlaps the kernels before this one (which only write
+  // activations), without holding registers across the wait.
+#pragma unroll
+  for (int u = 0; u < UNROLL; u++)
+    if (c + 32 * u < kc) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr + c + 32 * u));
+  pdl_wait();
+  if (n >= N) return;
   for (; c + 32 * (UNROLL - 1) < kc; c += 32 * UNROLL) {
     uint4 wv[UNROLL];
 #pragma unroll
@@ -854,6 +889,8 @@ GEMV_ALL(f16, __half)
 // one at a time; grid-stride. Exact: every f16/bf16 value is an f32.
 template <typename T>
 __device__ void to_f32(const T* __restrict__ x, float* __restrict__ y, size_t n) {
+  pdl_trigger();
+  pdl_wait();
   const size_t n8 = n / 8, stride = (size_t)gridDim.x * blockDim.x;
   const size_t first = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   for (size_t i = first; i < n8; i += stride) {

@@ -125,11 +125,12 @@ mod tests {
 
 #[cfg(feature = "cuda")]
 mod gpu {
-    use candle_core::cuda::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+    use candle_core::cuda::cudarc::driver::{DevicePtr, LaunchConfig};
     use candle_core::cuda::WrapErr;
     use candle_core::{CudaDevice, DType, Tensor};
 
     use super::super::attention::{dptr, MODULE, PTX};
+    use super::super::launch::Launch;
     use crate::{Result, TensorContext};
 
     /// `ARGMAX_THREADS` of kernels.cu.
@@ -165,21 +166,22 @@ mod gpu {
             None => (0, out.device_ptr(&stream).0),
         };
         let f = dev.get_or_load_custom_func("argmax_f32", MODULE, PTX)?;
-        let mut l = f.builder();
+        let mut l = Launch::new(&f);
         l.arg(&src).arg(&val).arg(&idx).arg(&vocab_i).arg(&chunk_i);
         let grid = (rows as u32, parts as u32, 1);
         let cfg = LaunchConfig { grid_dim: grid, block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: argument types match argmax_f32's signature; `src` holds rows × vocab f32s
         // (contiguous, checked by dims2 above); `val`/`idx` rows × parts entries (or `out`, rows).
-        unsafe { l.launch(cfg) }.w()?;
+        unsafe { l.launch(&stream, cfg) }.w()?;
         if parts > 1 {
             let f = dev.get_or_load_custom_func("argmax_merge", MODULE, PTX)?;
-            let mut l = f.builder();
+            let mut l = Launch::new(&f);
             let parts_i = parts as i32;
-            l.arg(&val).arg(&idx).arg(&out).arg(&parts_i);
+            let out_p = out.device_ptr(&stream).0;
+            l.arg(&val).arg(&idx).arg(&out_p).arg(&parts_i);
             let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
             // SAFETY: argument types match argmax_merge's signature; the partials hold rows × parts.
-            unsafe { l.launch(cfg) }.w()?;
+            unsafe { l.launch(&stream, cfg) }.w()?;
         }
         let ids = dev.clone_dtoh(&out)?;
         // `logits` and the partials must outlive the launches: dropping them after the
