@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::cuda::cudarc::driver::sys::{self, CUgraph, CUgraphExec, CUgraphInstantiate_flags, CUstreamCaptureMode};
+use candle_core::cuda::cudarc::driver::sys::{CUgraph, CUgraphExec, CUgraphInstantiate_flags, CUstreamCaptureMode};
 use candle_core::cuda::cudarc::driver::{result, CudaSlice, CudaStream, DeviceRepr, DriverError};
 use candle_core::{CudaDevice, DType, Device, Tensor};
 
@@ -191,8 +191,9 @@ impl DecodeGraphs {
 }
 
 /// Records what `f` enqueues on the device's stream (nothing runs) → the instantiated graph, its
-/// kernels linked by programmatic edges where [`super::launch::link_programmatic`] can (on a
-/// copy: if the linked graph does not instantiate, the graph as captured is used).
+/// kernels linked by programmatic edges where [`super::launch::link_programmatic`] can. (CUDA
+/// cannot clone a graph with memory nodes, so the linking edits the captured graph itself: if it
+/// fails, the capture fails, and graphs go off with a warning.)
 fn capture(dev: &CudaDevice, f: impl FnOnce() -> Result<()>) -> Result<Graph> {
     let stream = dev.cuda_stream();
     let _cache = dev.enable_cuda_graph_htod_cache();
@@ -204,43 +205,16 @@ fn capture(dev: &CudaDevice, f: impl FnOnce() -> Result<()>) -> Result<Graph> {
         ran?;
         return Err(graph_err("capture", "empty graph"));
     }
-    let owned = Graph { graph, exec: std::ptr::null_mut(), stream: Arc::clone(&stream) };
+    let mut graph = Graph { graph, exec: std::ptr::null_mut(), stream: Arc::clone(&stream) };
     ran?;
-    let flags = CUgraphInstantiate_flags(0);
-    let linked = super::launch::pdl_enabled().then(|| {
-        let mut copy: CUgraph = std::ptr::null_mut();
-        // SAFETY: `graph` is a valid graph; the copy is owned by the `Graph` built from it.
-        unsafe { sys::cuGraphClone(&mut copy, graph) }.result().ok()?;
-        let mut linked = Graph { graph: copy, exec: std::ptr::null_mut(), stream: Arc::clone(&stream) };
-        // SAFETY: `copy` is a valid graph not yet instantiated.
-        match unsafe { super::launch::link_programmatic(copy) } {
-            Ok(n) => tracing::debug!("decode graph: {n} kernels linked by programmatic edges"),
-            Err(e) => {
-                tracing::warn!("decode graph: programmatic edges not set ({e}); kernels run one after another");
-                return None;
-            }
-        }
-        // SAFETY: a valid graph.
-        match unsafe { result::graph::instantiate(copy, flags) } {
-            Ok(exec) => {
-                linked.exec = exec;
-                Some(linked)
-            }
-            Err(e) => {
-                tracing::warn!("decode graph with programmatic edges does not instantiate ({e}); using it as captured");
-                None
-            }
-        }
-    });
-    let graph = match linked.flatten() {
-        Some(g) => g,
-        None => {
-            let mut g = owned;
-            // SAFETY: a valid graph.
-            g.exec = unsafe { result::graph::instantiate(g.graph, flags) }.map_err(|e| graph_err("instantiate", e))?;
-            g
-        }
-    };
+    if super::launch::pdl_enabled() {
+        // SAFETY: a valid graph, not yet instantiated.
+        let n = unsafe { super::launch::link_programmatic(graph.graph) }.map_err(|e| graph_err("programmatic edges", e))?;
+        tracing::debug!("decode graph: {n} kernels linked by programmatic edges");
+    }
+    // SAFETY: a valid graph.
+    graph.exec = unsafe { result::graph::instantiate(graph.graph, CUgraphInstantiate_flags(0)) }
+        .map_err(|e| graph_err("instantiate", e))?;
     // SAFETY: a live executable graph of this stream's context.
     unsafe { result::graph::upload(graph.exec, stream.cu_stream()) }.map_err(|e| graph_err("upload", e))?;
     Ok(graph)
