@@ -1,13 +1,13 @@
 //! Our CUDA kernels other than attention against the host or candle's unfused ops, on fresh
 //! random inputs: the greedy argmax the engine samples with (one CTA a row, and rows split over
 //! several), the fused residual-add + RMSNorm (and the RMSNorm alone) and SwiGLU product, the
-//! small-batch matmul of decode steps and the logits' cast to f32. Runs on the GPU with
+//! small-batch matmul of decode steps (and its SwiGLU form) and the logits' cast to f32. Runs on the GPU with
 //! `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh); elsewhere it checks the CPU side of the same
 //! calls (argmax) and that the fused calls decline CPU tensors.
 
 use candle_core::{DType, Device, Tensor, D};
 use prom_models::cuda::{
-    add_rms_norm, argmax, argmax_rows, gemv, parse_device, rms_norm, silu_mul_fused, silu_mul_pair, to_f32,
+    add_rms_norm, argmax, argmax_rows, gemv, gemv_silu, parse_device, rms_norm, silu_mul_fused, silu_mul_pair, to_f32,
 };
 
 fn device() -> Device {
@@ -163,6 +163,52 @@ fn gemv_matches_a_host_matmul_of_the_same_values() {
                 let want = f32_(&x).matmul(&f32_(&w).t().unwrap()).unwrap();
                 let e = rel_err(&got, &want);
                 assert!(e <= bound(dt), "{dt:?} gemv {rows} × {k} · ({n} × {k})ᵀ: {e} (seed {s})");
+            }
+        }
+    }
+}
+
+#[test]
+fn gemv_silu_is_gemv_then_silu_mul_exactly() {
+    let dev = device();
+    let s = seed();
+    if dev.is_cpu() {
+        let (x, w) =
+            (Tensor::ones((1, 64), DType::F32, &dev).unwrap(), Tensor::ones((8, 64), DType::F32, &dev).unwrap());
+        assert!(gemv_silu(&x, &w).is_none());
+        return;
+    }
+    for dt in [DType::BF16, DType::F16] {
+        // (ff, in): the 8B shape's gate|up, odd feature counts, a row tail past the unrolled loop.
+        for (ff, k) in [(14336, 4096), (37, 8), (129, 4104), (600, 1000)] {
+            for rows in [1, 2, 3] {
+                let host = |shape: (usize, usize), seed: u64| {
+                    Tensor::from_vec(values(shape.0 * shape.1, seed), shape, &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(dt)
+                        .unwrap()
+                        .to_device(&dev)
+                        .unwrap()
+                };
+                // Small weights keep the gate inside silu's interesting range.
+                let (x, w) = (host((rows, k), s + 21), (host((2 * ff, k), s + 22) * 0.05).unwrap());
+                let got = gemv_silu(&x, &w);
+                if rows > 2 {
+                    assert!(got.is_none(), "{rows} rows take the two-launch path");
+                    continue;
+                }
+                let got = got.expect("covered").unwrap();
+                let want = silu_mul_fused(&gemv(&x, &w).expect("covered").unwrap(), ff).expect("covered").unwrap();
+                assert_eq!(got.dims(), [rows, ff]);
+                let diff = (got.to_dtype(DType::F32).unwrap() - want.to_dtype(DType::F32).unwrap())
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert_eq!(diff, 0.0, "{dt:?} gemv_silu {rows} × {k} · (2·{ff} × {k})ᵀ differs (seed {s})");
             }
         }
     }

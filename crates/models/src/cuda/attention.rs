@@ -445,10 +445,14 @@ pub(crate) fn attend(
                 let mut l = Launch::new(&f);
                 let np = i32_(parts);
                 l.arg(&ml_p).arg(&acc_p).arg(&op).arg(&hi).arg(&dvi).arg(&np);
-                let cfg =
-                    LaunchConfig { grid_dim: (t as u32, h as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+                // One f32 weight a partition in shared memory.
+                let cfg = LaunchConfig {
+                    grid_dim: (t as u32, h as u32, 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: (parts * 4) as u32,
+                };
                 // SAFETY: argument types match attn_reduce's signature; the scratch and `out`
-                // hold (t, h, parts) and (t, h, dv) elements.
+                // hold (t, h, parts) and (t, h, dv) elements; the shared memory holds `parts`.
                 unsafe { l.launch(&stream, cfg) }.w()?;
             }
             Storage::Cuda(CudaStorage::wrap_cuda_slice(out, dev.clone()))

@@ -19,12 +19,33 @@ pub const MAX_ROWS: usize = 8;
 /// `GEMV_WARPS` of kernels.cu: output features per CTA.
 const WARPS: usize = 8;
 
+/// The most rows the SwiGLU form takes: it streams two weight rows a warp, and above this its
+/// registers cost occupancy (gemv_silu at 3+ rows holds 64–104 registers).
+pub const MAX_SILU_ROWS: usize = 2;
+
 /// `x (.., in) · wᵀ` with `w (out, in)`, or `None` when the kernel does not cover it: not CUDA,
 /// not bf16/f16, more than [`MAX_ROWS`] rows, `in` not a multiple of 8, non-contiguous or
 /// unaligned operands.
 pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
+    run(x, w, false)
+}
+
+/// SwiGLU over a fused `[gate | up]` weight `w (2·ff, in)`: `silu(x·gateᵀ) · (x·upᵀ)` → `(.., ff)`,
+/// the values of [`gemv`] followed by `silu_mul`, in one launch; `None` as for [`gemv`], and
+/// above [`MAX_SILU_ROWS`] rows or for an odd `w` height.
+pub fn gemv_silu(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
+    let rows = x.elem_count() / w.dims2().ok()?.1.max(1);
+    if rows > MAX_SILU_ROWS || w.dims2().ok()?.0 % 2 != 0 {
+        return None;
+    }
+    run(x, w, true)
+}
+
+fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
     let Device::Cuda(dev) = x.device() else { return None };
     let (n, k) = w.dims2().ok()?;
+    // Output features: a gated warp reads the rows j and ff + j.
+    let n = if gated { n / 2 } else { n };
     let dt = x.dtype();
     let rows = x.elem_count() / k.max(1);
     let ty = match dt {
@@ -61,7 +82,8 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
         dims.push(n);
         let y = Tensor::from_storage(Storage::Cuda(storage), dims, BackpropOp::none(), false);
         let yp = dptr(&y, &stream)?;
-        let f = dev.get_or_load_custom_func(&format!("gemv_{ty}_{rows}"), MODULE, PTX)?;
+        let name = if gated { format!("gemv_silu_{ty}_{rows}") } else { format!("gemv_{ty}_{rows}") };
+        let f = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
         let mut l = Launch::new(&f);
         let (ni, ki) = (n as i32, k as i32);
         l.arg(&xp).arg(&wp).arg(&yp).arg(&ni).arg(&ki);
@@ -70,8 +92,8 @@ pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
             block_dim: ((WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: argument types match gemv's signature; x holds rows × k and w n × k elements,
-        // contiguous and 16-byte aligned (checked above), y rows × n.
+        // SAFETY: argument types match gemv's signature; x holds rows × k and w n × k (gated:
+        // 2n × k) elements, contiguous and 16-byte aligned (checked above), y rows × n.
         unsafe { l.launch(&stream, cfg) }.w().ctx("gemv")?;
         Ok(y)
     };

@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::cuda::cudarc::driver::sys::{CUgraph, CUgraphExec, CUgraphInstantiate_flags, CUstreamCaptureMode};
-use candle_core::cuda::cudarc::driver::{result, CudaSlice, CudaStream, DeviceRepr, DriverError};
+use candle_core::cuda::cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use candle_core::cuda::cudarc::driver::{result, CudaGraph, CudaSlice, DeviceRepr};
 use candle_core::{CudaDevice, DType, Device, Tensor};
 
 use super::attention::{dptr, GpuBatch};
@@ -45,37 +45,12 @@ struct State {
     pool: Vec<u64>,
 }
 
-/// A captured graph, instantiated.
-struct Graph {
-    graph: CUgraph,
-    exec: CUgraphExec,
-    stream: Arc<CudaStream>,
-}
+/// A captured graph.
+struct Graph(CudaGraph);
 
 // SAFETY: CUDA allows a graph to be launched from any thread as long as calls on it are
 // serialized; it is only reached through `DecodeGraphs::state`'s mutex.
 unsafe impl Send for Graph {}
-
-impl Graph {
-    fn launch(&self) -> std::result::Result<(), DriverError> {
-        self.stream.context().bind_to_thread()?;
-        // SAFETY: `exec` is a live executable graph of this stream's context.
-        unsafe { result::graph::launch(self.exec, self.stream.cu_stream()) }
-    }
-}
-
-impl Drop for Graph {
-    fn drop(&mut self) {
-        // SAFETY: both handles are live and owned by this value; errors on teardown have nowhere
-        // to go.
-        unsafe {
-            if !self.exec.is_null() {
-                let _ = result::graph::exec_destroy(self.exec);
-            }
-            let _ = result::graph::destroy(self.graph);
-        }
-    }
-}
 
 /// The fixed buffers of the largest size; a smaller graph uses their leading rows.
 struct Inputs {
@@ -149,7 +124,7 @@ impl DecodeGraphs {
         let step = inputs.step(size)?;
         match st.graphs.get(&size) {
             Some(g) => {
-                if let Err(e) = g.launch() {
+                if let Err(e) = g.0.launch() {
                     // Nothing ran (graph memory, say): this step and the next run eagerly.
                     tracing::warn!("CUDA graphs off: replaying a decode step of {size} sequences failed: {e}");
                     st.enabled = false;
@@ -172,7 +147,7 @@ impl DecodeGraphs {
                 });
                 match recorded {
                     Ok(g) => {
-                        st.graphs.insert(size, g);
+                        st.graphs.insert(size, Graph(g));
                     }
                     Err(e) => {
                         tracing::warn!("CUDA graphs off: capturing a decode step of {size} sequences failed: {e}");
@@ -190,33 +165,16 @@ impl DecodeGraphs {
     }
 }
 
-/// Records what `f` enqueues on the device's stream (nothing runs) → the instantiated graph, its
-/// kernels linked by programmatic edges where [`super::launch::link_programmatic`] can. (CUDA
-/// cannot clone a graph with memory nodes, so the linking edits the captured graph itself: if it
-/// fails, the capture fails, and graphs go off with a warning.)
-fn capture(dev: &CudaDevice, f: impl FnOnce() -> Result<()>) -> Result<Graph> {
+/// Records what `f` enqueues on the device's stream (nothing runs) → the instantiated graph.
+fn capture(dev: &CudaDevice, f: impl FnOnce() -> Result<()>) -> Result<CudaGraph> {
     let stream = dev.cuda_stream();
     let _cache = dev.enable_cuda_graph_htod_cache();
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).map_err(|e| graph_err("begin", e))?;
     let ran = f();
-    // SAFETY: the stream is capturing (begun above, on this thread).
-    let graph = unsafe { result::stream::end_capture(stream.cu_stream()) }.map_err(|e| graph_err("capture", e))?;
-    if graph.is_null() {
-        ran?;
-        return Err(graph_err("capture", "empty graph"));
-    }
-    let mut graph = Graph { graph, exec: std::ptr::null_mut(), stream: Arc::clone(&stream) };
+    let graph = stream.end_capture(CUgraphInstantiate_flags(0));
     ran?;
-    if super::launch::pdl_enabled() {
-        // SAFETY: a valid graph, not yet instantiated.
-        let n = unsafe { super::launch::link_programmatic(graph.graph) }.map_err(|e| graph_err("programmatic edges", e))?;
-        tracing::debug!("decode graph: {n} kernels linked by programmatic edges");
-    }
-    // SAFETY: a valid graph.
-    graph.exec = unsafe { result::graph::instantiate(graph.graph, CUgraphInstantiate_flags(0)) }
-        .map_err(|e| graph_err("instantiate", e))?;
-    // SAFETY: a live executable graph of this stream's context.
-    unsafe { result::graph::upload(graph.exec, stream.cu_stream()) }.map_err(|e| graph_err("upload", e))?;
+    let graph = graph.map_err(|e| graph_err("instantiate", e))?.ok_or_else(|| graph_err("capture", "empty graph"))?;
+    graph.upload().map_err(|e| graph_err("upload", e))?;
     Ok(graph)
 }
 

@@ -359,18 +359,36 @@ __device__ void attn_reduce(const float2* __restrict__ part_ml, const float* __r
                             TQ* __restrict__ out, int H, int dv, int nparts) {
   pdl_trigger();
   pdl_wait();
+  // Each partition's weight e^(m_z - M) once, in shared memory (0 for an empty partition: with a
+  // graph's fixed grid most of them are empty at short contexts, and their accumulators are then
+  // never read). The threads load the partitions' (m, l) in parallel; thread 0 sums l · w in
+  // partition order, so the result does not depend on the block size.
+  extern __shared__ float wz[];
+  __shared__ float red[32];
+  __shared__ float inv_sum;
   const size_t row = (size_t)blockIdx.x * H + blockIdx.y;
   const float2* ml = part_ml + row * nparts;
   float mx = -INFINITY;
-  for (int z = 0; z < nparts; z++) mx = fmaxf(mx, ml[z].x);
-  float sum = 0.f;
-  for (int z = 0; z < nparts; z++)
-    if (ml[z].x > -INFINITY) sum += ml[z].y * expf(ml[z].x - mx);
-  const float inv = sum > 0.f ? 1.f / sum : 0.f;
+  for (int z = threadIdx.x; z < nparts; z += blockDim.x) mx = fmaxf(mx, ml[z].x);
+  mx = warp_max(mx);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = mx;
+  __syncthreads();
+  mx = -INFINITY;
+  for (int w = 0; w < (int)(blockDim.x >> 5); w++) mx = fmaxf(mx, red[w]);
+  for (int z = threadIdx.x; z < nparts; z += blockDim.x) wz[z] = ml[z].x > -INFINITY ? expf(ml[z].x - mx) : 0.f;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float sum = 0.f;
+    for (int z = 0; z < nparts; z++)
+      if (wz[z] != 0.f) sum += ml[z].y * wz[z];
+    inv_sum = sum > 0.f ? 1.f / sum : 0.f;
+  }
+  __syncthreads();
+  const float inv = inv_sum;
   for (int d = threadIdx.x; d < dv; d += blockDim.x) {
     float a = 0.f;
     for (int z = 0; z < nparts; z++)
-      if (ml[z].x > -INFINITY) a = fmaf(part_acc[(row * nparts + z) * dv + d], expf(ml[z].x - mx), a);
+      if (wz[z] != 0.f) a = fmaf(part_acc[(row * nparts + z) * dv + d], wz[z], a);
     out[row * dv + d] = from_f<TQ>(a * inv);
   }
 }
@@ -830,46 +848,75 @@ __device__ __forceinline__ void dot8(const uint4& wv, const uint4* __restrict__ 
   }
 }
 
-template <typename T, int M>
+// GATED (SwiGLU's `[gate | up]` projection, W (2N, K)): the warp of feature n streams rows n and
+// N + n and writes silu(gate) · up, rounded as silu_mul rounds it (gate and up to T, silu to T,
+// the product to T): the same values as the GEMV followed by silu_mul, one launch and no
+// `[gate | up]` round trip through memory.
+template <typename T, int M, bool GATED>
 __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int N, int K) {
-  constexpr int UNROLL = M <= 2 ? 8 : 4;
+  // Loads in flight a lane: 8 at one or two rows, 4 beyond; a gated warp splits them over its rows.
+  constexpr int UNROLL = (M <= 2 ? 8 : 4) / (GATED ? 2 : 1);
+  constexpr int NR = GATED ? 2 : 1;
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
   pdl_trigger();
   const int kc = K / 8;  // 16-byte chunks per row
-  const uint4* wr = reinterpret_cast<const uint4*>(w) + (size_t)min(n, N - 1) * kc;
-  const uint4* xr = reinterpret_cast<const uint4*>(x);
-  float acc[M];
+  const uint4* wr[NR];
 #pragma unroll
-  for (int m = 0; m < M; m++) acc[m] = 0.f;
+  for (int r = 0; r < NR; r++) wr[r] = reinterpret_cast<const uint4*>(w) + ((size_t)r * N + min(n, N - 1)) * kc;
+  const uint4* xr = reinterpret_cast<const uint4*>(x);
+  float acc[NR][M];
+#pragma unroll
+  for (int r = 0; r < NR; r++)
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[r][m] = 0.f;
   int c = lane;
-  // The first UNROLL chunks of the weight row are asked into L2 before the wait: under
-  // programmatic launch that overlaps the kernels before this one (which only write
+  // The first UNROLL chunks of the weight rows are asked into L2 before the wait: under
+  // programmatic launch that overlaps the kernel before this one (which only writes
   // activations), without holding registers across the wait.
 #pragma unroll
-  for (int u = 0; u < UNROLL; u++)
-    if (c + 32 * u < kc) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr + c + 32 * u));
+  for (int r = 0; r < NR; r++)
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++)
+      if (c + 32 * u < kc) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[r] + c + 32 * u));
   pdl_wait();
   if (n >= N) return;
   for (; c + 32 * (UNROLL - 1) < kc; c += 32 * UNROLL) {
-    uint4 wv[UNROLL];
+    uint4 wv[NR][UNROLL];
 #pragma unroll
-    for (int u = 0; u < UNROLL; u++) wv[u] = ld_stream(wr + c + 32 * u);
+    for (int r = 0; r < NR; r++)
 #pragma unroll
-    for (int u = 0; u < UNROLL; u++) dot8<T, M>(wv[u], xr, c + 32 * u, kc, acc);
+      for (int u = 0; u < UNROLL; u++) wv[r][u] = ld_stream(wr[r] + c + 32 * u);
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) dot8<T, M>(wv[r][u], xr, c + 32 * u, kc, acc[r]);
   }
-  for (; c < kc; c += 32) dot8<T, M>(ld_stream(wr + c), xr, c, kc, acc);
+  for (; c < kc; c += 32)
+#pragma unroll
+    for (int r = 0; r < NR; r++) dot8<T, M>(ld_stream(wr[r] + c), xr, c, kc, acc[r]);
 #pragma unroll
   for (int m = 0; m < M; m++) {
-    const float v = warp_sum(acc[m]);
-    if (lane == m) y[(size_t)m * N + n] = from_f<T>(v);
+    const float v = warp_sum(acc[0][m]);
+    if (GATED) {
+      const float up = warp_sum(acc[NR - 1][m]);
+      const float g = to_f(from_f<T>(v));
+      const float a = to_f(from_f<T>(g / (1.f + expf(-g))));
+      if (lane == m) y[(size_t)m * N + n] = from_f<T>(a * to_f(from_f<T>(up)));
+    } else if (lane == m) {
+      y[(size_t)m * N + n] = from_f<T>(v);
+    }
   }
 }
 
 #define GEMV(TN, T, M)                                                                            \
   extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)                                  \
       gemv_##TN##_##M(const T* x, const T* w, T* y, int N, int K) {                               \
-    gemv<T, M>(x, w, y, N, K);                                                                    \
+    gemv<T, M, false>(x, w, y, N, K);                                                             \
+  }                                                                                               \
+  extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)                                  \
+      gemv_silu_##TN##_##M(const T* x, const T* w, T* y, int N, int K) {                          \
+    gemv<T, M, true>(x, w, y, N, K);                                                              \
   }
 #define GEMV_ALL(TN, T) \
   GEMV(TN, T, 1)        \

@@ -18,9 +18,9 @@ mod fused;
 #[cfg(feature = "cuda")]
 mod gemv;
 #[cfg(feature = "cuda")]
-mod launch;
-#[cfg(feature = "cuda")]
 mod graph;
+#[cfg(feature = "cuda")]
+mod launch;
 #[cfg(feature = "cuda")]
 mod pool;
 mod sample;
@@ -32,7 +32,7 @@ pub use attention::{paged_attention_pool, Split};
 #[cfg(feature = "cuda")]
 pub use fused::{add_rms_norm, rms_norm, silu_mul_fused, silu_mul_pair, to_f32};
 #[cfg(feature = "cuda")]
-pub use gemv::gemv;
+pub use gemv::{gemv, gemv_silu};
 #[cfg(feature = "cuda")]
 pub(crate) use graph::DecodeGraphs;
 #[cfg(feature = "cuda")]
@@ -117,6 +117,9 @@ mod absent {
     pub fn gemv(_: &Tensor, _: &Tensor) -> Option<Result<Tensor>> {
         None
     }
+    pub fn gemv_silu(_: &Tensor, _: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
     pub fn to_f32(_: &Tensor) -> Option<Result<Tensor>> {
         None
     }
@@ -145,7 +148,7 @@ mod absent {
     }
 }
 #[cfg(not(feature = "cuda"))]
-pub use absent::{add_rms_norm, gemv, rms_norm, silu_mul_fused, silu_mul_pair, to_f32};
+pub use absent::{add_rms_norm, gemv, gemv_silu, rms_norm, silu_mul_fused, silu_mul_pair, to_f32};
 #[cfg(not(feature = "cuda"))]
 pub(crate) use absent::{DecodeGraphs, GpuBatch, GpuKv};
 

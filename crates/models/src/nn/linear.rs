@@ -83,6 +83,15 @@ impl Linear {
         }
     }
 
+    /// `silu(x·gateᵀ) · (x·upᵀ)` for a fused `[gate | up]` weight, when the GPU's decode GEMV
+    /// covers it (dense 16-bit weight on CUDA, no bias, a few rows); `None`: use [`Linear::forward`].
+    pub fn silu_gemv(&self, x: &Tensor) -> Option<Result<Tensor>> {
+        match (&self.weight, &self.bias) {
+            (Weight::Candle(QMatMul::Tensor(w)), None) => crate::cuda::gemv_silu(x, w),
+            _ => None,
+        }
+    }
+
     /// One linear whose outputs are `parts`' outputs one after another (`[q | k | v]`,
     /// `[gate | up]`), for dense weights on a GPU: one launch instead of several, and one
     /// stream over the weights at decode. `Err` gives the parts back unchanged when they are

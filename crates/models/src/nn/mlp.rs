@@ -61,6 +61,15 @@ impl Mlp {
                 .unwrap_or_else(|| (activate(&gate, self.activation)? * up).ctx("gate * up"))?
             }
             GateUp::Fused(gu) => {
+                // Decode-sized rows of a dense `[gate | up]` on a GPU: one GEMV that writes
+                // silu(gate) · up.
+                let gated = match self.activation {
+                    Activation::Silu => gu.silu_gemv(x),
+                    _ => None,
+                };
+                if let Some(h) = gated {
+                    return self.down.forward(&h?);
+                }
                 let y = gu.forward(x)?;
                 let ff = gu.out_features() / 2;
                 match self.activation {

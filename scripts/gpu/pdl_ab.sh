@@ -1,0 +1,21 @@
+set -u
+cd "$(git rev-parse --show-toplevel 2>/dev/null || pwd)"
+source scripts/gpu/env.sh
+export PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" PROM_TEST_DEVICE=cuda
+echo "commit $(cat .gpu/COMMIT)"; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+for t in cuda_kernels cuda_attention cuda_graphs; do echo "== $t"; timeout 200 "$GPU_BIN/$t" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked|failed" | head -8; done
+echo "== golden bf16"; PROM_TEST_DTYPE=bf16 timeout 200 "$GPU_BIN/golden" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked" | head -5
+python3 scripts/gpu/make_model.py /tmp/m8 --shape 8b --config-only >/dev/null
+for r in 1 2; do for pdl in 1 0; do
+  PROM_PDL=$pdl PROM_LOG="warn,prom_models::cuda::graph=debug" timeout 150 "$PROM" bench --device cuda --offline --model /tmp/m8/hf --load-format dummy \
+    --concurrency 1,32,128 --max-tokens 128 --prompt-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 \
+    --no-prefix-caching --kv-cache-memory 0.3 > $OUT/b-$pdl-$r.txt 2>&1
+  grep -c "kernels linked" $OUT/b-$pdl-$r.txt | sed "s/^/  graphs linked: /"; grep "kernels linked" $OUT/b-$pdl-$r.txt | head -2
+  tail -1 $OUT/b-$pdl-$r.txt | python3 -c "
+import json,sys
+try:
+  j=json.loads(sys.stdin.read())
+  print('PDL=$pdl round $r', ' | '.join(f\"bs{l['concurrency']}: {l['tok_s']:.1f} tok/s ITL {l['mean_itl_ms']:.2f} ms (1/ITL {1000/l['mean_itl_ms']:.1f})\" for l in j['levels']))
+except Exception as e: print('PDL=$pdl round $r: no result', e)"
+done; done
+grep -iE "warn|error" $OUT/b-1-1.txt | head -5
