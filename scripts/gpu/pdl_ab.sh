@@ -4,7 +4,7 @@ source scripts/gpu/env.sh
 export PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" PROM_TEST_DEVICE=cuda
 echo "commit $(cat .gpu/COMMIT)"; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 for t in cuda_kernels cuda_attention cuda_graphs; do echo "== $t"; timeout 200 "$GPU_BIN/$t" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked|failed" | head -8; done
-echo "== golden bf16"; PROM_TEST_DTYPE=bf16 timeout 200 "$GPU_BIN/golden" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked" | head -5
+for dt in bf16 f16; do echo "== golden $dt"; PROM_TEST_DTYPE=$dt timeout 200 "$GPU_BIN/golden" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked" | head -5; done
 python3 scripts/gpu/make_model.py /tmp/m8 --shape 8b --config-only >/dev/null
 for r in 1 2; do for pdl in 1 0; do
   PROM_PDL=$pdl PROM_LOG="warn,prom_models::cuda::graph=debug" timeout 150 "$PROM" bench --device cuda --offline --model /tmp/m8/hf --load-format dummy \
@@ -19,3 +19,4 @@ try:
 except Exception as e: print('PDL=$pdl round $r: no result', e)"
 done; done
 grep -iE "warn|error" $OUT/b-1-1.txt | head -5
+if [ -n "${PROFILE:-}" ]; then LAYERS=4 SKIP=3000 COUNT=300 scripts/gpu/profile.sh 2>&1 | tail -22; fi
