@@ -1,3 +1,9 @@
+#!/usr/bin/env bash
+# One device call's check of a CUDA build (run there from the repo root, .gpu carried): the GPU
+# tests (cuda_kernels, cuda_attention, cuda_graphs, golden parity in bf16 and f16), then
+# `prom bench` on the Llama-3-8B shape with --load-format dummy at bs 1, 32 and 128, twice with
+# programmatic dependent launch on and twice off (PROM_PDL), alternated; PROFILE=1 adds the
+# Nsight Compute table of scripts/gpu/profile.sh. Raw bench output goes to $OUT.
 set -u
 cd "$(git rev-parse --show-toplevel 2>/dev/null || pwd)"
 source scripts/gpu/env.sh
