@@ -12,6 +12,8 @@
 //! batch-invariant. The AVX-512 paths follow the scalar ones in operation order except for the
 //! RMSNorm sum of squares, which accumulates in 16 lanes.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{DType, Storage, Tensor};
 
 use super::math;
@@ -45,7 +47,7 @@ fn tensor(v: Vec<f32>, like: &Tensor, last: usize) -> Result<Tensor> {
 }
 
 /// Runs `row(i, out_row)` for every row of `out` (rows of `width`), in parallel when large.
-fn for_rows(out: &mut [f32], width: usize, row: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+fn for_rows(out: &mut [MaybeUninit<f32>], width: usize, row: &(dyn Fn(usize, &mut [MaybeUninit<f32>]) + Sync)) {
     let rows = out.len() / width.max(1);
     if out.len() < PARALLEL_MIN {
         for (i, o) in out.chunks_exact_mut(width).enumerate() {
@@ -60,28 +62,49 @@ fn for_rows(out: &mut [f32], width: usize, row: &(dyn Fn(usize, &mut [f32]) + Sy
     pool.run(rows.div_ceil(per_unit), rows <= super::LINGER_MAX_ROWS, &|u| {
         for i in u * per_unit..rows.min((u + 1) * per_unit) {
             // SAFETY: each unit owns a disjoint range of rows of `out`, which outlives `run`.
-            let o = unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(i * width), width) };
+            let o = unsafe { std::slice::from_raw_parts_mut((base as *mut MaybeUninit<f32>).add(i * width), width) };
             row(i, o);
         }
     });
 }
 
-/// A vector of `len` f32s for a kernel to overwrite. Large ones come zeroed from `calloc`
-/// (fresh pages, no memset pass).
-fn output(len: usize) -> Vec<f32> {
-    vec![0f32; len]
+/// `len` f32s for a kernel to write in full before anything reads them: allocated, not zeroed.
+/// (Zeroing every output was ~2.4% of a 16-sequence prefill: with malloc's trim threshold
+/// raised in `prom`, outputs are recycled heap memory that `calloc` has to clear.)
+struct Output(Vec<f32>);
+
+impl Output {
+    fn new(len: usize) -> Self {
+        Self(Vec::with_capacity(len))
+    }
+
+    fn slots(&mut self) -> &mut [MaybeUninit<f32>] {
+        let len = self.0.capacity();
+        &mut self.0.spare_capacity_mut()[..len]
+    }
+
+    /// Safety: every element of [`Output::slots`] was written.
+    unsafe fn done(mut self) -> Vec<f32> {
+        let len = self.0.capacity();
+        self.0.set_len(len);
+        self.0
+    }
 }
 
 /// `silu(gate) * up` for rows of `[gate | up]` (each `2 · ff` wide): the SwiGLU of a fused
 /// gate-up projection. `None` when `gate_up` is not a contiguous f32 CPU tensor.
 pub fn silu_mul_fused(gate_up: &Tensor, ff: usize) -> Option<Result<Tensor>> {
+    if ff == 0 || *gate_up.dims().last()? != 2 * ff {
+        return None;
+    }
     let y = with_f32(gate_up, |x| {
-        let mut out = output(x.len() / 2);
-        for_rows(&mut out, ff, &|i, o| {
+        let mut out = Output::new(x.len() / 2);
+        for_rows(out.slots(), ff, &|i, o| {
             let row = &x[i * 2 * ff..(i + 1) * 2 * ff];
             silu_mul(&row[..ff], &row[ff..], o);
         });
-        out
+        // SAFETY: every row of `ff` outputs was written by silu_mul (rows of 2·ff inputs).
+        unsafe { out.done() }
     })?;
     Some(tensor(y, gate_up, ff))
 }
@@ -94,9 +117,10 @@ pub fn silu_mul_pair(gate: &Tensor, up: &Tensor) -> Option<Result<Tensor>> {
     let ff = *gate.dims().last()?;
     let y = with_f32(gate, |g| {
         with_f32(up, |u| {
-            let mut out = output(g.len());
-            for_rows(&mut out, ff, &|i, o| silu_mul(&g[i * ff..(i + 1) * ff], &u[i * ff..(i + 1) * ff], o));
-            out
+            let mut out = Output::new(g.len());
+            for_rows(out.slots(), ff, &|i, o| silu_mul(&g[i * ff..(i + 1) * ff], &u[i * ff..(i + 1) * ff], o));
+            // SAFETY: g and u have the same shape, so every row of ff outputs was written.
+            unsafe { out.done() }
         })
     })??;
     Some(tensor(y, gate, ff))
@@ -105,11 +129,15 @@ pub fn silu_mul_pair(gate: &Tensor, up: &Tensor) -> Option<Result<Tensor>> {
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) · w`.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Option<Result<Tensor>> {
     let dim = *x.dims().last()?;
+    if w.elem_count() != dim || dim == 0 {
+        return None;
+    }
     let y = with_f32(w, |w| {
         with_f32(x, |x| {
-            let mut out = output(x.len());
-            for_rows(&mut out, dim, &|i, o| rms_norm_row(&x[i * dim..(i + 1) * dim], w, eps, o));
-            out
+            let mut out = Output::new(x.len());
+            for_rows(out.slots(), dim, &|i, o| rms_norm_row(&x[i * dim..(i + 1) * dim], w, eps, o));
+            // SAFETY: w has dim weights (checked above), so every row of dim outputs was written.
+            unsafe { out.done() }
         })
     })??;
     Some(tensor(y, x, dim))
@@ -122,16 +150,17 @@ pub fn add_rms_norm(x: &Tensor, h: &Tensor, w: &Tensor, eps: f32) -> Option<Resu
         return None;
     }
     let dim = *x.dims().last()?;
+    if w.elem_count() != dim || dim == 0 {
+        return None;
+    }
     let (sum, normed) = with_f32(w, |w| {
         with_f32(x, |x| {
             with_f32(h, |h| {
-                let mut sum = output(x.len());
-                for (s, (a, b)) in sum.iter_mut().zip(x.iter().zip(h)) {
-                    *s = a + b;
-                }
-                let mut normed = output(x.len());
-                for_rows(&mut normed, dim, &|i, o| rms_norm_row(&sum[i * dim..(i + 1) * dim], w, eps, o));
-                (sum, normed)
+                let sum: Vec<f32> = x.iter().zip(h).map(|(a, b)| a + b).collect();
+                let mut normed = Output::new(x.len());
+                for_rows(normed.slots(), dim, &|i, o| rms_norm_row(&sum[i * dim..(i + 1) * dim], w, eps, o));
+                // SAFETY: w has dim weights (checked above), so every row was written.
+                (sum, unsafe { normed.done() })
             })
         })
     })???;
@@ -157,27 +186,28 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Option
     let half = d / 2;
     let y = with_f32(cos, |cos| {
         with_f32(sin, |sin| {
-            let mut out = output(b * h * t * d);
-            for_rows(&mut out, d, &|r, o| {
+            let mut out = Output::new(b * h * t * d);
+            for_rows(out.slots(), d, &|r, o| {
                 let (bh, ti) = (r / t, r % t);
                 let at = start + (bh / h) * st[0] + (bh % h) * st[1] + ti * st[2];
                 let (xs, c, s) = (&src[at..at + d], &cos[ti * half..][..half], &sin[ti * half..][..half]);
                 if interleaved {
                     for i in 0..half {
                         let (a, b) = (xs[2 * i], xs[2 * i + 1]);
-                        o[2 * i] = a * c[i] - b * s[i];
-                        o[2 * i + 1] = a * s[i] + b * c[i];
+                        o[2 * i].write(a * c[i] - b * s[i]);
+                        o[2 * i + 1].write(a * s[i] + b * c[i]);
                     }
                 } else {
                     let (o1, o2) = o.split_at_mut(half);
                     for i in 0..half {
                         let (a, b) = (xs[i], xs[i + half]);
-                        o1[i] = a * c[i] - b * s[i];
-                        o2[i] = a * s[i] + b * c[i];
+                        o1[i].write(a * c[i] - b * s[i]);
+                        o2[i].write(a * s[i] + b * c[i]);
                     }
                 }
             });
-            out
+            // SAFETY: every row's d = 2 · half values were written (d is even, checked above).
+            unsafe { out.done() }
         })
     })??;
     Some(
@@ -196,18 +226,20 @@ pub fn add(x: &Tensor, h: &Tensor) -> Option<Result<Tensor>> {
     Some(tensor(y, x, *x.dims().last()?))
 }
 
-fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+/// Writes every element of `out` (all three have the same length).
+fn silu_mul(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     #[cfg(target_arch = "x86_64")]
     if math::avx512_available() {
         // SAFETY: the features were detected.
         return unsafe { silu_mul_avx512(gate, up, out) };
     }
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = math::silu(g) * u;
+        o.write(math::silu(g) * u);
     }
 }
 
-fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+/// Writes every element of `out` (x, w and out have the same length).
+fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) {
     #[cfg(target_arch = "x86_64")]
     if math::avx512_available() {
         // SAFETY: the features were detected.
@@ -216,13 +248,13 @@ fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let sum2: f32 = x.iter().map(|v| v * v).sum();
     let inv = 1.0 / (sum2 / x.len() as f32 + eps).sqrt();
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
-        *o = v * inv * w;
+        o.write(v * inv * w);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn silu_mul_avx512(gate: &[f32], up: &[f32], out: &mut [f32]) {
+unsafe fn silu_mul_avx512(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     use std::arch::x86_64::*;
     let n = out.len().min(gate.len()).min(up.len());
     let mut i = 0;
@@ -230,14 +262,14 @@ unsafe fn silu_mul_avx512(gate: &[f32], up: &[f32], out: &mut [f32]) {
         let mask: __mmask16 = if n - i >= 16 { !0 } else { (1u16 << (n - i)) - 1 };
         let g = _mm512_maskz_loadu_ps(mask, gate.as_ptr().add(i));
         let u = _mm512_maskz_loadu_ps(mask, up.as_ptr().add(i));
-        _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), mask, _mm512_mul_ps(math::silu_avx512(g), u));
+        _mm512_mask_storeu_ps(out.as_mut_ptr().add(i).cast(), mask, _mm512_mul_ps(math::silu_avx512(g), u));
         i += 16;
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn rms_norm_row_avx512(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+unsafe fn rms_norm_row_avx512(x: &[f32], w: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) {
     use std::arch::x86_64::*;
     let n = x.len().min(w.len()).min(out.len());
     let mask_at = |i: usize| -> __mmask16 {
@@ -260,7 +292,7 @@ unsafe fn rms_norm_row_avx512(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
         let m = mask_at(i);
         let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
         let wv = _mm512_maskz_loadu_ps(m, w.as_ptr().add(i));
-        _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), m, _mm512_mul_ps(_mm512_mul_ps(v, inv), wv));
+        _mm512_mask_storeu_ps(out.as_mut_ptr().add(i).cast(), m, _mm512_mul_ps(_mm512_mul_ps(v, inv), wv));
         i += 16;
     }
 }

@@ -174,3 +174,17 @@ impl Attention {
 pub(super) fn flat(x: &Tensor, what: &str) -> Result<Vec<f32>> {
     x.to_dtype(DType::F32).and_then(|x| x.flatten_all()).and_then(|x| x.to_vec1()).ctx(what)
 }
+
+/// Runs `f` over `x`'s values as f32, row-major: read in place when `x` is a contiguous f32 CPU
+/// tensor (the queries and keys after rotary), through a [`flat`] copy otherwise.
+pub(super) fn with_flat<R>(x: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    if x.dtype() == DType::F32 && x.device().is_cpu() {
+        let (storage, layout) = x.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) = (&*storage, layout.contiguous_offsets()) {
+            if let Ok(s) = cpu.as_slice::<f32>() {
+                return Ok(f(&s[a..b]));
+            }
+        }
+    }
+    Ok(f(&flat(x, what)?))
+}

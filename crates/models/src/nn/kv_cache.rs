@@ -25,7 +25,7 @@ use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use std::fmt;
 use std::str::FromStr;
 
-use super::attention::flat;
+use super::attention::with_flat;
 use super::batch::BatchMeta;
 use crate::cuda::GpuKv;
 use crate::kernels::attention::{paged_attention, AttnParams, KvBlocks, KvSlice};
@@ -306,9 +306,10 @@ impl PagedKvCache {
             return g.attend(&self.spec, layer, crate::cuda::NewKv::Split { q, k, v }, gpu, params);
         }
         let (t, h, _) = q.dims3().ctx("attention q")?;
-        self.write(layer, &batch.slots, &flat(k, "k")?, &flat(v, "v")?)?;
+        with_flat(k, "k", |k| with_flat(v, "v", |v| self.write(layer, &batch.slots, k, v)))???;
         let mut out = vec![0f32; t * h * self.spec.v_dim];
-        paged_attention(&flat(q, "q")?, &batch.seqs, &self.blocks(layer)?, params, &mut out)?;
+        let blocks = self.blocks(layer)?;
+        with_flat(q, "q", |q| paged_attention(q, &batch.seqs, &blocks, params, &mut out))??;
         Tensor::from_vec(out, (t, h * self.spec.v_dim), q.device())
             .and_then(|o| o.to_dtype(q.dtype()))
             .ctx("attention output")
