@@ -229,6 +229,25 @@ impl Tiles {
         Self { kind, kb, n_tiles, buf }
     }
 
+    /// The row tiles of `parts` one after another (same kind and `k`; every part but the last a
+    /// whole number of tiles, which the caller checked): a matrix whose outputs are the parts'
+    /// outputs in order.
+    pub(crate) fn concat(parts: &[&Tiles]) -> Self {
+        let (kind, kb) = (parts[0].kind, parts[0].kb);
+        let n_tiles = parts.iter().map(|p| p.n_tiles).sum::<usize>();
+        let total = n_tiles * kb * kind.tile_bytes();
+        let mut buf = LineBuf::zeroed(total.div_ceil(64));
+        // SAFETY: `Line` is 64 plain bytes; the slice covers exactly the initialised buffer.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 64) };
+        let mut at = 0;
+        for p in parts {
+            let b = p.bytes();
+            out[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+        Self { kind, kb, n_tiles, buf }
+    }
+
     pub(crate) fn kind(&self) -> QuantKind {
         self.kind
     }

@@ -210,6 +210,26 @@ impl QMatrix {
         Self::from_ggml(kind, n, k, &bytes).map(Some)
     }
 
+    /// One matrix whose outputs are `parts`' outputs one after another (`[q | k | v]`,
+    /// `[gate | up]`): their row tiles concatenated, so a decode step quantizes the input once
+    /// and runs one pool dispatch instead of one per part. `None` unless the parts share kind,
+    /// `k` and backend and every part but the last has a whole number of 16-row tiles.
+    pub fn concat_rows(parts: &[&QMatrix]) -> Option<QMatrix> {
+        let first = parts.first()?;
+        let same = parts.iter().all(|p| p.kind() == first.kind() && p.k == first.k && p.backend == first.backend);
+        let whole = parts[..parts.len() - 1].iter().all(|p| p.n.is_multiple_of(TILE_ROWS));
+        if !same || !whole {
+            return None;
+        }
+        let tiles: Vec<&Tiles> = parts.iter().map(|p| &p.tiles).collect();
+        Some(Self {
+            n: parts.iter().map(|p| p.n).sum(),
+            k: first.k,
+            tiles: Tiles::concat(&tiles),
+            backend: first.backend,
+        })
+    }
+
     /// The same matrix computed with `backend`; an error if this CPU lacks it.
     pub fn with_backend(mut self, backend: Backend) -> Result<Self> {
         if !Backend::available().contains(&backend) {

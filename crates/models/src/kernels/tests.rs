@@ -246,6 +246,36 @@ fn every_backend_matches_the_dequantizing_reference_on_odd_shapes() {
 }
 
 #[test]
+fn concatenated_rows_give_the_parts_outputs_side_by_side() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    // q | k | v shapes of SmolLM2 and an odd last part; 5 rows (a decode batch).
+    let (m, k) = (5, 576);
+    for kind in KINDS.into_iter().chain([QuantKind::F16]) {
+        let ns = [576, 192, 37];
+        let parts: Vec<QMatrix> =
+            ns.iter().map(|&n| QMatrix::from_ggml(kind, n, k, &random_blocks(kind, n, k, &mut rng)).unwrap()).collect();
+        let x = random_x(m, k, &mut rng);
+        let refs: Vec<&QMatrix> = parts.iter().collect();
+        let joined = QMatrix::concat_rows(&refs).expect("same kind and k, whole tiles");
+        let total: usize = ns.iter().sum();
+        assert_eq!(joined.dims(), (total, k));
+        let mut y = vec![f32::NAN; m * total];
+        joined.matmul(&x, m, &mut y).unwrap();
+        let mut col = 0;
+        for (p, &n) in parts.iter().zip(&ns) {
+            let mut yp = vec![f32::NAN; m * n];
+            p.matmul(&x, m, &mut yp).unwrap();
+            for r in 0..m {
+                assert_eq!(&y[r * total + col..][..n], &yp[r * n..][..n], "{kind:?} row {r}, part at {col}");
+            }
+            col += n;
+        }
+        // A part that ends mid-tile can only come last.
+        assert!(QMatrix::concat_rows(&[&parts[2], &parts[0]]).is_none());
+    }
+}
+
+#[test]
 fn simd_backends_agree_with_scalar_to_rounding() {
     let mut rng = Rng(7);
     let (m, n, k) = (11, 40, 320);

@@ -27,9 +27,11 @@ pub enum QkvProj {
 }
 
 impl QkvProj {
-    /// Separate dense q, k, v projections on a GPU become one `[q | k | v]` projection (one
-    /// launch, one stream over the weights); anything else is returned as it is.
-    pub(super) fn fused_on_gpu(self) -> Self {
+    /// Separate q, k, v projections become one `[q | k | v]` projection where
+    /// [`Linear::concat_outputs`] can join them (dense weights on a GPU: one launch, one stream
+    /// over the weights; our CPU kernels' weights: one quantization, one dispatch); anything else
+    /// is returned as it is.
+    pub(super) fn fused(self) -> Self {
         let QkvProj::Separate { q, k, v } = self else { return self };
         match Linear::concat_outputs([q, k, v]) {
             Ok(qkv) => QkvProj::Fused(qkv),

@@ -93,10 +93,22 @@ impl Linear {
     }
 
     /// One linear whose outputs are `parts`' outputs one after another (`[q | k | v]`,
-    /// `[gate | up]`), for dense weights on a GPU: one launch instead of several, and one
-    /// stream over the weights at decode. `Err` gives the parts back unchanged when they are
-    /// not all dense weights of one shape and dtype on a CUDA device, or disagree on a bias.
+    /// `[gate | up]`): for dense weights on a GPU one launch instead of several, and one stream
+    /// over the weights at decode; for our CPU kernels' weights ([`QMatrix::concat_rows`]) one
+    /// quantization of the input and one pool dispatch. `Err` gives the parts back unchanged
+    /// when they are neither, or disagree on a bias.
     pub fn concat_outputs<const N: usize>(parts: [Linear; N]) -> std::result::Result<Linear, [Linear; N]> {
+        let packed: Option<Vec<&QMatrix>> = parts
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Packed(w) if l.bias.is_none() => Some(w),
+                _ => None,
+            })
+            .collect();
+        if let Some(w) = packed.filter(|_| N > 1).and_then(|ws| QMatrix::concat_rows(&ws)) {
+            let out_features = parts.iter().map(|l| l.out_features).sum();
+            return Ok(Self { weight: Weight::Packed(w), bias: None, out_features });
+        }
         let dense = |l: &Linear| match &l.weight {
             Weight::Candle(QMatMul::Tensor(w)) if w.device().is_cuda() => Some(w.clone()),
             _ => None,

@@ -19,9 +19,9 @@ pub enum GateUp {
 }
 
 impl GateUp {
-    /// Separate dense gate and up projections on a GPU become one `[gate | up]` projection;
-    /// anything else is returned as it is.
-    pub(super) fn fused_on_gpu(self) -> Self {
+    /// Separate gate and up projections become one `[gate | up]` projection where
+    /// [`Linear::concat_outputs`] can join them; anything else is returned as it is.
+    pub(super) fn fused(self) -> Self {
         let GateUp::Separate { gate, up } = self else { return self };
         match Linear::concat_outputs([gate, up]) {
             Ok(gu) => GateUp::Fused(gu),

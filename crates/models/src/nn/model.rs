@@ -472,11 +472,7 @@ fn load_mlp(b: &Builder, cfg: &ModelConfig, n: &WeightNames, i: usize, sh: Shard
         }
         GateUpNames::UpOnly(name) => GateUp::UpOnly(lin(name, (ff, hidden), cols)?),
     };
-    Ok(Mlp {
-        gate_up: gate_up.fused_on_gpu(),
-        down: lin(&n.down, (hidden, ff), Cut::In(part))?,
-        activation: m.activation,
-    })
+    Ok(Mlp { gate_up: gate_up.fused(), down: lin(&n.down, (hidden, ff), Cut::In(part))?, activation: m.activation })
 }
 
 /// ALiBi slopes for `n` heads (Press et al.; BLOOM's `build_alibi_tensor`): a geometric
@@ -575,7 +571,7 @@ fn load_layer(
         }
     };
     let attn = Attention {
-        qkv: qkv.fused_on_gpu(),
+        qkv: qkv.fused(),
         o: shard::linear(b, sh, &at(&n.o, i), (hidden, o_in), a.out_bias, tr, Cut::In(qf))?,
         q_norm: head_norm(&n.q_norm, q_dim)?,
         k_norm: head_norm(&n.k_norm, kv_dim)?,
