@@ -129,29 +129,34 @@ fn fused_kernels_match_the_unfused_ops() {
     }
 }
 
+/// Fresh values of `shape` on the host, rounded to `dt`.
+fn rounded(shape: (usize, usize), seed: u64, dt: DType) -> Tensor {
+    Tensor::from_vec(values(shape.0 * shape.1, seed), shape, &Device::Cpu).unwrap().to_dtype(dt).unwrap()
+}
+
+/// Off the GPU a kernel call declines, and the caller keeps its own path.
+fn declines_cpu_tensors(f: fn(&Tensor, &Tensor) -> Option<prom_models::Result<Tensor>>) {
+    let (x, w) = (
+        Tensor::ones((1, 64), DType::F32, &Device::Cpu).unwrap(),
+        Tensor::ones((8, 64), DType::F32, &Device::Cpu).unwrap(),
+    );
+    assert!(f(&x, &w).is_none());
+}
+
 #[test]
 fn gemv_matches_a_host_matmul_of_the_same_values() {
     let dev = device();
     let s = seed();
     if dev.is_cpu() {
-        let (x, w) =
-            (Tensor::ones((1, 64), DType::F32, &dev).unwrap(), Tensor::ones((8, 64), DType::F32, &dev).unwrap());
-        assert!(gemv(&x, &w).is_none());
-        return;
+        return declines_cpu_tensors(gemv);
     }
     for dt in [DType::BF16, DType::F16] {
         // (out, in): a decode-shaped projection, a long row (down), odd output counts, the
         // shortest row and a row with a tail of chunks past the unrolled loop.
         for (n, k) in [(1024, 4096), (300, 14336), (37, 8), (129, 4104)] {
             for rows in [1, 2, 3, 5, 8, 9] {
-                let host = |shape: (usize, usize), seed: u64| {
-                    // Rounded to dt on the host, so the reference multiplies the kernel's values.
-                    Tensor::from_vec(values(shape.0 * shape.1, seed), shape, &Device::Cpu)
-                        .unwrap()
-                        .to_dtype(dt)
-                        .unwrap()
-                };
-                let (x, w) = (host((rows, k), s + 11), host((n, k), s + 12));
+                // Rounded to dt on the host, so the reference multiplies the kernel's values.
+                let (x, w) = (rounded((rows, k), s + 11, dt), rounded((n, k), s + 12, dt));
                 let got = gemv(&x.to_device(&dev).unwrap(), &w.to_device(&dev).unwrap());
                 if rows > 8 {
                     assert!(got.is_none(), "{rows} rows go to cuBLAS");
@@ -173,25 +178,16 @@ fn gemv_silu_is_gemv_then_silu_mul_exactly() {
     let dev = device();
     let s = seed();
     if dev.is_cpu() {
-        let (x, w) =
-            (Tensor::ones((1, 64), DType::F32, &dev).unwrap(), Tensor::ones((8, 64), DType::F32, &dev).unwrap());
-        assert!(gemv_silu(&x, &w).is_none());
-        return;
+        return declines_cpu_tensors(gemv_silu);
     }
     for dt in [DType::BF16, DType::F16] {
         // (ff, in): the 8B shape's gate|up, odd feature counts, a row tail past the unrolled loop.
         for (ff, k) in [(14336, 4096), (37, 8), (129, 4104), (600, 1000)] {
             for rows in [1, 2, 3] {
-                let host = |shape: (usize, usize), seed: u64| {
-                    Tensor::from_vec(values(shape.0 * shape.1, seed), shape, &Device::Cpu)
-                        .unwrap()
-                        .to_dtype(dt)
-                        .unwrap()
-                        .to_device(&dev)
-                        .unwrap()
-                };
+                let on = |t: Tensor| t.to_device(&dev).unwrap();
                 // Small weights keep the gate inside silu's interesting range.
-                let (x, w) = (host((rows, k), s + 21), (host((2 * ff, k), s + 22) * 0.05).unwrap());
+                let (x, w) =
+                    (on(rounded((rows, k), s + 21, dt)), on((rounded((2 * ff, k), s + 22, dt) * 0.05).unwrap()));
                 let got = gemv_silu(&x, &w);
                 if rows > 2 {
                     assert!(got.is_none(), "{rows} rows take the two-launch path");
