@@ -20,7 +20,6 @@
 //! `PROM_PDL=0` turns it off (plain launches), for comparison.
 
 use std::ffi::c_void;
-use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 use candle_core::cuda::cudarc::driver::sys::{self, CUlaunchAttribute, CUlaunchAttributeID, CUlaunchConfig};
@@ -44,13 +43,13 @@ impl Param for f32 {}
 /// `launch` submits it with the PDL attribute.
 pub(super) struct Launch<'a> {
     func: &'a CudaFunction,
+    /// Pointers to values borrowed for `'a` (see `arg`).
     args: Vec<*mut c_void>,
-    _args: PhantomData<&'a ()>,
 }
 
 impl<'a> Launch<'a> {
     pub fn new(func: &'a CudaFunction) -> Self {
-        Self { func, args: Vec::with_capacity(16), _args: PhantomData }
+        Self { func, args: Vec::with_capacity(16) }
     }
 
     pub fn arg<T: Param>(&mut self, v: &'a T) -> &mut Self {

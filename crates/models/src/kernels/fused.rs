@@ -71,23 +71,25 @@ fn for_rows(out: &mut [MaybeUninit<f32>], width: usize, row: &(dyn Fn(usize, &mu
 /// `len` f32s for a kernel to write in full before anything reads them: allocated, not zeroed.
 /// (Zeroing every output was ~2.4% of a 16-sequence prefill: with malloc's trim threshold
 /// raised in `prom`, outputs are recycled heap memory that `calloc` has to clear.)
-struct Output(Vec<f32>);
+struct Output {
+    buf: Vec<f32>,
+    len: usize,
+}
 
 impl Output {
     fn new(len: usize) -> Self {
-        Self(Vec::with_capacity(len))
+        Self { buf: Vec::with_capacity(len), len }
     }
 
+    /// Exactly `len` slots (the allocation may hold more).
     fn slots(&mut self) -> &mut [MaybeUninit<f32>] {
-        let len = self.0.capacity();
-        &mut self.0.spare_capacity_mut()[..len]
+        &mut self.buf.spare_capacity_mut()[..self.len]
     }
 
     /// Safety: every element of [`Output::slots`] was written.
     unsafe fn done(mut self) -> Vec<f32> {
-        let len = self.0.capacity();
-        self.0.set_len(len);
-        self.0
+        self.buf.set_len(self.len);
+        self.buf
     }
 }
 
