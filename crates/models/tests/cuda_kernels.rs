@@ -168,6 +168,19 @@ fn gemv_matches_a_host_matmul_of_the_same_values() {
                 let want = f32_(&x).matmul(&f32_(&w).t().unwrap()).unwrap();
                 let e = rel_err(&got, &want);
                 assert!(e <= bound(dt), "{dt:?} gemv {rows} × {k} · ({n} × {k})ᵀ: {e} (seed {s})");
+                // Each row's sums run in the same order whatever the rows beside it.
+                let last = x.narrow(0, rows - 1, 1).unwrap().to_device(&dev).unwrap();
+                let alone = gemv(&last, &w.to_device(&dev).unwrap()).expect("covered").unwrap();
+                let diff = (alone.to_dtype(DType::F32).unwrap()
+                    - got.narrow(0, rows - 1, 1).unwrap().to_dtype(DType::F32).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+                assert_eq!(diff, 0.0, "{dt:?} gemv row {} of {rows} differs from the row alone (seed {s})", rows - 1);
             }
         }
     }

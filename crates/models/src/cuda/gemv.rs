@@ -1,7 +1,8 @@
 //! Small-batch dense matmul on a CUDA device (`gemv` in kernels.cu): `y = x Wᵀ` for up to
 //! [`MAX_ROWS`] rows of bf16/f16 activations against a row-major `(out, in)` weight. A decode
 //! step at small batch streams every weight once; cuBLAS picks split-K GEMMs there (plus a
-//! reduce launch) that reach ~3.3 TB/s on an H200, this kernel streams the rows one warp each.
+//! reduce launch) that reach ~3.3 TB/s on an H200, this kernel streams each row with one to
+//! eight warps ([`warps_per_row`]).
 //! Anything it does not cover returns `None`, and the caller keeps candle's matmul.
 
 use candle_core::cuda::cudarc::driver::LaunchConfig;
@@ -16,8 +17,25 @@ use crate::{Result, TensorContext};
 /// The most rows (tokens) the kernel takes; above that the weights are read few enough times
 /// per row that cuBLAS's tensor-core GEMMs win.
 pub const MAX_ROWS: usize = 8;
-/// `GEMV_WARPS` of kernels.cu: output features per CTA.
+/// `GEMV_WARPS` of kernels.cu: warps per CTA (`WARPS / wpr` output features).
 const WARPS: usize = 8;
+
+/// Warps a feature is split over (`wpr` in kernels.cu). Two, below the size of an LM head:
+/// measured on an H200 at one row in bf16 (scripts/gpu/gemv_lab.py, graphs of 32 launches over
+/// weights that do not fit L2), two warps a row beat one and four on each of Llama-3-8B's
+/// projections: qkv 4096→6144 14.8 → 14.5 µs (four: 17.3), o 4096→4096 11.4 → 10.3 (12.3),
+/// gate|up 56.4 → 55.9 (60.0), down 14336→4096 31.4 → 30.4 (30.9). An LM head (≥ 64K rows) has
+/// warps enough. It depends on the weight alone (its rows, gated or not, and its row length),
+/// so [`gemv_silu`] and [`gemv`] over the same `[gate | up]` weight split alike, and every
+/// batch size sums in the same order.
+fn warps_per_row(weight_rows: usize, k: usize) -> usize {
+    // At least one full round of loads (8 a lane) in each half.
+    if weight_rows < 1 << 16 && k / 8 >= 2 * 32 * 8 {
+        2
+    } else {
+        1
+    }
+}
 
 /// The most rows the SwiGLU form takes: it streams two weight rows a warp, and above this its
 /// registers cost occupancy (gemv_silu at 3+ rows holds 64–104 registers).
@@ -43,9 +61,10 @@ pub fn gemv_silu(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
 
 fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
     let Device::Cuda(dev) = x.device() else { return None };
-    let (n, k) = w.dims2().ok()?;
+    let (weight_rows, k) = w.dims2().ok()?;
     // Output features: a gated warp reads the rows j and ff + j.
-    let n = if gated { n / 2 } else { n };
+    let n = if gated { weight_rows / 2 } else { weight_rows };
+    let wpr = warps_per_row(weight_rows, k);
     let dt = x.dtype();
     let rows = x.elem_count() / k.max(1);
     let ty = match dt {
@@ -85,15 +104,16 @@ fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
         let name = if gated { format!("gemv_silu_{ty}_{rows}") } else { format!("gemv_{ty}_{rows}") };
         let f = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
         let mut l = Launch::new(&f);
-        let (ni, ki) = (n as i32, k as i32);
-        l.arg(&xp).arg(&wp).arg(&yp).arg(&ni).arg(&ki);
+        let (ni, ki, wi) = (n as i32, k as i32, wpr as i32);
+        l.arg(&xp).arg(&wp).arg(&yp).arg(&ni).arg(&ki).arg(&wi);
         let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(WARPS) as u32, 1, 1),
+            grid_dim: ((n * wpr).div_ceil(WARPS) as u32, 1, 1),
             block_dim: ((WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: argument types match gemv's signature; x holds rows × k and w n × k (gated:
-        // 2n × k) elements, contiguous and 16-byte aligned (checked above), y rows × n.
+        // 2n × k) elements, contiguous and 16-byte aligned (checked above), y rows × n; wpr
+        // divides the CTA's warps.
         unsafe { l.launch(&stream, cfg) }.w().ctx("gemv")?;
         Ok(y)
     };
