@@ -2,6 +2,7 @@
 //! on SmolLM2-135M's shapes, same weights, same inputs, both using every core.
 //!
 //!     cargo bench -p prom-models --bench q4_1_matvec
+//!     COLD=1 cargo bench -p prom-models --bench q4_1_matvec   # only the weights-from-DRAM cases
 //!
 //! Prints the median time per call over ~0.5 s of calls, the multiply-add rate, and the weight
 //! bytes streamed per second (the bound for matvec). Weights are random; the kernels' cost
@@ -26,6 +27,15 @@ const CASES: &[(&str, usize, usize, usize)] = &[
     ("prefill 64 x 1536->576", 64, 576, 1536),
 ];
 
+/// Seeded uniform values in -0.5..0.5.
+fn rand_source() -> impl FnMut() -> f32 {
+    let mut seed = 1u32;
+    move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+    }
+}
+
 fn median_time(mut f: impl FnMut()) -> Duration {
     for _ in 0..3 {
         f();
@@ -45,6 +55,9 @@ fn main() {
     if let Ok(spec) = std::env::var("SWEEP") {
         return sweep(&spec);
     }
+    if std::env::var_os("COLD").is_some() {
+        return cold(&mut rand_source());
+    }
     let dev = Device::Cpu;
     println!(
         "threads: {} (candle {}), backend: {:?}",
@@ -53,11 +66,7 @@ fn main() {
         Backend::detect()
     );
     println!("{:<30} {:>14} {:>10} {:>9} {:>8} {:>9}", "case", "impl", "us/call", "GMAC/s", "GB/s", "vs candle");
-    let mut seed = 1u32;
-    let mut rand = move || {
-        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
-    };
+    let mut rand = rand_source();
     for &(label, m, n, k) in CASES {
         let w = Tensor::from_vec((0..n * k).map(|_| rand()).collect::<Vec<f32>>(), (n, k), &dev).unwrap();
         let x = Tensor::from_vec((0..m * k).map(|_| rand()).collect::<Vec<f32>>(), (m, k), &dev).unwrap();

@@ -117,13 +117,16 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
     for b in 0..kb {
         let t = tile.add(b * tb);
         // With several rows (batched decode, prefill) the tile's bytes two blocks ahead are
-        // asked for early: 16-way decode +4%, pp512 +3% (bench/RESULTS.md). A single row
-        // streams weights from DRAM, where the hardware prefetcher does as well. A hint: never
-        // faults, even past the end.
+        // asked for early (16-way decode +4%, pp512 +3%), and so is the same block of the next
+        // tile (a thread's tiles are consecutive): a 16-row step reads each tile twice, once
+        // per 8-row register block, so the next tile's stream overlaps the second pass (16-way
+        // ITL -4..6%, bench/RESULTS.md). A single row streams weights from DRAM, where the
+        // hardware prefetcher does as well. A hint: never faults, even past the end.
         if M > 1 {
-            let ahead = t.wrapping_add(2 * tb);
-            for line in (0..tb).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+            for ahead in [t.wrapping_add(2 * tb), t.wrapping_add(kb * tb)] {
+                for line in (0..tb).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+                }
             }
         }
         let mut isum = [_mm512_setzero_si512(); M];
