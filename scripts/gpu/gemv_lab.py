@@ -7,10 +7,11 @@ Here:   source ../shared/tools/cuda-toolchain.sh
         nvcc -cubin -O3 -std=c++17 -arch=sm_90 -o scripts/gpu/gemv_lab.cubin scripts/gpu/gemv_lab.cu
 There:  python3 scripts/gpu/gemv_lab.py scripts/gpu/gemv_lab.cubin [MODE]   (carry the cubin)
 
-MODE: (none) the read ceiling and the GEMV variants at wpr 1/2/4/8; `stamps` checks that
-programmatic launch works (kernels start before their predecessor ends, eagerly and in a
-captured graph, whose edge types it prints); `chain` and `chain2` put a latency-bound kernel
-before each GEMV and try asking the GEMV's weights into L2 during it; `all` runs everything.
+MODE: (none) the read ceiling and the GEMV at 1, 2, 4 and 8 warps a row (and a persistent
+grid); `stamps` checks that programmatic launch works (kernels start before their predecessor
+ends, eagerly and in a captured graph, whose edge types it prints); `chain` puts a
+latency-bound kernel before each GEMV and tries asking the GEMV's weights into L2 during it;
+`all` runs everything.
 Torch only allocates, times (events) and captures graphs; kernels go through the driver API.
 """
 import ctypes as C
@@ -59,6 +60,7 @@ attr.value = 1
 
 
 def launch(name, grid, args, stream=None):
+    # ("p", v): a 64-bit value (device address, count); ("i", v): a 32-bit int
     vals = [C.c_uint64(a) if kind == "p" else C.c_int32(a) for kind, a in args]
     ptrs = (C.c_void_p * len(vals))(*[C.cast(C.byref(v), C.c_void_p) for v in vals])
     cfg = LaunchConfig(grid, 1, 1, 256, 1, 1, 0, stream or C.c_void_p(torch.cuda.current_stream().cuda_stream),
@@ -89,9 +91,6 @@ def timed(enqueue, reps=15):
 def ceilings():
     n = 1 << 30
     a = torch.empty(n, dtype=torch.uint8, device="cuda")
-    b = torch.empty_like(a)
-    ms = timed(lambda: [b.copy_(a) for _ in range(4)]) / 4
-    print(f"copy 1 GiB: {2 * n / ms / 1e9:.2f} TB/s (read + write)")
     sink = torch.zeros(1, device="cuda")
     for ctas in (132 * 4, 132 * 8, 132 * 16):
         ms = timed(lambda: [launch("lab_read", ctas, [("p", a.data_ptr()), ("p", n // 16), ("p", sink.data_ptr())])
@@ -105,146 +104,109 @@ SHAPES = [  # (label, out features, in, gated)
     ("gate|up 4096->2x14336", 14336, 4096, True),
     ("down 14336->4096", 4096, 14336, False),
 ]
+LAUNCHES = 32
 
 
-def variants(n, gated):
-    base = "gemv_silu_bf16_1" if gated else "gemv_bf16_1"
-    out = [(f"{base}/w{w}", (n * w + 7) // 8) for w in (1, 2, 4, 8)]
-    serial = "lab_serial_silu" if gated else "lab_serial"
-    out += [(f"{serial}/w{w}", (n * w + 7) // 8) for w in (1, 2, 4, 8)]
-    for wpr in (2, 4, 8):
-        out.append((f"lab_kw{'_silu' if gated else ''}{wpr}", (n * wpr + 7) // 8))
-    if not gated:
-        for per_sm in (4, 8):
-            out.append((f"lab_persist/{per_sm}", 132 * per_sm))
-    return out
+class Case:
+    """One shape's weights (a ring of copies larger than L2), input and output."""
 
-
-def main():
-    ceilings()
-    launches = 32
-    for label, n, k, gated in SHAPES:
+    def __init__(self, n, k, gated):
+        self.n, self.k, self.gated = n, k, gated
         rows = 2 * n if gated else n
-        nbytes = rows * k * 2
-        ring = max(2, (3 << 30) // nbytes)
-        ws = [torch.randn(rows, k, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(ring)]
-        x = torch.randn(k, device="cuda", dtype=torch.bfloat16)
-        y = torch.empty(n, device="cuda", dtype=torch.bfloat16)
+        self.nbytes = rows * k * 2
+        self.ring = max(2, (3 << 30) // self.nbytes)
+        self.ws = [torch.randn(rows, k, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(self.ring)]
+        self.x = torch.randn(k, device="cuda", dtype=torch.bfloat16)
+        self.y = torch.empty(n, device="cuda", dtype=torch.bfloat16)
+
+    def w(self, i):
+        return self.ws[i % self.ring]
+
+    def gemv(self, i, wpr=1):
+        """The real kernel (gemv_bf16_1 / gemv_silu_bf16_1) over copy i."""
+        name = "gemv_silu_bf16_1" if self.gated else "gemv_bf16_1"
+        args = [("p", self.x.data_ptr()), ("p", self.w(i).data_ptr()), ("p", self.y.data_ptr()), ("i", self.n),
+                ("i", self.k), ("i", wpr)]
+        launch(name, (self.n * wpr + 7) // 8, args)
+
+    def persist(self, i, per_sm):
+        args = [("p", self.x.data_ptr()), ("p", self.w(i).data_ptr()), ("p", self.y.data_ptr()), ("i", self.n),
+                ("i", self.k)]
+        launch("lab_persist", 132 * per_sm, args)
+
+    def spin(self, i, ns, ctas=64, mode=0, chunk=65536):
+        launch("lab_spin", ctas, [("p", ns), ("p", self.w(i).data_ptr()), ("p", self.nbytes), ("i", chunk), ("i", mode)])
+
+
+def variants():
+    for label, n, k, gated in SHAPES:
+        c = Case(n, k, gated)
+        cases = [(f"wpr {w}", lambda i, w=w: c.gemv(i, w)) for w in (1, 2, 4, 8)]
+        if not gated:
+            cases += [(f"persistent, {p} CTAs an SM", lambda i, p=p: c.persist(i, p)) for p in (4, 8)]
         want = None
-        for name, grid in variants(n, gated):
-            kname = name.split("/")[0]
-            wpr = [("i", int(name.split("/w")[1]))] if "/w" in name else []
-            args = lambda w: [("p", x.data_ptr()), ("p", w.data_ptr()), ("p", y.data_ptr()), ("i", n), ("i", k)] + wpr
-            launch(kname, grid, args(ws[0]))
+        for name, f in cases:
+            f(0)
             torch.cuda.synchronize()
-            got = y.float().clone()
-            if want is None:
-                want = got
+            got = c.y.float().clone()
+            want = got if want is None else want
             err = (got - want).abs().max().item()
-            ms = timed(lambda: [launch(kname, grid, args(ws[i % ring])) for i in range(launches)])
-            us = ms * 1e3 / launches
-            print(f"{label:24} {name:20} grid {grid:6d}: {us:7.2f} us  {nbytes / us / 1e6:5.2f} TB/s  "
-                  f"max|d| vs base {err:.1e}")
-        del ws
+            us = timed(lambda: [f(i) for i in range(LAUNCHES)]) * 1e3 / LAUNCHES
+            print(f"{label:24} {name:26}: {us:7.2f} us  {c.nbytes / us / 1e6:5.2f} TB/s  max|d| vs wpr 1 {err:.1e}")
+        del c
 
 
 def chain():
-    """A small kernel (spin, 64 CTAs) before each GEMV, as attention comes before o: how much of
-    the GEMV's weight stream can hide behind it."""
-    launches = 32
+    """A small kernel (spin, 64 or 132 CTAs) before each GEMV, as attention comes before o: how
+    much of the GEMV's weight stream hides behind it, with and without asking it into L2."""
     for label, n, k, gated in SHAPES[:3]:
-        rows = 2 * n if gated else n
-        nbytes = rows * k * 2
-        ring = max(2, (3 << 30) // nbytes)
-        ws = [torch.randn(rows, k, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(ring)]
-        x = torch.randn(k, device="cuda", dtype=torch.bfloat16)
-        y = torch.empty(n, device="cuda", dtype=torch.bfloat16)
-        base = "gemv_silu_bf16_1" if gated else "gemv_bf16_1"
-        bulk = "lab_bulk_silu" if gated else "lab_bulk"
-        grid = (n + 7) // 8
-        args = lambda w: [("p", x.data_ptr()), ("p", w.data_ptr()), ("p", y.data_ptr()), ("i", n), ("i", k), ("i", 1)]
-        for ns in (5000, 10000, 20000):
-            spin = lambda: launch("lab_spin", 64, [("p", ns)])
-            spin_pf = lambda w: launch("lab_spin_prefetch", 64, [("p", ns), ("p", w.data_ptr()), ("p", nbytes), ("i", 65536)])
-            cases = {
-                "spin alone": lambda: [spin() for i in range(launches)],
-                "spin, gemv": lambda: [(spin(), launch(base, grid, args(ws[i % ring]))) for i in range(launches)],
-                "spin, gemv bulk-prefetching": lambda: [(spin(), launch(bulk, grid, args(ws[i % ring]))) for i in range(launches)],
-                "spin prefetching, gemv": lambda: [(spin_pf(ws[i % ring]), launch(base, grid, args(ws[i % ring]))) for i in range(launches)],
-                "spin prefetching, gemv bulk": lambda: [(spin_pf(ws[i % ring]), launch(bulk, grid, args(ws[i % ring]))) for i in range(launches)],
-            }
-            res = {name: timed(f) * 1e3 / launches for name, f in cases.items()}
+        c = Case(n, k, gated)
+        for ns in (10000, 20000):
+            cases = {"spin alone": lambda i: c.spin(i, ns), "spin, gemv": lambda i: (c.spin(i, ns), c.gemv(i))}
+            for mode, what in ((1, "bulk before wait"), (2, "bulk after wait"), (3, "lines after wait")):
+                for ctas in (64, 132):
+                    cases[f"{what}, {ctas} CTAs"] = lambda i, m=mode, t=ctas: (c.spin(i, ns, t, m), c.gemv(i))
+            res = {name: timed(lambda: [f(i) for i in range(LAUNCHES)]) * 1e3 / LAUNCHES for name, f in cases.items()}
             s0 = res["spin alone"]
             for name, us in res.items():
-                print(f"{label:24} spin {ns / 1000:4.0f} us  {name:30} {us:7.2f} us a pair, {us - s0:6.2f} over the spin")
-        del ws
+                print(f"{label:24} spin {ns / 1000:4.0f} us  {name:26} {us:7.2f} us a pair, {us - s0:6.2f} over the spin")
+        del c
 
 
 def stamps():
-    """Does a kernel start before its predecessor ends (PDL), eagerly and in a graph?"""
-    buf = torch.zeros(3 * 8, dtype=torch.int64, device="cuda")
-    def chain():
-        for i in range(8):
-            launch("lab_stamp", 64, [("p", buf.data_ptr()), ("i", i), ("p", 5000)])
-    for mode in ("eager", "graph"):
-        buf.zero_()
-        if mode == "eager":
-            chain()
-        else:
-            s = torch.cuda.Stream()
-            with torch.cuda.stream(s):
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g, stream=s):
-                    chain()
-            g.replay()
-        torch.cuda.synchronize()
-        b = buf.view(8, 3).tolist()
-        t0 = b[0][0]
-        print(mode, " ".join(f"[{(a - t0) / 1e3:.1f} {(w - t0) / 1e3:.1f} {(e - t0) / 1e3:.1f}]" for a, w, e in b))
-
-
-def stamps2():
-    """PDL in a plain stream (behind a long kernel, so the host is ahead) and in a graph captured
-    with the driver API, whose edge types are printed."""
+    """Does a kernel start before its predecessor ends (PDL), eagerly (behind a long kernel, so
+    the host is ahead) and in a graph captured with the driver API, whose edge types are printed?"""
     buf = torch.zeros(3 * 8, dtype=torch.int64, device="cuda")
     stream = C.c_void_p()
     check(cu.cuStreamCreate(C.byref(stream), 1), "stream")
 
-    def go(st):
-        launch("lab_spin", 64, [("p", 300000)], stream=st)
-        for i in range(8):
-            launch("lab_stamp", 64, [("p", buf.data_ptr()), ("i", i), ("p", 5000)], stream=st)
+    def go():
+        launch("lab_stamp", 64, [("p", buf.data_ptr()), ("i", 0), ("p", 300000)], stream=stream)
+        for i in range(1, 8):
+            launch("lab_stamp", 64, [("p", buf.data_ptr()), ("i", i), ("p", 5000)], stream=stream)
 
     def show(mode):
         check(cu.cuStreamSynchronize(stream), "sync")
         b = buf.view(8, 3).tolist()
         t0 = b[0][0]
-        print(mode, " ".join(f"[{(a - t0) / 1e3:.1f} {(w - t0) / 1e3:.1f} {(e - t0) / 1e3:.1f}]" for a, w, e in b))
+        print(f"{mode}: [start, after the wait, end] in us:",
+              " ".join(f"[{(a - t0) / 1e3:.1f} {(w - t0) / 1e3:.1f} {(e - t0) / 1e3:.1f}]" for a, w, e in b))
 
     buf.zero_()
     torch.cuda.synchronize()
-    go(stream)
-    show("eager")
+    go()
+    show("stream")
     graph = C.c_void_p()
     check(cu.cuStreamBeginCapture_v2(stream, 2), "begin capture")  # relaxed
-    go(stream)
+    go()
     check(cu.cuStreamEndCapture(stream, C.byref(graph)), "end capture")
     n = C.c_size_t(0)
-    for fname in ("cuGraphGetEdges_v2", "cuGraphGetEdges"):
-        fn = getattr(cu, fname, None)
-        if fn is None:
-            continue
-        r = fn(graph, None, None, None, C.byref(n))
-        if r != 0:
-            print(fname, "->", r)
-            continue
-        frm = (C.c_void_p * n.value)()
-        to = (C.c_void_p * n.value)()
-        data = (C.c_uint8 * (8 * n.value))()
-        r = fn(graph, frm, to, data, C.byref(n))
-        print(fname, r, "edges:", n.value, "(from_port, to_port, type):",
-              [(data[8 * i], data[8 * i + 1], data[8 * i + 2]) for i in range(n.value)])
-        break
+    check(cu.cuGraphGetEdges_v2(graph, None, None, None, C.byref(n)), "edges")
+    frm, to = (C.c_void_p * n.value)(), (C.c_void_p * n.value)()
+    data = (C.c_uint8 * (8 * n.value))()
+    check(cu.cuGraphGetEdges_v2(graph, frm, to, data, C.byref(n)), "edges")
+    print("graph edges (from_port, to_port, type; 1, 0, 1 = programmatic):",
+          [(data[8 * i], data[8 * i + 1], data[8 * i + 2]) for i in range(n.value)])
     exe = C.c_void_p()
     check(cu.cuGraphInstantiateWithFlags(C.byref(exe), graph, C.c_ulonglong(0)), "instantiate")
     buf.zero_()
@@ -253,46 +215,6 @@ def stamps2():
     show("graph")
 
 
-def chain2():
-    """Prefetch issued by the small kernel while it runs (after its wait)."""
-    launches = 32
-    for label, n, k, gated in SHAPES[:3]:
-        rows = 2 * n if gated else n
-        nbytes = rows * k * 2
-        ring = max(2, (3 << 30) // nbytes)
-        ws = [torch.randn(rows, k, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(ring)]
-        x = torch.randn(k, device="cuda", dtype=torch.bfloat16)
-        y = torch.empty(n, device="cuda", dtype=torch.bfloat16)
-        base = "gemv_silu_bf16_1" if gated else "gemv_bf16_1"
-        grid = (n + 7) // 8
-        args = lambda w: [("p", x.data_ptr()), ("p", w.data_ptr()), ("p", y.data_ptr()), ("i", n), ("i", k), ("i", 1)]
-        for ns in (10000, 20000):
-            spin = lambda: launch("lab_spin", 64, [("p", ns)])
-            cases = {
-                "spin alone": lambda: [spin() for i in range(launches)],
-                "spin, gemv": lambda: [(spin(), launch(base, grid, args(ws[i % ring]))) for i in range(launches)],
-            }
-            for ctas in (64, 132):
-                for chunk in (4096, 65536):
-                    cases[f"bulk after {ctas}x{chunk // 1024}K"] = (lambda ctas, chunk: lambda: [(launch("lab_spin_prefetch_after", ctas, [("p", ns), ("p", ws[i % ring].data_ptr()), ("p", nbytes), ("i", chunk)]), launch(base, grid, args(ws[i % ring]))) for i in range(launches)])(ctas, chunk)
-                cases[f"touch after {ctas}"] = (lambda ctas: lambda: [(launch("lab_spin_touch_after", ctas, [("p", ns), ("p", ws[i % ring].data_ptr()), ("p", nbytes // 16)]), launch(base, grid, args(ws[i % ring]))) for i in range(launches)])(ctas)
-            res = {name: timed(f) * 1e3 / launches for name, f in cases.items()}
-            s0 = res["spin alone"]
-            for name, us in res.items():
-                print(f"{label:24} spin {ns / 1000:4.0f} us  {name:30} {us:7.2f} us a pair, {us - s0:6.2f} over the spin")
-        del ws
-
-
-if len(sys.argv) > 2 and sys.argv[2] == "all":
-    stamps()
-    stamps2()
-    main()
-    chain()
-    chain2()
-elif len(sys.argv) > 2 and sys.argv[2] == "stamps":
-    stamps()
-    stamps2()
-elif len(sys.argv) > 2 and sys.argv[2] == "chain":
-    chain()
-else:
-    main()
+MODES = {"stamps": [stamps], "chain": [chain], "all": [stamps, ceilings, variants, chain]}
+for step in MODES.get(sys.argv[2] if len(sys.argv) > 2 else "", [ceilings, variants]):
+    step()

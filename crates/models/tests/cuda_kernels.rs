@@ -70,6 +70,12 @@ fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
     (num / den).sqrt()
 }
 
+/// The largest |got - want| (0 when the two are the same values).
+fn max_abs_diff(got: &Tensor, want: &Tensor) -> f32 {
+    let f = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    (f(got) - f(want)).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
 /// Unit roundoff of each dtype, times a few: the fused kernels round where the unfused ops do,
 /// but sum in another order.
 fn bound(dt: DType) -> f32 {
@@ -171,15 +177,7 @@ fn gemv_matches_a_host_matmul_of_the_same_values() {
                 // Each row's sums run in the same order whatever the rows beside it.
                 let last = x.narrow(0, rows - 1, 1).unwrap().to_device(&dev).unwrap();
                 let alone = gemv(&last, &w.to_device(&dev).unwrap()).expect("covered").unwrap();
-                let diff = (alone.to_dtype(DType::F32).unwrap()
-                    - got.narrow(0, rows - 1, 1).unwrap().to_dtype(DType::F32).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+                let diff = max_abs_diff(&alone, &got.narrow(0, rows - 1, 1).unwrap());
                 assert_eq!(diff, 0.0, "{dt:?} gemv row {} of {rows} differs from the row alone (seed {s})", rows - 1);
             }
         }
@@ -209,14 +207,7 @@ fn gemv_silu_is_gemv_then_silu_mul_exactly() {
                 let got = got.expect("covered").unwrap();
                 let want = silu_mul_fused(&gemv(&x, &w).expect("covered").unwrap(), ff).expect("covered").unwrap();
                 assert_eq!(got.dims(), [rows, ff]);
-                let diff = (got.to_dtype(DType::F32).unwrap() - want.to_dtype(DType::F32).unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_abs_diff(&got, &want);
                 assert_eq!(diff, 0.0, "{dt:?} gemv_silu {rows} × {k} · (2·{ff} × {k})ᵀ differs (seed {s})");
             }
         }
