@@ -1,8 +1,8 @@
 //! Small-batch dense matmul on a CUDA device (`gemv` in kernels.cu): `y = x Wᵀ` for up to
 //! [`MAX_ROWS`] rows of bf16/f16 activations against a row-major `(out, in)` weight. A decode
 //! step at small batch streams every weight once; cuBLAS picks split-K GEMMs there (plus a
-//! reduce launch) that reach ~3.3 TB/s on an H200, this kernel streams each row with one to
-//! eight warps ([`warps_per_row`]).
+//! reduce launch) that reach ~3.3 TB/s on an H200, this kernel streams each row with one or
+//! two warps ([`warps_per_row`]; the kernel takes up to eight).
 //! Anything it does not cover returns `None`, and the caller keeps candle's matmul.
 
 use candle_core::cuda::cudarc::driver::LaunchConfig;
