@@ -42,8 +42,8 @@ fn warps_per_row(weight_rows: usize, k: usize) -> usize {
 pub const MAX_SILU_ROWS: usize = 2;
 
 /// `x (.., in) · wᵀ` with `w (out, in)`, or `None` when the kernel does not cover it: not CUDA,
-/// not bf16/f16, more than [`MAX_ROWS`] rows, `in` not a multiple of 8, non-contiguous or
-/// unaligned operands.
+/// not bf16/f16, more than [`MAX_ROWS`] rows, no output features, `in` not a multiple of 8,
+/// non-contiguous or unaligned operands.
 pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
     run(x, w, false)
 }
@@ -74,6 +74,7 @@ fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
     };
     let fits = *x.dims().last()? == k
         && w.dtype() == dt
+        && n > 0
         && (1..=MAX_ROWS).contains(&rows)
         && k % 8 == 0
         && i32::try_from(n).is_ok()
