@@ -40,20 +40,25 @@ pub(crate) unsafe fn tile(
     col0: usize,
     valid: usize,
 ) {
+    // Rows in more than one register block read each tile once per block: the next tile is
+    // then asked for too (see `q4`).
+    let next_tile = rows.len() > MR;
     macro_rules! go {
         ($m:literal, $i:expr) => {
-            block::<$m>(kind, tile, acts, $i, y, col0, valid)
+            block::<$m>(kind, tile, acts, $i, next_tile, y, col0, valid)
         };
     }
     row_blocks!(rows, MR, go);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn block<const M: usize>(
     kind: QuantKind,
     tile: &[u8],
     acts: &QuantRows,
     i0: usize,
+    next_tile: bool,
     y: Out,
     col0: usize,
     valid: usize,
@@ -61,10 +66,10 @@ unsafe fn block<const M: usize>(
     debug_assert!(tile.len() == acts.kb * kind.tile_bytes());
     let rows = Rows::<M>::new(acts, i0);
     let acc = match kind {
-        QuantKind::Q4_0 => q4::<M, false, false>(tile.as_ptr(), acts.kb, &rows),
-        QuantKind::Q4_1 => q4::<M, true, false>(tile.as_ptr(), acts.kb, &rows),
-        QuantKind::Q5_0 => q4::<M, false, true>(tile.as_ptr(), acts.kb, &rows),
-        QuantKind::Q5_1 => q4::<M, true, true>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::Q4_0 => q4::<M, false, false>(tile.as_ptr(), acts.kb, &rows, next_tile),
+        QuantKind::Q4_1 => q4::<M, true, false>(tile.as_ptr(), acts.kb, &rows, next_tile),
+        QuantKind::Q5_0 => q4::<M, false, true>(tile.as_ptr(), acts.kb, &rows, next_tile),
+        QuantKind::Q5_1 => q4::<M, true, true>(tile.as_ptr(), acts.kb, &rows, next_tile),
         QuantKind::Q8_0 => q8::<M>(tile.as_ptr(), acts.kb, &rows),
         QuantKind::F16 | QuantKind::BF16 => unreachable!("dense kinds run in `dense`"),
         QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => unreachable!("k-quants run in `kquant`"),
@@ -103,6 +108,7 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
     tile: *const u8,
     kb: usize,
     rows: &Rows<M>,
+    next_tile: bool,
 ) -> [__m512; M] {
     let kind = match (HAS_MIN, HIGH) {
         (false, false) => QuantKind::Q4_0,
@@ -117,15 +123,19 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
     for b in 0..kb {
         let t = tile.add(b * tb);
         // With several rows (batched decode, prefill) the tile's bytes two blocks ahead are
-        // asked for early (16-way decode +4%, pp512 +3%), and so is the same block of the next
-        // tile (a thread's tiles are consecutive): a 16-row step reads each tile twice, once
-        // per 8-row register block, so the next tile's stream overlaps the second pass (16-way
-        // ITL -4..6%, bench/RESULTS.md). A single row streams weights from DRAM, where the
-        // hardware prefetcher does as well. A hint: never faults, even past the end.
+        // asked for early (16-way decode +4%, pp512 +3%). When the rows span several register
+        // blocks (`next_tile`), each block rereads the tile, and the same block of the next tile
+        // (a thread's tiles are consecutive) is asked for too, so its stream overlaps the rereads:
+        // 16-way ITL -4..6%, while at 2–8 rows (one pass a tile) it made 4-way ITL worse
+        // (bench/RESULTS.md). A single row streams weights from DRAM, where the hardware
+        // prefetcher does as well. A hint: never faults, even past the end.
         if M > 1 {
-            for ahead in [t.wrapping_add(2 * tb), t.wrapping_add(kb * tb)] {
-                for line in (0..tb).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+            let ahead = t.wrapping_add(2 * tb);
+            let next = t.wrapping_add(kb * tb);
+            for line in (0..tb).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+                if next_tile {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line) as *const i8);
                 }
             }
         }
