@@ -217,6 +217,16 @@ unsafe fn unit_attention(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p
     } else {
         false
     };
+    #[cfg(target_arch = "x86_64")]
+    let done = done || {
+        if super::math::fma_available() {
+            // SAFETY: the features were just detected; the rest is forwarded from the caller.
+            unsafe { unit_fma(&mut s, unit, q, seq, kv, p, out) };
+            true
+        } else {
+            false
+        }
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let done = false;
     if !done {
@@ -239,6 +249,23 @@ unsafe fn unit_avx512(
 ) {
     // SAFETY: forwarded from the caller; AVX-512F/F16C are enabled here.
     unsafe { unit_body::<true>(s, unit, q, seq, kv, p, out) }
+}
+
+/// The portable body compiled with AVX2/FMA/F16C: `mul_add` one instruction (not a libm
+/// call), the 16-lane loops vectorised, the same values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unit_fma(
+    s: &mut Scratch,
+    unit: &Unit,
+    q: &[f32],
+    seq: &AttnSeq,
+    kv: &KvBlocks,
+    p: &AttnParams,
+    out: &OutPtr,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { unit_body::<false>(s, unit, q, seq, kv, p, out) }
 }
 
 /// One work unit. Plain loops only (no closures), so that every line is compiled with the
@@ -468,6 +495,7 @@ unsafe fn round_to_f16<const SIMD: bool>(src: &[f32], dst: &mut [f32]) {
 /// One row's scores against keys `keys` of a block (`key0` its first position) → probabilities
 /// in place, with the block's running max `m_new` (≥ `m`, the row's max so far) and their sum.
 /// Returns `m_new = -inf` (and leaves the row alone) when every key is masked.
+#[inline(always)]
 fn probs_scalar(
     scores: &mut [f32],
     keys: std::ops::Range<usize>,
@@ -503,6 +531,7 @@ fn probs_scalar(
 
 /// The sum of a row's probabilities in one fixed order, whatever computes them: key `j` goes
 /// into lane `j % 16` (keys in increasing order), then the lanes are added pairwise as a tree.
+#[inline(always)]
 fn lane_sum(mut lanes: [f32; LANES]) -> f32 {
     let mut half = LANES / 2;
     while half > 0 {

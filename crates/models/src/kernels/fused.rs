@@ -235,9 +235,26 @@ fn silu_mul(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
         // SAFETY: the features were detected.
         return unsafe { silu_mul_avx512(gate, up, out) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if math::fma_available() {
+        // SAFETY: the features were detected.
+        return unsafe { silu_mul_fma(gate, up, out) };
+    }
+    silu_mul_scalar(gate, up, out)
+}
+
+#[inline(always)]
+fn silu_mul_scalar(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         o.write(math::silu(g) * u);
     }
+}
+
+/// [`silu_mul_scalar`] compiled with AVX2/FMA (one instruction a `mul_add`, vectorised loops).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn silu_mul_fma(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
+    silu_mul_scalar(gate, up, out)
 }
 
 /// Writes every element of `out` (x, w and out have the same length).
@@ -247,6 +264,23 @@ fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) {
         // SAFETY: the features were detected.
         return unsafe { rms_norm_row_avx512(x, w, eps, out) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if math::fma_available() {
+        // SAFETY: the features were detected.
+        return unsafe { rms_norm_row_fma(x, w, eps, out) };
+    }
+    rms_norm_row_scalar(x, w, eps, out)
+}
+
+/// [`rms_norm_row_scalar`] compiled with AVX2/FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rms_norm_row_fma(x: &[f32], w: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) {
+    rms_norm_row_scalar(x, w, eps, out)
+}
+
+#[inline(always)]
+fn rms_norm_row_scalar(x: &[f32], w: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) {
     let sum2: f32 = x.iter().map(|v| v * v).sum();
     let inv = 1.0 / (sum2 / x.len() as f32 + eps).sqrt();
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {

@@ -28,6 +28,22 @@ pub(crate) fn avx512_available() -> bool {
     })
 }
 
+/// Whether AVX2 + FMA + F16C are there: the scalar paths (which use `mul_add`) are then compiled
+/// with them, so that `mul_add` is one instruction rather than a libm call (same values).
+pub(crate) fn fma_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// `e^x` for `x ≤ 0`.
 #[inline(always)]
 pub(crate) fn exp_neg(x: f32) -> f32 {
