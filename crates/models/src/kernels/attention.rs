@@ -231,7 +231,7 @@ unsafe fn unit_attention(unit: &Unit, q: &[f32], seq: &AttnSeq, kv: &KvBlocks, p
     let done = false;
     if !done {
         // SAFETY: forwarded from the caller.
-        unsafe { unit_body::<false>(&mut s, unit, q, seq, kv, p, out) };
+        unsafe { unit_body::<false, false>(&mut s, unit, q, seq, kv, p, out) };
     }
     SCRATCH.with(|c| *c.borrow_mut() = s);
 }
@@ -248,7 +248,7 @@ unsafe fn unit_avx512(
     out: &OutPtr,
 ) {
     // SAFETY: forwarded from the caller; AVX-512F/F16C are enabled here.
-    unsafe { unit_body::<true>(s, unit, q, seq, kv, p, out) }
+    unsafe { unit_body::<true, false>(s, unit, q, seq, kv, p, out) }
 }
 
 /// The portable body compiled with AVX2/FMA/F16C: `mul_add` one instruction (not a libm
@@ -265,15 +265,15 @@ unsafe fn unit_fma(
     out: &OutPtr,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { unit_body::<false>(s, unit, q, seq, kv, p, out) }
+    unsafe { unit_body::<false, true>(s, unit, q, seq, kv, p, out) }
 }
 
 /// One work unit. Plain loops only (no closures), so that every line is compiled with the
-/// caller's target features when inlined into [`unit_avx512`]. With `SIMD` (AVX-512F + F16C
+/// caller's target features when inlined into [`unit_avx512`] / [`unit_fma`]. With `SIMD` (AVX-512F + F16C
 /// available) an f16 cache is read in registers; otherwise blocks are converted into scratch.
 /// f32 blocks are read in place. All paths compute the same values.
 #[inline(always)]
-unsafe fn unit_body<const SIMD: bool>(
+unsafe fn unit_body<const SIMD: bool, const AVX2: bool>(
     s: &mut Scratch,
     unit: &Unit,
     q: &[f32],
@@ -297,7 +297,7 @@ unsafe fn unit_body<const SIMD: bool>(
     let span_blocks = (SPAN_KEYS / bs).max(1);
     let stride = (span_blocks * bs).next_multiple_of(LANES);
     s.scores.resize(nrows * stride, 0.0);
-    let in_registers = SIMD && cfg!(target_arch = "x86_64") && bs % LANES == 0 && dv % LANES == 0;
+    let in_registers = (SIMD || AVX2) && cfg!(target_arch = "x86_64") && bs % LANES == 0 && dv % LANES == 0;
     // Values of the span's blocks converted to f32 when they cannot be read in place.
     let f32_direct = matches!((kv.k, kv.v), (KvSlice::F32(_), KvSlice::F32(_)));
     let f16_direct = in_registers && matches!((kv.k, kv.v), (KvSlice::F16(_), KvSlice::F16(_)));
@@ -314,7 +314,7 @@ unsafe fn unit_body<const SIMD: bool>(
             // Same precision on both sides of q·k as the f16 cache holds (llama.cpp's CPU
             // attention dots f16 q with f16 k).
             // SAFETY: SIMD means AVX-512F/F16C were detected (see `unit_attention`).
-            unsafe { round_to_f16::<SIMD>(src, dst) };
+            unsafe { round_to_f16::<SIMD, AVX2>(src, dst) };
         } else {
             dst.copy_from_slice(src);
         }
@@ -344,10 +344,16 @@ unsafe fn unit_body<const SIMD: bool>(
             let sc = &mut scores[(b - sb) * bs..];
             match kv.k {
                 KvSlice::F32(k) => block_scores(q_rows, dk, &k[at * dk * bs..][..dk * bs], bs, stride, sc),
-                // SAFETY: `f16_direct` implies AVX-512F/F16C and bs % 16 == 0.
+                // SAFETY: `f16_direct` implies AVX-512F/F16C (SIMD) or AVX2/FMA/F16C, and
+                // bs % 16 == 0.
                 #[cfg(target_arch = "x86_64")]
                 KvSlice::F16(k) if f16_direct => unsafe {
-                    block_scores_f16(q_rows, dk, &k[at * dk * bs..][..dk * bs], bs, stride, sc)
+                    let kt = &k[at * dk * bs..][..dk * bs];
+                    if SIMD {
+                        block_scores_f16(q_rows, dk, kt, bs, stride, sc)
+                    } else {
+                        block_scores_f16_avx2(q_rows, dk, kt, bs, stride, sc)
+                    }
                 },
                 _ => {
                     kv.k.read(at * dk * bs, k_buf, at * bs, bs, true);
@@ -415,18 +421,16 @@ unsafe fn unit_body<const SIMD: bool>(
                 if f16_direct {
                     let KvSlice::F16(v) = kv.v else { unreachable!("f16_direct checked the cache dtype") };
                     let rows = i * rep..(i + 1) * rep;
-                    // SAFETY: `f16_direct` implies AVX-512F/F16C and dv % 16 == 0; the rows'
-                    // scores and accumulators lie inside the scratch buffers.
+                    // SAFETY: `f16_direct` implies AVX-512F/F16C (SIMD) or AVX2/FMA/F16C, and
+                    // dv % 16 == 0; the rows' scores and accumulators lie inside the scratch
+                    // buffers.
                     unsafe {
-                        pv_f16(
-                            &mut acc_rows[rows.start * dv..rows.end * dv],
-                            sc,
-                            rows,
-                            stride,
-                            keys,
-                            &v[at..][..bs * dv],
-                            dv,
-                        )
+                        let (acc, v) = (&mut acc_rows[rows.start * dv..rows.end * dv], &v[at..][..bs * dv]);
+                        if SIMD {
+                            pv_f16(acc, sc, rows, stride, keys, v, dv)
+                        } else {
+                            pv_f16_avx2(acc, sc, rows, stride, keys, v, dv)
+                        }
                     };
                     continue;
                 }
@@ -466,13 +470,25 @@ unsafe fn unit_body<const SIMD: bool>(
 }
 
 /// `dst = src` rounded to f16 and back (to nearest even, as `half` rounds), 16 values per
-/// instruction with `SIMD`.
+/// instruction with `SIMD`, 8 with `AVX2`.
 ///
 /// # Safety
-/// With `SIMD`, AVX-512F and F16C must be available.
+/// With `SIMD`, AVX-512F and F16C must be available; with `AVX2`, F16C.
 #[inline(always)]
-unsafe fn round_to_f16<const SIMD: bool>(src: &[f32], dst: &mut [f32]) {
+unsafe fn round_to_f16<const SIMD: bool, const AVX2: bool>(src: &[f32], dst: &mut [f32]) {
     let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 && !SIMD {
+        use std::arch::x86_64::*;
+        while done + 8 <= src.len().min(dst.len()) {
+            // SAFETY: 8 values inside both slices; F16C is the caller's promise.
+            unsafe {
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(src.as_ptr().add(done)));
+                _mm256_storeu_ps(dst.as_mut_ptr().add(done), _mm256_cvtph_ps(h));
+            }
+            done += 8;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if SIMD {
         use std::arch::x86_64::*;
@@ -740,6 +756,131 @@ unsafe fn pv_rows_f16<const N: usize>(at: &PvRows, keys: std::ops::Range<usize>,
             if two {
                 _mm512_storeu_ps(p.add(LANES), ai[1]);
             }
+        }
+    }
+    N
+}
+
+/// [`block_scores_f16`] on AVX2: 16 keys as two 8-lane halves, up to four rows a pass, each
+/// score the same FMA chain over `dim`.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; otherwise as [`block_scores_f16`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,fma")]
+unsafe fn block_scores_f16_avx2(q: &[f32], dk: usize, kt: &[f16], bs: usize, stride: usize, scores: &mut [f32]) {
+    let rows = q.len() / dk;
+    for c in (0..bs).step_by(LANES) {
+        let mut r0 = 0;
+        while r0 < rows {
+            // SAFETY: forwarded from the caller.
+            let n = unsafe {
+                match rows - r0 {
+                    1 => scores_f16_avx2::<1>(q, dk, kt, bs, stride, c, r0, scores),
+                    2 => scores_f16_avx2::<2>(q, dk, kt, bs, stride, c, r0, scores),
+                    3 => scores_f16_avx2::<3>(q, dk, kt, bs, stride, c, r0, scores),
+                    _ => scores_f16_avx2::<4>(q, dk, kt, bs, stride, c, r0, scores),
+                }
+            };
+            r0 += n;
+        }
+    }
+}
+
+/// Scores of rows `r0..r0 + N` against keys `c..c + 16` (see [`block_scores_f16_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scores_f16_avx2<const N: usize>(
+    q: &[f32],
+    dk: usize,
+    kt: &[f16],
+    bs: usize,
+    stride: usize,
+    c: usize,
+    r0: usize,
+    scores: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    debug_assert!((r0 + N) * dk <= q.len() && dk * bs <= kt.len() && (r0 + N - 1) * stride + bs <= scores.len());
+    let (qp, kp) = (q.as_ptr().add(r0 * dk), kt.as_ptr().add(c));
+    let mut acc = [[_mm256_setzero_ps(); 2]; N];
+    for d in 0..dk {
+        let k0 = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(d * bs) as *const __m128i));
+        let k1 = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(d * bs + 8) as *const __m128i));
+        for (i, a) in acc.iter_mut().enumerate() {
+            let qd = _mm256_set1_ps(*qp.add(i * dk + d));
+            a[0] = _mm256_fmadd_ps(qd, k0, a[0]);
+            a[1] = _mm256_fmadd_ps(qd, k1, a[1]);
+        }
+    }
+    for (i, a) in acc.iter().enumerate() {
+        let at = scores.as_mut_ptr().add((r0 + i) * stride + c);
+        _mm256_storeu_ps(at, a[0]);
+        _mm256_storeu_ps(at.add(8), a[1]);
+    }
+    N
+}
+
+/// [`pv_f16`] on AVX2: sixteen value dims (two 8-lane halves) × up to four rows of accumulators
+/// in registers across the keys, each element the same FMA chain over the keys.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; otherwise as [`pv_f16`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,fma")]
+unsafe fn pv_f16_avx2(
+    acc: &mut [f32],
+    scores: &[f32],
+    rows: std::ops::Range<usize>,
+    stride: usize,
+    keys: std::ops::Range<usize>,
+    v: &[f16],
+    dv: usize,
+) {
+    let n_rows = rows.len();
+    let mut r0 = 0;
+    while r0 < n_rows {
+        let at = PvRows { acc: acc.as_mut_ptr(), scores: scores.as_ptr(), row0: rows.start, r0, stride, dv };
+        // SAFETY: forwarded from the caller.
+        r0 += unsafe {
+            match n_rows - r0 {
+                1 => pv_rows_f16_avx2::<1>(&at, keys.clone(), v),
+                2 => pv_rows_f16_avx2::<2>(&at, keys.clone(), v),
+                3 => pv_rows_f16_avx2::<3>(&at, keys.clone(), v),
+                _ => pv_rows_f16_avx2::<4>(&at, keys.clone(), v),
+            }
+        };
+    }
+}
+
+/// [`pv_f16_avx2`] for accumulator rows `r0..r0 + N`; returns N.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pv_rows_f16_avx2<const N: usize>(at: &PvRows, keys: std::ops::Range<usize>, v: &[f16]) -> usize {
+    use std::arch::x86_64::*;
+    let (dv, r0) = (at.dv, at.r0);
+    for c0 in (0..dv).step_by(LANES) {
+        let mut a = [[_mm256_setzero_ps(); 2]; N];
+        for (i, ai) in a.iter_mut().enumerate() {
+            let p = at.acc.add((r0 + i) * dv + c0);
+            ai[0] = _mm256_loadu_ps(p);
+            ai[1] = _mm256_loadu_ps(p.add(8));
+        }
+        for j in keys.clone() {
+            let vj = v.as_ptr().add(j * dv + c0);
+            let v0 = _mm256_cvtph_ps(_mm_loadu_si128(vj as *const __m128i));
+            let v1 = _mm256_cvtph_ps(_mm_loadu_si128(vj.add(8) as *const __m128i));
+            for (i, ai) in a.iter_mut().enumerate() {
+                let p = _mm256_set1_ps(*at.scores.add((at.row0 + r0 + i) * at.stride + j));
+                ai[0] = _mm256_fmadd_ps(p, v0, ai[0]);
+                ai[1] = _mm256_fmadd_ps(p, v1, ai[1]);
+            }
+        }
+        for (i, ai) in a.iter().enumerate() {
+            let p = at.acc.add((r0 + i) * dv + c0);
+            _mm256_storeu_ps(p, ai[0]);
+            _mm256_storeu_ps(p.add(8), ai[1]);
         }
     }
     N

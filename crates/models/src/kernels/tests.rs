@@ -223,7 +223,9 @@ fn random_x(m: usize, k: usize, rng: &mut Rng) -> Vec<f32> {
 fn every_backend_matches_the_dequantizing_reference_on_odd_shapes() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     // n and m straddle the 16-row tile, the 8-row register block and the 64-row chunk.
-    for &(m, n, k) in &[(1, 1, 32), (3, 17, 64), (7, 15, 96), (9, 33, 576), (13, 100, 160), (70, 47, 1536)] {
+    for &(m, n, k) in
+        &[(1, 1, 32), (3, 17, 64), (7, 15, 96), (9, 33, 576), (13, 100, 160), (16, 20, 64), (70, 47, 1536)]
+    {
         for kind in KINDS.into_iter().chain([QuantKind::F16, QuantKind::BF16]) {
             let data = random_blocks(kind, n, k, &mut rng);
             let x = random_x(m, k, &mut rng);
@@ -461,6 +463,35 @@ fn dense_rows_do_not_depend_on_the_batch_beside_them() {
                 let mut one = vec![0f32; n];
                 w.matmul(&x[i * k..][..k], 1, &mut one).unwrap();
                 assert_eq!(one, all[i * n..][..n], "{kind:?} {backend:?} row {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_rows_do_not_depend_on_the_batch_beside_them() {
+    // A row alone and the same row inside batches that take every register-block path (one
+    // 8-row block, one wide pass of 9–16 rows, several blocks) give the same bits.
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+    let (n, k) = (40, 576);
+    for kind in KINDS {
+        let data = random_blocks(kind, n, k, &mut rng);
+        for backend in Backend::available() {
+            let w = QMatrix::from_ggml(kind, n, k, &data).unwrap().with_backend(backend).unwrap();
+            let x = random_x(24, k, &mut rng);
+            let alone: Vec<Vec<f32>> = (0..24)
+                .map(|i| {
+                    let mut one = vec![0f32; n];
+                    w.matmul(&x[i * k..][..k], 1, &mut one).unwrap();
+                    one
+                })
+                .collect();
+            for m in [5, 8, 9, 12, 16, 17, 24] {
+                let mut all = vec![f32::NAN; m * n];
+                w.matmul(&x[..m * k], m, &mut all).unwrap();
+                for (i, one) in alone.iter().enumerate().take(m) {
+                    assert_eq!(one[..], all[i * n..][..n], "{kind:?} {backend:?} row {i} of {m}");
+                }
             }
         }
     }
