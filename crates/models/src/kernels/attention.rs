@@ -27,6 +27,24 @@ use super::math::exp_neg_avx512;
 use super::pool::Pool;
 use crate::{Error, Result};
 
+/// `$f::<N>(args…)` over rows `0..$rows` in groups of up to four, `$r0` the group's first row
+/// (each call returns its N): fixed row counts, so each group's row loop unrolls into straight
+/// FMAs.
+macro_rules! by_four {
+    ($rows:expr, $r0:ident, $f:ident($($a:expr),*)) => {{
+        let rows = $rows;
+        let mut $r0 = 0;
+        while $r0 < rows {
+            $r0 += match rows - $r0 {
+                1 => $f::<1>($($a),*),
+                2 => $f::<2>($($a),*),
+                3 => $f::<3>($($a),*),
+                _ => $f::<4>($($a),*),
+            };
+        }
+    }};
+}
+
 /// Query tokens per work unit: enough rows to reuse each converted K/V block, few enough that
 /// a decode batch still splits into one unit per (sequence, kv head).
 pub const TILE_TOKENS: usize = 8;
@@ -626,22 +644,9 @@ unsafe fn probs_avx512(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c,fma")]
 unsafe fn block_scores_f16(q: &[f32], dk: usize, kt: &[f16], bs: usize, stride: usize, scores: &mut [f32]) {
-    let rows = q.len() / dk;
     for c in (0..bs).step_by(LANES) {
-        let mut r0 = 0;
-        while r0 < rows {
-            // Fixed row counts, so the row loop unrolls into straight FMAs.
-            // SAFETY: forwarded from the caller.
-            let n = unsafe {
-                match rows - r0 {
-                    1 => scores_f16::<1>(q, dk, kt, bs, stride, c, r0, scores),
-                    2 => scores_f16::<2>(q, dk, kt, bs, stride, c, r0, scores),
-                    3 => scores_f16::<3>(q, dk, kt, bs, stride, c, r0, scores),
-                    _ => scores_f16::<4>(q, dk, kt, bs, stride, c, r0, scores),
-                }
-            };
-            r0 += n;
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { by_four!(q.len() / dk, r0, scores_f16(q, dk, kt, bs, stride, c, r0, scores)) };
     }
 }
 
@@ -693,21 +698,10 @@ unsafe fn pv_f16(
     v: &[f16],
     dv: usize,
 ) {
-    let n_rows = rows.len();
-    let mut r0 = 0;
-    while r0 < n_rows {
-        let at = PvRows { acc: acc.as_mut_ptr(), scores: scores.as_ptr(), row0: rows.start, r0, stride, dv };
-        // Fixed row counts, so the row loop unrolls into straight FMAs.
-        // SAFETY: forwarded from the caller.
-        r0 += unsafe {
-            match n_rows - r0 {
-                1 => pv_rows_f16::<1>(&at, keys.clone(), v),
-                2 => pv_rows_f16::<2>(&at, keys.clone(), v),
-                3 => pv_rows_f16::<3>(&at, keys.clone(), v),
-                _ => pv_rows_f16::<4>(&at, keys.clone(), v),
-            }
-        };
-    }
+    let (acc, scores, row0) = (acc.as_mut_ptr(), scores.as_ptr(), rows.start);
+    let at = |r0| PvRows { acc, scores, row0, r0, stride, dv };
+    // SAFETY: forwarded from the caller.
+    unsafe { by_four!(rows.len(), r0, pv_rows_f16(&at(r0), keys.clone(), v)) };
 }
 
 /// Where [`pv_rows_f16`] reads and writes: accumulator row `r0` (of `dv`) is score row
@@ -769,21 +763,9 @@ unsafe fn pv_rows_f16<const N: usize>(at: &PvRows, keys: std::ops::Range<usize>,
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c,fma")]
 unsafe fn block_scores_f16_avx2(q: &[f32], dk: usize, kt: &[f16], bs: usize, stride: usize, scores: &mut [f32]) {
-    let rows = q.len() / dk;
     for c in (0..bs).step_by(LANES) {
-        let mut r0 = 0;
-        while r0 < rows {
-            // SAFETY: forwarded from the caller.
-            let n = unsafe {
-                match rows - r0 {
-                    1 => scores_f16_avx2::<1>(q, dk, kt, bs, stride, c, r0, scores),
-                    2 => scores_f16_avx2::<2>(q, dk, kt, bs, stride, c, r0, scores),
-                    3 => scores_f16_avx2::<3>(q, dk, kt, bs, stride, c, r0, scores),
-                    _ => scores_f16_avx2::<4>(q, dk, kt, bs, stride, c, r0, scores),
-                }
-            };
-            r0 += n;
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { by_four!(q.len() / dk, r0, scores_f16_avx2(q, dk, kt, bs, stride, c, r0, scores)) };
     }
 }
 
@@ -838,20 +820,10 @@ unsafe fn pv_f16_avx2(
     v: &[f16],
     dv: usize,
 ) {
-    let n_rows = rows.len();
-    let mut r0 = 0;
-    while r0 < n_rows {
-        let at = PvRows { acc: acc.as_mut_ptr(), scores: scores.as_ptr(), row0: rows.start, r0, stride, dv };
-        // SAFETY: forwarded from the caller.
-        r0 += unsafe {
-            match n_rows - r0 {
-                1 => pv_rows_f16_avx2::<1>(&at, keys.clone(), v),
-                2 => pv_rows_f16_avx2::<2>(&at, keys.clone(), v),
-                3 => pv_rows_f16_avx2::<3>(&at, keys.clone(), v),
-                _ => pv_rows_f16_avx2::<4>(&at, keys.clone(), v),
-            }
-        };
-    }
+    let (acc, scores, row0) = (acc.as_mut_ptr(), scores.as_ptr(), rows.start);
+    let at = |r0| PvRows { acc, scores, row0, r0, stride, dv };
+    // SAFETY: forwarded from the caller.
+    unsafe { by_four!(rows.len(), r0, pv_rows_f16_avx2(&at(r0), keys.clone(), v)) };
 }
 
 /// [`pv_f16_avx2`] for accumulator rows `r0..r0 + N`; returns N.
