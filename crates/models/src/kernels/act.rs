@@ -23,6 +23,24 @@ pub(crate) struct QuantRows {
     pub(crate) s: Vec<f32>,
 }
 
+/// Pointers to the quants and per-block `d`, `s` of `M` consecutive activation rows (the SIMD
+/// tiles' view of [`QuantRows`]).
+pub(crate) struct Rows<const M: usize> {
+    pub(crate) qs: [*const i8; M],
+    pub(crate) d: [*const f32; M],
+    pub(crate) s: [*const f32; M],
+}
+
+impl<const M: usize> Rows<M> {
+    pub(crate) fn new(acts: &QuantRows, i0: usize) -> Self {
+        Self {
+            qs: std::array::from_fn(|i| acts.qs[(i0 + i) * acts.k..].as_ptr()),
+            d: std::array::from_fn(|i| acts.d[(i0 + i) * acts.kb..].as_ptr()),
+            s: std::array::from_fn(|i| acts.s[(i0 + i) * acts.kb..].as_ptr()),
+        }
+    }
+}
+
 impl QuantRows {
     /// Quantizes `x` (m, k) into `self`, reusing its buffers. `k` is a multiple of 32.
     pub(crate) fn quantize(&mut self, x: &[f32], m: usize, k: usize, sum_through_f16: bool) {

@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::act::QuantRows;
+use super::act::{QuantRows, Rows};
 use super::layout::{QuantKind, QK, TILE_ROWS};
 use super::Out;
 
@@ -176,9 +176,7 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool>(tile: &[u8], acts: &QuantRows,
     let kind = if HAS_MIN { QuantKind::Q4_1 } else { QuantKind::Q4_0 };
     let tb = kind.tile_bytes();
     let t0 = tile.as_ptr();
-    let qs: [*const i8; M] = std::array::from_fn(|i| acts.qs[(i0 + i) * acts.k..].as_ptr());
-    let ds: [*const f32; M] = std::array::from_fn(|i| acts.d[(i0 + i) * acts.kb..].as_ptr());
-    let ss: [*const f32; M] = std::array::from_fn(|i| acts.s[(i0 + i) * acts.kb..].as_ptr());
+    let Rows { qs, d: ds, s: ss } = Rows::<M>::new(acts, i0);
     let ones = _mm256_set1_epi16(1);
     let nibble = _mm256_set1_epi8(0x0F);
     let mut acc = [[_mm256_setzero_ps(); 2]; M];
@@ -224,9 +222,7 @@ unsafe fn q8<const M: usize>(tile: &[u8], acts: &QuantRows, i0: usize) -> [[__m2
     let kind = QuantKind::Q8_0;
     let tb = kind.tile_bytes();
     let t0 = tile.as_ptr();
-    let qs: [*const i8; M] = std::array::from_fn(|i| acts.qs[(i0 + i) * acts.k..].as_ptr());
-    let ds: [*const f32; M] = std::array::from_fn(|i| acts.d[(i0 + i) * acts.kb..].as_ptr());
-    let ss: [*const f32; M] = std::array::from_fn(|i| acts.s[(i0 + i) * acts.kb..].as_ptr());
+    let Rows { qs, d: ds, s: ss } = Rows::<M>::new(acts, i0);
     let ones = _mm256_set1_epi16(1);
     let zero = _mm256_setzero_ps();
     let mut acc = [[_mm256_setzero_ps(); 2]; M];

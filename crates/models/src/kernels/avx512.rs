@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::act::QuantRows;
+use super::act::{QuantRows, Rows};
 use super::layout::{QuantKind, QK};
 use super::Out;
 
@@ -76,23 +76,6 @@ unsafe fn block<const M: usize>(
     };
     // SAFETY: AVX-512F is enabled here; the caller owns columns col0..col0 + valid of these rows.
     y.store_tiles(&acc, i0, col0, valid);
-}
-
-/// Pointers to the quants and per-block `d`, `s` of `M` consecutive activation rows.
-struct Rows<const M: usize> {
-    qs: [*const i8; M],
-    d: [*const f32; M],
-    s: [*const f32; M],
-}
-
-impl<const M: usize> Rows<M> {
-    fn new(acts: &QuantRows, i0: usize) -> Self {
-        Self {
-            qs: std::array::from_fn(|i| acts.qs[(i0 + i) * acts.k..].as_ptr()),
-            d: std::array::from_fn(|i| acts.d[(i0 + i) * acts.kb..].as_ptr()),
-            s: std::array::from_fn(|i| acts.s[(i0 + i) * acts.kb..].as_ptr()),
-        }
-    }
 }
 
 /// Broadcast of activation quants `at..at + 4` of a row.
