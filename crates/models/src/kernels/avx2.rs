@@ -13,7 +13,7 @@ use super::act::{QuantRows, Rows};
 use super::layout::{QuantKind, QK, TILE_ROWS};
 use super::Out;
 
-/// Activation rows per register block (16 ymm registers: 4 accumulators per row).
+/// Activation rows per register block of [`block`] (16 ymm registers: 4 accumulators per row).
 const MR: usize = 2;
 
 pub(crate) fn available() -> bool {
@@ -78,6 +78,7 @@ unsafe fn store(acc: &[[__m256; 2]], i0: usize, y: Out, col0: usize, valid: usiz
     }
 }
 
+/// Q5_0 / Q5_1 (Q4 and Q8_0 take the specialised [`q4`] / [`q8`]).
 // Indexing keeps the per-row register arrays visibly parallel.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,f16c,fma")]
@@ -126,26 +127,12 @@ unsafe fn block<const M: usize>(kind: QuantKind, tile: &[u8], acts: &QuantRows, 
             }
             QuantKind::F16 | QuantKind::BF16 => unreachable!("dense kinds run in `dense`"),
             QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => unreachable!("k-quants run in `kquant`"),
-            QuantKind::Q8_0 => {
-                for g in 0..8 {
-                    for h in 0..2 {
-                        let w = _mm256_loadu_si256(t.add(64 * g + 32 * h) as *const _);
-                        let aw = _mm256_abs_epi8(w);
-                        for i in 0..M {
-                            let a = _mm256_sign_epi8(bcast4(qs[i].add(b * QK), 4 * g), w);
-                            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, a), ones);
-                            isum[i][h] = _mm256_add_epi32(isum[i][h], p);
-                        }
-                    }
-                }
-            }
+            QuantKind::Q8_0 => unreachable!("Q8_0 runs in `q8`"),
         }
         for h in 0..2 {
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.d_offset() + 16 * h) as *const _));
             let mw = if kind.has_min() {
                 _mm256_cvtph_ps(_mm_loadu_si128(t.add(kind.m_offset() + 16 * h) as *const _))
-            } else if kind == QuantKind::Q8_0 {
-                _mm256_setzero_ps()
             } else {
                 _mm256_mul_ps(dw, _mm256_set1_ps(-kind.zero_point()))
             };
