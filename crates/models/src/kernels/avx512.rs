@@ -100,8 +100,6 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
         (true, true) => QuantKind::Q5_1,
     };
     let tb = kind.tile_bytes();
-    let nibble = _mm512_set1_epi8(0x0F);
-    let sixteen = _mm512_set1_epi8(16);
     let mut acc = [_mm512_setzero_ps(); M];
     for b in 0..kb {
         let t = tile.add(b * tb);
@@ -124,37 +122,82 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
         }
         let mut isum = [_mm512_setzero_si512(); M];
         for g in 0..4 {
-            let raw = _mm512_loadu_si512(t.add(64 * g) as *const _);
-            let mut lo = _mm512_and_si512(raw, nibble);
-            let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
-            if HIGH {
-                let masks = t.add(kind.h_offset() + 16 * g) as *const u64;
-                lo = _mm512_mask_add_epi8(lo, masks.read_unaligned(), lo, sixteen);
-                hi = _mm512_mask_add_epi8(hi, masks.add(1).read_unaligned(), hi, sixteen);
-            }
+            let (lo, hi) = nibbles::<HIGH>(kind, t, g);
             for i in 0..M {
                 let a = rows.qs[i].add(b * QK);
                 isum[i] = _mm512_dpbusd_epi32(isum[i], lo, bcast4(a, 4 * g));
                 isum[i] = _mm512_dpbusd_epi32(isum[i], hi, bcast4(a, 16 + 4 * g));
             }
         }
-        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.d_offset()) as *const _));
-        if HAS_MIN {
-            let mw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.m_offset()) as *const _));
-            for i in 0..M {
-                let x = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_set1_ps(*rows.d[i].add(b)));
-                acc[i] = _mm512_fmadd_ps(x, dw, acc[i]);
-                acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*rows.s[i].add(b)), acc[i]);
-            }
-        } else {
-            for i in 0..M {
-                let da = _mm512_set1_ps(*rows.d[i].add(b));
-                let off = _mm512_set1_ps(-kind.zero_point() * *rows.s[i].add(b));
-                acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off), dw, acc[i]);
-            }
+        let scales = BlockScales::<HAS_MIN>::new(kind, t);
+        for i in 0..M {
+            acc[i] = scales.apply(acc[i], isum[i], *rows.d[i].add(b), *rows.s[i].add(b));
         }
     }
     acc
+}
+
+/// The unsigned weights of group `g` (bytes `64g..64g + 64`) of the Q4/Q5 tile block at `t`,
+/// 16 rows × 4: those of columns `4g..4g + 4` (low nibbles) and `16 + 4g..` (high nibbles),
+/// with Q5's fifth bits (`HIGH`) added as +16. Shared with the AMX backend, which stores them
+/// as its B tile.
+#[inline(always)]
+pub(super) unsafe fn nibbles<const HIGH: bool>(kind: QuantKind, t: *const u8, g: usize) -> (__m512i, __m512i) {
+    let nibble = _mm512_set1_epi8(0x0F);
+    let raw = _mm512_loadu_si512(t.add(64 * g) as *const _);
+    let mut lo = _mm512_and_si512(raw, nibble);
+    let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
+    if HIGH {
+        let sixteen = _mm512_set1_epi8(16);
+        let masks = t.add(kind.h_offset() + 16 * g) as *const u64;
+        lo = _mm512_mask_add_epi8(lo, masks.read_unaligned(), lo, sixteen);
+        hi = _mm512_mask_add_epi8(hi, masks.add(1).read_unaligned(), hi, sixteen);
+    }
+    (lo, hi)
+}
+
+/// Group `g` of the Q8_0 tile block at `t` as unsigned bytes: i8 → u8 + 128 (`^ 0x80`), for
+/// the unsigned operand of `vpdpbusd` (and of the AMX backend's `tdpbsud`).
+#[inline(always)]
+pub(super) unsafe fn q8_flipped(t: *const u8, g: usize) -> __m512i {
+    _mm512_xor_si512(_mm512_loadu_si512(t.add(64 * g) as *const _), _mm512_set1_epi8(-128))
+}
+
+/// A tile block's per-row f32 step: the 16 rows' scales `d_w` (and minima `m_w` with
+/// `HAS_MIN`), applied to one activation row's i32 block sums. One definition for the VNNI and
+/// AMX backends, so that a row gets the same bits from either.
+pub(super) struct BlockScales<const HAS_MIN: bool> {
+    dw: __m512,
+    mw: __m512,
+    zero_point: f32,
+}
+
+impl<const HAS_MIN: bool> BlockScales<HAS_MIN> {
+    #[inline(always)]
+    pub(super) unsafe fn new(kind: QuantKind, t: *const u8) -> Self {
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.d_offset()) as *const _));
+        let mw = if HAS_MIN {
+            _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.m_offset()) as *const _))
+        } else {
+            _mm512_setzero_ps()
+        };
+        // Q8_0's quants entered as u8 + 128 (`q8_flipped`).
+        let zero_point = if kind == QuantKind::Q8_0 { 128.0 } else { kind.zero_point() };
+        Self { dw, mw, zero_point }
+    }
+
+    /// `acc + d_w · (isum · d_a) + m_w · s_a` (minima) or `acc + d_w · (isum · d_a − zp · s_a)`.
+    #[inline(always)]
+    pub(super) unsafe fn apply(&self, acc: __m512, isum: __m512i, da: f32, sa: f32) -> __m512 {
+        if HAS_MIN {
+            let x = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(da));
+            let acc = _mm512_fmadd_ps(x, self.dw, acc);
+            _mm512_fmadd_ps(self.mw, _mm512_set1_ps(sa), acc)
+        } else {
+            let off = _mm512_set1_ps(-self.zero_point * sa);
+            _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(da), off), self.dw, acc)
+        }
+    }
 }
 
 // Indexing keeps the per-row register arrays visibly parallel.
@@ -163,23 +206,20 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
 unsafe fn q8<const M: usize>(tile: *const u8, kb: usize, rows: &Rows<M>) -> [__m512; M] {
     let kind = QuantKind::Q8_0;
     let tb = kind.tile_bytes();
-    let flip = _mm512_set1_epi8(-128);
     let mut acc = [_mm512_setzero_ps(); M];
     for b in 0..kb {
         let t = tile.add(b * tb);
         let mut isum = [_mm512_setzero_si512(); M];
         for g in 0..8 {
-            // i8 → u8 + 128: vpdpbusd wants the unsigned operand on the weight side.
-            let w = _mm512_xor_si512(_mm512_loadu_si512(t.add(64 * g) as *const _), flip);
+            // vpdpbusd wants the unsigned operand on the weight side.
+            let w = q8_flipped(t, g);
             for i in 0..M {
                 isum[i] = _mm512_dpbusd_epi32(isum[i], w, bcast4(rows.qs[i].add(b * QK), 4 * g));
             }
         }
-        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(kind.d_offset()) as *const _));
+        let scales = BlockScales::<false>::new(kind, t);
         for i in 0..M {
-            let da = _mm512_set1_ps(*rows.d[i].add(b));
-            let off = _mm512_set1_ps(-128.0 * *rows.s[i].add(b));
-            acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), da, off), dw, acc[i]);
+            acc[i] = scales.apply(acc[i], isum[i], *rows.d[i].add(b), *rows.s[i].add(b));
         }
     }
     acc

@@ -35,7 +35,7 @@ pub(crate) fn tile(
     match backend {
         // SAFETY: `QMatrix` admits only backends this CPU supports.
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx512Vnni => unsafe { x86::tile512(kind, tile, x, k, rows, y, col0, valid) },
+        Backend::Avx512Vnni | Backend::Amx => unsafe { x86::tile512(kind, tile, x, k, rows, y, col0, valid) },
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2 => unsafe { x86::tile256(kind, tile, x, k, rows, y, col0, valid) },
         _ => scalar(kind, tile, x, k, rows, y, col0, valid),

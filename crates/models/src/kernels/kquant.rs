@@ -88,7 +88,7 @@ pub(crate) const fn block_bytes(kind: QuantKind) -> usize {
 
 /// Whether `backend` runs k-quants with SIMD here (else candle's own kernels are faster).
 pub(crate) fn accelerated(backend: Backend) -> bool {
-    backend == Backend::Avx512Vnni
+    matches!(backend, Backend::Avx512Vnni | Backend::Amx)
 }
 
 /// ggml's `get_scale_min_k4`: sub-block `j`'s 6-bit scale and min from the 12 packed bytes.
@@ -201,7 +201,7 @@ pub(crate) fn tile(
     match backend {
         // SAFETY: `QMatrix` admits only backends this CPU supports.
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx512Vnni => unsafe { x86::tile512(kind, tile, acts, offsets, rows, y, col0, valid) },
+        Backend::Avx512Vnni | Backend::Amx => unsafe { x86::tile512(kind, tile, acts, offsets, rows, y, col0, valid) },
         _ => scalar(kind, tile, acts, offsets, rows, y, col0, valid),
     }
 }

@@ -15,9 +15,9 @@
 //!   row tile's blocks for all rows while they sit in L1, so it is compute-bound.
 //! - **Threads**: units of row tiles are claimed through an atomic cursor by the caller and the
 //!   helpers of a small fork-join pool (`pool`) that sleeps when idle.
-//! - **Backends**: AVX-512 VNNI, AVX2 and portable scalar, chosen at runtime
-//!   ([`Backend::detect`]); all read the same tiles and are tested against a dequantizing
-//!   reference.
+//! - **Backends**: AMX (Intel's tile unit, for batched rows), AVX-512 VNNI, AVX2 and portable
+//!   scalar, chosen at runtime ([`Backend::detect`]); all read the same tiles and are tested
+//!   against a dequantizing reference.
 //! - **Dense F16/BF16** weights (`dense`) share the tiles (16-bit values instead of quants),
 //!   the threading and the output handling, but take the f32 activations as they are.
 //!
@@ -53,6 +53,8 @@ macro_rules! row_blocks {
 }
 
 mod act;
+#[cfg(target_arch = "x86_64")]
+mod amx;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -88,12 +90,29 @@ pub enum Backend {
     Scalar,
     Avx2,
     Avx512Vnni,
+    /// AVX-512 VNNI, with AMX tiles for the 32-weight block kinds at two or more rows.
+    Amx,
 }
 
 impl Backend {
-    /// The fastest backend this CPU supports.
+    /// The fastest backend this CPU supports, or the one `PROM_CPU_KERNELS` names (`scalar`,
+    /// `avx2`, `avx512`, `amx`) if this CPU supports it: one binary measures each.
     pub fn detect() -> Self {
-        *Self::available().last().unwrap_or(&Backend::Scalar)
+        static CHOSEN: std::sync::OnceLock<Backend> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let available = Self::available();
+            let named = std::env::var("PROM_CPU_KERNELS").ok().and_then(|v| match v.as_str() {
+                "scalar" => Some(Backend::Scalar),
+                "avx2" => Some(Backend::Avx2),
+                "avx512" => Some(Backend::Avx512Vnni),
+                "amx" => Some(Backend::Amx),
+                _ => None,
+            });
+            match named {
+                Some(b) if available.contains(&b) => b,
+                _ => *available.last().unwrap_or(&Backend::Scalar),
+            }
+        })
     }
 
     /// Every backend this CPU supports, slowest first.
@@ -107,6 +126,9 @@ impl Backend {
             }
             if avx512::available() {
                 v.push(Backend::Avx512Vnni);
+            }
+            if amx::available() {
+                v.push(Backend::Amx);
             }
         }
         v
@@ -369,6 +391,8 @@ impl QMatrix {
             // SAFETY: `with_backend`/`detect` admit only backends this CPU supports.
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512Vnni => unsafe { avx512::tile(kind, w, acts, rows, y, col0, valid) },
+            #[cfg(target_arch = "x86_64")]
+            Backend::Amx => unsafe { amx::tile(kind, w, acts, rows, y, col0, valid) },
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => unsafe { avx2::tile(kind, w, acts, rows, y, col0, valid) },
             _ => scalar::tile(kind, w, acts, rows, y, col0, valid),
