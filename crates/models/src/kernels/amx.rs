@@ -1,6 +1,6 @@
 //! AMX backend (Intel Sapphire Rapids and later: AMX-TILE + AMX-INT8), for the 32-weight block
-//! kinds (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) at two or more activation rows. One `tdpbsud` per block
-//! multiplies up to 16 activation rows by the tile's 16 weight rows:
+//! kinds (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) at [`MIN_ROWS`] or more activation rows (prefill). One
+//! `tdpbsud` per block multiplies up to 16 activation rows by the tile's 16 weight rows:
 //!
 //! - **A** (16 × 32 bytes, signed): the rows' quantized activations for the block, loaded
 //!   straight from [`QuantRows`] with the row length as stride;
@@ -13,8 +13,8 @@
 //!   the VNNI backend's own [`BlockScales`] step.
 //!
 //! The integer sums are exact and the f32 steps are the VNNI backend's, so every row gets the
-//! same bits as from that backend, alone or in any batch; a single row (decode) takes the VNNI
-//! kernel, where one row cannot fill a tile. Each block's scales still cost an f32 step per
+//! same bits as from that backend, alone or in any batch; fewer rows (decode) take the VNNI
+//! kernel. Each block's scales still cost an f32 step per
 //! (row, block) — the part AMX cannot do — so the gain over VNNI is the integer work, which is
 //! most of a Q4 block's (16 `vpdpbusd` per row).
 //!
@@ -34,6 +34,9 @@ use super::Out;
 
 /// Activation rows per `tdpbsud` (the tile registers' 16 rows).
 const MR: usize = 16;
+/// Fewer rows a call than this (decode batches) stay on the VNNI kernel: at 8–24 rows AMX was
+/// 20–50% slower in every sweep, at 32–256 as fast or faster (bench/RESULTS.md).
+const MIN_ROWS: usize = 32;
 /// Bytes of one block's B tile: 8 rows (32 columns / 4) of 16 weight rows × 4 bytes.
 const B_BYTES: usize = 8 * 64;
 
@@ -126,7 +129,7 @@ pub(crate) unsafe fn tile(
     col0: usize,
     valid: usize,
 ) {
-    if rows.len() < 2
+    if rows.len() < MIN_ROWS
         || !matches!(kind, QuantKind::Q4_0 | QuantKind::Q4_1 | QuantKind::Q5_0 | QuantKind::Q5_1 | QuantKind::Q8_0)
     {
         return super::avx512::tile(kind, tile, acts, rows, y, col0, valid);

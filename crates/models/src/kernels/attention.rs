@@ -403,6 +403,13 @@ unsafe fn unit_body<const SIMD: bool, const AVX2: bool>(
                     #[cfg(not(target_arch = "x86_64"))]
                     let t = probs_scalar(row, j0..j1, key0, p, head, m);
                     t
+                } else if AVX2 && p.softcap.is_none() {
+                    // SAFETY: AVX2 means AVX2/FMA were detected (see `unit_attention`).
+                    #[cfg(target_arch = "x86_64")]
+                    let t = unsafe { probs_avx2(row, j0..j1, key0, p.scale, p.alibi.map(|a| a[head]), m) };
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let t = probs_scalar(row, j0..j1, key0, p, head, m);
+                    t
                 } else {
                     probs_scalar(row, j0..j1, key0, p, head, m)
                 };
@@ -632,6 +639,76 @@ unsafe fn probs_avx512(
     let mut lanes = [0f32; LANES];
     // SAFETY: 16 floats into a 16-float array.
     unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), sum) };
+    (m_new, lane_sum(lanes))
+}
+
+/// [`probs_avx512`] on AVX2: the 16 lanes of [`lane_sum`] as two 8-lane halves, the same
+/// operations per key, so the results are bitwise those of [`probs_scalar`].
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn probs_avx2(
+    scores: &mut [f32],
+    keys: std::ops::Range<usize>,
+    key0: usize,
+    scale: f32,
+    slope: Option<f32>,
+    m: f32,
+) -> (f32, f32) {
+    use std::arch::x86_64::*;
+    let lane = _mm256_setr_ps(0., 1., 2., 3., 4., 5., 6., 7.);
+    let lane_i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let (lo, hi) = (_mm256_set1_epi32(keys.start as i32 - 1), _mm256_set1_epi32(keys.end as i32));
+    // All ones in the lanes of keys c..c + 8 that lie inside `keys`.
+    let in_keys = |c: usize| -> __m256 {
+        let j = _mm256_add_epi32(_mm256_set1_epi32(c as i32), lane_i);
+        _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(j, lo), _mm256_cmpgt_epi32(hi, j)))
+    };
+    // Half-chunks of 8 keys, from the 16-key chunk holding the first key.
+    let halves = (keys.start / LANES * LANES..keys.end).step_by(LANES / 2);
+    let mut m_vec = _mm256_set1_ps(f32::NEG_INFINITY);
+    for c in halves.clone() {
+        let k = in_keys(c);
+        // SAFETY: `scores` is a whole number of 16-lane chunks (its stride) covering `keys`.
+        let at = unsafe { scores.as_mut_ptr().add(c) };
+        let old = unsafe { _mm256_loadu_ps(at) };
+        let mut x = _mm256_mul_ps(old, _mm256_set1_ps(scale));
+        if let Some(a) = slope {
+            // (key0 + j) as f32, exactly: positions are far below 2^24.
+            let pos = _mm256_add_ps(_mm256_set1_ps((key0 + c) as f32), lane);
+            x = _mm256_add_ps(x, _mm256_mul_ps(_mm256_set1_ps(a), pos));
+        }
+        unsafe { _mm256_storeu_ps(at, _mm256_blendv_ps(old, x, k)) };
+        m_vec = _mm256_max_ps(m_vec, _mm256_blendv_ps(_mm256_set1_ps(f32::NEG_INFINITY), x, k));
+    }
+    let mut maxes = [0f32; 8];
+    // SAFETY: 8 floats into an 8-float array.
+    unsafe { _mm256_storeu_ps(maxes.as_mut_ptr(), m_vec) };
+    let m_new = maxes.iter().fold(m, |a, &b| a.max(b));
+    if m_new == f32::NEG_INFINITY {
+        scores[keys].fill(0.0);
+        return (m_new, 0.0);
+    }
+    // Lane l of `sums[h]` holds keys ≡ 8h + l (mod 16) in order; keys outside add +0.0.
+    let mut sums = [_mm256_setzero_ps(); 2];
+    for c in halves {
+        // SAFETY: as above.
+        let at = unsafe { scores.as_mut_ptr().add(c) };
+        let old = unsafe { _mm256_loadu_ps(at) };
+        let e = super::math::exp_neg_avx2(_mm256_sub_ps(old, _mm256_set1_ps(m_new)));
+        let k = in_keys(c);
+        unsafe { _mm256_storeu_ps(at, _mm256_blendv_ps(old, e, k)) };
+        let h = c / (LANES / 2) % 2;
+        sums[h] = _mm256_add_ps(sums[h], _mm256_and_ps(e, k));
+    }
+    let mut lanes = [0f32; LANES];
+    // SAFETY: two 8-float halves into a 16-float array.
+    unsafe {
+        _mm256_storeu_ps(lanes.as_mut_ptr(), sums[0]);
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), sums[1]);
+    }
     (m_new, lane_sum(lanes))
 }
 

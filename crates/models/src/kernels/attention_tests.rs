@@ -178,9 +178,7 @@ fn matches_reference_across_layouts() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_block_softmax_is_bitwise_the_scalar_one() {
-    if !super::super::math::avx512_available() {
-        return;
-    }
+    let (avx512, avx2) = (super::super::math::avx512_available(), super::super::math::fma_available());
     let slopes = [0.37f32];
     for (seed, stride) in [(1u32, 16usize), (2, 32), (3, 48)] {
         let row = values(stride, seed).iter().map(|x| x * 40.0).collect::<Vec<_>>();
@@ -194,14 +192,21 @@ fn simd_block_softmax_is_bitwise_the_scalar_one() {
                         window: None,
                         alibi: alibi.then_some(&slopes[..]),
                     };
-                    let (mut a, mut b) = (row.clone(), row.clone());
+                    let mut a = row.clone();
                     let want = probs_scalar(&mut a, j0..j1, 37, &p, 0, m);
-                    // SAFETY: AVX-512F/FMA detected above.
-                    let got = unsafe { probs_avx512(&mut b, j0..j1, 37, p.scale, p.alibi.map(|a| a[0]), m) };
-                    let case = format!("stride {stride}, keys {j0}..{j1}, alibi {alibi}, m {m}");
-                    assert_eq!((got.0.to_bits(), got.1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "{case}");
-                    let bits = |v: &[f32]| v[j0..j1].iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&b), bits(&a), "{case}");
+                    let slope = p.alibi.map(|a| a[0]);
+                    let simd: [(&str, bool, unsafe fn(&mut [f32], _, _, _, _, _) -> _); 2] =
+                        [("avx512", avx512, probs_avx512), ("avx2", avx2, probs_avx2)];
+                    for (name, _, probs) in simd.into_iter().filter(|s| s.1) {
+                        let mut b = row.clone();
+                        // SAFETY: the backend's features were detected above.
+                        let got = unsafe { probs(&mut b, j0..j1, 37, p.scale, slope, m) };
+                        let case = format!("{name}: stride {stride}, keys {j0}..{j1}, alibi {alibi}, m {m}");
+                        assert_eq!((got.0.to_bits(), got.1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "{case}");
+                        // Every value the scalar version leaves, inside the keys and outside.
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&b), bits(&a), "{case}");
+                    }
                 }
             }
         }

@@ -72,6 +72,24 @@ pub(crate) use self::avx512::exp_neg_avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use self::avx512::silu_avx512;
 
+/// [`exp_neg`] on 8 lanes (AVX2 + FMA), operation for operation.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn exp_neg_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let x = _mm256_max_ps(x, _mm256_set1_ps(X_MIN));
+    let n =
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x));
+    let mut y = _mm256_set1_ps(P[0]);
+    for p in &P[1..] {
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(*p));
+    }
+    let y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(y, r), r, r), _mm256_set1_ps(1.0));
+    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+    _mm256_mul_ps(y, _mm256_castsi256_ps(bits))
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -146,6 +164,33 @@ mod tests {
             assert!((silu(x) - want).abs() <= 4.0 * f32::EPSILON * want.abs().max(1e-30), "{x}");
         }
         assert!(silu(-200.0).abs() < 1e-30);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_exp_matches_scalar_bit_for_bit() {
+        use std::arch::x86_64::*;
+        if !fma_available() {
+            return;
+        }
+        let xs: Vec<f32> =
+            (-1600..1600).map(|i| -(i as f32 * 0.0625 + 0.013).abs()).chain([-87.3, -88.0, -1e4]).collect();
+        for chunk in xs.chunks(8) {
+            let mut lanes = [0f32; 8];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let mut e = [0f32; 8];
+            // SAFETY: AVX2 and FMA were detected.
+            unsafe {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn run(x: &[f32; 8], e: &mut [f32; 8]) {
+                    _mm256_storeu_ps(e.as_mut_ptr(), exp_neg_avx2(_mm256_loadu_ps(x.as_ptr())));
+                }
+                run(&lanes, &mut e);
+            }
+            for (i, &x) in lanes.iter().enumerate() {
+                assert_eq!(e[i].to_bits(), exp_neg(x).to_bits(), "exp at {x}");
+            }
+        }
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -471,22 +471,23 @@ fn dense_rows_do_not_depend_on_the_batch_beside_them() {
 #[test]
 fn quantized_rows_do_not_depend_on_the_batch_beside_them() {
     // A row alone and the same row inside batches that take every register-block path (one
-    // 8-row block, one wide pass of 9–16 rows, several blocks) give the same bits.
+    // 8-row block, one wide pass of 9–16 rows, several blocks, AMX from 32 rows) give the same
+    // bits.
     let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
     let (n, k) = (40, 576);
     for kind in KINDS {
         let data = random_blocks(kind, n, k, &mut rng);
         for backend in Backend::available() {
             let w = QMatrix::from_ggml(kind, n, k, &data).unwrap().with_backend(backend).unwrap();
-            let x = random_x(24, k, &mut rng);
-            let alone: Vec<Vec<f32>> = (0..24)
+            let x = random_x(48, k, &mut rng);
+            let alone: Vec<Vec<f32>> = (0..48)
                 .map(|i| {
                     let mut one = vec![0f32; n];
                     w.matmul(&x[i * k..][..k], 1, &mut one).unwrap();
                     one
                 })
                 .collect();
-            for m in [5, 8, 9, 12, 16, 17, 24] {
+            for m in [5, 8, 9, 12, 16, 17, 24, 33, 48] {
                 let mut all = vec![f32::NAN; m * n];
                 w.matmul(&x[..m * k], m, &mut all).unwrap();
                 for (i, one) in alone.iter().enumerate().take(m) {
