@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::attention::{Attention, QkvProj};
@@ -28,8 +28,8 @@ use crate::{Error, Result, TensorContext};
 
 pub struct Model {
     cfg: ModelConfig,
-    /// (vocab, hidden), f32
-    embed: Tensor,
+    /// (vocab, hidden)
+    embed: Embedding,
     embed_norm: Option<Norm>,
     /// (max_positions, hidden), f32 — learned absolute positions (GPT-2).
     position_embed: Option<Tensor>,
@@ -47,6 +47,36 @@ pub struct Model {
     tp: Option<TensorParallel>,
     /// Decode steps captured as CUDA graphs (docs/cuda.md).
     graphs: crate::cuda::DecodeGraphs,
+}
+
+/// The token embedding table. On a single CPU rank a GGUF table stays in its blocks and the
+/// looked-up rows are dequantized per step, as llama.cpp's `get_rows` does: a dense f32 copy of
+/// Llama 3's 128256-row table is 1 GB at hidden 2048 and 2 GB at 4096, next to a Q4 model's
+/// weights of the same order (the tied head reads the same blocks). Row by row the values are
+/// the whole table's dequantization, bit for bit (GGUF blocks never cross a row).
+enum Embedding {
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+/// Rows `ids` of a quantized `(vocab, hidden)` table, dequantized → `(ids, hidden)` in `dtype`.
+fn gather_rows(q: &QTensor, ids: &[u32], dtype: DType, device: &Device) -> Result<Tensor> {
+    let op = || "embedding lookup".to_string();
+    let (vocab, hidden) = q.shape().dims2().map_err(|e| Error::Tensor { op: op(), source: e })?;
+    let t = q.dtype();
+    let row_bytes = hidden / t.block_size() * t.type_size();
+    let data = q.data().map_err(|e| Error::Tensor { op: op(), source: e })?;
+    let mut rows = Vec::with_capacity(ids.len() * hidden);
+    for &id in ids {
+        let id = id as usize;
+        if id >= vocab {
+            return Err(Error::InvalidInput(format!("token id {id} is outside the vocabulary of {vocab}")));
+        }
+        rows.extend(crate::quant::dequantize(t, &data[id * row_bytes..][..row_bytes], &[hidden])?);
+    }
+    Tensor::from_vec(rows, (ids.len(), hidden), device)
+        .and_then(|x| x.to_dtype(dtype))
+        .map_err(|e| Error::Tensor { op: op(), source: e })
 }
 
 impl Model {
@@ -90,7 +120,15 @@ impl Model {
         };
         let sh = tp.as_ref().map_or(Shard::SINGLE, |t| t.shard());
         let embed_raw = b.raw(&names.embed, &[vocab, hidden])?;
-        let mut embed = embed_raw.to_dense(device)?.to_dtype(dtype).ctx("embedding dtype")?;
+        // On one CPU rank a GGUF table stays quantized (see `Embedding`); the rest is dense.
+        let quantized_table = match (&embed_raw, &tp) {
+            (WeightData::Quantized(q), None) if device.is_cpu() => Some(Arc::clone(q)),
+            _ => None,
+        };
+        let mut embed = match quantized_table {
+            Some(_) => Tensor::zeros(0, dtype, device).ctx("embedding placeholder")?,
+            None => embed_raw.to_dense(device)?.to_dtype(dtype).ctx("embedding dtype")?,
+        };
         let lm_head = match (&names.lm_head, &tp) {
             (Some(name), _) => {
                 let prefix = name.strip_suffix(".weight").unwrap_or(name);
@@ -132,6 +170,10 @@ impl Model {
             let (rows, per) = t.vocab_rows();
             embed = shard::rows_padded(&embed, rows, per, &names.embed)?;
         }
+        let embed = match quantized_table {
+            Some(q) => Embedding::Quantized(q),
+            None => Embedding::Dense(embed),
+        };
         let comm = tp.as_ref().map(|t| Arc::clone(t.comm()));
         let layers = (0..cfg.num_layers)
             .map(|i| load_layer(&b, &cfg, names, i, alibi.clone(), sh, comm.clone()))
@@ -303,9 +345,10 @@ impl Model {
     ) -> Result<Tensor> {
         let t = batch.num_tokens();
         // (T, hidden) → (1, T, hidden)
-        let mut x = match &self.tp {
-            Some(tp) => tp.embed(&self.embed, &batch.tokens)?,
-            None => self.embed.index_select(&inputs.ids, 0).ctx("embedding")?,
+        let mut x = match (&self.embed, &self.tp) {
+            (Embedding::Dense(table), Some(tp)) => tp.embed(table, &batch.tokens)?,
+            (Embedding::Dense(table), None) => table.index_select(&inputs.ids, 0).ctx("embedding")?,
+            (Embedding::Quantized(q), _) => gather_rows(q, &batch.tokens, self.dtype, &self.device)?,
         };
         if let Some(s) = self.cfg.embedding_scale {
             x = (x * s as f64).ctx("embedding scale")?;
