@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 
 use super::act::{QuantRows, Rows};
 use super::avx512::{nibbles, q8_flipped, BlockScales};
-use super::layout::{QuantKind, QK};
+use super::layout::{Line, QuantKind, QK};
 use super::Out;
 
 /// Activation rows per `tdpbsud` (the tile registers' 16 rows).
@@ -96,10 +96,6 @@ thread_local! {
     /// The current tile's blocks unpacked into B tiles, reused across calls.
     static B_TILES: Cell<Vec<Line>> = const { Cell::new(Vec::new()) };
 }
-
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
 
 /// C (m × 16 i32): tmm0, tmm3, tmm6, tmm7; A (m × 32 bytes): tmm1, tmm4; B (8 × 64 bytes):
 /// tmm2, tmm5.

@@ -68,6 +68,7 @@ mod math;
 mod pool;
 mod scalar;
 mod slab;
+mod softmax;
 #[cfg(test)]
 mod tests;
 
