@@ -8,6 +8,7 @@ mkdir -p "$GPU_BIN"
 for _f in .gpu/*.xz; do
   [ -e "$_f" ] || continue
   _b="$GPU_BIN/$(basename "${_f%.xz}")"
-  [ -x "$_b" ] || { python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$_f" "$_b"; chmod +x "$_b"; }
+  # Unpacked again when the carried file is newer (a warm machine keeps an older build).
+  [ -x "$_b" ] && [ "$_b" -nt "$_f" ] || { python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$_f" "$_b"; chmod +x "$_b"; }
 done
 PROM="$GPU_BIN/prom"

@@ -7,8 +7,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
 use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig};
 use candle_core::cuda::{CudaStorageSlice, WrapErr};
-use candle_core::op::BackpropOp;
-use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
+use candle_core::{CudaDevice, DType, Device, Storage, Tensor};
 
 use super::launch::Launch;
 use super::PackedRope;
@@ -174,6 +173,10 @@ fn types(act: DType, cache: DType) -> Result<&'static str> {
 pub(crate) struct LayerPtrs {
     pub k: u64,
     pub v: u64,
+    /// Split-K's merge tickets: `counter_slots` u32, zero between launches (each launch leaves
+    /// them so), one for each (work item, head chunk) of a split launch.
+    pub counters: u64,
+    pub counter_slots: usize,
     pub dtype: DType,
     pub kv_heads: usize,
     pub k_dim: usize,
@@ -260,14 +263,8 @@ pub(crate) fn rope_write_and_attend(
         Some(r) => (dptr(r.cos, &stream)?, dptr(r.sin, &stream)?),
         None => (0, 0),
     };
-    let n = t * heads * d;
-    // SAFETY: the kernel writes every (token, head, dim) of q.
-    let q = Storage::Cuda(match act {
-        DType::F32 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<f32>(n) }?, dev.clone()),
-        DType::F16 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::f16>(n) }?, dev.clone()),
-        _ => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::bf16>(n) }?, dev.clone()),
-    });
-    let q = Tensor::from_storage(q, (t, heads, d), BackpropOp::none(), false);
+    // The kernel writes every (token, head, dim) of q.
+    let q = super::alloc::output(dev, act, &[t, heads, d])?;
     let qp = dptr(&q, &stream)?;
     let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
     let f = dev.get_or_load_custom_func(&format!("qkv_rope_write_{ty}"), MODULE, PTX)?;
@@ -369,6 +366,8 @@ pub(crate) fn attend(
         Split::Auto => auto_parts(batch, ctas, sm_count(dev), unit),
         Split::Parts(n) => n.max(1),
     };
+    // A split launch takes one merge ticket for each of its `ctas` CTA groups.
+    let parts = if ctas > pool.counter_slots { 1 } else { parts };
     // Whole tiles per partition: fixed here for `Parts` (the count recomputed so that no
     // partition is empty for the longest context), sized per sequence by the kernel for `Auto`
     // (part = -1), so that a CUDA graph's grid needs no context length.
@@ -395,7 +394,6 @@ pub(crate) fn attend(
         f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
             .map_err(|e| kernel_err("paged attention", format!("{smem} bytes of shared memory: {e}")))?;
     }
-    let n_out = t * h * dv;
     let alibi = match p.alibi {
         Some(a) if a.len() != h => {
             return Err(kernel_err("paged attention", format!("{} ALiBi slopes, {h} heads", a.len())))
@@ -404,69 +402,44 @@ pub(crate) fn attend(
         None => None,
     };
     let alibi_p = alibi.as_ref().map_or(0u64, |a| slice_ptr(a, 0, &stream));
-    // Split-K scratch: (max, sum) and the accumulator per (token, head, partition).
+    // Split-K scratch: (max, sum) and the accumulator per (token, head, partition); every
+    // (token, head, partition) is written by exactly one CTA before the merge.
     let scratch = if parts > 1 {
-        // SAFETY: every (token, head, partition) is written by exactly one CTA before the merge.
-        let ml = unsafe { dev.alloc::<f32>(2 * t * h * parts) }?;
-        let acc = unsafe { dev.alloc::<f32>(t * h * parts * dv) }?;
+        let ml = super::alloc::output(dev, DType::F32, &[2 * t * h * parts])?;
+        let acc = super::alloc::output(dev, DType::F32, &[t * h * parts * dv])?;
         Some((ml, acc))
     } else {
         None
     };
-    let (ml_p, acc_p) =
-        scratch.as_ref().map_or((0u64, 0u64), |(m, a)| (slice_ptr(m, 0, &stream), slice_ptr(a, 0, &stream)));
-    macro_rules! run {
-        ($ty:ty, $name:literal) => {{
-            // SAFETY: the kernel (or the merge) writes every element (every row belongs to one
-            // sequence).
-            let out = unsafe { dev.alloc::<$ty>(n_out) }?;
-            let op = slice_ptr(&out, 0, &stream);
-            let (work, seqs, tables) = (u(0), u(batch.seqs_at), u(batch.tables_at));
-            let (hi, kvhi, dki, dvi, bsi, hpi, qt) =
-                (i32_(h), i32_(kvh), i32_(dk), i32_(dv), i32_(bs), i32_(hp), i32_(QTILE));
-            let (scale, cap, win, parti) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_), part);
-            let mut l = Launch::new(&f);
-            l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables).arg(&alibi_p);
-            if decode {
-                l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&scale).arg(&cap).arg(&win);
-            } else {
-                l.arg(&hi).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi).arg(&hpi).arg(&qt).arg(&scale).arg(&cap).arg(&win);
-            }
-            l.arg(&parti).arg(&ml_p).arg(&acc_p);
-            let grid = (batch.n_work as u32, (h / hp) as u32, parts as u32);
-            let cfg =
-                LaunchConfig { grid_dim: grid, block_dim: ((WARPS * 32) as u32, 1, 1), shared_mem_bytes: smem as u32 };
-            // SAFETY: argument types match paged_attn's signature; the work list, tables and
-            // slots were built from the same batch the shapes were checked against; with
-            // `part` ≠ 0 the scratch holds gridDim.z partitions of every (token, head).
-            unsafe { l.launch(&stream, cfg) }.w()?;
-            if parts > 1 {
-                let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-                let mut l = Launch::new(&f);
-                let np = i32_(parts);
-                l.arg(&ml_p).arg(&acc_p).arg(&op).arg(&hi).arg(&dvi).arg(&np);
-                // One f32 weight a partition in shared memory.
-                let cfg = LaunchConfig {
-                    grid_dim: (t as u32, h as u32, 1),
-                    block_dim: (128, 1, 1),
-                    shared_mem_bytes: (parts * 4) as u32,
-                };
-                // SAFETY: argument types match attn_reduce's signature; the scratch and `out`
-                // hold (t, h, parts) and (t, h, dv) elements; the shared memory holds `parts`.
-                unsafe { l.launch(&stream, cfg) }.w()?;
-            }
-            Storage::Cuda(CudaStorage::wrap_cuda_slice(out, dev.clone()))
-        }};
-    }
-    let storage = match act {
-        DType::F32 => run!(f32, "attn_reduce_f32"),
-        DType::F16 => run!(half::f16, "attn_reduce_f16"),
-        _ => run!(half::bf16, "attn_reduce_bf16"),
+    let (ml_p, acc_p) = match &scratch {
+        Some((m, a)) => (dptr(m, &stream)?, dptr(a, &stream)?),
+        None => (0, 0),
     };
+    // The kernel (or the merge) writes every element: every row belongs to one sequence.
+    let out = super::alloc::output(dev, act, &[t, h * dv])?;
+    let op = dptr(&out, &stream)?;
+    let (work, seqs, tables) = (u(0), u(batch.seqs_at), u(batch.tables_at));
+    let (hi, kvhi, dki, dvi, bsi, hpi, qt) = (i32_(h), i32_(kvh), i32_(dk), i32_(dv), i32_(bs), i32_(hp), i32_(QTILE));
+    let (scale, cap, win, parti) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_), part);
+    let mut l = Launch::new(&f);
+    l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables).arg(&alibi_p);
+    if decode {
+        l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&scale).arg(&cap).arg(&win);
+    } else {
+        l.arg(&hi).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi).arg(&hpi).arg(&qt).arg(&scale).arg(&cap).arg(&win);
+    }
+    l.arg(&parti).arg(&ml_p).arg(&acc_p).arg(&pool.counters);
+    let grid = (batch.n_work as u32, (h / hp) as u32, parts as u32);
+    let cfg = LaunchConfig { grid_dim: grid, block_dim: ((WARPS * 32) as u32, 1, 1), shared_mem_bytes: smem as u32 };
+    // SAFETY: argument types match paged_attn's signature; the work list, tables and slots were
+    // built from the same batch the shapes were checked against; with `part` ≠ 0 the scratch
+    // holds gridDim.z partitions of every (token, head), and the counters one zeroed ticket
+    // for each (work item, head chunk) (checked above).
+    unsafe { l.launch(&stream, cfg) }.w()?;
     // The slopes' and scratch buffers must outlive the launches: their frees are ordered after
     // them on the stream.
     drop((alibi, scratch));
-    Ok(Tensor::from_storage(storage, (t, h * dv), BackpropOp::none(), false))
+    Ok(out)
 }
 
 /// Paged attention over K/V pools given as tensors `(blocks, kv_heads, block_size, k_dim)` and
@@ -496,15 +469,23 @@ pub fn paged_attention_pool(
     }
     let (k_pool, v_pool) = (k_pool.contiguous().ctx("k pool")?, v_pool.contiguous().ctx("v pool")?);
     let stream = dev.cuda_stream();
+    let batch = GpuBatch::upload(seqs, &[], dev)?;
+    // Merge tickets for any split of this batch: one for each (work item, query head).
+    let slots = (batch.n_work * q.dim(1).ctx("attention q")?).max(1);
+    let counters = dev.alloc_zeros::<u32>(slots).ctx("split-K counters")?;
     let ptrs = LayerPtrs {
         k: dptr(&k_pool, &stream)?,
         v: dptr(&v_pool, &stream)?,
+        counters: slice_ptr(&counters, 0, &stream),
+        counter_slots: slots,
         dtype: k_pool.dtype(),
         kv_heads: kvh,
         k_dim: dk,
         v_dim: dv,
         block_size: bs,
     };
-    let batch = GpuBatch::upload(seqs, &[], dev)?;
-    attend(dev, &ptrs, q, &batch, p, split)
+    let out = attend(dev, &ptrs, q, &batch, p, split);
+    // The counters' free is ordered after the launch on the stream.
+    drop(counters);
+    out
 }

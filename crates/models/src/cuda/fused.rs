@@ -6,9 +6,9 @@
 
 use candle_core::cuda::cudarc::driver::LaunchConfig;
 use candle_core::cuda::WrapErr;
-use candle_core::op::BackpropOp;
-use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
+use candle_core::{DType, Device, Tensor};
 
+use super::alloc::output;
 use super::attention::{dptr, MODULE, PTX};
 use super::launch::Launch;
 use crate::{Result, TensorContext};
@@ -24,20 +24,6 @@ fn suffix(dt: DType) -> Option<&'static str> {
         DType::BF16 => Some("bf16"),
         _ => None,
     }
-}
-
-/// A new contiguous tensor of `shape` in `dt` whose every element the next launch writes.
-fn output(dev: &CudaDevice, dt: DType, n: usize) -> Result<Storage> {
-    // SAFETY: each kernel below writes all `n` elements before anything reads them.
-    Ok(Storage::Cuda(match dt {
-        DType::F32 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<f32>(n) }?, dev.clone()),
-        DType::F16 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::f16>(n) }?, dev.clone()),
-        _ => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::bf16>(n) }?, dev.clone()),
-    }))
-}
-
-fn tensor(storage: Storage, dims: &[usize]) -> Tensor {
-    Tensor::from_storage(storage, dims, BackpropOp::none(), false)
 }
 
 /// `(s, rms_norm(s))` with `s = x + h`, for same-shape contiguous CUDA tensors of one float
@@ -74,8 +60,8 @@ fn norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Option<Result<(
     let run = || -> Result<(Option<Tensor>, Tensor)> {
         let rows = x.elem_count() / dim;
         let stream = dev.cuda_stream();
-        let y = tensor(output(dev, dt, x.elem_count())?, x.dims());
-        let s = h.map(|_| output(dev, dt, x.elem_count()).map(|s| tensor(s, x.dims()))).transpose()?;
+        let y = output(dev, dt, x.dims())?;
+        let s = h.map(|_| output(dev, dt, x.dims())).transpose()?;
         let mut ptrs = [dptr(x, &stream)?, 0, dptr(w, &stream)?, 0, dptr(&y, &stream)?];
         if let (Some(h), Some(s)) = (h, &s) {
             ptrs[1] = dptr(h, &stream)?;
@@ -128,7 +114,7 @@ fn silu_mul(gate: &Tensor, up: &Tensor, up_at: usize, ff: usize, ld: usize, dims
     let ty = suffix(dt).filter(|_| fits && ff > 0 && up.device().same_device(gate.device()))?;
     let run = || -> Result<Tensor> {
         let stream = dev.cuda_stream();
-        let out = tensor(output(dev, dt, n)?, dims);
+        let out = output(dev, dt, dims)?;
         let elem = dt.size_in_bytes() as u64;
         let ptrs = [dptr(gate, &stream)?, dptr(up, &stream)? + up_at as u64 * elem, dptr(&out, &stream)?];
         let f = dev.get_or_load_custom_func(&format!("silu_mul_{ty}"), MODULE, PTX)?;
@@ -169,8 +155,7 @@ pub fn to_f32(x: &Tensor) -> Option<Result<Tensor>> {
     };
     let run = || -> Result<Tensor> {
         let n = x.elem_count();
-        let out = output(dev, DType::F32, n)?;
-        let y = tensor(out, x.dims());
+        let y = output(dev, DType::F32, x.dims())?;
         let dst = dptr(&y, &stream)?;
         let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
         let mut l = Launch::new(&f);

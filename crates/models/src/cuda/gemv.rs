@@ -7,8 +7,7 @@
 
 use candle_core::cuda::cudarc::driver::LaunchConfig;
 use candle_core::cuda::WrapErr;
-use candle_core::op::BackpropOp;
-use candle_core::{CudaStorage, DType, Device, Storage, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::attention::{dptr, MODULE, PTX};
 use super::launch::Launch;
@@ -91,16 +90,11 @@ fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
         _ => return None,
     };
     let run = || -> Result<Tensor> {
-        let storage = match dt {
-            // SAFETY: the kernel writes all rows × n outputs.
-            DType::F16 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::f16>(rows * n) }?, dev.clone()),
-            _ => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::bf16>(rows * n) }?, dev.clone()),
-        };
         // x's last dim is k (checked above): the output swaps it for n.
         let mut dims = x.dims().to_vec();
         dims.pop();
         dims.push(n);
-        let y = Tensor::from_storage(Storage::Cuda(storage), dims, BackpropOp::none(), false);
+        let y = super::alloc::output(dev, dt, &dims)?;
         let yp = dptr(&y, &stream)?;
         let name = if gated { format!("gemv_silu_{ty}_{rows}") } else { format!("gemv_{ty}_{rows}") };
         let f = dev.get_or_load_custom_func(&name, MODULE, PTX)?;

@@ -46,7 +46,9 @@ struct State {
 }
 
 /// A captured graph.
-struct Graph(CudaGraph);
+struct Graph {
+    exec: CudaGraph,
+}
 
 // SAFETY: CUDA allows a graph to be launched from any thread as long as calls on it are
 // serialized; it is only reached through `DecodeGraphs::state`'s mutex.
@@ -124,7 +126,7 @@ impl DecodeGraphs {
         let step = inputs.step(size)?;
         match st.graphs.get(&size) {
             Some(g) => {
-                if let Err(e) = g.0.launch() {
+                if let Err(e) = g.exec.launch() {
                     // Nothing ran (graph memory, say): this step and the next run eagerly.
                     tracing::warn!("CUDA graphs off: replaying a decode step of {size} sequences failed: {e}");
                     st.enabled = false;
@@ -147,7 +149,14 @@ impl DecodeGraphs {
                 });
                 match recorded {
                     Ok(g) => {
-                        st.graphs.insert(size, Graph(g));
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            let (kernels, memory, edges, programmatic) = shape(&g);
+                            tracing::debug!(
+                                "decode graph of {size} sequences: {kernels} kernels, {memory} memory nodes, \
+                                 {edges} edges ({programmatic} programmatic)"
+                            );
+                        }
+                        st.graphs.insert(size, Graph { exec: g });
                     }
                     Err(e) => {
                         tracing::warn!("CUDA graphs off: capturing a decode step of {size} sequences failed: {e}");
@@ -176,6 +185,47 @@ fn capture(dev: &CudaDevice, f: impl FnOnce() -> Result<()>) -> Result<CudaGraph
     let graph = graph.map_err(|e| graph_err("instantiate", e))?.ok_or_else(|| graph_err("capture", "empty graph"))?;
     graph.upload().map_err(|e| graph_err("upload", e))?;
     Ok(graph)
+}
+
+/// A captured graph's (kernel nodes, memory alloc/free nodes, edges, programmatic edges): how
+/// many kernel boundaries PDL can overlap. Zeros where the driver does not say.
+fn shape(g: &CudaGraph) -> (usize, usize, usize, usize) {
+    use candle_core::cuda::cudarc::driver::sys::{self, CUgraphEdgeData, CUgraphNode, CUgraphNodeType};
+    let graph = g.cu_graph();
+    let (mut n, mut e) = (0usize, 0usize);
+    // SAFETY: the graph is alive (owned by `g`); each call is given buffers of the sizes the
+    // driver reported in the counting call before it.
+    unsafe {
+        if sys::cuGraphGetNodes(graph, std::ptr::null_mut(), &mut n) != sys::CUresult::CUDA_SUCCESS {
+            return (0, 0, 0, 0);
+        }
+        let mut nodes: Vec<CUgraphNode> = vec![std::ptr::null_mut(); n];
+        let _ = sys::cuGraphGetNodes(graph, nodes.as_mut_ptr(), &mut n);
+        let (mut kernels, mut memory) = (0, 0);
+        for &node in &nodes[..n] {
+            let mut ty = CUgraphNodeType::CU_GRAPH_NODE_TYPE_EMPTY;
+            let _ = sys::cuGraphNodeGetType(node, &mut ty);
+            match ty {
+                CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL => kernels += 1,
+                CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_ALLOC | CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_FREE => {
+                    memory += 1
+                }
+                _ => {}
+            }
+        }
+        let null: CUgraphNode = std::ptr::null_mut();
+        let none = std::ptr::null_mut();
+        if sys::cuGraphGetEdges_v2(graph, none, none, std::ptr::null_mut(), &mut e) != sys::CUresult::CUDA_SUCCESS {
+            return (kernels, memory, 0, 0);
+        }
+        let mut from: Vec<CUgraphNode> = vec![null; e];
+        let mut to: Vec<CUgraphNode> = vec![null; e];
+        let mut data: Vec<CUgraphEdgeData> = vec![std::mem::zeroed(); e];
+        let _ = sys::cuGraphGetEdges_v2(graph, from.as_mut_ptr(), to.as_mut_ptr(), data.as_mut_ptr(), &mut e);
+        // CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC is 1.
+        let programmatic = data[..e].iter().filter(|d| d.type_ == 1).count();
+        (kernels, memory, e, programmatic)
+    }
 }
 
 /// Copies `src`'s elements to the start of `dst` (same dtype, both contiguous).

@@ -121,10 +121,11 @@ QKV_ROPE_WRITE(qkv_rope_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
 //
 // Split-K (flash-decoding): with `part` ≠ 0 the CTA at blockIdx.z covers only keys
 // [lo + z·part, lo + (z + 1)·part) of its rows (part < 0: the kernel sizes it per sequence) and writes its unnormalized state (running max,
-// sum, accumulator) to `part_ml` / `part_acc` instead of `out`; `attn_reduce` then merges the
-// gridDim.z partitions. A small batch (bs 1: one CTA per kv head) thus spreads one sequence's
-// context over many SMs. A partition past a row's last key writes (-inf, 0, 0), which the
-// merge weighs by 0.
+// sum, accumulator) to `part_ml` / `part_acc` instead of `out`; the last CTA of its (work
+// item, head chunk) to finish (a ticket in `counters`) then merges the gridDim.z partitions
+// (`merge_parts`) and writes `out`, in the same launch. A small batch (bs 1: one CTA per kv
+// head) thus spreads one sequence's context over many SMs. A partition past a row's last key
+// writes (-inf, 0, 0), which the merge weighs by 0.
 constexpr int WARPS = 4;
 constexpr int MAXR = 4;
 constexpr int KT = 32;
@@ -188,15 +189,90 @@ __device__ __forceinline__ void split_keys(int& lo, int& hi, int part, int unit)
   hi = min(hi, lo + p - 1);
 }
 
+// Merges the split-K partitions of `nrows` (token, head) rows, row i at index `row_of(i)`:
+// out[row] = Σ_z acc_z w_z / Σ_z l_z w_z with w_z = e^(m_z - M), M = max_z m_z. One warp a row,
+// lanes over the partitions, then over the value dims. A partition without a key (m = -inf)
+// weighs 0, and none past the row's last partition with a key is read (with a graph's fixed
+// grid most are empty at short contexts). The order of every sum depends on nparts alone.
+template <typename TQ, typename RowOf>
+__device__ void merge_parts(const float2* __restrict__ part_ml, const float* __restrict__ part_acc,
+                            TQ* __restrict__ out, int nrows, RowOf row_of, int dv, int nparts) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  for (int i = warp; i < nrows; i += nw) {
+    const size_t row = row_of(i);
+    const float2* ml = part_ml + row * nparts;
+    float mx = -INFINITY;
+    int zend = 0;
+    for (int z = lane; z < nparts; z += 32) {
+      const float m = ml[z].x;
+      mx = fmaxf(mx, m);
+      if (m > -INFINITY) zend = z + 1;
+    }
+    mx = warp_max(mx);
+    zend = __reduce_max_sync(0xffffffff, zend);
+    float sum = 0.f;
+    for (int z = lane; z < zend; z += 32) {
+      const float2 v = ml[z];
+      if (v.x > -INFINITY) sum += v.y * expf(v.x - mx);
+    }
+    sum = warp_sum(sum);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const float* acc = part_acc + row * nparts * dv;
+    for (int d = lane; d < dv; d += 32) {
+      float a = 0.f;
+#pragma unroll 4
+      for (int z = 0; z < zend; z++) {
+        const float m = ml[z].x;
+        a = fmaf(acc[(size_t)z * dv + d], m > -INFINITY ? expf(m - mx) : 0.f, a);
+      }
+      out[row * dv + d] = from_f<TQ>(a * inv);
+    }
+  }
+}
+
+// Split-K's end for a CTA that has written its partitions: true in the last of the gridDim.z
+// CTAs of its (work item, head chunk) to get here, which then merges them. The ticket counter
+// goes back to 0 in that CTA (every other one has taken its ticket), ready for the next launch.
+__device__ __forceinline__ bool last_partition(unsigned* __restrict__ counters) {
+  __shared__ bool last;
+  __threadfence();  // this CTA's partitions are visible to the merging CTA
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* c = counters + blockIdx.x * gridDim.y + blockIdx.y;
+    last = atomicAdd(c, 1u) == gridDim.z - 1;
+    if (last) *c = 0;
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+// Before `pdl_wait`: asks the first `keys` K and V rows of a CTA's range from `lo` into L2,
+// so that the loads after the wait hit it. Rows of earlier steps are final; a row the kernel
+// before writes is fetched again after the wait (L2 is where those writes land, so a prefetch
+// only ever warms it).
+template <typename TK>
+__device__ __forceinline__ void prefetch_kv(const TK* kp, const TK* vp, const uint32_t* tables, int table, int kvh,
+                                            int g, int bs, int dk, int dv, int lo, int keys) {
+  const int kl = (dk * (int)sizeof(TK) + 127) / 128, vl = (dv * (int)sizeof(TK) + 127) / 128;
+  for (int idx = threadIdx.x; idx < keys * (kl + vl); idx += blockDim.x) {
+    const int j = idx / (kl + vl), c = idx - j * (kl + vl), pos = lo + j;
+    const size_t row = ((size_t)tables[table + pos / bs] * kvh + g) * bs + pos % bs;
+    const char* at = c < kl ? reinterpret_cast<const char*>(kp + row * dk) + 128 * c
+                            : reinterpret_cast<const char*>(vp + row * dv) + 128 * (c - kl);
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(at));
+  }
+}
+
 template <typename TQ, typename TK, int DVL>
 __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const TK* __restrict__ kp,
                            const TK* __restrict__ vp, const int2* __restrict__ work,
                            const SeqInfo* __restrict__ seqs, const uint32_t* __restrict__ tables,
                            const float* __restrict__ alibi, int H, int kvh, int dk, int dv, int bs, int hp,
                            int qtile, float scale, float softcap, int window, int part,
-                           float2* __restrict__ part_ml, float* __restrict__ part_acc) {
+                           float2* __restrict__ part_ml, float* __restrict__ part_acc,
+                           unsigned* __restrict__ counters) {
   pdl_trigger();
-  pdl_wait();
   // K rows are padded to kst floats (a multiple of 4, ≡ 4 mod 32 at head dims that are a
   // multiple of 32): lane j reads key j's row as float4s, and the 8 lanes of each 128-byte
   // phase hit distinct banks. q rows are qst floats apart, also float4-aligned.
@@ -218,6 +294,9 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
   int lo = window > 0 ? max(0, first_pos + 1 - window) : 0;
   int hi = last_pos;  // the last key any row of the CTA may see
   split_keys(lo, hi, part, KT);
+  // The layout is uploaded before the step: only q and this step's K/V rows need the wait.
+  if (lo <= hi) prefetch_kv(kp, vp, tables, s.table, kvh, g, bs, dk, dv, lo, min(KT, hi - lo + 1));
+  pdl_wait();
   constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
   const bool vec = dk % VEC == 0 && dv % VEC == 0 && ((uintptr_t)kp & 15) == 0 && ((uintptr_t)vp & 15) == 0;
 
@@ -350,46 +429,9 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
       if (d < dv) o[d] = from_f<TQ>(acc[j][e] * inv);
     }
   }
-}
-
-// Merges the split-K partitions of paged_attn: out = Σ_z acc_z e^(m_z - M) / Σ_z l_z e^(m_z - M)
-// with M = max_z m_z, per (token, head). grid (tokens, heads), any block size.
-template <typename TQ>
-__device__ void attn_reduce(const float2* __restrict__ part_ml, const float* __restrict__ part_acc,
-                            TQ* __restrict__ out, int H, int dv, int nparts) {
-  pdl_trigger();
-  pdl_wait();
-  // Each partition's weight e^(m_z - M) once, in shared memory (0 for an empty partition: with a
-  // graph's fixed grid most of them are empty at short contexts, and their accumulators are then
-  // never read). The threads load the partitions' (m, l) in parallel; thread 0 sums l · w in
-  // partition order, so the result does not depend on the block size.
-  extern __shared__ float wz[];
-  __shared__ float red[32];
-  __shared__ float inv_sum;
-  const size_t row = (size_t)blockIdx.x * H + blockIdx.y;
-  const float2* ml = part_ml + row * nparts;
-  float mx = -INFINITY;
-  for (int z = threadIdx.x; z < nparts; z += blockDim.x) mx = fmaxf(mx, ml[z].x);
-  mx = warp_max(mx);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = mx;
-  __syncthreads();
-  mx = -INFINITY;
-  for (int w = 0; w < (int)(blockDim.x >> 5); w++) mx = fmaxf(mx, red[w]);
-  for (int z = threadIdx.x; z < nparts; z += blockDim.x) wz[z] = ml[z].x > -INFINITY ? expf(ml[z].x - mx) : 0.f;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float sum = 0.f;
-    for (int z = 0; z < nparts; z++)
-      if (wz[z] != 0.f) sum += ml[z].y * wz[z];
-    inv_sum = sum > 0.f ? 1.f / sum : 0.f;
-  }
-  __syncthreads();
-  const float inv = inv_sum;
-  for (int d = threadIdx.x; d < dv; d += blockDim.x) {
-    float a = 0.f;
-    for (int z = 0; z < nparts; z++)
-      if (wz[z] != 0.f) a = fmaf(part_acc[(row * nparts + z) * dv + d], wz[z], a);
-    out[row * dv + d] = from_f<TQ>(a * inv);
+  if (part != 0 && last_partition(counters)) {
+    auto row_of = [&](int r) { return (size_t)(s.row + tile0 + r / hp) * H + h0 + r % hp; };
+    merge_parts(part_ml, part_acc, out, nrows, row_of, dv, gridDim.z);
   }
 }
 
@@ -412,9 +454,9 @@ KV_WRITE(kv_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
       NAME(const TQ* q, TQ* out, const TK* kp, const TK* vp, const int2* work,                    \
            const SeqInfo* seqs, const uint32_t* tables, const float* alibi, int H, int kvh, int dk, \
            int dv, int bs, int hp, int qtile, float scale, float softcap, int window, int part,  \
-           float2* part_ml, float* part_acc) {                                                    \
+           float2* part_ml, float* part_acc, unsigned* counters) {                                \
     paged_attn<TQ, TK, DVL>(q, out, kp, vp, work, seqs, tables, alibi, H, kvh, dk, dv, bs, hp,    \
-                            qtile, scale, softcap, window, part, part_ml, part_acc);              \
+                            qtile, scale, softcap, window, part, part_ml, part_acc, counters);    \
   }
 #define ATTN_ALL(TN, TQ, TK)              \
   ATTN(paged_attn_##TN##_1, TQ, TK, 1)    \
@@ -426,15 +468,6 @@ ATTN_ALL(f32_f32, float, float)
 ATTN_ALL(f32_f16, float, __half)
 ATTN_ALL(f16_f16, __half, __half)
 ATTN_ALL(bf16_bf16, __nv_bfloat16, __nv_bfloat16)
-
-#define REDUCE(TN, TQ)                                                                             \
-  extern "C" __global__ void attn_reduce_##TN(const float2* part_ml, const float* part_acc, TQ* out, \
-                                              int H, int dv, int nparts) {                         \
-    attn_reduce<TQ>(part_ml, part_acc, out, H, dv, nparts);                                        \
-  }
-REDUCE(f32, float)
-REDUCE(f16, __half)
-REDUCE(bf16, __nv_bfloat16)
 
 // ---------------------------------------------------------------------------------------------
 // Decode attention: every work item is one query token (a decode step). One CTA of WARPS warps
@@ -462,7 +495,7 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
                              const SeqInfo* __restrict__ seqs, const uint32_t* __restrict__ tables,
                              const float* __restrict__ alibi, int H, int kvh, int bs, float scale,
                              float softcap, int window, int part, float2* __restrict__ part_ml,
-                             float* __restrict__ part_acc) {
+                             float* __restrict__ part_acc, unsigned* __restrict__ counters) {
   pdl_trigger();
   pdl_wait();
   constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
@@ -583,15 +616,19 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
       out[((size_t)s.row * H + head) * DV + d] = from_f<TQ>(sum > 0.f ? a / sum : 0.f);
     }
   }
+  if (part != 0 && last_partition(counters)) {
+    auto row_of = [&](int r) { return (size_t)s.row * H + h0 + r; };
+    merge_parts(part_ml, part_acc, out, R, row_of, DV, gridDim.z);
+  }
 }
 
 #define DECODE(NAME, TQ, TK, D, R)                                                               \
   extern "C" __global__ void __launch_bounds__(WARPS * 32)                                       \
       NAME(const TQ* q, TQ* out, const TK* kp, const TK* vp, const int2* work, const SeqInfo* seqs, \
            const uint32_t* tables, const float* alibi, int H, int kvh, int bs, float scale,       \
-           float softcap, int window, int part, float2* part_ml, float* part_acc) {              \
+           float softcap, int window, int part, float2* part_ml, float* part_acc, unsigned* counters) { \
     paged_decode<TQ, TK, D, D, R>(q, out, kp, vp, work, seqs, tables, alibi, H, kvh, bs, scale,   \
-                                  softcap, window, part, part_ml, part_acc);                     \
+                                  softcap, window, part, part_ml, part_acc, counters);           \
   }
 #define DECODE_R(TN, TQ, TK, D)                   \
   DECODE(paged_decode_##TN##_##D##_1, TQ, TK, D, 1) \

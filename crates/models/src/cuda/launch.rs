@@ -11,11 +11,11 @@
 //! In a stream the launch attribute is all it takes. A captured decode graph keeps a
 //! programmatic edge only where two of our kernels were captured back to back: candle's
 //! stream-ordered allocations and frees become graph nodes between most kernels, and only a
-//! kernel → kernel edge can be programmatic. Rewiring the captured graph around those nodes is
-//! not possible either: CUDA refuses to remove edges from (or clone) a graph with memory nodes
-//! (tried: `CUDA_ERROR_INVALID_VALUE`). Measured on the H200 (bench/RESULTS.md), the partial
-//! overlap gives ~2% at bs 1; the full effect needs the step's buffers allocated outside the
-//! graph.
+//! kernel → kernel edge can be programmatic (CUDA refuses to rewire a graph with memory nodes:
+//! `CUDA_ERROR_INVALID_VALUE`). Measured on the H200 (bench/RESULTS.md), PDL in a stream and
+//! those partial edges give ~2–3% at bs 1. Making the edges all programmatic (a step arena for
+//! the outputs: 258 of 267 at bs 1) gave nothing more, so the kernels' own latency, not the
+//! gaps between them, is what is left; `alloc.rs` says more.
 //!
 //! `PROM_PDL=0` turns it off (plain launches), for comparison.
 

@@ -12,6 +12,8 @@ use candle_core::{DType, Device, Tensor};
 use crate::{Error, Result};
 
 #[cfg(feature = "cuda")]
+mod alloc;
+#[cfg(feature = "cuda")]
 mod attention;
 #[cfg(feature = "cuda")]
 mod fused;

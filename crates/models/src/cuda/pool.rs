@@ -51,14 +51,21 @@ pub(crate) struct GpuKv {
     num_blocks: usize,
     /// (K, V) per layer.
     layers: Vec<(Buf, Buf)>,
+    /// Split-K attention's merge tickets, shared by the layers (their launches are ordered).
+    counters: CudaSlice<u32>,
 }
+
+/// Merge tickets: split-K runs only below ~4 CTAs an SM (`attention::auto_parts`), 528 CTA
+/// groups on an H200; a launch needing more runs single-pass.
+const COUNTER_SLOTS: usize = 4096;
 
 impl GpuKv {
     pub fn new(spec: &KvSpec, num_blocks: usize) -> Result<Self> {
         let Device::Cuda(dev) = &spec.device else {
             return Err(Error::config("device", "a GPU KV pool needs a CUDA device"));
         };
-        let mut kv = Self { dev: dev.clone(), num_blocks: 0, layers: Vec::new() };
+        let counters = dev.alloc_zeros::<u32>(COUNTER_SLOTS).ctx("split-K counters")?;
+        let mut kv = Self { dev: dev.clone(), num_blocks: 0, layers: Vec::new(), counters };
         kv.grow(spec, 0, num_blocks)?;
         Ok(kv)
     }
@@ -114,6 +121,8 @@ impl GpuKv {
         Ok(LayerPtrs {
             k: kl.ptr(&self.dev),
             v: vl.ptr(&self.dev),
+            counters: self.counters.device_ptr(&self.dev.cuda_stream()).0,
+            counter_slots: COUNTER_SLOTS,
             dtype: spec.float_dtype(),
             kv_heads: spec.kv_heads,
             k_dim: spec.k_dim,
