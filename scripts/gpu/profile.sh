@@ -6,6 +6,8 @@
 #   CONC=128 scripts/gpu/profile.sh → the same at 128 concurrent sequences (`prom bench`, 128-token
 #                                     prompts), $OUT/ncu-128.csv
 # The launch window skips prefill and warm-up (SKIP launches) and covers a few decode steps.
+# ncu flushes the caches before each kernel by default; CACHE=none keeps them (the activations a
+# kernel reads were just written by the one before it, so they sit in L2 in a real step).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source scripts/gpu/env.sh
@@ -23,7 +25,7 @@ else
        --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching)
   CSV="$OUT/ncu-$CONC.csv"
 fi
-"$NCU" --clock-control none --launch-skip "$SKIP" --launch-count "$COUNT" --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+"$NCU" --clock-control none --cache-control "${CACHE:-all}" --launch-skip "$SKIP" --launch-count "$COUNT" --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum \
   "${CMD[@]}" > "$CSV" 2> "$OUT/ncu.err" || { tail -20 "$OUT/ncu.err"; exit 1; }
 python3 - "$CSV" <<'PY'
 import csv, sys, collections

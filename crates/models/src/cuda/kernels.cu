@@ -190,11 +190,13 @@ __device__ __forceinline__ void split_keys(int& lo, int& hi, int part, int unit)
 }
 
 // Merges the split-K partitions of `nrows` (token, head) rows, row i at index `row_of(i)`:
-// out[row] = Σ_z acc_z w_z / Σ_z l_z w_z with w_z = e^(m_z - M), M = max_z m_z. One warp a row,
-// lanes over the partitions, then over the value dims. A partition without a key (m = -inf)
-// weighs 0, and none past the row's last partition with a key is read (with a graph's fixed
-// grid most are empty at short contexts). The order of every sum depends on nparts alone.
-template <typename TQ, typename RowOf>
+// out[row] = Σ_z acc_z w_z / Σ_z l_z w_z with w_z = e^(m_z - M), M = max_z m_z. One warp a row:
+// lanes over the partitions for M and the sum, then each lane owns the value dims lane + 32 e
+// (e < DVL) and walks the partitions, its DVL loads of several partitions in flight together.
+// A partition without a key (m = -inf) weighs 0, and none past the row's last partition with a
+// key is read (with a graph's fixed grid most are empty at short contexts). The order of every
+// sum depends on nparts alone.
+template <int DVL, typename TQ, typename RowOf>
 __device__ void merge_parts(const float2* __restrict__ part_ml, const float* __restrict__ part_acc,
                             TQ* __restrict__ out, int nrows, RowOf row_of, int dv, int nparts) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -218,14 +220,23 @@ __device__ void merge_parts(const float2* __restrict__ part_ml, const float* __r
     sum = warp_sum(sum);
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
     const float* acc = part_acc + row * nparts * dv;
-    for (int d = lane; d < dv; d += 32) {
-      float a = 0.f;
+    float a[DVL];
+#pragma unroll
+    for (int e = 0; e < DVL; e++) a[e] = 0.f;
 #pragma unroll 4
-      for (int z = 0; z < zend; z++) {
-        const float m = ml[z].x;
-        a = fmaf(acc[(size_t)z * dv + d], m > -INFINITY ? expf(m - mx) : 0.f, a);
+    for (int z = 0; z < zend; z++) {
+      const float m = ml[z].x;
+      const float w = m > -INFINITY ? expf(m - mx) : 0.f;
+#pragma unroll
+      for (int e = 0; e < DVL; e++) {
+        const int d = lane + 32 * e;
+        if (d < dv) a[e] = fmaf(acc[(size_t)z * dv + d], w, a[e]);
       }
-      out[row * dv + d] = from_f<TQ>(a * inv);
+    }
+#pragma unroll
+    for (int e = 0; e < DVL; e++) {
+      const int d = lane + 32 * e;
+      if (d < dv) out[row * dv + d] = from_f<TQ>(a[e] * inv);
     }
   }
 }
@@ -431,7 +442,7 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
   }
   if (part != 0 && last_partition(counters)) {
     auto row_of = [&](int r) { return (size_t)(s.row + tile0 + r / hp) * H + h0 + r % hp; };
-    merge_parts(part_ml, part_acc, out, nrows, row_of, dv, gridDim.z);
+    merge_parts<DVL>(part_ml, part_acc, out, nrows, row_of, dv, gridDim.z);
   }
 }
 
@@ -618,7 +629,7 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   }
   if (part != 0 && last_partition(counters)) {
     auto row_of = [&](int r) { return (size_t)s.row * H + h0 + r; };
-    merge_parts(part_ml, part_acc, out, R, row_of, DV, gridDim.z);
+    merge_parts<DPL>(part_ml, part_acc, out, R, row_of, DV, gridDim.z);
   }
 }
 
