@@ -1,4 +1,4 @@
-//! Under the `cuda` feature, compiles `src/cuda/kernels.cu` to PTX with nvcc (sm_90 unless
+//! Under the `cuda` feature, compiles `src/cuda/kernels.cu` (and the `.cuh` parts it includes) to PTX with nvcc (sm_90 unless
 //! `CUDA_COMPUTE_CAP` says otherwise); `cuda::attention` embeds it. Without the feature this
 //! does nothing, so CPU builds need no CUDA toolkit.
 
@@ -11,6 +11,8 @@ fn main() {
         return;
     }
     let src = "src/cuda/kernels.cu";
+    // kernels.cu includes the .cuh parts beside it.
+    println!("cargo:rerun-if-changed=src/cuda");
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");

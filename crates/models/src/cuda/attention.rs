@@ -1,4 +1,4 @@
-//! Launching `kernels.cu`: a batch's metadata on the device ([`GpuBatch`], uploaded once per
+//! Launching `attention.cuh` (part of `kernels.cu`): a batch's metadata on the device ([`GpuBatch`], uploaded once per
 //! forward pass and read by every layer), the KV write and paged attention, split-K
 //! (flash-decoding) when a decode batch is too small to fill the GPU.
 
@@ -17,7 +17,7 @@ use crate::{Error, Result, TensorContext};
 
 pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/prom_kernels.ptx"));
 pub(super) const MODULE: &str = "prom_kernels";
-/// `WARPS`, `MAXR` and `KT` of kernels.cu.
+/// `WARPS`, `MAXR` and `KT` of attention.cuh.
 const WARPS: usize = 4;
 const MAXR: usize = 4;
 const KT: usize = 32;

@@ -1,4 +1,4 @@
-//! Fused layer kernels on a CUDA device (`kernels.cu`): the residual add with the RMSNorm after
+//! Fused layer kernels on a CUDA device (`fused.cuh`): the residual add with the RMSNorm after
 //! it (and the RMSNorm alone), and SwiGLU's `silu(gate) · up`. Each replaces two candle launches (and an intermediate
 //! tensor) with one; at small batch a decode step is bound by launches, not bytes. The same
 //! calls return `None` for anything they do not cover (CPU tensors, other dtypes, mismatched
@@ -42,7 +42,7 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Option<Result<Tensor>> {
     norm(x, None, w, eps).map(|r| r.map(|(_, y)| y))
 }
 
-/// Threads per row of the norm kernel: about two 16-byte chunks each (kernels.cu keeps up to
+/// Threads per row of the norm kernel: about two 16-byte chunks each (fused.cuh keeps up to
 /// `NORM_MAXC` in registers), a whole number of warps, at most 1024.
 fn norm_threads(dim: usize, dt: DType) -> u32 {
     let chunks = dim.div_ceil(16 / dt.size_in_bytes());

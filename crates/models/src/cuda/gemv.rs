@@ -1,4 +1,4 @@
-//! Small-batch dense matmul on a CUDA device (`gemv` in kernels.cu): `y = x Wᵀ` for up to
+//! Small-batch dense matmul on a CUDA device (`gemv` in gemv.cuh): `y = x Wᵀ` for up to
 //! [`MAX_ROWS`] rows of bf16/f16 activations against a row-major `(out, in)` weight. A decode
 //! step at small batch streams every weight once; cuBLAS picks split-K GEMMs there (plus a
 //! reduce launch) that reach ~3.3 TB/s on an H200, this kernel streams each row with one or
@@ -16,10 +16,10 @@ use crate::{Result, TensorContext};
 /// The most rows (tokens) the kernel takes; above that the weights are read few enough times
 /// per row that cuBLAS's tensor-core GEMMs win.
 pub const MAX_ROWS: usize = 8;
-/// `GEMV_WARPS` of kernels.cu: warps per CTA (`WARPS / wpr` output features).
+/// `GEMV_WARPS` of gemv.cuh: warps per CTA (`WARPS / wpr` output features).
 const WARPS: usize = 8;
 
-/// Warps a feature is split over (`wpr` in kernels.cu). Two, below the size of an LM head:
+/// Warps a feature is split over (`wpr` in gemv.cuh). Two, below the size of an LM head:
 /// measured on an H200 at one row in bf16 (scripts/gpu/gemv_lab.py, graphs of 32 launches over
 /// weights that do not fit L2), two warps a row beat one and four on each of Llama-3-8B's
 /// projections: qkv 4096→6144 14.8 → 14.5 µs (four: 17.3), o 4096→4096 11.4 → 10.3 (12.3),

@@ -1,5 +1,5 @@
 //! The paged KV pool in device memory: per layer one K and one V allocation of
-//! `num_blocks` blocks (layout in kernels.cu), in the cache dtype (f32, f16 or bf16).
+//! `num_blocks` blocks (layout in attention.cuh), in the cache dtype (f32, f16 or bf16).
 
 use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr};
 use candle_core::{CudaDevice, DType, Device, Tensor};

@@ -133,7 +133,7 @@ mod gpu {
     use super::super::launch::Launch;
     use crate::{Result, TensorContext};
 
-    /// `ARGMAX_THREADS` of kernels.cu.
+    /// `ARGMAX_THREADS` of sample.cuh.
     const THREADS: u32 = 1024;
     /// CTAs a launch aims for (about two per SM of an H100/H200) when rows are few ...
     const TARGET_CTAS: usize = 256;

@@ -1,0 +1,175 @@
+// Part of kernels.cu (included there after its shared helpers).
+// ---------------------------------------------------------------------------------------------
+// Decode attention: every work item is one query token (a decode step). One CTA of WARPS warps
+// per (sequence, chunk of R ∈ {1, 2, 4, 8} query heads of one kv head, key partition z). The CTA's
+// keys go to its warps a 32-key tile at a time (warp w takes tiles w, w + WARPS, ...). In a tile
+// lane j scores key j straight from global memory (its K row in 16-byte loads) against the
+// chunk's query rows in shared memory; then each lane accumulates the value dims 2·lane + 64·e
+// and the ones after them over the tile's keys, the warp reading each V row as one coalesced
+// row of 2-value loads. Nothing is staged
+// in shared memory and there is no barrier in the loop: each warp streams its own tiles and
+// keeps its rows' running max, sum and accumulator in registers; the warps' states merge
+// through shared memory at the end. `part` as in paged_attn (0: the whole context; > 0: fixed
+// partitions; < 0: sized here per sequence). K rows must be 16-byte aligned (DK a multiple of
+// 16 bytes, an aligned pool): cuda/attention.rs checks.
+// Two consecutive cache values (an even index: 4- or 8-byte aligned) as floats.
+__device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
+__device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
+__device__ __forceinline__ float2 load2(const __nv_bfloat16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
+
+template <typename TQ, typename TK, int DK, int DV, int R>
+__device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, const TK* __restrict__ kp,
+                             const TK* __restrict__ vp, const int2* __restrict__ work,
+                             const SeqInfo* __restrict__ seqs, const uint32_t* __restrict__ tables,
+                             const float* __restrict__ alibi, int H, int kvh, int bs, float scale,
+                             float softcap, int window, int part, float2* __restrict__ part_ml,
+                             float* __restrict__ part_acc, unsigned* __restrict__ counters) {
+  pdl_trigger();
+  pdl_wait();
+  constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
+  constexpr int KC = DK / VEC;          // 16-byte chunks per K row
+  constexpr int DPL = DV / 32;          // value dims per lane
+  extern __shared__ __align__(16) float smem[];
+  float* qs = smem;                          // (R, DK)
+  float2* wml = reinterpret_cast<float2*>(qs + R * DK);  // (WARPS, R)
+  float* wacc = reinterpret_cast<float*>(wml + WARPS * R);  // (WARPS, R, DV)
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const SeqInfo s = seqs[work[blockIdx.x].x];
+  const int h0 = blockIdx.y * R, g = h0 / (H / kvh);
+  const int qpos = s.start;
+  int lo = window > 0 ? max(0, qpos + 1 - window) : 0;
+  int hi = qpos;
+  split_keys(lo, hi, part, WARPS * KT);  // whole tiles for every warp
+  for (int idx = tid; idx < R * DK; idx += blockDim.x) {
+    const int r = idx / DK, d = idx - r * DK;
+    qs[idx] = to_f(from_f<TK>(to_f(q[((size_t)s.row * H + h0 + r) * DK + d])));
+  }
+  __syncthreads();
+
+  float m[R], l[R], acc[R][DPL];
+  softmax_init(m, l, acc);
+
+  for (int kb = lo + warp * KT; kb <= hi; kb += WARPS * KT) {
+    const int pos = kb + lane;
+    const bool valid = pos <= hi;
+    // This lane's key: its row in the pool (block · kvh + g) · bs + offset.
+    uint32_t krow = 0;
+    float sc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) sc[r] = 0.f;
+    if (valid) {
+      krow = (tables[s.table + pos / bs] * kvh + g) * bs + pos % bs;
+      const uint4* kr = reinterpret_cast<const uint4*>(kp + (size_t)krow * DK);
+#pragma unroll 8
+      for (int c = 0; c < KC; c++) {
+        const uint4 raw = __ldg(kr + c);
+        const TK* e = reinterpret_cast<const TK*>(&raw);
+        float kv[VEC];
+#pragma unroll
+        for (int x = 0; x < VEC; x++) kv[x] = to_f(e[x]);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+          {
+            const float* qr = qs + r * DK + c * VEC;
+#pragma unroll
+            for (int x = 0; x < VEC; x++) sc[r] = fmaf(qr[x], kv[x], sc[r]);
+          }
+        }
+      }
+    }
+    const int nk = min(KT, hi - kb + 1);  // keys of this tile in range (warp-uniform)
+    float p[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      p[r] = 0.f;
+      float x = -INFINITY;
+      if (valid) {
+        x = sc[r] * scale;
+        if (alibi) x += alibi[h0 + r] * (float)pos;
+        if (softcap > 0.f) x = softcap * tanhf(x / softcap);
+      }
+      // The tile's max is finite: key kb is always in range.
+      p[r] = softmax_update(m[r], l[r], acc[r], warp_max(x), x, valid);
+    }
+#pragma unroll 8
+    for (int j = 0; j < nk; j++) {
+      const uint32_t vrow = __shfl_sync(0xffffffff, krow, j);
+      const TK* vr = vp + (size_t)vrow * DV;
+      float v[DPL];  // dims 2 (lane + 32 e) and the one after it, two to a load
+#pragma unroll
+      for (int e = 0; e < DPL / 2; e++) {
+        const float2 x = load2(vr + 2 * (lane + 32 * e));
+        v[2 * e] = x.x;
+        v[2 * e + 1] = x.y;
+      }
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+          const float pj = __shfl_sync(0xffffffff, p[r], j);
+#pragma unroll
+        for (int e = 0; e < DPL; e++) acc[r][e] = fmaf(pj, v[e], acc[r][e]);
+      }
+    }
+  }
+
+  // Merge the warps: each leaves (max, sum) and its accumulator, then every thread combines
+  // its share of (row, dim).
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    if (lane == 0) wml[warp * R + r] = make_float2(m[r], l[r]);
+#pragma unroll
+    for (int e = 0; e < DPL; e++) wacc[(warp * R + r) * DV + 2 * (lane + 32 * (e / 2)) + e % 2] = acc[r][e];
+  }
+  __syncthreads();
+  for (int idx = tid; idx < R * DV; idx += blockDim.x) {
+    const int r = idx / DV, d = idx - r * DV;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < WARPS; w++) mx = fmaxf(mx, wml[w * R + r].x);
+    float sum = 0.f, a = 0.f;
+#pragma unroll
+    for (int w = 0; w < WARPS; w++) {
+      const float2 ml = wml[w * R + r];
+      if (ml.x == -INFINITY) continue;
+      const float f = expf(ml.x - mx);
+      sum = fmaf(ml.y, f, sum);
+      a = fmaf(wacc[(w * R + r) * DV + d], f, a);
+    }
+    const int head = h0 + r;
+    if (part != 0) {
+      const size_t at = ((size_t)s.row * H + head) * gridDim.z + blockIdx.z;
+      if (d == 0) part_ml[at] = make_float2(mx, sum);
+      part_acc[at * DV + d] = a;
+    } else {
+      out[((size_t)s.row * H + head) * DV + d] = from_f<TQ>(sum > 0.f ? a / sum : 0.f);
+    }
+  }
+  if (part != 0 && last_partition(counters)) {
+    auto row_of = [&](int r) { return (size_t)s.row * H + h0 + r; };
+    merge_parts<DPL>(part_ml, part_acc, out, R, row_of, DV, gridDim.z);
+  }
+}
+
+#define DECODE(NAME, TQ, TK, D, R)                                                               \
+  extern "C" __global__ void __launch_bounds__(WARPS * 32)                                       \
+      NAME(const TQ* q, TQ* out, const TK* kp, const TK* vp, const int2* work, const SeqInfo* seqs, \
+           const uint32_t* tables, const float* alibi, int H, int kvh, int bs, float scale,       \
+           float softcap, int window, int part, float2* part_ml, float* part_acc, unsigned* counters) { \
+    paged_decode<TQ, TK, D, D, R>(q, out, kp, vp, work, seqs, tables, alibi, H, kvh, bs, scale,   \
+                                  softcap, window, part, part_ml, part_acc, counters);           \
+  }
+#define DECODE_R(TN, TQ, TK, D)                   \
+  DECODE(paged_decode_##TN##_##D##_1, TQ, TK, D, 1) \
+  DECODE(paged_decode_##TN##_##D##_2, TQ, TK, D, 2) \
+  DECODE(paged_decode_##TN##_##D##_4, TQ, TK, D, 4) \
+  DECODE(paged_decode_##TN##_##D##_8, TQ, TK, D, 8)
+#define DECODE_ALL(TN, TQ, TK) \
+  DECODE_R(TN, TQ, TK, 64)      \
+  DECODE_R(TN, TQ, TK, 128)     \
+  DECODE_R(TN, TQ, TK, 256)
+DECODE_ALL(f32_f32, float, float)
+DECODE_ALL(f32_f16, float, __half)
+DECODE_ALL(f16_f16, __half, __half)
+DECODE_ALL(bf16_bf16, __nv_bfloat16, __nv_bfloat16)

@@ -1,0 +1,143 @@
+// Part of kernels.cu (included there after its shared helpers).
+// ---------------------------------------------------------------------------------------------
+// Small-batch dense matmul (decode): y (M, N) = x (M, K) · Wᵀ with W (N, K) row-major, M ≤ 8,
+// K a multiple of 8, 16-byte aligned rows. A decode step at small batch is a stream over the
+// weights. `wpr` warps (1, 2, 4 or 8) share one output feature: warp s of a feature takes the
+// s-th contiguous segment of its row, each lane loading 16 bytes at a time (UNROLL loads in
+// flight, bypassing L1 so that x stays there), widening to f32 and accumulating against the M
+// rows of x. The segments' warp sums meet in shared memory and are added in segment order, and
+// the total is rounded to T once (cuBLAS's f32-compute rounding). The host picks wpr (gemv.rs:
+// two below LM-head sizes, measured per projection by scripts/gpu/gemv_lab.py).
+// The order of every sum depends on (N, K, wpr) alone, never on M, so a token's output does not
+// depend on the batch beside it. grid ceil(N · wpr / GEMV_WARPS), block GEMV_WARPS · 32.
+constexpr int GEMV_WARPS = 8;
+
+__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+template <typename T, int M>
+__device__ __forceinline__ void dot8(const uint4& wv, const uint4* __restrict__ xr, int c, int kc, float* acc) {
+  float wf[8];
+  unpack<T>(wv, wf);
+#pragma unroll
+  for (int m = 0; m < M; m++) {
+    float xf[8];
+    unpack<T>(__ldg(xr + (size_t)m * kc + c), xf);
+#pragma unroll
+    for (int e = 0; e < 8; e++) acc[m] = fmaf(wf[e], xf[e], acc[m]);
+  }
+}
+
+// GATED (SwiGLU's `[gate | up]` projection, W (2N, K)): the warps of feature n stream rows n and
+// N + n and write silu(gate) · up, rounded as silu_mul rounds it (gate and up to T, silu to T,
+// the product to T): the same values as the GEMV over W (same wpr) followed by silu_mul, one
+// launch and no `[gate | up]` round trip through memory.
+template <typename T, int M, bool GATED>
+__device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int N, int K, int wpr) {
+  // Loads in flight a lane: 8 at one or two rows, 4 beyond; a gated warp splits them over its rows.
+  constexpr int UNROLL = (M <= 2 ? 8 : 4) / (GATED ? 2 : 1);
+  constexpr int NR = GATED ? 2 : 1;
+  __shared__ float part[GEMV_WARPS][NR][M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n = blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr, s = warp % wpr;
+  const bool live = n < N;
+  pdl_trigger();
+  const int kc = K / 8;  // 16-byte chunks per row
+  const int seg = kc / wpr, c0 = s * seg, c1 = s == wpr - 1 ? kc : c0 + seg;
+  const uint4* wr[NR];
+#pragma unroll
+  for (int r = 0; r < NR; r++) wr[r] = reinterpret_cast<const uint4*>(w) + ((size_t)r * N + min(n, N - 1)) * kc;
+  const uint4* xr = reinterpret_cast<const uint4*>(x);
+  float acc[NR][M];
+#pragma unroll
+  for (int r = 0; r < NR; r++)
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[r][m] = 0.f;
+  int c = c0 + lane;
+  // The first UNROLL chunks of the weight rows are asked into L2 before the wait: under
+  // programmatic launch that overlaps the kernel before this one (which only writes
+  // activations), without holding registers across the wait.
+  if (live)
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++)
+        if (c + 32 * u < c1) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[r] + c + 32 * u));
+  pdl_wait();
+  if (live) {
+    for (; c + 32 * (UNROLL - 1) < c1; c += 32 * UNROLL) {
+      uint4 wv[NR][UNROLL];
+#pragma unroll
+      for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) wv[r][u] = ld_stream(wr[r] + c + 32 * u);
+#pragma unroll
+      for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) dot8<T, M>(wv[r][u], xr, c + 32 * u, kc, acc[r]);
+    }
+    // The last, partial round: its loads issued together too, then used in chunk order.
+    if (c < c1) {
+      uint4 wv[NR][UNROLL];
+#pragma unroll
+      for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++)
+          if (c + 32 * u < c1) wv[r][u] = ld_stream(wr[r] + c + 32 * u);
+#pragma unroll
+      for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++)
+          if (c + 32 * u < c1) dot8<T, M>(wv[r][u], xr, c + 32 * u, kc, acc[r]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < NR; r++)
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+      const float v = warp_sum(acc[r][m]);
+      if (lane == 0) part[warp][r][m] = v;
+    }
+  __syncthreads();
+  if (!live || s != 0 || lane >= M) return;
+  const int m = lane;
+  float v[NR];
+#pragma unroll
+  for (int r = 0; r < NR; r++) {
+    v[r] = part[warp][r][m];
+    for (int i = 1; i < wpr; i++) v[r] += part[warp + i][r][m];
+  }
+  if (GATED) {
+    const float g = to_f(from_f<T>(v[0]));
+    const float a = to_f(from_f<T>(g / (1.f + expf(-g))));
+    y[(size_t)m * N + n] = from_f<T>(a * to_f(from_f<T>(v[NR - 1])));
+  } else {
+    y[(size_t)m * N + n] = from_f<T>(v[0]);
+  }
+}
+
+#define GEMV(TN, T, M)                                                                            \
+  extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)                                  \
+      gemv_##TN##_##M(const T* x, const T* w, T* y, int N, int K, int wpr) {                      \
+    gemv<T, M, false>(x, w, y, N, K, wpr);                                                        \
+  }                                                                                               \
+  extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)                                  \
+      gemv_silu_##TN##_##M(const T* x, const T* w, T* y, int N, int K, int wpr) {                 \
+    gemv<T, M, true>(x, w, y, N, K, wpr);                                                         \
+  }
+#define GEMV_ALL(TN, T) \
+  GEMV(TN, T, 1)        \
+  GEMV(TN, T, 2)        \
+  GEMV(TN, T, 3)        \
+  GEMV(TN, T, 4)        \
+  GEMV(TN, T, 5)        \
+  GEMV(TN, T, 6)        \
+  GEMV(TN, T, 7)        \
+  GEMV(TN, T, 8)
+GEMV_ALL(bf16, __nv_bfloat16)
+GEMV_ALL(f16, __half)
