@@ -46,9 +46,7 @@ struct State {
 }
 
 /// A captured graph.
-struct Graph {
-    exec: CudaGraph,
-}
+struct Graph(CudaGraph);
 
 // SAFETY: CUDA allows a graph to be launched from any thread as long as calls on it are
 // serialized; it is only reached through `DecodeGraphs::state`'s mutex.
@@ -126,7 +124,7 @@ impl DecodeGraphs {
         let step = inputs.step(size)?;
         match st.graphs.get(&size) {
             Some(g) => {
-                if let Err(e) = g.exec.launch() {
+                if let Err(e) = g.0.launch() {
                     // Nothing ran (graph memory, say): this step and the next run eagerly.
                     tracing::warn!("CUDA graphs off: replaying a decode step of {size} sequences failed: {e}");
                     st.enabled = false;
@@ -156,7 +154,7 @@ impl DecodeGraphs {
                                  {edges} edges ({programmatic} programmatic)"
                             );
                         }
-                        st.graphs.insert(size, Graph { exec: g });
+                        st.graphs.insert(size, Graph(g));
                     }
                     Err(e) => {
                         tracing::warn!("CUDA graphs off: capturing a decode step of {size} sequences failed: {e}");
@@ -213,13 +211,13 @@ fn shape(g: &CudaGraph) -> (usize, usize, usize, usize) {
                 _ => {}
             }
         }
-        let null: CUgraphNode = std::ptr::null_mut();
-        let none = std::ptr::null_mut();
-        if sys::cuGraphGetEdges_v2(graph, none, none, std::ptr::null_mut(), &mut e) != sys::CUresult::CUDA_SUCCESS {
+        if sys::cuGraphGetEdges_v2(graph, std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut(), &mut e)
+            != sys::CUresult::CUDA_SUCCESS
+        {
             return (kernels, memory, 0, 0);
         }
-        let mut from: Vec<CUgraphNode> = vec![null; e];
-        let mut to: Vec<CUgraphNode> = vec![null; e];
+        let mut from: Vec<CUgraphNode> = vec![std::ptr::null_mut(); e];
+        let mut to: Vec<CUgraphNode> = vec![std::ptr::null_mut(); e];
         let mut data: Vec<CUgraphEdgeData> = vec![std::mem::zeroed(); e];
         let _ = sys::cuGraphGetEdges_v2(graph, from.as_mut_ptr(), to.as_mut_ptr(), data.as_mut_ptr(), &mut e);
         // CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC is 1.
