@@ -7,6 +7,7 @@ Here:   source ../shared/tools/cuda-toolchain.sh
         nvcc -cubin -O3 -std=c++17 -arch=sm_90 -o scripts/gpu/gemv_lab.cubin scripts/gpu/gemv_lab.cu
 There:  python3 scripts/gpu/gemv_lab.py scripts/gpu/gemv_lab.cubin [MODE]   (carry the cubin)
 
+CARVEOUT=N (percent of the L1/shared split given to shared memory) sets it for every kernel.
 MODE: (none) the read ceiling and the GEMV at 1, 2, 4 and 8 warps a row (and a persistent
 grid); `stamps` checks that programmatic launch works (kernels start before their predecessor
 ends, eagerly and in a captured graph, whose edge types it prints); `chain` puts a
@@ -15,6 +16,7 @@ latency-bound kernel before each GEMV and tries asking the GEMV's weights into L
 Torch only allocates, times (events) and captures graphs; kernels go through the driver API.
 """
 import ctypes as C
+import os
 import statistics
 import sys
 
@@ -50,6 +52,10 @@ def func(name):
     if name not in funcs:
         f = C.c_void_p()
         check(cu.cuModuleGetFunction(C.byref(f), mod, name.encode()), name)
+        if os.environ.get("CARVEOUT"):
+            # CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT: one L1/shared split for every
+            # kernel, so that a CTA needing shared memory can join an SM running another kernel.
+            check(cu.cuFuncSetAttribute(f, 9, int(os.environ["CARVEOUT"])), "carveout")
         funcs[name] = f
     return funcs[name]
 
@@ -59,11 +65,11 @@ attr.id = 6  # CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
 attr.value = 1
 
 
-def launch(name, grid, args, stream=None):
+def launch(name, grid, args, stream=None, smem=0):
     # ("p", v): a 64-bit value (device address, count); ("i", v): a 32-bit int
     vals = [C.c_uint64(a) if kind == "p" else C.c_int32(a) for kind, a in args]
     ptrs = (C.c_void_p * len(vals))(*[C.cast(C.byref(v), C.c_void_p) for v in vals])
-    cfg = LaunchConfig(grid, 1, 1, 256, 1, 1, 0, stream or C.c_void_p(torch.cuda.current_stream().cuda_stream),
+    cfg = LaunchConfig(grid, 1, 1, 256, 1, 1, smem, stream or C.c_void_p(torch.cuda.current_stream().cuda_stream),
                        C.pointer(attr), 1)
     check(cu.cuLaunchKernelEx(C.byref(cfg), func(name), ptrs, None), f"launch {name}")
 
@@ -122,20 +128,30 @@ class Case:
     def w(self, i):
         return self.ws[i % self.ring]
 
-    def gemv(self, i, wpr=1):
-        """The real kernel (gemv_bf16_1 / gemv_silu_bf16_1) over copy i."""
-        name = "gemv_silu_bf16_1" if self.gated else "gemv_bf16_1"
+    def gemv(self, i, wpr=1, stage=0):
+        """The real kernel (gemv_bf16_1 / gemv_silu_bf16_1) over copy i; with `stage` > 0 its
+        staged form (lab_staged_bf16_1 / lab_silu_staged_bf16_1), `stage` feature groups a CTA."""
         args = [("p", self.x.data_ptr()), ("p", self.w(i).data_ptr()), ("p", self.y.data_ptr()), ("i", self.n),
                 ("i", self.k), ("i", wpr)]
-        launch(name, (self.n * wpr + 7) // 8, args)
+        silu = "silu_" if self.gated else ""
+        if stage == 0:
+            launch(f"gemv_{silu}bf16_1", (self.n * wpr + 7) // 8, args)
+            return
+        fpc = 8 // wpr
+        smem = stage * (2 if self.gated else 1) * fpc * self.k * 2
+        name = f"lab_{silu}staged_bf16_1"
+        check(cu.cuFuncSetAttribute(func(name), 8, smem), "max dynamic shared memory")
+        launch(name, -(-self.n // (fpc * stage)), args + [("i", stage)], smem=smem)
 
     def persist(self, i, per_sm):
         args = [("p", self.x.data_ptr()), ("p", self.w(i).data_ptr()), ("p", self.y.data_ptr()), ("i", self.n),
                 ("i", self.k)]
         launch("lab_persist", 132 * per_sm, args)
 
-    def spin(self, i, ns, ctas=64, mode=0, chunk=65536):
-        launch("lab_spin", ctas, [("p", ns), ("p", self.w(i).data_ptr()), ("p", self.nbytes), ("i", chunk), ("i", mode)])
+    def spin(self, i, ns, ctas=64, mode=0, chunk=65536, active=None, smem=0):
+        args = [("p", ns), ("p", self.w(i).data_ptr()), ("p", self.nbytes), ("i", chunk), ("i", mode),
+                ("i", ctas if active is None else active)]
+        launch("lab_spin", ctas, args, smem=smem)
 
 
 def variants():
@@ -171,6 +187,92 @@ def chain():
             for name, us in res.items():
                 print(f"{label:24} spin {ns / 1000:4.0f} us  {name:26} {us:7.2f} us a pair, {us - s0:6.2f} over the spin")
         del c
+
+
+def staged():
+    """The staged GEMV (its CTA's weight slice bulk-copied into shared memory before the wait)
+    against the streaming kernel: bitwise equality, alone, after a 64-CTA spin and after an
+    attention-like predecessor (528 CTAs holding 48 KB of shared memory each, 32 of them busy);
+    then a layer's chain (1-CTA norm, qkv, rope, attention, o, norm, gate|up, down)."""
+    cases = {label: Case(n, k, gated) for label, n, k, gated in SHAPES}
+    stages = {"qkv 4096->6144": (1, 2), "o 4096->4096": (1, 2), "gate|up 4096->2x14336": (1,),
+              "down 14336->4096": (1,)}
+    for label, c in cases.items():
+        c.gemv(0, 2)
+        torch.cuda.synchronize()
+        want = c.y.clone()
+        for st in stages[label]:
+            c.gemv(0, 2, st)
+            torch.cuda.synchronize()
+            print(f"{label:24} stage {st}: bitwise equal to the streaming kernel: {torch.equal(want, c.y)}")
+        for ns in (5000, 10000):
+            res = {}
+            for st in (0,) + stages[label]:
+                tag = f"stage {st}"
+                res[f"{tag} alone"] = lambda i, st=st: c.gemv(i, 2, st)
+                res[f"{tag} after spin"] = lambda i, st=st: (c.spin(i, ns), c.gemv(i, 2, st))
+                res[f"{tag} after attn-like"] = lambda i, st=st: (c.spin(i, ns, 528, active=32, smem=48 * 1024),
+                                                                  c.gemv(i, 2, st))
+            res["spin alone"] = lambda i: c.spin(i, ns)
+            res["attn-like alone"] = lambda i: c.spin(i, ns, 528, active=32, smem=48 * 1024)
+            us = {name: timed(lambda: [f(i) for i in range(LAUNCHES)]) * 1e3 / LAUNCHES for name, f in res.items()}
+            print(f"{label:24} spin {ns / 1000:3.0f} us: " + "  ".join(f"{name} {v:.2f}" for name, v in us.items()))
+    q, o, gu, d = cases.values()
+
+    def layer(i, sq, so, sg, sd):
+        q.spin(i, 2000, 1)
+        q.gemv(i, 2, sq)
+        q.spin(i, 2000, 32)
+        o.spin(i, 8000, 528, active=32, smem=48 * 1024)
+        o.gemv(i, 2, so)
+        o.spin(i, 2000, 1)
+        gu.gemv(i, 2, sg)
+        d.gemv(i, 2, sd)
+    plans = {"stream": (0, 0, 0, 0), "staged o": (0, 2, 0, 0), "staged q, o": (2, 2, 0, 0),
+             "staged q, o, gate|up": (2, 2, 1, 0), "staged all": (2, 2, 1, 1)}
+    for rnd in range(2):
+        for name, plan in plans.items():
+            us = timed(lambda: [layer(i, *plan) for i in range(LAUNCHES)]) * 1e3 / LAUNCHES
+            print(f"layer chain, {name:22}: {us:.2f} us a layer (round {rnd})")
+
+
+def gemv_stamps():
+    """When the CTAs of an o-shaped GEMV (streaming, staged 1 and 2) start and end against the
+    end of a 10 us predecessor, in a captured graph."""
+    c = Case(4096, 4096, False)
+    buf = torch.zeros(3 * 8, dtype=torch.int64, device="cuda")
+    st = torch.zeros(2 * 1024, dtype=torch.int64, device="cuda")
+    for stage in (0, 1, 2, 0, 1, 2):
+        ctas = 1024 if stage == 0 else -(-1024 // stage)
+        smem = stage * 4 * 4096 * 2
+        check(cu.cuFuncSetAttribute(func("lab_gemv_stamp"), 8, max(smem, 1)), "max dynamic shared memory")
+
+        def go(i):
+            launch("lab_stamp", 64, [("p", buf.data_ptr()), ("i", 0), ("p", 100000)])
+            launch("lab_stamp", 64, [("p", buf.data_ptr()), ("i", 1), ("p", 10000)])
+            launch("lab_gemv_stamp", ctas, [("p", c.x.data_ptr()), ("p", c.w(i).data_ptr()), ("p", c.y.data_ptr()),
+                                            ("i", 4096), ("i", 4096), ("i", 2), ("i", stage), ("p", st.data_ptr())],
+                   smem=smem)
+        s = torch.cuda.Stream()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.stream(s):
+            go(0)
+            torch.cuda.synchronize()
+            with torch.cuda.graph(g, stream=s):
+                go(1)
+        g.replay()
+        torch.cuda.synchronize()
+        b = buf.view(8, 3).tolist()
+        spin_end = b[1][2]
+        t = st.view(1024, 2).tolist()[:ctas]
+        starts = sorted((a - spin_end) / 1e3 for a, _ in t)
+        ends = sorted((e - spin_end) / 1e3 for _, e in t)
+        early = [e for a, e in sorted(t) if a < spin_end]
+        q = lambda v, f: v[min(len(v) - 1, int(f * len(v)))]
+        print(f"stage {stage}: {len(early)}/{ctas} CTAs started before the spin's end; their ends (us after it) "
+              f"min {(min(early) - spin_end) / 1e3 if early else 0:.1f} max {(max(early) - spin_end) / 1e3 if early else 0:.1f}; "
+              f"starts p50 {q(starts, .5):.1f} max {starts[-1]:.1f}; ends p10 {q(ends, .1):.1f} p50 {q(ends, .5):.1f} "
+              f"max {ends[-1]:.1f}")
 
 
 def stamps():
@@ -213,8 +315,24 @@ def stamps():
     torch.cuda.synchronize()
     check(cu.cuGraphLaunch(exe, stream), "graph launch")
     show("graph")
+    # The same through torch's capture (as `timed` captures).
+    s = torch.cuda.Stream()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(s):
+        with torch.cuda.graph(g, stream=s):
+            launch("lab_stamp", 64, [("p", buf.data_ptr()), ("i", 0), ("p", 300000)])
+            for i in range(1, 8):
+                launch("lab_stamp", 64, [("p", buf.data_ptr()), ("i", i), ("p", 5000)])
+    buf.zero_()
+    torch.cuda.synchronize()
+    g.replay()
+    torch.cuda.synchronize()
+    b = buf.view(8, 3).tolist()
+    t0 = b[0][0]
+    print("torch graph: [start, after the wait, end] in us:",
+          " ".join(f"[{(a - t0) / 1e3:.1f} {(w - t0) / 1e3:.1f} {(e - t0) / 1e3:.1f}]" for a, w, e in b))
 
 
-MODES = {"stamps": [stamps], "chain": [chain], "all": [stamps, ceilings, variants, chain]}
+MODES = {"stamps": [stamps], "gemv_stamps": [gemv_stamps], "chain": [chain], "staged": [staged], "all": [stamps, ceilings, variants, chain, staged]}
 for step in MODES.get(sys.argv[2] if len(sys.argv) > 2 else "", [ceilings, variants]):
     step()
