@@ -1,6 +1,7 @@
-//! Under the `cuda` feature, compiles `src/cuda/kernels.cu` (and the `.cuh` parts it includes) to PTX with nvcc (sm_90 unless
-//! `CUDA_COMPUTE_CAP` says otherwise); `cuda::attention` embeds it. Without the feature this
-//! does nothing, so CPU builds need no CUDA toolkit.
+//! Under the `cuda` feature, compiles `src/cuda/kernels.cu` (and the `.cuh` parts it includes)
+//! with nvcc into a fatbin: machine code for sm_90 (or `CUDA_COMPUTE_CAP`) plus its PTX, for
+//! GPUs newer than that; `cuda::module` embeds it. Without the feature this does nothing, so CPU
+//! builds need no CUDA toolkit.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,9 +19,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("prom_kernels.ptx");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("prom_kernels.fatbin");
     let status = Command::new(&nvcc)
-        .args(["--ptx", "-O3", "-std=c++17", &format!("-arch=sm_{cap}"), "-o"])
+        .args(["--fatbin", "-O3", "-std=c++17"])
+        .args(["-gencode", &format!("arch=compute_{cap},code=sm_{cap}")])
+        .args(["-gencode", &format!("arch=compute_{cap},code=compute_{cap}"), "-o"])
         .arg(&out)
         .arg(src)
         .status()

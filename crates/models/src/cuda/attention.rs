@@ -10,13 +10,12 @@ use candle_core::cuda::{CudaStorageSlice, WrapErr};
 use candle_core::{CudaDevice, DType, Device, Storage, Tensor};
 
 use super::launch::Launch;
+use super::module::func;
 use super::PackedRope;
 use crate::kernels::attention::{AttnParams, AttnSeq};
 use crate::nn::{BatchMeta, NO_SLOT};
 use crate::{Error, Result, TensorContext};
 
-pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/prom_kernels.ptx"));
-pub(super) const MODULE: &str = "prom_kernels";
 /// `WARPS`, `MAXR` and `KT` of attention.cuh.
 const WARPS: usize = 4;
 const MAXR: usize = 4;
@@ -209,7 +208,7 @@ pub(crate) fn write_and_attend(
     let (k, v) = (contiguous(k, "attention k")?, contiguous(v, "attention v")?);
     let stream = dev.cuda_stream();
     let (kp, vp) = (dptr(&k, &stream)?, dptr(&v, &stream)?);
-    let f = dev.get_or_load_custom_func(&format!("kv_write_{ty}"), MODULE, PTX)?;
+    let f = func(dev, &format!("kv_write_{ty}"))?;
     let mut l = Launch::new(&f);
     let i32_ = |x: usize| x as i32;
     let (ti, kvhi, dki, dvi, bsi) = (i32_(t), i32_(kvh), i32_(dk), i32_(dv), i32_(bs));
@@ -267,7 +266,7 @@ pub(crate) fn rope_write_and_attend(
     let q = super::alloc::output(dev, act, &[t, heads, d])?;
     let qp = dptr(&q, &stream)?;
     let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
-    let f = dev.get_or_load_custom_func(&format!("qkv_rope_write_{ty}"), MODULE, PTX)?;
+    let f = func(dev, &format!("qkv_rope_write_{ty}"))?;
     let mut l = Launch::new(&f);
     let i32_ = |x: usize| x as i32;
     let (hi, kvhi, di, roti, inter, bsi) =
@@ -380,12 +379,12 @@ pub(crate) fn attend(
         }
     };
     let (f, smem) = if decode {
-        let f = dev.get_or_load_custom_func(&format!("paged_decode_{ty}_{dk}_{hp}"), MODULE, PTX)?;
+        let f = func(dev, &format!("paged_decode_{ty}_{dk}_{hp}"))?;
         // paged_decode's layout: q rows, then each warp's (max, sum) and accumulator rows.
         (f, (hp * dk + WARPS * hp * 2 + WARPS * hp * dv) * 4)
     } else {
         let dvl = [1, 2, 4, 8, 16].into_iter().find(|&n| 32 * n >= dv).unwrap_or(16);
-        let f = dev.get_or_load_custom_func(&format!("paged_attn_{ty}_{dvl}"), MODULE, PTX)?;
+        let f = func(dev, &format!("paged_attn_{ty}_{dvl}"))?;
         // paged_attn's layout: q rows of `qst` floats, K rows of `qst + 4`, V rows of dv.
         let qst = dk.div_ceil(4) * 4;
         (f, (WARPS * MAXR * qst + KT * (qst + 4) + KT * dv) * 4)

@@ -9,7 +9,8 @@ use candle_core::cuda::WrapErr;
 use candle_core::{DType, Device, Tensor};
 
 use super::alloc::output;
-use super::attention::{dptr, MODULE, PTX};
+use super::attention::dptr;
+use super::module::func;
 use super::launch::Launch;
 use crate::{Result, TensorContext};
 
@@ -68,7 +69,7 @@ fn norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Option<Result<(
             ptrs[3] = dptr(s, &stream)?;
         }
         let aligned = i32::from(ptrs.iter().all(|p| p % 16 == 0));
-        let f = dev.get_or_load_custom_func(&format!("add_rms_norm_{ty}"), MODULE, PTX)?;
+        let f = func(dev, &format!("add_rms_norm_{ty}"))?;
         let mut l = Launch::new(&f);
         for p in &ptrs {
             l.arg(p);
@@ -117,7 +118,7 @@ fn silu_mul(gate: &Tensor, up: &Tensor, up_at: usize, ff: usize, ld: usize, dims
         let out = output(dev, dt, dims)?;
         let elem = dt.size_in_bytes() as u64;
         let ptrs = [dptr(gate, &stream)?, dptr(up, &stream)? + up_at as u64 * elem, dptr(&out, &stream)?];
-        let f = dev.get_or_load_custom_func(&format!("silu_mul_{ty}"), MODULE, PTX)?;
+        let f = func(dev, &format!("silu_mul_{ty}"))?;
         let mut l = Launch::new(&f);
         for p in &ptrs {
             l.arg(p);
@@ -157,7 +158,7 @@ pub fn to_f32(x: &Tensor) -> Option<Result<Tensor>> {
         let n = x.elem_count();
         let y = output(dev, DType::F32, x.dims())?;
         let dst = dptr(&y, &stream)?;
-        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let f = func(dev, name)?;
         let mut l = Launch::new(&f);
         let n64 = n as u64;
         l.arg(&src).arg(&dst).arg(&n64);

@@ -9,7 +9,8 @@ use candle_core::cuda::cudarc::driver::LaunchConfig;
 use candle_core::cuda::WrapErr;
 use candle_core::{DType, Device, Tensor};
 
-use super::attention::{dptr, MODULE, PTX};
+use super::attention::dptr;
+use super::module::func;
 use super::launch::Launch;
 use crate::{Result, TensorContext};
 
@@ -97,7 +98,7 @@ fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
         let y = super::alloc::output(dev, dt, &dims)?;
         let yp = dptr(&y, &stream)?;
         let name = if gated { format!("gemv_silu_{ty}_{rows}") } else { format!("gemv_{ty}_{rows}") };
-        let f = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+        let f = func(dev, &name)?;
         let mut l = Launch::new(&f);
         let (ni, ki, wi) = (n as i32, k as i32, wpr as i32);
         l.arg(&xp).arg(&wp).arg(&yp).arg(&ni).arg(&ki).arg(&wi);

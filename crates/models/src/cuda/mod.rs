@@ -24,6 +24,8 @@ mod graph;
 #[cfg(feature = "cuda")]
 mod launch;
 #[cfg(feature = "cuda")]
+mod module;
+#[cfg(feature = "cuda")]
 mod pool;
 mod sample;
 

@@ -129,7 +129,8 @@ mod gpu {
     use candle_core::cuda::WrapErr;
     use candle_core::{CudaDevice, DType, Tensor};
 
-    use super::super::attention::{dptr, MODULE, PTX};
+    use super::super::attention::dptr;
+    use super::super::module::func;
     use super::super::launch::Launch;
     use crate::{Result, TensorContext};
 
@@ -165,7 +166,7 @@ mod gpu {
             Some((v, i)) => (v.device_ptr(&stream).0, i.device_ptr(&stream).0),
             None => (0, out.device_ptr(&stream).0),
         };
-        let f = dev.get_or_load_custom_func("argmax_f32", MODULE, PTX)?;
+        let f = func(dev, "argmax_f32")?;
         let mut l = Launch::new(&f);
         l.arg(&src).arg(&val).arg(&idx).arg(&vocab_i).arg(&chunk_i);
         let grid = (rows as u32, parts as u32, 1);
@@ -174,7 +175,7 @@ mod gpu {
         // (contiguous, checked by dims2 above); `val`/`idx` rows × parts entries (or `out`, rows).
         unsafe { l.launch(&stream, cfg) }.w()?;
         if parts > 1 {
-            let f = dev.get_or_load_custom_func("argmax_merge", MODULE, PTX)?;
+            let f = func(dev, "argmax_merge")?;
             let mut l = Launch::new(&f);
             let parts_i = parts as i32;
             let out_p = out.device_ptr(&stream).0;
