@@ -10,8 +10,8 @@ use candle_core::{DType, Device, Tensor};
 
 use super::alloc::output;
 use super::attention::dptr;
-use super::module::func;
 use super::launch::Launch;
+use super::module::func;
 use crate::{Result, TensorContext};
 
 /// Threads per CTA of the elementwise kernel, and the most CTAs it gets (a grid-stride loop).

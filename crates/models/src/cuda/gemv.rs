@@ -10,8 +10,8 @@ use candle_core::cuda::WrapErr;
 use candle_core::{DType, Device, Tensor};
 
 use super::attention::dptr;
-use super::module::func;
 use super::launch::Launch;
+use super::module::func;
 use crate::{Result, TensorContext};
 
 /// The most rows (tokens) the kernel takes; above that the weights are read few enough times

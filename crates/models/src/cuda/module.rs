@@ -26,9 +26,10 @@ pub(super) fn func(dev: &CudaDevice, name: &str) -> Result<CudaFunction> {
         match modules.get(&dev.id()) {
             Some(m) => m.clone(),
             None => {
-                let m = dev.cuda_stream().context().load_module(Ptx::from_binary(IMAGE.to_vec())).w().ctx(
-                    "loading the CUDA kernels (an sm_90 build: `CUDA_COMPUTE_CAP` at build time picks another)",
-                )?;
+                let m =
+                    dev.cuda_stream().context().load_module(Ptx::from_binary(IMAGE.to_vec())).w().ctx(
+                        "loading the CUDA kernels (an sm_90 build: `CUDA_COMPUTE_CAP` at build time picks another)",
+                    )?;
                 modules.insert(dev.id(), m.clone());
                 m
             }

@@ -130,8 +130,8 @@ mod gpu {
     use candle_core::{CudaDevice, DType, Tensor};
 
     use super::super::attention::dptr;
-    use super::super::module::func;
     use super::super::launch::Launch;
+    use super::super::module::func;
     use crate::{Result, TensorContext};
 
     /// `ARGMAX_THREADS` of sample.cuh.
