@@ -22,7 +22,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::{Error, Result};
-use filter::{Cand, Filters};
+use filter::Filters;
 pub use logprobs::{prompt_logprobs, TokenLogprob};
 pub use params::{SamplingParams, MAX_LOGPROBS};
 pub use penalties::{apply_logit_bias, apply_penalties, mask_tokens, Penalties, TokenCounts};
@@ -59,8 +59,8 @@ pub struct Sampler {
     rng: StdRng,
     /// The processed logits of the current step; reused so a step allocates nothing.
     work: Vec<f32>,
-    /// Candidates of the random path; reused likewise.
-    cand: Vec<Cand>,
+    /// The random path's buffers (the surviving tokens' weights); reused likewise.
+    scratch: filter::Scratch,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -142,7 +142,7 @@ impl Sampler {
             seed,
             rng: StdRng::seed_from_u64(seed),
             work: Vec::new(),
-            cand: Vec::new(),
+            scratch: filter::Scratch::default(),
         })
     }
 
@@ -211,8 +211,9 @@ impl Sampler {
             Some(f) => {
                 // Draw before filtering so every random step consumes exactly one number.
                 let u: f64 = self.rng.random();
-                if filter::candidates(processed, f, &mut self.cand) {
-                    filter::draw(&self.cand, u)
+                if filter::candidates(processed, f, &mut self.scratch) {
+                    let filter::Scratch { w, blocks, .. } = &mut self.scratch;
+                    filter::draw(w, u, blocks)
                 } else {
                     None
                 }
