@@ -62,8 +62,11 @@ impl Outcome {
     }
 }
 
-fn greedy(max_tokens: usize) -> SamplingParams {
-    SamplingParams { max_tokens, ignore_eos: true, ..SamplingParams::greedy() }
+/// `max_tokens` tokens, EOS ignored: greedy, or sampled at `--temperature` / `--top-p` with a
+/// fixed seed.
+fn sampling(a: &Args, max_tokens: usize) -> SamplingParams {
+    let (temperature, top_p, seed) = (a.temperature, a.top_p, Some(0));
+    SamplingParams { max_tokens, ignore_eos: true, temperature, top_p, seed, ..SamplingParams::greedy() }
 }
 
 /// Reads a stream to its end. Events wait in unbounded channels, so draining streams one after
@@ -134,7 +137,7 @@ fn throughput(s: &Served, a: &Args) -> Result<serde_json::Value> {
     // Warm-up: the largest level once, short, so first-touch costs (KV pages, thread pools)
     // land outside the measurement.
     let warm_n = a.concurrency.iter().copied().max().unwrap_or(1);
-    let w = round(&s.engine, prompts(warm_n)?, &greedy(a.max_tokens.min(8)))?;
+    let w = round(&s.engine, prompts(warm_n)?, &sampling(a, a.max_tokens.min(8)))?;
     println!("warm-up: {warm_n} requests x {} tokens in {:.2} s", a.max_tokens.min(8), w.wall.as_secs_f64());
     println!(
         "{:>11} {:>5} {:>10} {:>8} {:>10} {:>8} {:>13} {:>12} {:>6} {:>8} {:>7} {:>6}",
@@ -158,7 +161,7 @@ fn throughput(s: &Served, a: &Args) -> Result<serde_json::Value> {
     let mut base_tps = None;
     for r in 0..reps {
         for (&c, rows) in a.concurrency.iter().zip(per_level.iter_mut()) {
-            let round = round(&s.engine, prompts(c)?, &greedy(a.max_tokens))?;
+            let round = round(&s.engine, prompts(c)?, &sampling(a, a.max_tokens))?;
             let row = LevelRow::from_round(&round);
             let speedup = row.tok_s / *base_tps.get_or_insert(row.tok_s);
             row.print(c, &(r + 1).to_string(), speedup);
@@ -273,7 +276,7 @@ impl LevelRow {
 fn prefix(s: &Served, a: &Args) -> Result<serde_json::Value> {
     let reps = a.reps.unwrap_or(5);
     let tok = &s.tokenizer;
-    let params = greedy(a.max_tokens);
+    let params = sampling(a, a.max_tokens);
     let system = system_prompt(tok, a.prefix_tokens)?;
     // Requests run one at a time, so TTFT is prefill (plus one step's overhead), not queueing.
     let ask = |session: &str, q: usize| -> Result<Outcome> {

@@ -46,9 +46,16 @@ pub struct Args {
     /// Concurrency levels (throughput).
     #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
     concurrency: Vec<usize>,
-    /// Tokens generated per request (greedy, EOS ignored).
+    /// Tokens generated per request (EOS ignored).
     #[arg(long, default_value_t = 64)]
     max_tokens: usize,
+    /// Throughput and prefix: sampling temperature (0, the default: greedy). Above 0 every
+    /// request samples with a fixed seed, so the host sampler's cost is in the figures.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Throughput and prefix: nucleus sampling's `top_p` (with `--temperature` above 0).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
     /// Repetitions. Model: of each test (default 5). Throughput: measured rounds per
     /// concurrency level (medians are reported; default 1). Prefix: cold and cached requests
     /// each (default 5).
