@@ -6,7 +6,7 @@
 //! with `n > 1` is `n` scheduler sequences, the later ones forking the first one's prompt blocks.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use candle_core::Tensor;
@@ -245,6 +245,10 @@ impl Core {
         let mut row = 0;
         let mut sampled: Vec<(SeqId, Sampled)> = Vec::new();
         let mut failed: Vec<(RequestId, Error)> = Vec::new();
+        // Each sampled sequence's pick, in step order; the host rows' are filled in after the
+        // loop, all at once (`host_jobs`: index in `picks`, host row).
+        let mut picks: Vec<Pick> = Vec::new();
+        let mut host_jobs: Vec<(usize, usize)> = Vec::new();
         for s in &out.seqs {
             let n = rows_of(s);
             let first = row;
@@ -262,15 +266,21 @@ impl Core {
                 }
             }
             if s.sample && n > 0 {
-                let c = &mut r.children[child];
-                let x = match logits.rows[row - 1] {
-                    Row::Id(id) => c.sampler.greedy_from(id),
-                    Row::Host(k) => c.sampler.sample(&logits.host[k * vocab..(k + 1) * vocab], &c.generated),
-                };
-                match x {
-                    Ok(x) => sampled.push((s.id, x)),
-                    Err(e) => failed.push((rid, e)),
+                match logits.rows[row - 1] {
+                    Row::Id(id) => picks.push((s.id, rid, Some(r.children[child].sampler.greedy_from(id)))),
+                    Row::Host(k) => {
+                        host_jobs.push((picks.len(), k));
+                        picks.push((s.id, rid, None));
+                    }
                 }
+            }
+        }
+        sample_host_rows(&mut self.requests, &mut picks, &host_jobs, &logits.host, vocab);
+        for (seq, rid, x) in picks {
+            match x {
+                Some(Ok(x)) => sampled.push((seq, x)),
+                Some(Err(e)) => failed.push((rid, e)),
+                None => {}
             }
         }
         let ids: Vec<(SeqId, u32)> = sampled.iter().map(|(s, x)| (*s, x.token)).collect();
@@ -433,6 +443,56 @@ impl Core {
         for id in ids {
             self.fail(id, Error::Engine(why.to_string()));
         }
+    }
+}
+
+/// A sequence's token this step (`None` until its host row is sampled).
+type Pick = (SeqId, RequestId, Option<Result<Sampled>>);
+
+/// Samples the rows copied to the host (`jobs`: index in `picks`, host row), on the kernels'
+/// thread pool when there are several. Each sequence draws from its own sampler and RNG, so
+/// what it picks does not depend on which thread takes its row. A pick whose sequence is gone
+/// stays `None`.
+fn sample_host_rows(
+    requests: &mut HashMap<RequestId, ReqState>,
+    picks: &mut [Pick],
+    jobs: &[(usize, usize)],
+    host: &[f32],
+    vocab: usize,
+) {
+    if jobs.is_empty() {
+        return;
+    }
+    let index: HashMap<SeqId, usize> = jobs.iter().enumerate().map(|(j, &(p, _))| (picks[p].0, j)).collect();
+    let mut slots: Vec<Option<(&mut Sampler, &[u32])>> = (0..jobs.len()).map(|_| None).collect();
+    for r in requests.values_mut() {
+        for c in &mut r.children {
+            if let Some(&j) = index.get(&c.seq) {
+                slots[j] = Some((&mut c.sampler, &c.generated));
+            }
+        }
+    }
+    type Cell<'a> = Mutex<(Option<(&'a mut Sampler, &'a [u32])>, Option<Result<Sampled>>)>;
+    let cells: Vec<Cell> = slots.into_iter().map(|s| Mutex::new((s, None))).collect();
+    let run = |j: usize| {
+        // Each cell is locked once, by the unit that owns it: never contended, never poisoned.
+        let mut cell = cells[j].lock().unwrap_or_else(|e| e.into_inner());
+        let (slot, out) = &mut *cell;
+        if let Some((sampler, generated)) = slot {
+            let k = jobs[j].1;
+            *out = Some(match host.get(k * vocab..(k + 1) * vocab) {
+                Some(row) => sampler.sample(row, generated),
+                None => Err(Error::Engine(format!("host logits row {k} is missing"))),
+            });
+        }
+    };
+    if jobs.len() > 1 {
+        prom_models::kernels::parallel_for(jobs.len(), &run);
+    } else {
+        run(0);
+    }
+    for (cell, &(p, _)) in cells.into_iter().zip(jobs) {
+        picks[p].2 = cell.into_inner().unwrap_or_else(|e| e.into_inner()).1;
     }
 }
 

@@ -85,6 +85,14 @@ use crate::{Error, Result};
 
 pub use self::layout::QuantKind;
 
+/// Runs `f(0..n)` on the kernels' thread pool (one thread per core, the caller among them) and
+/// returns when every unit is done. For host work between forward passes, such as sampling a
+/// batch's rows: it shares the matmuls' threads, which are still polling for work then, instead
+/// of starting threads of its own.
+pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
+    Pool::global().run(n, true, f)
+}
+
 /// The instruction set a [`QMatrix`] computes with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
