@@ -314,15 +314,23 @@ impl Core {
         let ids = if on_host.iter().all(|&h| h) { None } else { Some(prom_models::cuda::argmax_rows(&logits)?) };
         let host = if !on_host.contains(&true) {
             Vec::new()
-        } else if !on_host.contains(&false) {
-            logits.flatten_all().and_then(|l| l.to_vec1::<f32>()).map_err(crate::error::tensor_err("read logits"))?
         } else {
-            let picked: Vec<u32> = (0..on_host.len() as u32).filter(|&i| on_host[i as usize]).collect();
-            Tensor::new(picked.as_slice(), logits.device())
-                .and_then(|i| logits.index_select(&i, 0))
-                .and_then(|l| l.flatten_all())
-                .and_then(|l| l.to_vec1::<f32>())
-                .map_err(crate::error::tensor_err("read logits rows"))?
+            let rows = if !on_host.contains(&false) {
+                logits.clone()
+            } else {
+                let picked: Vec<u32> = (0..on_host.len() as u32).filter(|&i| on_host[i as usize]).collect();
+                Tensor::new(picked.as_slice(), logits.device())
+                    .and_then(|i| logits.index_select(&i, 0))
+                    .map_err(crate::error::tensor_err("pick logits rows"))?
+            };
+            // On a GPU through page-locked memory; elsewhere candle's copy.
+            match prom_models::cuda::to_host_f32(&rows) {
+                Some(v) => v?,
+                None => rows
+                    .flatten_all()
+                    .and_then(|l| l.to_vec1::<f32>())
+                    .map_err(crate::error::tensor_err("read logits"))?,
+            }
         };
         let mut k = 0;
         let rows = on_host

@@ -1,13 +1,15 @@
 //! Our CUDA kernels other than attention against the host or candle's unfused ops, on fresh
 //! random inputs: the greedy argmax the engine samples with (one CTA a row, and rows split over
 //! several), the fused residual-add + RMSNorm (and the RMSNorm alone) and SwiGLU product, the
-//! small-batch matmul of decode steps (and its SwiGLU form) and the logits' cast to f32. Runs on the GPU with
+//! small-batch matmul of decode steps (and its SwiGLU form), the logits' cast to f32 and their
+//! copy to the host. Runs on the GPU with
 //! `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh); elsewhere it checks the CPU side of the same
 //! calls (argmax) and that the fused calls decline CPU tensors.
 
 use candle_core::{DType, Device, Tensor, D};
 use prom_models::cuda::{
     add_rms_norm, argmax, argmax_rows, gemv, gemv_silu, parse_device, rms_norm, silu_mul_fused, silu_mul_pair, to_f32,
+    to_host_f32,
 };
 
 fn device() -> Device {
@@ -238,4 +240,27 @@ fn to_f32_is_the_exact_cast() {
         }
         assert!(to_f32(&Tensor::ones(8, DType::F32, &dev).unwrap()).is_none(), "f32 input");
     }
+}
+
+#[test]
+fn to_host_f32_is_candles_copy() {
+    let dev = device();
+    let s = seed();
+    if dev.is_cpu() {
+        assert!(to_host_f32(&Tensor::ones(8, DType::F32, &dev).unwrap()).is_none());
+        return;
+    }
+    // Growing, shrinking and growing again (the staging buffer is kept), a view with an offset.
+    for n in [1000, 128 * 128_256, 13, 3 * 128_256 + 5] {
+        let x = Tensor::from_vec(values(n, s + n as u64), n, &dev).unwrap();
+        let want = x.to_vec1::<f32>().unwrap();
+        assert_eq!(to_host_f32(&x).expect("f32, contiguous").unwrap(), want, "{n} values");
+        if n > 1 {
+            let v = x.narrow(0, 1, n - 1).unwrap();
+            assert_eq!(to_host_f32(&v).expect("contiguous view").unwrap(), want[1..].to_vec(), "{n} values, offset 1");
+        }
+    }
+    let m = Tensor::from_vec(values(12, s), (3, 4), &dev).unwrap();
+    assert!(to_host_f32(&m.t().unwrap()).is_none(), "non-contiguous");
+    assert!(to_host_f32(&m.to_dtype(DType::BF16).unwrap()).is_none(), "bf16");
 }

@@ -22,6 +22,8 @@ mod gemv;
 #[cfg(feature = "cuda")]
 mod graph;
 #[cfg(feature = "cuda")]
+mod host;
+#[cfg(feature = "cuda")]
 mod launch;
 #[cfg(feature = "cuda")]
 mod module;
@@ -41,6 +43,8 @@ pub use gemv::{gemv, gemv_silu};
 pub(crate) use graph::DecodeGraphs;
 #[cfg(feature = "cuda")]
 pub use graph::SIZES as GRAPH_SIZES;
+#[cfg(feature = "cuda")]
+pub use host::to_host_f32;
 #[cfg(feature = "cuda")]
 pub(crate) use pool::GpuKv;
 pub use sample::{argmax, argmax_rows};
@@ -127,6 +131,9 @@ mod absent {
     pub fn to_f32(_: &Tensor) -> Option<Result<Tensor>> {
         None
     }
+    pub fn to_host_f32(_: &Tensor) -> Option<Result<Vec<f32>>> {
+        None
+    }
 
     impl GpuKv {
         pub fn new(spec: &KvSpec, _: usize) -> Result<Self> {
@@ -152,7 +159,7 @@ mod absent {
     }
 }
 #[cfg(not(feature = "cuda"))]
-pub use absent::{add_rms_norm, gemv, gemv_silu, rms_norm, silu_mul_fused, silu_mul_pair, to_f32};
+pub use absent::{add_rms_norm, gemv, gemv_silu, rms_norm, silu_mul_fused, silu_mul_pair, to_f32, to_host_f32};
 #[cfg(not(feature = "cuda"))]
 pub(crate) use absent::{DecodeGraphs, GpuBatch, GpuKv};
 
