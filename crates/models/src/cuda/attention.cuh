@@ -244,6 +244,43 @@ __device__ __forceinline__ void prefetch_kv(const TK* kp, const TK* vp, const ui
   }
 }
 
+// Stages the KT cache rows from position kb (rows past `hi` as zeros) of kv head g, `dim`
+// values each, into shared memory as f32 rows `stride` apart: K into its padded rows, V into
+// packed ones. With `vec` (dim and the pool 16-byte aligned, stride a multiple of 4), one
+// 16-byte load a thread and float4 stores; otherwise one value at a time.
+template <typename TK>
+__device__ __forceinline__ void stage_tile(const TK* __restrict__ src, float* __restrict__ dst, int stride, int dim,
+                                           const uint32_t* __restrict__ tables, int table, int kvh, int g, int bs,
+                                           int kb, int hi, bool vec) {
+  constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
+  if (vec) {
+    const int chunks = dim / VEC;
+    for (int idx = threadIdx.x; idx < KT * chunks; idx += blockDim.x) {
+      const int j = idx / chunks, d = (idx - j * chunks) * VEC, pos = kb + j;
+      uint4 raw = make_uint4(0, 0, 0, 0);
+      if (pos <= hi) {
+        const size_t blk = tables[table + pos / bs];
+        raw = *reinterpret_cast<const uint4*>(src + ((blk * kvh + g) * bs + pos % bs) * dim + d);
+      }
+      const TK* e = reinterpret_cast<const TK*>(&raw);
+#pragma unroll
+      for (int x = 0; x < VEC; x += 4)
+        *reinterpret_cast<float4*>(dst + j * stride + d + x) =
+            make_float4(to_f(e[x]), to_f(e[x + 1]), to_f(e[x + 2]), to_f(e[x + 3]));
+    }
+    return;
+  }
+  for (int idx = threadIdx.x; idx < KT * dim; idx += blockDim.x) {
+    const int j = idx / dim, d = idx - j * dim, pos = kb + j;
+    float x = 0.f;
+    if (pos <= hi) {
+      const size_t blk = tables[table + pos / bs];
+      x = to_f(src[((blk * kvh + g) * bs + pos % bs) * dim + d]);
+    }
+    dst[j * stride + d] = x;
+  }
+}
+
 template <typename TQ, typename TK, int DVL>
 __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const TK* __restrict__ kp,
                            const TK* __restrict__ vp, const int2* __restrict__ work,
@@ -292,52 +329,8 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
 
   for (int kb = lo; kb <= hi; kb += KT) {
     __syncthreads();  // the previous tile is consumed (and, the first time, q is stored)
-    if (vec) {
-      const int kc = dk / VEC, vc = dv / VEC;  // 16-byte chunks per row
-      for (int idx = tid; idx < KT * kc; idx += blockDim.x) {
-        const int j = idx / kc, d = (idx - j * kc) * VEC, pos = kb + j;
-        uint4 raw = make_uint4(0, 0, 0, 0);
-        if (pos <= hi) {
-          const size_t blk = tables[s.table + pos / bs];
-          raw = *reinterpret_cast<const uint4*>(kp + ((blk * kvh + g) * bs + pos % bs) * dk + d);
-        }
-        const TK* e = reinterpret_cast<const TK*>(&raw);
-#pragma unroll
-        for (int x = 0; x < VEC; x += 4)
-          *reinterpret_cast<float4*>(ks + j * kst + d + x) =
-              make_float4(to_f(e[x]), to_f(e[x + 1]), to_f(e[x + 2]), to_f(e[x + 3]));
-      }
-      for (int idx = tid; idx < KT * vc; idx += blockDim.x) {
-        const int j = idx / vc, d = (idx - j * vc) * VEC, pos = kb + j;
-        uint4 raw = make_uint4(0, 0, 0, 0);
-        if (pos <= hi) {
-          const size_t blk = tables[s.table + pos / bs];
-          raw = *reinterpret_cast<const uint4*>(vp + ((blk * kvh + g) * bs + pos % bs) * dv + d);
-        }
-        const TK* e = reinterpret_cast<const TK*>(&raw);
-#pragma unroll
-        for (int x = 0; x < VEC; x++) vs[j * dv + d + x] = to_f(e[x]);
-      }
-    } else {
-    for (int idx = tid; idx < KT * dk; idx += blockDim.x) {
-      const int j = idx / dk, d = idx - j * dk, pos = kb + j;
-      float x = 0.f;
-      if (pos <= hi) {
-        const size_t blk = tables[s.table + pos / bs];
-        x = to_f(kp[((blk * kvh + g) * bs + pos % bs) * dk + d]);
-      }
-      ks[j * kst + d] = x;
-    }
-    for (int idx = tid; idx < KT * dv; idx += blockDim.x) {
-      const int j = idx / dv, d = idx - j * dv, pos = kb + j;
-      float x = 0.f;
-      if (pos <= hi) {
-        const size_t blk = tables[s.table + pos / bs];
-        x = to_f(vp[((blk * kvh + g) * bs + pos % bs) * dv + d]);
-      }
-      vs[j * dv + d] = x;
-    }
-    }
+    stage_tile(kp, ks, kst, dk, tables, s.table, kvh, g, bs, kb, hi, vec);
+    stage_tile(vp, vs, dv, dv, tables, s.table, kvh, g, bs, kb, hi, vec);
     __syncthreads();
 
 #pragma unroll
