@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use candle_core::Tensor;
+use prom_models::cuda::RowPick;
 use prom_models::nn::{LogitsFor, Model, PagedKvCache, SeqChunk};
 use prom_models::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
@@ -267,7 +268,7 @@ impl Core {
             }
             if s.sample && n > 0 {
                 match logits.rows[row - 1] {
-                    Row::Id(id) => picks.push((s.id, rid, Some(r.children[child].sampler.greedy_from(id)))),
+                    Row::Id(id) => picks.push((s.id, rid, Some(r.children[child].sampler.picked(id)))),
                     Row::Host(k) => {
                         host_jobs.push((picks.len(), k));
                         picks.push((s.id, rid, None));
@@ -296,9 +297,10 @@ impl Core {
     }
 
     /// Runs the scheduled chunks as one forward pass. The model's device picks the token of each
-    /// plain greedy row ([`Sampler::is_plain_greedy`]) and only its id comes back; the rows the
-    /// host sampler needs (other sampling, prompt logprobs) are copied to the host.
-    /// Also returns when the forward pass was enqueued (the host then waits for the device).
+    /// row it can ([`Core::device_pick`]) and only its id comes back; the rows the host sampler
+    /// needs (prompt logprobs, bias, penalties, logprobs, and on the CPU every random step) are
+    /// copied to the host. Also returns when the forward pass was enqueued (the host then waits
+    /// for the device).
     fn execute(&mut self, seqs: &[ScheduledSeq]) -> Result<(StepLogits, Instant)> {
         let chunks: Vec<SeqChunk> = seqs
             .iter()
@@ -306,19 +308,27 @@ impl Core {
             .collect();
         let logits = self.model.forward_batch(&chunks, &mut self.kv)?;
         let launched = Instant::now();
-        let mut on_host = Vec::with_capacity(logits.dim(0).map_err(crate::error::tensor_err("logits"))?);
+        let on_gpu = logits.device().is_cuda();
+        // Per logits row: what the device does, or `None` when the host samples it.
+        let mut picks: Vec<Option<RowPick>> =
+            Vec::with_capacity(logits.dim(0).map_err(crate::error::tensor_err("logits"))?);
         for s in seqs {
-            let host = !self.plain_greedy(s);
-            on_host.extend(std::iter::repeat_n(host, rows_of(s)));
+            let pick = self.device_pick(s, on_gpu);
+            picks.extend(std::iter::repeat_n(pick, rows_of(s)));
         }
-        let ids = if on_host.iter().all(|&h| h) { None } else { Some(prom_models::cuda::argmax_rows(&logits)?) };
-        let host = if !on_host.contains(&true) {
+        let device: Vec<RowPick> = picks.iter().map(|p| p.unwrap_or(RowPick::Skip)).collect();
+        let ids = if device.iter().all(|p| *p == RowPick::Skip) {
+            None
+        } else {
+            Some(prom_models::cuda::pick_rows(&logits, &device)?)
+        };
+        let host = if picks.iter().all(Option::is_some) {
             Vec::new()
         } else {
-            let rows = if !on_host.contains(&false) {
+            let rows = if picks.iter().all(Option::is_none) {
                 logits.clone()
             } else {
-                let picked: Vec<u32> = (0..on_host.len() as u32).filter(|&i| on_host[i as usize]).collect();
+                let picked: Vec<u32> = (0..picks.len() as u32).filter(|&i| picks[i as usize].is_none()).collect();
                 Tensor::new(picked.as_slice(), logits.device())
                     .and_then(|i| logits.index_select(&i, 0))
                     .map_err(crate::error::tensor_err("pick logits rows"))?
@@ -333,11 +343,11 @@ impl Core {
             }
         };
         let mut k = 0;
-        let rows = on_host
+        let rows = picks
             .iter()
             .enumerate()
-            .map(|(i, &h)| {
-                if h {
+            .map(|(i, p)| {
+                if p.is_none() {
                     k += 1;
                     Row::Host(k - 1)
                 } else {
@@ -348,17 +358,25 @@ impl Core {
         Ok((StepLogits { rows, host, vocab: self.model.config().vocab_size }, launched))
     }
 
-    /// Whether `s` needs nothing from its logits but a plain argmax (or no logits at all).
-    fn plain_greedy(&self, s: &ScheduledSeq) -> bool {
+    /// What the device does with `s`'s logits rows this step; `None` when the host must see
+    /// them. A row that needs no token is skipped; a plain argmax is the device's anywhere; on a
+    /// GPU so is a random step that needs nothing but the raw logits ([`Sampler::device_pick`],
+    /// which then draws the step's random number).
+    fn device_pick(&mut self, s: &ScheduledSeq, on_gpu: bool) -> Option<RowPick> {
         if s.prompt_logprobs {
-            return false;
+            return None;
         }
         if !s.sample {
-            return true;
+            return Some(RowPick::Skip);
         }
-        let Some(&(rid, child)) = self.owners.get(&s.id) else { return true };
-        let Some(c) = self.requests.get(&rid).map(|r| &r.children[child]) else { return true };
-        c.sampler.is_plain_greedy(c.generated.len())
+        let Some(&(rid, child)) = self.owners.get(&s.id) else { return Some(RowPick::Skip) };
+        let Some(c) = self.requests.get_mut(&rid).map(|r| &mut r.children[child]) else { return Some(RowPick::Skip) };
+        let generated = c.generated.len();
+        if on_gpu {
+            c.sampler.device_pick(generated)
+        } else {
+            c.sampler.is_plain_greedy(generated).then_some(RowPick::Argmax)
+        }
     }
 
     /// Streams a sampled token: text, stops, limits; finishes the sequence when it ends.

@@ -2,14 +2,16 @@
 //! random inputs: the greedy argmax the engine samples with (one CTA a row, and rows split over
 //! several), the fused residual-add + RMSNorm (and the RMSNorm alone) and SwiGLU product, the
 //! small-batch matmul of decode steps (and its SwiGLU form), the logits' cast to f32 and their
-//! copy to the host. Runs on the GPU with
+//! copy to the host, and the random sampling path (temperature, top-k, top-p, min-p, the draw)
+//! against the host sampler's definition, token for token. Runs on the GPU with
 //! `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh); elsewhere it checks the CPU side of the same
 //! calls (argmax) and that the fused calls decline CPU tensors.
 
 use candle_core::{DType, Device, Tensor, D};
+use prom_models::cuda::filter::{self, Filters};
 use prom_models::cuda::{
-    add_rms_norm, argmax, argmax_rows, gemv, gemv_silu, parse_device, rms_norm, silu_mul_fused, silu_mul_pair, to_f32,
-    to_host_f32,
+    add_rms_norm, argmax, argmax_rows, gemv, gemv_silu, parse_device, pick_rows, rms_norm, silu_mul_fused,
+    silu_mul_pair, to_f32, to_host_f32, RowPick,
 };
 
 fn device() -> Device {
@@ -60,6 +62,115 @@ fn argmax_rows_is_the_host_argmax_with_ties_nan_and_inf() {
         let t = Tensor::from_vec(l, (rows, vocab), &dev).unwrap();
         assert_eq!(argmax_rows(&t).unwrap(), want, "{rows} × {vocab} (seed {s})");
     }
+}
+
+/// Every row shape the random path must get right: a plain spread, ties (logits on a quarter
+/// grid, so thousands of tokens share a weight and the cuts fall inside them), a peaked row (a
+/// few tokens 20 nats up, most of the row below the 2^-45 floor at low temperature), NaN and ±inf
+/// among finite values, nothing finite, and logits so large that dividing by the temperature
+/// overflows.
+fn sampling_rows(rows: usize, vocab: usize, seed: u64) -> Vec<f32> {
+    let mut l = values(rows * vocab, seed);
+    for (r, row) in l.chunks_exact_mut(vocab).enumerate() {
+        match r % 7 {
+            1 => row.iter_mut().for_each(|x| *x = (*x * 4.0).round() / 4.0),
+            2 => row.iter_mut().step_by(97).for_each(|x| *x += 20.0),
+            3 => {
+                row[0] = f32::NAN;
+                row[vocab / 2] = f32::INFINITY;
+                row[vocab - 1] = f32::NEG_INFINITY;
+            }
+            4 => row.iter_mut().for_each(|x| *x = f32::NEG_INFINITY),
+            5 => row.iter_mut().for_each(|x| *x *= 1e37),
+            _ => {}
+        }
+    }
+    l
+}
+
+#[test]
+fn pick_rows_samples_what_the_host_sampler_samples() {
+    let dev = device();
+    let s = seed();
+    let f = |temperature, top_k, top_p, min_p| Filters { temperature, top_k, top_p, min_p };
+    let filters = [
+        f(1.0, 0, 1.0, 0.0),
+        f(0.7, 0, 0.95, 0.0),
+        f(1.0, 50, 1.0, 0.0),
+        f(1.0, 0, 1.0, 0.05),
+        f(0.3, 40, 0.9, 0.02),
+        f(2.5, 1000, 0.5, 0.0),
+        f(1.0, 3, 1.0, 0.0),
+        f(1.3, 0, 0.999, 0.0),
+        f(0.05, 0, 0.6, 0.0),
+        f(1.0, 200_000, 0.3, 0.5),
+    ];
+    let mut rng = s | 1;
+    let mut u53 = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng >> 11
+    };
+    let mut sampled = 0;
+    for (rows, vocab) in [(14, 128_256), (21, 49_152), (14, 1000), (7, 7)] {
+        let l = sampling_rows(rows, vocab, s + vocab as u64);
+        let t = Tensor::from_vec(l.clone(), (rows, vocab), &dev).unwrap();
+        for round in 0..6 {
+            let picks: Vec<RowPick> = (0..rows)
+                .map(|r| match (r + round) % 5 {
+                    0 => RowPick::Skip,
+                    1 => RowPick::Argmax,
+                    k => RowPick::Sample {
+                        filters: filters[(r * 3 + round + k) % filters.len()],
+                        // The ends of the draw's range too.
+                        u53: match round {
+                            0 => 0,
+                            1 => (1 << 53) - 1,
+                            _ => u53(),
+                        },
+                    },
+                })
+                .collect();
+            let mut sc = filter::Scratch::default();
+            let want: Vec<Option<u32>> = l
+                .chunks_exact(vocab)
+                .zip(&picks)
+                .map(|(row, p)| match *p {
+                    RowPick::Skip => None,
+                    RowPick::Argmax => argmax(row),
+                    RowPick::Sample { filters, u53 } => filter::sample(row, filters, u53, &mut sc),
+                })
+                .collect();
+            let got = pick_rows(&t, &picks).unwrap();
+            for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g, w, "seed {s}, vocab {vocab}, round {round}, row {r}: {:?}", picks[r]);
+            }
+            sampled += picks.iter().filter(|p| matches!(p, RowPick::Sample { .. })).count();
+        }
+    }
+    // One tie-heavy row many times over, swept by the draw: every boundary between tokens
+    // is crossed somewhere.
+    let vocab = 3000;
+    let row: Vec<f32> = values(vocab, s).iter().map(|x| (x * 2.0).round() / 2.0).collect();
+    let rows = 256;
+    let t = Tensor::from_vec(row.repeat(rows), (rows, vocab), &dev).unwrap();
+    for filters in [f(1.0, 0, 0.9, 0.0), f(0.8, 100, 0.97, 0.001), f(1.0, 0, 1.0, 0.0)] {
+        let picks: Vec<RowPick> =
+            (0..rows as u64).map(|r| RowPick::Sample { filters, u53: (r << 45) + (u53() >> 8) }).collect();
+        let mut sc = filter::Scratch::default();
+        let want: Vec<Option<u32>> = picks
+            .iter()
+            .map(|p| match *p {
+                RowPick::Sample { filters, u53 } => filter::sample(&row, filters, u53, &mut sc),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pick_rows(&t, &picks).unwrap(), want, "seed {s}, {filters:?}");
+        assert!(want.iter().collect::<std::collections::HashSet<_>>().len() > 20, "the sweep spreads over tokens");
+        sampled += rows;
+    }
+    assert!(sampled > 500);
 }
 
 fn rel_err(got: &Tensor, want: &Tensor) -> f32 {

@@ -11,18 +11,18 @@
 //! random step, so a seeded request reproduces whatever else is in the batch. Out of scope here:
 //! batching across sequences, beam search, guided decoding, stop strings (the detokenizer's job).
 
-mod filter;
 mod logprobs;
 mod params;
 mod penalties;
 #[cfg(test)]
 mod tests;
 
+use prom_models::cuda::filter::{self, Filters};
+use prom_models::cuda::RowPick;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngCore, SeedableRng};
 
 use crate::{Error, Result};
-use filter::Filters;
 pub use logprobs::{prompt_logprobs, TokenLogprob};
 pub use params::{SamplingParams, MAX_LOGPROBS};
 pub use penalties::{apply_logit_bias, apply_penalties, mask_tokens, Penalties, TokenCounts};
@@ -164,13 +164,35 @@ impl Sampler {
             && (generated >= self.min_tokens || self.min_tokens_mask.is_empty())
     }
 
-    /// The outcome of a [`Sampler::is_plain_greedy`] step whose argmax was taken elsewhere:
+    /// What the model's device can do for this step without the host seeing the logits: a plain
+    /// argmax ([`Sampler::is_plain_greedy`]), or the random path when the step needs nothing but
+    /// the raw logits (no `logit_bias`, penalty, active `min_tokens` mask or logprobs). For the
+    /// latter this draws the step's random number, as [`Sampler::sample`] would have: the device
+    /// picks the token [`Sampler::sample`] would pick. `None`: the host must sample the row.
+    pub fn device_pick(&mut self, generated: usize) -> Option<RowPick> {
+        if self.is_plain_greedy(generated) {
+            return Some(RowPick::Argmax);
+        }
+        let plain = self.logprobs.is_none()
+            && self.logit_bias.is_empty()
+            && self.counts.is_none()
+            && (generated >= self.min_tokens || self.min_tokens_mask.is_empty());
+        let filters = self.filters.filter(|_| plain)?;
+        Some(RowPick::Sample { filters, u53: self.draw() })
+    }
+
+    /// The step's uniform draw: the top 53 bits of the RNG's next u64.
+    fn draw(&mut self) -> u64 {
+        self.rng.next_u64() >> 11
+    }
+
+    /// The outcome of a step whose token was picked elsewhere ([`Sampler::device_pick`]):
     /// `token` is `None` when the row had no finite logit (the error [`Sampler::sample`] gives).
-    pub fn greedy_from(&self, token: Option<u32>) -> Result<Sampled> {
+    pub fn picked(&self, token: Option<u32>) -> Result<Sampled> {
         match token {
             Some(token) if (token as usize) < self.vocab_size => Ok(Sampled { token, logprob: None }),
             Some(token) => Err(Error::Engine(format!(
-                "the device's argmax gave token {token}, outside the vocabulary ({})",
+                "the device picked token {token}, outside the vocabulary ({})",
                 self.vocab_size
             ))),
             None => Err(nothing_to_sample()),
@@ -210,13 +232,8 @@ impl Sampler {
             None => argmax(processed),
             Some(f) => {
                 // Draw before filtering so every random step consumes exactly one number.
-                let u: f64 = self.rng.random();
-                if filter::candidates(processed, f, &mut self.scratch) {
-                    let filter::Scratch { w, blocks, .. } = &mut self.scratch;
-                    filter::draw(w, u, blocks)
-                } else {
-                    None
-                }
+                let u53 = self.rng.next_u64() >> 11; // as `draw`
+                filter::sample(processed, f, u53, &mut self.scratch)
             }
         };
         let Some(token) = token else { return Err(nothing_to_sample()) };

@@ -224,10 +224,42 @@ fn a_device_argmax_gives_what_sample_gives() {
         [&[0.1, 3.0, 3.0, -1.0, f32::NAN], &[f32::NEG_INFINITY, -2.0, -2.0, f32::INFINITY, -3.0], &[4.0; 5]];
     for row in rows {
         let mut s = sampler(SamplingParams::greedy(), 5);
-        let device = s.greedy_from(argmax(row)).unwrap();
+        let device = s.picked(argmax(row)).unwrap();
         assert_eq!(device, s.sample(row, &[]).unwrap(), "{row:?}");
     }
     let s = sampler(SamplingParams::greedy(), 5);
-    assert!(s.greedy_from(None).unwrap_err().to_string().contains("no token can be sampled"));
-    assert!(s.greedy_from(Some(5)).unwrap_err().to_string().contains("outside the vocabulary"));
+    assert!(s.picked(None).unwrap_err().to_string().contains("no token can be sampled"));
+    assert!(s.picked(Some(5)).unwrap_err().to_string().contains("outside the vocabulary"));
+}
+
+#[test]
+fn a_device_pick_draws_what_sample_draws() {
+    // The same seed, one sampler stepping on the host and one handing its steps to
+    // `pick_rows` (here on the CPU, the definition the GPU repeats): the same tokens, because
+    // `device_pick` consumes the step's random number exactly as `sample` does.
+    let logits: Vec<f32> = (0..300).map(|i| ((i * 7919) % 301) as f32 * 0.02).collect();
+    let row = candle_core::Tensor::from_slice(&logits, (1, 300), &candle_core::Device::Cpu).unwrap();
+    for p in [seeded(1.0), SamplingParams { top_p: 0.8, top_k: 40, min_p: 0.01, ..seeded(0.7) }] {
+        let (mut host, mut dev) = (sampler(p.clone(), 300), sampler(p.clone(), 300));
+        for step in 0..32 {
+            let pick = dev.device_pick(step).unwrap();
+            assert!(matches!(pick, RowPick::Sample { .. }), "{pick:?}");
+            let id = prom_models::cuda::pick_rows(&row, &[pick]).unwrap()[0];
+            assert_eq!(dev.picked(id).unwrap(), host.sample(&logits, &[]).unwrap(), "{p:?} step {step}");
+        }
+    }
+    // What needs more than the raw logits stays on the host, and draws nothing there.
+    for p in [
+        SamplingParams { logprobs: Some(1), ..seeded(1.0) },
+        SamplingParams { logit_bias: vec![(1, 5.0)], ..seeded(1.0) },
+        SamplingParams { frequency_penalty: 0.5, ..seeded(1.0) },
+    ] {
+        let (mut a, mut b) = (sampler(p.clone(), 300), sampler(p.clone(), 300));
+        assert_eq!(a.device_pick(0), None, "{p:?}");
+        assert_eq!(a.sample(&logits, &[]).unwrap(), b.sample(&logits, &[]).unwrap());
+    }
+    let mut s = sampler(SamplingParams { min_tokens: 2, ..seeded(1.0) }, 300);
+    assert_eq!(s.device_pick(1), None);
+    assert!(matches!(s.device_pick(2), Some(RowPick::Sample { .. })));
+    assert_eq!(sampler(SamplingParams::greedy(), 300).device_pick(0), Some(RowPick::Argmax));
 }

@@ -15,6 +15,7 @@ use crate::{Error, Result};
 mod alloc;
 #[cfg(feature = "cuda")]
 mod attention;
+pub mod filter;
 #[cfg(feature = "cuda")]
 mod fused;
 #[cfg(feature = "cuda")]
@@ -47,7 +48,7 @@ pub use graph::SIZES as GRAPH_SIZES;
 pub use host::to_host_f32;
 #[cfg(feature = "cuda")]
 pub(crate) use pool::GpuKv;
-pub use sample::{argmax, argmax_rows};
+pub use sample::{argmax, argmax_rows, pick_rows, RowPick};
 
 /// Rotary for `GpuKv::attend_packed`: cos/sin `(T, rot / 2)` in the activation dtype, the
 /// rotated dims `rot` (even, ≤ head dim) and the pairing.

@@ -82,3 +82,305 @@ extern "C" __global__ void argmax_merge(const float* __restrict__ val, const uin
   warp_best(bv, bi);
   if (threadIdx.x == 0) out[blockIdx.x] = bi;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Random sampling on the device: temperature, top-k, top-p, min-p and one draw, per row, with
+// the definition of cuda/filter.rs (the host sampler's), bit for bit: the same weights (an
+// `exp` with the same roundings), integer masses floor(w · 2^45) whose sums are exact in any
+// order, and the same cuts of the order "heavier first, lower id on ties". The host draws `u53`
+// from the sequence's RNG; only the chosen id comes back.
+//
+// One CTA of SAMPLE_THREADS per sampled row. Each CTA writes its row's weights once into
+// `scratch` (vocab floats), then every selection is a pass over them:
+// - top-k and top-p each find where their prefix ends by a radix descent over the weights' f32
+//   bits (positive floats order as their bits), three digits of 11, 11 and 9 bits: a shared
+//   histogram of counts (top-k) or masses (top-p) over the tokens still in play, then the digit
+//   where the running count/mass from the top reaches what is needed. The prefix then ends
+//   inside one weight value; its ties are taken in id order.
+// - the draw, and the "n-th tie in id order", walk the row in id order: each warp owns a
+//   contiguous segment, the segments' sums pick the warp, the warp scans its segment 32 at a time.
+
+constexpr int SAMPLE_THREADS = 1024;
+constexpr int SAMPLE_WARPS = SAMPLE_THREADS / 32;
+constexpr int SAMPLE_BINS = 2048;
+constexpr unsigned long long NO_TOKEN = 0xffffffffull;
+
+// One sampled row (cuda/sample.rs packs it as four u64s).
+struct SampleRow {
+  float temperature;
+  float top_p;
+  float min_p;
+  uint32_t top_k;  // 0: off
+  unsigned long long u53;
+  uint32_t row;  // row of the logits
+  uint32_t pad;
+};
+
+// filter.rs's exp_neg, operation for operation, each rounded alone (no contraction into FMAs).
+__device__ __forceinline__ float sample_exp_neg(float x) {
+  const float LN2_HI = 0.6933594f, LN2_LO = -2.1219444e-4f, ROUND = 12582912.0f;
+  const float t = __fadd_rn(__fmul_rn(x, 1.44269504088896341f), ROUND);
+  const float n = __fsub_rn(t, ROUND);
+  const float r = __fsub_rn(__fsub_rn(x, __fmul_rn(n, LN2_HI)), __fmul_rn(n, LN2_LO));
+  float p = 1.9875692e-4f;
+  p = __fadd_rn(__fmul_rn(p, r), 1.3981999e-3f);
+  p = __fadd_rn(__fmul_rn(p, r), 8.333452e-3f);
+  p = __fadd_rn(__fmul_rn(p, r), 4.1665796e-2f);
+  p = __fadd_rn(__fmul_rn(p, r), 1.6666665e-1f);
+  p = __fadd_rn(__fmul_rn(p, r), 0.5f);
+  const float y = __fadd_rn(__fadd_rn(__fmul_rn(__fmul_rn(p, r), r), r), 1.0f);
+  return __fmul_rn(y, __uint_as_float((__float_as_uint(t) - __float_as_uint(ROUND) + 127u) << 23));
+}
+
+__device__ __forceinline__ float sample_scale(float x, float temperature) {
+  return fminf(fmaxf(__fdiv_rn(x, temperature), -3.40282347e38f), 3.40282347e38f);
+}
+
+__device__ __forceinline__ unsigned long long mass_of(float w) {
+  return (unsigned long long)__fmul_rn(w, 0x1p45f);  // truncates, as Rust's `as`
+}
+
+// filter.rs's top_p_target: ceil(p · total), exactly.
+__device__ __forceinline__ unsigned long long top_p_target(float p, unsigned long long total) {
+  const uint32_t bits = __float_as_uint(p), e = (bits >> 23) & 0xff;
+  uint32_t m = bits & 0x7fffff, shift = 149;
+  if (e != 0) {
+    m |= 0x800000;
+    shift = 150 - e;
+  }
+  const unsigned __int128 prod = (unsigned __int128)m * total;
+  if (shift >= 127) return prod > 0 ? 1 : 0;
+  return (unsigned long long)((prod + (((unsigned __int128)1 << shift) - 1)) >> shift);
+}
+
+// A prefix end: keeps the tokens whose weight bits are above `key`, and those equal to it with
+// an id ≤ `id`. {0, NO_TOKEN} keeps every weight > 0.
+struct SampleCut {
+  uint32_t key;
+  uint32_t id;
+  __device__ __forceinline__ bool keeps(uint32_t k, uint32_t i) const { return k > key || (k == key && i <= id); }
+};
+
+template <typename T>
+__device__ __forceinline__ T warp_incl_scan(T v) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const T t = __shfl_up_sync(0xffffffff, v, o);
+    if (lane >= o) v += t;
+  }
+  return v;
+}
+
+__device__ __forceinline__ unsigned long long block_sum_u64(unsigned long long v, unsigned long long* red) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+  __syncthreads();  // `red` may still be read from a previous use
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = 0;
+  for (int w = 0; w < SAMPLE_WARPS; w++) v += red[w];
+  return v;
+}
+
+// The first id i, in increasing order, at which the running sum of weigh(i) exceeds `r`; r is
+// `pick(total)` (total: the sum over the whole row). NO_TOKEN when it never does.
+template <typename Weigh, typename Pick>
+__device__ uint32_t first_exceeding(int vocab, Weigh weigh, Pick pick, unsigned long long* red,
+                                    unsigned long long* shared_r, uint32_t* shared_w, uint32_t* shared_id) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int seg = (vocab + SAMPLE_WARPS * 32 - 1) / (SAMPLE_WARPS * 32) * 32;
+  const int lo = warp * seg, hi = min(vocab, lo + seg);
+  unsigned long long s = 0;
+  for (int i = lo + lane; i < hi; i += 32) s += weigh(i);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+  __syncthreads();
+  if (lane == 0) red[warp] = s;
+  __syncthreads();
+  if (warp == 0) {
+    const unsigned long long mine = red[lane], inc = warp_incl_scan(mine);
+    const unsigned long long total = __shfl_sync(0xffffffff, inc, 31);
+    const unsigned long long r = pick(total);
+    const uint32_t hit = __ballot_sync(0xffffffff, inc > r);
+    if (lane == 0) {
+      *shared_w = hit ? __ffs(hit) - 1 : SAMPLE_WARPS;
+      *shared_id = (uint32_t)NO_TOKEN;
+    }
+    const int w = hit ? __ffs(hit) - 1 : 0;
+    const unsigned long long before = __shfl_sync(0xffffffff, inc - mine, w);
+    if (lane == 0) *shared_r = r - before;
+  }
+  __syncthreads();
+  if (warp == (int)*shared_w) {
+    unsigned long long r = *shared_r;
+    for (int base = lo; base < hi; base += 32) {
+      const int i = base + lane;
+      const unsigned long long v = i < hi ? weigh(i) : 0;
+      const unsigned long long inc = warp_incl_scan(v);
+      const uint32_t hit = __ballot_sync(0xffffffff, inc > r);
+      if (hit) {
+        if (lane == __ffs(hit) - 1) *shared_id = i;
+        break;
+      }
+      r -= __shfl_sync(0xffffffff, inc, 31);
+    }
+  }
+  __syncthreads();
+  return *shared_id;
+}
+
+// The radix descent: among the tokens with weight > 0 that `cut` keeps, where the order
+// "heavier first" reaches `need` tokens (BY_MASS false) or `need` of mass (BY_MASS true). Returns
+// the weight bits `key` the prefix ends in, and in `need` what is still needed among that key's
+// tokens.
+template <bool BY_MASS>
+__device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsigned long long& need, uint32_t* cnt,
+                                  unsigned long long* mas, unsigned long long* shared_need, uint32_t* shared_digit) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int shifts[3] = {20, 9, 0}, widths[3] = {11, 11, 9};
+  uint32_t prefix = 0, pmask = 0;
+  for (int level = 0; level < 3; level++) {
+    const int sh = shifts[level], nb = 1 << widths[level];
+    for (int b = threadIdx.x; b < nb; b += SAMPLE_THREADS) {
+      cnt[b] = 0;
+      mas[b] = 0;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+      const float x = w[i];
+      const uint32_t k = __float_as_uint(x);
+      if (x > 0.f && (k & pmask) == prefix && cut.keeps(k, i)) {
+        const uint32_t d = (k >> sh) & (nb - 1);
+        if (BY_MASS)
+          atomicAdd(&mas[d], mass_of(x));
+        else
+          atomicAdd(&cnt[d], 1u);
+      }
+    }
+    __syncthreads();
+    if (warp == 0) {
+      // Lane L sums bins [nb - per·(L+1), nb - per·L), the heaviest first.
+      const int per = nb / 32, top = nb - per * lane;
+      unsigned long long s = 0;
+      for (int b = top - 1; b >= top - per; b--) s += BY_MASS ? mas[b] : cnt[b];
+      const unsigned long long inc = warp_incl_scan(s);
+      const uint32_t hit = __ballot_sync(0xffffffff, inc >= need);
+      // `need` never exceeds what is in play; were it to, the lightest bin takes the rest.
+      const int at = hit ? __ffs(hit) - 1 : 31;
+      if (lane == at) {
+        unsigned long long acc = inc - s;
+        int digit = top - per;
+        for (int b = top - 1; b >= top - per; b--) {
+          const unsigned long long v = BY_MASS ? mas[b] : cnt[b];
+          if (acc + v >= need) {
+            digit = b;
+            break;
+          }
+          acc += v;
+        }
+        *shared_digit = digit;
+        *shared_need = need - acc;
+      }
+    }
+    __syncthreads();
+    prefix |= *shared_digit << sh;
+    pmask |= (uint32_t)(nb - 1) << sh;
+    need = *shared_need;
+    __syncthreads();
+  }
+  return prefix;
+}
+
+// grid (sampled rows), block SAMPLE_THREADS. `logits` f32 (rows, vocab); `scratch` sampled rows ×
+// vocab floats; out[rows[b].row] gets the token (NO_TOKEN when no logit is finite).
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
+    sample_rows_f32(const float* __restrict__ logits, const SampleRow* __restrict__ rows, float* __restrict__ scratch,
+                    uint32_t* __restrict__ out, int vocab) {
+  pdl_trigger();
+  pdl_wait();
+  __shared__ uint32_t cnt[SAMPLE_BINS];
+  __shared__ unsigned long long mas[SAMPLE_BINS];
+  __shared__ unsigned long long red[SAMPLE_WARPS];
+  __shared__ unsigned long long sh_r;
+  __shared__ uint32_t sh_w, sh_id;
+  __shared__ float sh_max;
+  const SampleRow p = rows[blockIdx.x];
+  const float* x = logits + (size_t)p.row * vocab;
+  float* w = scratch + (size_t)blockIdx.x * vocab;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+
+  // The largest finite logit.
+  float mx = -INFINITY;
+  for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+    const float v = x[i];
+    if (fabsf(v) < INFINITY && v > mx) mx = v;
+  }
+  mx = warp_max(mx);
+  if (lane == 0) reinterpret_cast<float*>(red)[warp] = mx;
+  __syncthreads();
+  if (warp == 0) {
+    float m = reinterpret_cast<float*>(red)[lane];
+    m = warp_max(m);
+    if (lane == 0) sh_max = m;
+  }
+  __syncthreads();
+  mx = sh_max;
+  if (mx == -INFINITY) {
+    if (threadIdx.x == 0) out[p.row] = (uint32_t)NO_TOKEN;
+    return;
+  }
+
+  // Weights, and how many are > 0.
+  const float s_max = sample_scale(mx, p.temperature);
+  unsigned long long positive = 0;
+  for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+    const float v = x[i];
+    const float d = __fsub_rn(sample_scale(v, p.temperature), s_max);
+    const float e = sample_exp_neg(d > -50.f ? d : -50.f);
+    const float wi = (fabsf(v) < INFINITY && e >= 0x1p-45f) ? e : 0.f;
+    w[i] = wi;
+    positive += wi > 0.f;
+  }
+  positive = block_sum_u64(positive, red);  // its barriers also publish `w` to the CTA
+
+  SampleCut cut = {0, (uint32_t)NO_TOKEN};
+  if (p.top_k > 0 && p.top_k < positive) {
+    unsigned long long need = p.top_k;
+    const uint32_t key = radix_descend<false>(w, vocab, cut, need, cnt, mas, &sh_r, &sh_w);
+    // The need-th token of weight `key`, in id order.
+    const uint32_t id = first_exceeding(
+        vocab, [&](int i) -> unsigned long long { return __float_as_uint(w[i]) == key ? 1 : 0; },
+        [&](unsigned long long) { return need - 1; }, red, &sh_r, &sh_w, &sh_id);
+    cut = {key, id};
+  }
+  if (p.top_p < 1.f) {
+    unsigned long long total = 0;
+    for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+      const float v = w[i];
+      if (v > 0.f && cut.keeps(__float_as_uint(v), i)) total += mass_of(v);
+    }
+    total = block_sum_u64(total, red);
+    unsigned long long need = top_p_target(p.top_p, total);
+    const uint32_t key = radix_descend<true>(w, vocab, cut, need, cnt, mas, &sh_r, &sh_w);
+    // Ties weigh the same: the prefix takes ceil(need / m) of them, in id order.
+    const unsigned long long m = mass_of(__uint_as_float(key));
+    const unsigned long long take = (need + m - 1) / m;
+    const SampleCut k = cut;
+    const uint32_t id = first_exceeding(
+        vocab, [&](int i) -> unsigned long long { return __float_as_uint(w[i]) == key && k.keeps(key, i) ? 1 : 0; },
+        [&](unsigned long long) { return take - 1; }, red, &sh_r, &sh_w, &sh_id);
+    cut = {key, id};
+  }
+  const float min_p = p.min_p;
+  const unsigned long long u53 = p.u53;
+  const uint32_t token = first_exceeding(
+      vocab,
+      [&](int i) -> unsigned long long {
+        const float v = w[i];
+        return v > 0.f && v >= min_p && cut.keeps(__float_as_uint(v), i) ? mass_of(v) : 0;
+      },
+      [&](unsigned long long total) { return (unsigned long long)(((unsigned __int128)u53 * total) >> 53); }, red,
+      &sh_r, &sh_w, &sh_id);
+  if (threadIdx.x == 0) out[p.row] = token;
+}

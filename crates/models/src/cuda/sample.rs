@@ -1,12 +1,24 @@
-//! Greedy token choice where the logits are: on a GPU only the chosen ids cross to the host
-//! (4 bytes a row instead of a 0.5 MB row of a 128k vocabulary), on the CPU the same loop the
-//! engine's sampler uses. The engine takes this path for the rows that are a plain argmax of
-//! the raw logits (no bias, penalty, mask or logprobs); everything else stays on its host
-//! sampler.
+//! Token choice where the logits are: on a GPU only the chosen ids cross to the host (4 bytes a
+//! row instead of a 0.5 MB row of a 128k vocabulary), on the CPU the engine's own loops. The
+//! engine takes this path for the rows that are a plain argmax of the raw logits, and on a GPU
+//! for the random-path rows that need nothing but their logits (no bias, penalty, mask or
+//! logprobs); everything else stays on its host sampler.
 
 use candle_core::{DType, Tensor};
 
+use super::filter::{self, Filters};
 use crate::{Result, TensorContext};
+
+/// What to do with one logits row in [`pick_rows`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RowPick {
+    /// Nothing (the host samples it, or it has no token this step): its answer is `None`.
+    Skip,
+    /// [`argmax`].
+    Argmax,
+    /// [`filter::sample`] with these filters at the draw `u53` (the top 53 bits of a uniform u64).
+    Sample { filters: Filters, u53: u64 },
+}
 
 /// Index of the largest finite value, the lowest index on ties (as `torch.argmax`); `None`
 /// when no value is finite.
@@ -46,26 +58,44 @@ pub fn argmax(row: &[f32]) -> Option<u32> {
 
 /// [`argmax`] of every row of `logits` `(rows, vocab)`, computed on the logits' device.
 pub fn argmax_rows(logits: &Tensor) -> Result<Vec<Option<u32>>> {
-    let (rows, vocab) = logits.dims2().ctx("argmax logits")?;
+    let (rows, _) = logits.dims2().ctx("argmax logits")?;
+    pick_rows(logits, &vec![RowPick::Argmax; rows])
+}
+
+/// The token of each row of `logits` `(rows, vocab)` as `picks` says, computed on the logits'
+/// device: a GPU runs the same definitions as the host ([`argmax`], [`filter::sample`]) and picks
+/// the same tokens. `None` for [`RowPick::Skip`] rows and rows without a finite logit.
+pub fn pick_rows(logits: &Tensor, picks: &[RowPick]) -> Result<Vec<Option<u32>>> {
+    let (rows, vocab) = logits.dims2().ctx("pick logits")?;
+    if picks.len() != rows {
+        return Err(crate::Error::InvalidInput(format!("pick_rows: {} picks for {rows} rows", picks.len())));
+    }
     if rows == 0 {
         return Ok(Vec::new());
     }
     #[cfg(feature = "cuda")]
     if let candle_core::Device::Cuda(dev) = logits.device() {
-        return gpu::argmax_rows(dev, logits, rows, vocab);
+        return gpu::pick_rows(dev, logits, picks, vocab);
     }
-    let logits = logits.to_dtype(DType::F32).and_then(|l| l.contiguous()).ctx("argmax logits")?;
+    let logits = logits.to_dtype(DType::F32).and_then(|l| l.contiguous()).ctx("pick logits")?;
+    let mut sc = filter::Scratch::default();
+    let mut pick = |(row, p): (&[f32], &RowPick)| match *p {
+        RowPick::Skip => None,
+        RowPick::Argmax => argmax(row),
+        RowPick::Sample { filters, u53 } => filter::sample(row, filters, u53, &mut sc),
+    };
     let (storage, layout) = logits.storage_and_layout();
     // On the host the rows are read where they lie (a 16 × 49k step copied 3 MB before).
     if let candle_core::Storage::Cpu(cpu) = &*storage {
-        let all = cpu.as_slice::<f32>().ctx("argmax logits")?;
+        let all = cpu.as_slice::<f32>().ctx("pick logits")?;
         let rows_f32 = all.get(layout.start_offset()..layout.start_offset() + rows * vocab);
-        let rows_f32 = rows_f32.ok_or_else(|| crate::Error::InvalidInput("argmax: logits storage too short".into()))?;
-        return Ok(rows_f32.chunks_exact(vocab).map(argmax).collect());
+        let rows_f32 =
+            rows_f32.ok_or_else(|| crate::Error::InvalidInput("pick_rows: logits storage too short".into()))?;
+        return Ok(rows_f32.chunks_exact(vocab).zip(picks).map(&mut pick).collect());
     }
     drop(storage);
     let host = logits.flatten_all().and_then(|l| l.to_vec1::<f32>());
-    Ok(host.ctx("argmax logits")?.chunks_exact(vocab).map(argmax).collect())
+    Ok(host.ctx("pick logits")?.chunks_exact(vocab).zip(picks).map(pick).collect())
 }
 
 #[cfg(test)]
@@ -132,62 +162,97 @@ mod gpu {
     use super::super::attention::dptr;
     use super::super::launch::Launch;
     use super::super::module::func;
+    use super::RowPick;
     use crate::{Result, TensorContext};
 
     /// `ARGMAX_THREADS` of sample.cuh.
     const THREADS: u32 = 1024;
+    /// `SAMPLE_THREADS` of sample.cuh.
+    const SAMPLE_THREADS: u32 = 1024;
     /// CTAs a launch aims for (about two per SM of an H100/H200) when rows are few ...
     const TARGET_CTAS: usize = 256;
     /// ... but no CTA scans fewer logits than this.
     const MIN_CHUNK: usize = 8192;
 
-    pub(super) fn argmax_rows(
+    pub(super) fn pick_rows(
         dev: &CudaDevice,
         logits: &Tensor,
-        rows: usize,
+        picks: &[RowPick],
         vocab: usize,
     ) -> Result<Vec<Option<u32>>> {
+        let rows = picks.len();
         let vocab_i = i32::try_from(vocab).map_err(|_| crate::Error::InvalidInput(format!("vocab {vocab} > i32")))?;
-        let logits = logits.to_dtype(DType::F32).and_then(|l| l.contiguous()).ctx("argmax logits")?;
+        let logits = logits.to_dtype(DType::F32).and_then(|l| l.contiguous()).ctx("pick logits")?;
         let stream = dev.cuda_stream();
         let src = dptr(&logits, &stream)?;
-        // A few rows get several CTAs each (one CTA scanning a 128k row alone takes ~50 µs).
-        let parts = TARGET_CTAS.div_ceil(rows).min(vocab.div_ceil(MIN_CHUNK)).max(1);
-        let chunk = vocab.div_ceil(parts);
-        let chunk_i = chunk as i32;
-        // SAFETY: the kernels write one id per row (and, split, every partial) before the copy back.
-        let out = unsafe { dev.alloc::<u32>(rows) }?;
-        let partial = if parts > 1 {
-            Some(unsafe { (dev.alloc::<f32>(rows * parts)?, dev.alloc::<u32>(rows * parts)?) })
-        } else {
-            None
-        };
-        let (val, idx) = match &partial {
-            Some((v, i)) => (v.device_ptr(&stream).0, i.device_ptr(&stream).0),
-            None => (0, out.device_ptr(&stream).0),
-        };
-        let f = func(dev, "argmax_f32")?;
-        let mut l = Launch::new(&f);
-        l.arg(&src).arg(&val).arg(&idx).arg(&vocab_i).arg(&chunk_i);
-        let grid = (rows as u32, parts as u32, 1);
-        let cfg = LaunchConfig { grid_dim: grid, block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: argument types match argmax_f32's signature; `src` holds rows × vocab f32s
-        // (contiguous, checked by dims2 above); `val`/`idx` rows × parts entries (or `out`, rows).
-        unsafe { l.launch(&stream, cfg) }.w()?;
-        if parts > 1 {
-            let f = func(dev, "argmax_merge")?;
+        let out = dev.alloc_zeros::<u32>(rows)?;
+        let out_p = out.device_ptr(&stream).0;
+        let mut partial = None;
+        if picks.contains(&RowPick::Argmax) {
+            // A few rows get several CTAs each (one CTA scanning a 128k row alone takes ~50 µs).
+            let parts = TARGET_CTAS.div_ceil(rows).min(vocab.div_ceil(MIN_CHUNK)).max(1);
+            let chunk_i = vocab.div_ceil(parts) as i32;
+            if parts > 1 {
+                // SAFETY: argmax_f32 writes every partial before argmax_merge reads them.
+                partial = Some(unsafe { (dev.alloc::<f32>(rows * parts)?, dev.alloc::<u32>(rows * parts)?) });
+            }
+            let (val, idx) = match &partial {
+                Some((v, i)) => (v.device_ptr(&stream).0, i.device_ptr(&stream).0),
+                None => (0, out_p),
+            };
+            let f = func(dev, "argmax_f32")?;
             let mut l = Launch::new(&f);
-            let parts_i = parts as i32;
-            let out_p = out.device_ptr(&stream).0;
-            l.arg(&val).arg(&idx).arg(&out_p).arg(&parts_i);
-            let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
-            // SAFETY: argument types match argmax_merge's signature; the partials hold rows × parts.
+            l.arg(&src).arg(&val).arg(&idx).arg(&vocab_i).arg(&chunk_i);
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, parts as u32, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: argument types match argmax_f32's signature; `src` holds rows × vocab f32s
+            // (contiguous, checked by dims2); `val`/`idx` rows × parts entries (or `out`, rows).
             unsafe { l.launch(&stream, cfg) }.w()?;
+            if parts > 1 {
+                let f = func(dev, "argmax_merge")?;
+                let mut l = Launch::new(&f);
+                let parts_i = parts as i32;
+                l.arg(&val).arg(&idx).arg(&out_p).arg(&parts_i);
+                let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
+                // SAFETY: argument types match argmax_merge's signature; the partials hold rows × parts.
+                unsafe { l.launch(&stream, cfg) }.w()?;
+            }
+        }
+        // The sampled rows, as sample.cuh's `SampleRow` (32 bytes: four u64s, little-endian).
+        let mut params: Vec<u64> = Vec::new();
+        for (r, p) in picks.iter().enumerate() {
+            if let RowPick::Sample { filters: f, u53 } = *p {
+                let top_k = u32::try_from(f.top_k).unwrap_or(u32::MAX);
+                params.push(u64::from(f.temperature.to_bits()) | u64::from(f.top_p.to_bits()) << 32);
+                params.push(u64::from(f.min_p.to_bits()) | u64::from(top_k) << 32);
+                params.push(u53 & ((1 << 53) - 1));
+                params.push(r as u64);
+            }
+        }
+        let mut sampled = None;
+        if !params.is_empty() {
+            let n = params.len() / 4;
+            let params = dev.clone_htod(&params).ctx("upload sampling parameters")?;
+            // SAFETY: sample_rows_f32 writes each CTA's weights before it reads them.
+            let scratch = unsafe { dev.alloc::<f32>(n * vocab) }?;
+            let (pp, sp) = (params.device_ptr(&stream).0, scratch.device_ptr(&stream).0);
+            let f = func(dev, "sample_rows_f32")?;
+            let mut l = Launch::new(&f);
+            l.arg(&src).arg(&pp).arg(&sp).arg(&out_p).arg(&vocab_i);
+            let cfg =
+                LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: (SAMPLE_THREADS, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: argument types match sample_rows_f32's signature; `params` holds n rows of
+            // 32 bytes whose `row` < rows; `scratch` n × vocab floats; `out` rows entries.
+            unsafe { l.launch(&stream, cfg) }.w()?;
+            sampled = Some((params, scratch));
         }
         let ids = dev.clone_dtoh(&out)?;
-        // `logits` and the partials must outlive the launches: dropping them after the
-        // (synchronous) copy back is enough.
-        drop((logits, partial));
-        Ok(ids.into_iter().map(|i| (i != u32::MAX).then_some(i)).collect())
+        // `logits`, the partials and the parameters must outlive the launches: dropping them
+        // after the (synchronous) copy back is enough.
+        drop((logits, partial, sampled));
+        Ok(ids.into_iter().zip(picks).map(|(i, p)| (*p != RowPick::Skip && i != u32::MAX).then_some(i)).collect())
     }
 }

@@ -1,12 +1,20 @@
-//! The random path: temperature, then top-k, top-p and min-p (HF's order), then one draw.
+//! The random path of token selection: temperature, then top-k, top-p and min-p (HF's order),
+//! then one draw. The engine's host sampler runs it on the rows it holds; `sample.cuh` runs the
+//! same definition on the GPU (`sample_rows_f32`), and the two pick the same token bit for bit.
 //!
-//! Nothing sorts the vocabulary. Each token's weight exp(s - s_max) (s = logit / temperature) is
-//! computed once, in f32, by a polynomial `exp` the compiler vectorizes; masses are summed in
-//! f64. The filters each keep a prefix of the order "more likely first, lower id on ties": top-k
-//! and top-p find where theirs ends from a histogram of the weights' top bits (one pass), then
-//! sort only the bucket the end falls in. The excluded tokens' weights are then zeroed, and the
-//! draw walks the weights in id order (by blocks of 64 first), so a seed reproduces the same draw. (A 128k-entry row took ~1–1.9 ms with a quickselect over
-//! all candidates and libm's `exp`; bench/RESULTS.md has the figures.)
+//! Nothing sorts the vocabulary. Each token's weight w = exp(s - s_max) (s = logit /
+//! temperature) is computed once, in f32, by a polynomial `exp` written with the same roundings
+//! on both sides. Masses are integers: a weight w weighs `floor(w · 2^MASS_BITS)`, so every sum is
+//! exact and its order does not matter (a GPU sums in whatever order its threads run). A token
+//! lighter than 2^-MASS_BITS of the most likely one (≈ 31 nats below it) weighs 0 and is never
+//! drawn; at most `vocab · 2^-45` of the probability moves (< 4e-9 for a 128k vocabulary).
+//!
+//! The filters each keep a prefix of the order "more likely first, lower id on ties": top-k and
+//! top-p find where theirs ends from a histogram of the weights' top bits (one pass), then sort
+//! only the bucket the end falls in. The excluded tokens' weights are then zeroed, and the draw
+//! walks the masses in id order (by blocks of 64 first): a draw `u` lands on the first token whose
+//! cumulative mass exceeds `floor(u · total)`. (A 128k-entry row took ~1–1.9 ms with a
+//! quickselect over all candidates and libm's `exp`; bench/RESULTS.md has the figures.)
 
 use std::cmp::Ordering;
 
@@ -14,10 +22,15 @@ use std::cmp::Ordering;
 /// likely token (which has 1).
 type Cand = (f32, u32);
 
-/// Tokens this many nats (after temperature) below the best never enter the buffer: e^-50 ≈ 2e-22,
-/// so even a million of them hold under 2^-53 of the mass, less than the f64 uniform draw can
-/// resolve. In a peaked distribution that skips most of the vocabulary.
-const NEGLIGIBLE_NATS: f32 = 50.0;
+/// Masses are in units of 2^-MASS_BITS of the most likely token's weight. 45 bits keep a sum
+/// over a vocabulary of up to 2^19 tokens (each ≤ 2^45) inside a u64.
+pub const MASS_BITS: u32 = 45;
+
+/// The lightest weight that counts: 2^-MASS_BITS.
+const MIN_WEIGHT: f32 = 1.0 / (1u64 << MASS_BITS) as f32;
+
+/// Arguments to `exp` are clamped here (the weight is 0 well before: e^-50 < 2^-45).
+const EXP_FLOOR: f32 = -50.0;
 
 /// Histogram buckets: a weight's f32 bits shifted right by this (exponent and the top 7 mantissa
 /// bits, so a bucket spans 1/128 of an octave).
@@ -28,8 +41,10 @@ fn desc(a: &Cand, b: &Cand) -> Ordering {
     b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Filters {
+/// The random path's knobs, validated by the engine (temperature > 0, top_p in (0, 1],
+/// min_p in [0, 1], top_k 0 for off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Filters {
     pub temperature: f32,
     pub top_k: usize,
     pub top_p: f32,
@@ -38,21 +53,49 @@ pub(crate) struct Filters {
 
 /// Buffers the filters reuse across steps, so a step allocates nothing once they have grown.
 #[derive(Default)]
-pub(crate) struct Scratch {
+pub struct Scratch {
     /// Each token's weight, 0 for the excluded: what [`draw`] draws from.
     pub w: Vec<f32>,
     /// The mass of each block of [`BLOCK`] weights, for the draw.
-    pub blocks: Vec<f64>,
+    pub blocks: Vec<u64>,
     /// Per bucket: tokens and their mass.
     counts: Vec<u32>,
-    mass: Vec<f64>,
+    mass: Vec<u64>,
     /// The tokens of a bucket where a prefix ends, sorted by [`desc`].
     edge: Vec<Cand>,
 }
 
-/// `exp(x)` for `x` in [-NEGLIGIBLE_NATS, 0] (Cephes' `expf`: x = n·ln2 + r, a degree-5
-/// polynomial in r, then the exponent set directly; within ~2 ulp of libm). Plain arithmetic, no
-/// calls, so a loop over it vectorizes.
+/// A token's mass: `floor(w · 2^MASS_BITS)` (the product is exact, the conversion truncates).
+#[inline(always)]
+pub fn mass_of(w: f32) -> u64 {
+    (w * (1u64 << MASS_BITS) as f32) as u64
+}
+
+/// `ceil(p · total)`, exactly (p's mantissa times `total` in 128 bits): the mass a top-p prefix
+/// must reach.
+pub fn top_p_target(p: f32, total: u64) -> u64 {
+    let bits = p.to_bits();
+    let (e, m) = ((bits >> 23) & 0xff, bits & 0x7f_ffff);
+    // p = m · 2^-shift, with the implicit bit for a normal p.
+    let (m, shift) = if e == 0 { (m, 149) } else { (m | 0x80_0000, 150 - e) };
+    let prod = u128::from(m) * u128::from(total);
+    if shift >= 127 {
+        u64::from(prod > 0)
+    } else {
+        ((prod + (1u128 << shift) - 1) >> shift) as u64
+    }
+}
+
+/// Where a draw lands: `floor(u · total)` for `u = u53 / 2^53` (`u53` < 2^53, the top 53 bits of
+/// a uniform u64), exactly. The drawn token is the first whose cumulative mass exceeds it.
+pub fn draw_point(u53: u64, total: u64) -> u64 {
+    ((u128::from(u53) * u128::from(total)) >> 53) as u64
+}
+
+/// `exp(x)` for `x` in [EXP_FLOOR, 0] (Cephes' `expf`: x = n·ln2 + r, a degree-5 polynomial in
+/// r, then the exponent set directly; within ~2 ulp of libm). Plain arithmetic, no calls, so a
+/// loop over it vectorizes; `sample.cuh`'s `exp_neg` repeats it operation for operation, with
+/// every product and sum rounded on its own (no fused multiply-adds: Rust never fuses them).
 #[inline(always)]
 fn exp_neg(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
@@ -78,20 +121,28 @@ fn exp_neg(x: f32) -> f32 {
 /// The end of a kept prefix in the order [`desc`]: `(w, id)` keeps the tokens no later than it.
 type Cut = Option<Cand>;
 
+/// The token drawn from `logits` with `f` at `u53` (see [`draw_point`]); `None` when no logit
+/// is finite. [`candidates`] then [`draw`].
+pub fn sample(logits: &[f32], f: Filters, u53: u64, sc: &mut Scratch) -> Option<u32> {
+    if !candidates(logits, f, sc) {
+        return None;
+    }
+    let Scratch { w, blocks, .. } = sc;
+    draw(w, u53, blocks)
+}
+
 /// Sets `sc.w` to the surviving tokens' weights (0 for the rest). Returns false when no logit is
 /// finite.
-pub(crate) fn candidates(logits: &[f32], f: Filters, sc: &mut Scratch) -> bool {
+pub fn candidates(logits: &[f32], f: Filters, sc: &mut Scratch) -> bool {
     let max = finite_max(logits);
     if max == f32::NEG_INFINITY {
         return false;
     }
-    // Dividing a huge logit by a small temperature can overflow; clamped, it still dominates.
-    let scale = |x: f32| (x / f.temperature).clamp(f32::MIN, f32::MAX);
-    let (s_max, floor) = (scale(max), scale(max) - NEGLIGIBLE_NATS);
     let Scratch { w, counts, mass, edge, .. } = sc;
     w.clear();
     w.resize(logits.len(), 0.0);
-    weights(logits, f.temperature, s_max, floor, w);
+    // Dividing a huge logit by a small temperature can overflow; clamped, it still dominates.
+    weights(logits, f.temperature, scale(max, f.temperature), w);
     let positive = w.iter().filter(|&&x| x > 0.0).count();
     let k = if f.top_k > 0 && f.top_k < positive { f.top_k } else { 0 };
     let cut = if k > 0 || f.top_p < 1.0 { prefix_end(w, k, f.top_p, Histogram { counts, mass, edge }) } else { None };
@@ -106,15 +157,20 @@ pub(crate) fn candidates(logits: &[f32], f: Filters, sc: &mut Scratch) -> bool {
     true
 }
 
-/// `w[i] = exp(s_i - s_max)` for the finite logits with s_i = logit / temperature (clamped as
-/// `candidates` clamps it) at or above `floor`, else 0. Excluded tokens still go through exp, on a
-/// clamped argument, and then weigh 0: no branch, so the loop vectorizes.
-fn weights(logits: &[f32], temperature: f32, s_max: f32, floor: f32, w: &mut [f32]) {
+/// `x / temperature`, clamped to the finite range.
+#[inline(always)]
+fn scale(x: f32, temperature: f32) -> f32 {
+    (x / temperature).clamp(f32::MIN, f32::MAX)
+}
+
+/// `w[i] = exp(s_i - s_max)` for the finite logits with s_i = [`scale`]`(logit)`, when that is
+/// at least [`MIN_WEIGHT`]; else 0. Excluded tokens still go through exp, on a clamped argument,
+/// and then weigh 0: no branch, so the loop vectorizes.
+fn weights(logits: &[f32], temperature: f32, s_max: f32, w: &mut [f32]) {
     for (o, &x) in w.iter_mut().zip(logits) {
-        let s = (x / temperature).clamp(f32::MIN, f32::MAX);
-        let d = s - s_max;
-        let e = exp_neg(if d > -NEGLIGIBLE_NATS { d } else { -NEGLIGIBLE_NATS });
-        *o = if x.abs() < f32::INFINITY && s >= floor { e } else { 0.0 };
+        let d = scale(x, temperature) - s_max;
+        let e = exp_neg(if d > EXP_FLOOR { d } else { EXP_FLOOR });
+        *o = if x.abs() < f32::INFINITY && e >= MIN_WEIGHT { e } else { 0.0 };
     }
 }
 
@@ -140,24 +196,25 @@ fn bucket(w: f32, base: u32) -> usize {
 /// [`Scratch`]'s buffers for [`prefix_end`].
 struct Histogram<'a> {
     counts: &'a mut Vec<u32>,
-    mass: &'a mut Vec<f64>,
+    mass: &'a mut Vec<u64>,
     edge: &'a mut Vec<Cand>,
 }
 
 /// Where the kept prefix ends: the `k` most likely tokens (k = 0: all), then of those the
-/// smallest most-likely prefix whose mass reaches `p` of theirs. `None` keeps every weight > 0.
+/// smallest most-likely prefix whose mass reaches [`top_p_target`]`(p, theirs)`. `None` keeps
+/// every weight > 0.
 fn prefix_end(w: &[f32], k: usize, p: f32, sc: Histogram) -> Cut {
-    // Every weight > 0 is at least e^-50 ≈ 1.9e-22 and at most 1.
-    let base = 1e-23f32.to_bits() >> BUCKET_SHIFT;
+    // Every weight > 0 is at least 2^-45 and at most 1.
+    let base = MIN_WEIGHT.to_bits() >> BUCKET_SHIFT;
     let buckets = bucket(1.0, base) + 1;
     sc.counts.clear();
     sc.counts.resize(buckets, 0);
     sc.mass.clear();
-    sc.mass.resize(buckets, 0.0);
+    sc.mass.resize(buckets, 0);
     for &x in w.iter().filter(|&&x| x > 0.0) {
         let b = bucket(x, base).min(buckets - 1);
         sc.counts[b] += 1;
-        sc.mass[b] += f64::from(x);
+        sc.mass[b] += mass_of(x);
     }
     // The bucket holding the prefix's last token, and how many of that bucket it takes.
     let mut last = buckets; // past the end: every bucket whole
@@ -183,25 +240,25 @@ fn prefix_end(w: &[f32], k: usize, p: f32, sc: Histogram) -> Cut {
         return cut;
     }
     // Mass of what top-k kept: the buckets above `last`, and `last`'s kept part.
-    let edge_mass = |e: &[Cand]| e.iter().map(|c| f64::from(c.0)).sum::<f64>();
+    let edge_mass = |e: &[Cand]| e.iter().map(|c| mass_of(c.0)).sum::<u64>();
     let lowest = if last < buckets { last } else { 0 };
     let kept_of = |b: usize, sc: &Histogram| if b == last { edge_mass(sc.edge) } else { sc.mass[b] };
-    let total: f64 = (lowest..buckets).map(|b| kept_of(b, &sc)).sum();
-    let target = f64::from(p) * total;
-    let mut acc = 0.0;
+    let total: u64 = (lowest..buckets).map(|b| kept_of(b, &sc)).sum();
+    let target = top_p_target(p, total);
+    let mut acc = 0;
     for b in (lowest..buckets).rev() {
         let m = kept_of(b, &sc);
-        if m > 0.0 && acc + m >= target {
+        if m > 0 && acc + m >= target {
             if b != last {
                 edge(w, b, base, buckets, sc.edge);
             }
             for &c in sc.edge.iter() {
-                acc += f64::from(c.0);
+                acc += mass_of(c.0);
                 if acc >= target {
                     return Some(c);
                 }
             }
-            // Rounding (sums taken in another order) left `acc` just short: the bucket suffices.
+            // Unreachable: the bucket's tokens add up to its mass exactly.
             return sc.edge.last().copied().or(cut);
         }
         acc += m;
@@ -224,57 +281,42 @@ fn edge(w: &[f32], b: usize, base: u32, buckets: usize, out: &mut Vec<Cand>) {
 /// Weights a draw first walks as one block.
 const BLOCK: usize = 64;
 
-/// The f64 sum of `w`, in 8 lanes (the compiler vectorizes them) added up at the end.
-fn mass(w: &[f32]) -> f64 {
-    let mut lanes = [0f64; 8];
+/// The total mass of `w`, in 8 lanes (the compiler vectorizes them).
+fn block_mass(w: &[f32]) -> u64 {
+    let mut lanes = [0u64; 8];
     let chunks = w.chunks_exact(8);
-    let tail: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
+    let tail: u64 = chunks.remainder().iter().map(|&x| mass_of(x)).sum();
     for c in chunks {
         for (a, &x) in lanes.iter_mut().zip(c) {
-            *a += f64::from(x);
+            *a += mass_of(x);
         }
     }
-    lanes.iter().sum::<f64>() + tail
+    lanes.iter().sum::<u64>() + tail
 }
 
-/// Draws one token with probability proportional to its weight in `w` (its id the index), `u`
-/// uniform in [0, 1): the blocks' masses are walked first, then the weights of the block the
-/// draw lands in. `None` only when every weight is 0.
-pub(crate) fn draw(w: &[f32], u: f64, blocks: &mut Vec<f64>) -> Option<u32> {
+/// Draws one token with probability proportional to its mass in `w` (its id the index): the
+/// first token whose cumulative mass, in id order, exceeds [`draw_point`]`(u53, total)`. The
+/// blocks' masses are walked first, then the weights of the block the draw lands in. `None` only
+/// when every mass is 0.
+pub fn draw(w: &[f32], u53: u64, blocks: &mut Vec<u64>) -> Option<u32> {
     blocks.clear();
-    blocks.extend(w.chunks(BLOCK).map(mass));
-    let mut r = u * blocks.iter().sum::<f64>();
-    let mut last = None;
+    blocks.extend(w.chunks(BLOCK).map(block_mass));
+    let mut r = draw_point(u53, blocks.iter().sum());
     for (b, &m) in blocks.iter().enumerate() {
-        if m <= 0.0 {
-            continue;
-        }
         if r < m {
             let block = &w[b * BLOCK..((b + 1) * BLOCK).min(w.len())];
             for (i, &x) in block.iter().enumerate() {
-                if x > 0.0 {
-                    let id = (b * BLOCK + i) as u32;
-                    if r < f64::from(x) {
-                        return Some(id);
-                    }
-                    r -= f64::from(x);
-                    last = Some(id);
+                let m = mass_of(x);
+                if r < m {
+                    return Some((b * BLOCK + i) as u32);
                 }
+                r -= m;
             }
-            // The block's weights, summed one by one, came out just under its lane-summed mass.
-            return last;
+            return None; // unreachable: the block's masses add up to `m` > r
         }
         r -= m;
-        last = block_last(w, b);
     }
-    // Rounding left `r` just past the end: the last token with any weight.
-    last
-}
-
-/// The last token of block `b` with any weight.
-fn block_last(w: &[f32], b: usize) -> Option<u32> {
-    let block = &w[b * BLOCK..((b + 1) * BLOCK).min(w.len())];
-    block.iter().rposition(|&x| x > 0.0).map(|i| (b * BLOCK + i) as u32)
+    None
 }
 
 #[cfg(test)]
@@ -345,9 +387,29 @@ mod tests {
 
     #[test]
     fn only_negligible_tokens_are_dropped_up_front() {
-        assert_eq!(kept(&[0.0, -49.0, -51.0], OFF), vec![0, 1]);
-        // Temperature scales the distance: 100 logits at T = 4 is 25 nats.
-        assert_eq!(kept(&[0.0, -100.0, -300.0], Filters { temperature: 4.0, ..OFF }), vec![0, 1]);
+        // The floor is a weight of 2^-45: 45 ln 2 ≈ 31.19 nats below the best.
+        assert_eq!(kept(&[0.0, -31.0, -31.5], OFF), vec![0, 1]);
+        // Temperature scales the distance: 124 logits at T = 4 is 31 nats.
+        assert_eq!(kept(&[0.0, -124.0, -300.0], Filters { temperature: 4.0, ..OFF }), vec![0, 1]);
+    }
+
+    #[test]
+    fn integer_masses_are_exact() {
+        assert_eq!(mass_of(1.0), 1 << 45);
+        assert_eq!(mass_of(MIN_WEIGHT), 1);
+        assert_eq!(mass_of(MIN_WEIGHT * 0.99), 0);
+        assert_eq!(mass_of(0.75), 3 << 43);
+        assert_eq!(top_p_target(1.0, 12345), 12345);
+        assert_eq!(top_p_target(0.5, 7), 4);
+        assert_eq!(top_p_target(0.25, 8), 2);
+        assert_eq!(top_p_target(0.95, 1 << 45), ((0.95f32 as f64) * (1u64 << 45) as f64).ceil() as u64);
+        assert_eq!(top_p_target(f32::from_bits(1), 1 << 60), 1);
+        // 0.9f32 is 15099494 · 2^-24.
+        assert_eq!(top_p_target(0.9, u64::MAX) as u128, (15_099_494u128 * u128::from(u64::MAX)).div_ceil(1 << 24));
+        assert_eq!(draw_point(0, 100), 0);
+        assert_eq!(draw_point((1 << 53) - 1, 100), 99);
+        assert_eq!(draw_point(1 << 52, 101), 50);
+        assert_eq!(draw_point((1 << 53) - 1, u64::MAX), u64::MAX - 2048);
     }
 
     #[test]
@@ -355,37 +417,45 @@ mod tests {
         assert!(!candidates(&[f32::NEG_INFINITY, f32::NAN], OFF, &mut Scratch::default()));
     }
 
+    /// `u` in [0, 1) as the 53-bit integer the draw takes.
+    fn u53(u: f64) -> u64 {
+        (u * (1u64 << 53) as f64) as u64
+    }
+
     #[test]
     fn draw_walks_the_cumulative_mass() {
-        let d = |w: &[f32], u: f64| draw(w, u, &mut vec![]);
+        let d = |w: &[f32], u: f64| draw(w, u53(u), &mut vec![]);
         let mut w = vec![0.0; 12];
         (w[7], w[9]) = (1.0, 1.0);
         assert_eq!(d(&w, 0.0), Some(7));
         assert_eq!(d(&w, 0.49), Some(7));
-        assert_eq!(d(&w, 0.51), Some(9));
+        assert_eq!(d(&w, 0.5), Some(9));
         assert_eq!(d(&w, 0.999_999_999), Some(9));
         assert_eq!(d(&[0.25, 0.75], 0.26), Some(1));
         assert_eq!(d(&[0.0; 3], 0.5), None);
         assert_eq!(d(&[], 0.5), None);
+        // Below 2^-45 a weight is 0.
+        assert_eq!(d(&[1e-15, 1e-15], 0.5), None);
     }
 
     #[test]
     fn draw_across_blocks_matches_a_plain_walk() {
         // Weights over several blocks, some blocks empty; every u lands where one sequential
-        // cumulative walk puts it (away from the boundaries' last bits).
+        // cumulative walk of the integer masses puts it.
         let w: Vec<f32> =
             (0..1000).map(|i| if (i / 64) % 3 == 1 { 0.0 } else { ((i * 37) % 11) as f32 * 0.1 }).collect();
-        let total: f64 = w.iter().map(|&x| f64::from(x)).sum();
-        for k in 0..200 {
-            let u = (k as f64 + 0.5) / 200.0;
-            let (mut r, mut want) = (u * total, None);
+        let total: u64 = w.iter().map(|&x| mass_of(x)).sum();
+        for k in 0..400u64 {
+            let u = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+            let (mut r, mut want) = (draw_point(u, total), None);
             for (i, &x) in w.iter().enumerate() {
-                if x > 0.0 && r < f64::from(x) {
+                if r < mass_of(x) {
                     want = Some(i as u32);
                     break;
                 }
-                r -= f64::from(x);
+                r -= mass_of(x);
             }
+            assert!(want.is_some());
             assert_eq!(draw(&w, u, &mut vec![]), want, "u {u}");
         }
     }
