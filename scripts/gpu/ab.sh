@@ -5,6 +5,7 @@
 # ROUNDS times over VARIANTS, alternated. A variant is NAME|BINARY|ENV: a binary from .gpu/
 # (say prom-base.xz, an older build carried beside prom.xz) run with ENV (NAME=VALUE pairs,
 # comma-separated). The default compares programmatic dependent launch on and off (PROM_PDL).
+# ARGS adds `prom bench` flags (say "--temperature 1 --top-p 0.95").
 # PROFILE=1 adds the Nsight Compute table of scripts/gpu/profile.sh. Raw output goes to $OUT.
 set -u
 cd "$(git rev-parse --show-toplevel 2>/dev/null || pwd)"
@@ -22,7 +23,7 @@ for r in $(seq 1 "${ROUNDS:-2}"); do for v in $VARIANTS; do
   log=$OUT/b-$name-$r.txt
   env $(echo "$envs" | tr ',' ' ') PROM_LOG="warn,prom_models::cuda::graph=debug" timeout 150 "$GPU_BIN/$bin" bench --device cuda --offline --model /tmp/m8/hf --load-format dummy \
     --concurrency ${CONCURRENCY:-1,32,128} --max-tokens 128 --prompt-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 \
-    --no-prefix-caching --kv-cache-memory 0.3 > "$log" 2>&1
+    --no-prefix-caching --kv-cache-memory 0.3 ${ARGS:-} > "$log" 2>&1
   grep -m2 "decode graph of" "$log" | sed 's/^.*decode graph/  decode graph/'
   tail -1 "$log" | python3 -c "
 import json,sys

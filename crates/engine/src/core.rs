@@ -308,7 +308,7 @@ impl Core {
             .collect();
         let logits = self.model.forward_batch(&chunks, &mut self.kv)?;
         let launched = Instant::now();
-        let on_gpu = logits.device().is_cuda();
+        let on_gpu = logits.device().is_cuda() && device_sampling();
         // Per logits row: what the device does, or `None` when the host samples it.
         let mut picks: Vec<Option<RowPick>> =
             Vec::with_capacity(logits.dim(0).map_err(crate::error::tensor_err("logits"))?);
@@ -470,6 +470,13 @@ impl Core {
             self.fail(id, Error::Engine(why.to_string()));
         }
     }
+}
+
+/// Whether random steps may be sampled on a GPU: yes unless `PROM_DEVICE_SAMPLING=0` (which
+/// sends them to the host sampler, for comparison; the tokens are the same).
+fn device_sampling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PROM_DEVICE_SAMPLING").map_or(true, |v| v != "0"))
 }
 
 /// A sequence's token this step (`None` until its host row is sampled).
