@@ -184,15 +184,20 @@ __device__ __forceinline__ unsigned long long block_sum_u64(unsigned long long v
 }
 
 // The first id i, in increasing order, at which the running sum of weigh(i) exceeds `r`; r is
-// `pick(total)` (total: the sum over the whole row). NO_TOKEN when it never does.
+// `pick(total)` (total: the sum over the whole row). NO_TOKEN when it never does. Two coalesced
+// passes: each warp sums a contiguous segment of the row (its lanes 32 apart), the segments'
+// running sums pick one; then the whole CTA splits that segment into contiguous runs of a few
+// ids, one a thread, and the thread whose run holds r walks it.
 template <typename Weigh, typename Pick>
 __device__ uint32_t first_exceeding(int vocab, Weigh weigh, Pick pick, unsigned long long* red,
                                     unsigned long long* shared_r, uint32_t* shared_w, uint32_t* shared_id) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int seg = (vocab + SAMPLE_WARPS * 32 - 1) / (SAMPLE_WARPS * 32) * 32;
-  const int lo = warp * seg, hi = min(vocab, lo + seg);
+  const int seg = (vocab + SAMPLE_THREADS - 1) / SAMPLE_THREADS * 32;
   unsigned long long s = 0;
-  for (int i = lo + lane; i < hi; i += 32) s += weigh(i);
+  {
+    const int lo = warp * seg, hi = min(vocab, lo + seg);
+    for (int i = lo + lane; i < hi; i += 32) s += weigh(i);
+  }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
   __syncthreads();
@@ -200,30 +205,44 @@ __device__ uint32_t first_exceeding(int vocab, Weigh weigh, Pick pick, unsigned 
   __syncthreads();
   if (warp == 0) {
     const unsigned long long mine = red[lane], inc = warp_incl_scan(mine);
-    const unsigned long long total = __shfl_sync(0xffffffff, inc, 31);
-    const unsigned long long r = pick(total);
+    const unsigned long long r = pick(__shfl_sync(0xffffffff, inc, 31));
     const uint32_t hit = __ballot_sync(0xffffffff, inc > r);
-    if (lane == 0) {
-      *shared_w = hit ? __ffs(hit) - 1 : SAMPLE_WARPS;
-      *shared_id = (uint32_t)NO_TOKEN;
-    }
     const int w = hit ? __ffs(hit) - 1 : 0;
     const unsigned long long before = __shfl_sync(0xffffffff, inc - mine, w);
-    if (lane == 0) *shared_r = r - before;
+    if (lane == 0) {
+      *shared_w = hit ? w : SAMPLE_WARPS;
+      *shared_r = r - before;
+      *shared_id = (uint32_t)NO_TOKEN;
+    }
   }
   __syncthreads();
-  if (warp == (int)*shared_w) {
-    unsigned long long r = *shared_r;
-    for (int base = lo; base < hi; base += 32) {
-      const int i = base + lane;
-      const unsigned long long v = i < hi ? weigh(i) : 0;
-      const unsigned long long inc = warp_incl_scan(v);
-      const uint32_t hit = __ballot_sync(0xffffffff, inc > r);
-      if (hit) {
-        if (lane == __ffs(hit) - 1) *shared_id = i;
-        break;
+  const int w = *shared_w;
+  if (w < SAMPLE_WARPS) {
+    const unsigned long long r = *shared_r;
+    const int lo = w * seg, hi = min(vocab, lo + seg), per = (seg + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
+    const int a = min(hi, lo + (int)threadIdx.x * per), b = min(hi, a + per);
+    unsigned long long t = 0;
+    for (int i = a; i < b; i++) t += weigh(i);
+    const unsigned long long inc_w = warp_incl_scan(t);
+    __syncthreads();  // everyone has read `red`
+    if (lane == 31) red[warp] = inc_w;
+    __syncthreads();
+    if (warp == 0) {
+      const unsigned long long v = red[lane];
+      red[lane] = warp_incl_scan(v) - v;
+    }
+    __syncthreads();
+    const unsigned long long incl = red[warp] + inc_w;
+    if (incl - t <= r && r < incl) {
+      unsigned long long acc = incl - t;
+      for (int i = a; i < b; i++) {
+        const unsigned long long v = weigh(i);
+        if (r < acc + v) {
+          *shared_id = i;
+          break;
+        }
+        acc += v;
       }
-      r -= __shfl_sync(0xffffffff, inc, 31);
     }
   }
   __syncthreads();
@@ -240,6 +259,7 @@ __device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsi
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int shifts[3] = {20, 9, 0}, widths[3] = {11, 11, 9};
   uint32_t prefix = 0, pmask = 0;
+#pragma unroll
   for (int level = 0; level < 3; level++) {
     const int sh = shifts[level], nb = 1 << widths[level];
     for (int b = threadIdx.x; b < nb; b += SAMPLE_THREADS) {
@@ -247,15 +267,25 @@ __device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsi
       mas[b] = 0;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
-      const float x = w[i];
+    // Lanes adding to the same bin add once, together (`__match_any_sync`): a flat row puts
+    // most of the vocabulary in a few bins, and one atomic a token there serializes.
+    for (int base = 0; base < vocab; base += SAMPLE_THREADS) {
+      const int i = base + threadIdx.x;
+      const float x = i < vocab ? w[i] : 0.f;
       const uint32_t k = __float_as_uint(x);
-      if (x > 0.f && (k & pmask) == prefix && cut.keeps(k, i)) {
-        const uint32_t d = (k >> sh) & (nb - 1);
-        if (BY_MASS)
-          atomicAdd(&mas[d], mass_of(x));
-        else
-          atomicAdd(&cnt[d], 1u);
+      const bool in = x > 0.f && (k & pmask) == prefix && cut.keeps(k, i);
+      if (!__any_sync(0xffffffff, in)) continue;
+      const uint32_t d = in ? (k >> sh) & (nb - 1) : 0xffffffffu;
+      const uint32_t group = __match_any_sync(0xffffffff, d);
+      const bool leader = in && lane == __ffs(group) - 1;
+      if (BY_MASS) {
+        // A mass is < 2^46: two 23-bit halves, each summed over ≤ 32 lanes in 32 bits.
+        const unsigned long long m = in ? mass_of(x) : 0;
+        const uint32_t lo = __reduce_add_sync(group, (uint32_t)(m & 0x7fffff));
+        const uint32_t hi = __reduce_add_sync(group, (uint32_t)(m >> 23));
+        if (leader) atomicAdd(&mas[d], (unsigned long long)lo + ((unsigned long long)hi << 23));
+      } else if (leader) {
+        atomicAdd(&cnt[d], (uint32_t)__popc(group));
       }
     }
     __syncthreads();
