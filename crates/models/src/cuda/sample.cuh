@@ -249,51 +249,68 @@ __device__ uint32_t first_exceeding(int vocab, Weigh weigh, Pick pick, unsigned 
   return *shared_id;
 }
 
+// A shared histogram: per bin, a count (hist[0]) and a mass in four 12-bit limbs (hist[1..4]),
+// each added with a native 32-bit shared atomic (a 64-bit one is a compare-and-swap loop, and
+// thousands of tokens of a flat row share a bin). A limb sum stays below 2^31 for any
+// vocabulary up to 2^19 tokens (MASS_BITS' bound).
+constexpr int HIST_ARRAYS = 5;
+
+__device__ __forceinline__ void hist_add_mass(uint32_t* hist, uint32_t d, unsigned long long m) {
+  atomicAdd(&hist[1 * SAMPLE_BINS + d], (uint32_t)(m & 0xfff));
+  atomicAdd(&hist[2 * SAMPLE_BINS + d], (uint32_t)((m >> 12) & 0xfff));
+  atomicAdd(&hist[3 * SAMPLE_BINS + d], (uint32_t)((m >> 24) & 0xfff));
+  atomicAdd(&hist[4 * SAMPLE_BINS + d], (uint32_t)(m >> 36));
+}
+
+template <bool BY_MASS>
+__device__ __forceinline__ unsigned long long hist_bin(const uint32_t* hist, int d) {
+  if (!BY_MASS) return hist[d];
+  return (unsigned long long)hist[1 * SAMPLE_BINS + d] + ((unsigned long long)hist[2 * SAMPLE_BINS + d] << 12) +
+         ((unsigned long long)hist[3 * SAMPLE_BINS + d] << 24) + ((unsigned long long)hist[4 * SAMPLE_BINS + d] << 36);
+}
+
+__device__ __forceinline__ void hist_clear(uint32_t* hist) {
+  for (int b = threadIdx.x; b < HIST_ARRAYS * SAMPLE_BINS; b += SAMPLE_THREADS) hist[b] = 0;
+}
+
+// The radix descent's first digit: weight bits [30:20].
+__device__ __forceinline__ uint32_t first_digit(uint32_t k) { return (k >> 20) & (SAMPLE_BINS - 1); }
+
 // The radix descent: among the tokens with weight > 0 that `cut` keeps, where the order
 // "heavier first" reaches `need` tokens (BY_MASS false) or `need` of mass (BY_MASS true). Returns
 // the weight bits `key` the prefix ends in, and in `need` what is still needed among that key's
-// tokens.
+// tokens. With `built0` the first digit's histogram is already in `hist` (the weights pass
+// builds it when nothing else cuts first).
 template <bool BY_MASS>
-__device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsigned long long& need, uint32_t* cnt,
-                                  unsigned long long* mas, unsigned long long* shared_need, uint32_t* shared_digit) {
+__device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsigned long long& need, uint32_t* hist,
+                                  bool built0, unsigned long long* shared_need, uint32_t* shared_digit) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int shifts[3] = {20, 9, 0}, widths[3] = {11, 11, 9};
   uint32_t prefix = 0, pmask = 0;
 #pragma unroll
   for (int level = 0; level < 3; level++) {
     const int sh = shifts[level], nb = 1 << widths[level];
-    for (int b = threadIdx.x; b < nb; b += SAMPLE_THREADS) {
-      cnt[b] = 0;
-      mas[b] = 0;
-    }
-    __syncthreads();
-    // Lanes adding to the same bin add once, together (`__match_any_sync`): a flat row puts
-    // most of the vocabulary in a few bins, and one atomic a token there serializes.
-    for (int base = 0; base < vocab; base += SAMPLE_THREADS) {
-      const int i = base + threadIdx.x;
-      const float x = i < vocab ? w[i] : 0.f;
-      const uint32_t k = __float_as_uint(x);
-      const bool in = x > 0.f && (k & pmask) == prefix && cut.keeps(k, i);
-      if (!__any_sync(0xffffffff, in)) continue;
-      const uint32_t d = in ? (k >> sh) & (nb - 1) : 0xffffffffu;
-      const uint32_t group = __match_any_sync(0xffffffff, d);
-      const bool leader = in && lane == __ffs(group) - 1;
-      if (BY_MASS) {
-        // A mass is < 2^46: two 23-bit halves, each summed over ≤ 32 lanes in 32 bits.
-        const unsigned long long m = in ? mass_of(x) : 0;
-        const uint32_t lo = __reduce_add_sync(group, (uint32_t)(m & 0x7fffff));
-        const uint32_t hi = __reduce_add_sync(group, (uint32_t)(m >> 23));
-        if (leader) atomicAdd(&mas[d], (unsigned long long)lo + ((unsigned long long)hi << 23));
-      } else if (leader) {
-        atomicAdd(&cnt[d], (uint32_t)__popc(group));
+    if (level > 0 || !built0) {
+      hist_clear(hist);
+      __syncthreads();
+      for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+        const float x = w[i];
+        const uint32_t k = __float_as_uint(x);
+        if (x > 0.f && (k & pmask) == prefix && cut.keeps(k, i)) {
+          const uint32_t d = (k >> sh) & (nb - 1);
+          if (BY_MASS)
+            hist_add_mass(hist, d, mass_of(x));
+          else
+            atomicAdd(&hist[d], 1u);
+        }
       }
+      __syncthreads();
     }
-    __syncthreads();
     if (warp == 0) {
       // Lane L sums bins [nb - per·(L+1), nb - per·L), the heaviest first.
       const int per = nb / 32, top = nb - per * lane;
       unsigned long long s = 0;
-      for (int b = top - 1; b >= top - per; b--) s += BY_MASS ? mas[b] : cnt[b];
+      for (int b = top - 1; b >= top - per; b--) s += hist_bin<BY_MASS>(hist, b);
       const unsigned long long inc = warp_incl_scan(s);
       const uint32_t hit = __ballot_sync(0xffffffff, inc >= need);
       // `need` never exceeds what is in play; were it to, the lightest bin takes the rest.
@@ -302,7 +319,7 @@ __device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsi
         unsigned long long acc = inc - s;
         int digit = top - per;
         for (int b = top - 1; b >= top - per; b--) {
-          const unsigned long long v = BY_MASS ? mas[b] : cnt[b];
+          const unsigned long long v = hist_bin<BY_MASS>(hist, b);
           if (acc + v >= need) {
             digit = b;
             break;
@@ -329,8 +346,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
                     uint32_t* __restrict__ out, int vocab) {
   pdl_trigger();
   pdl_wait();
-  __shared__ uint32_t cnt[SAMPLE_BINS];
-  __shared__ unsigned long long mas[SAMPLE_BINS];
+  __shared__ uint32_t hist[HIST_ARRAYS * SAMPLE_BINS];
   __shared__ unsigned long long red[SAMPLE_WARPS];
   __shared__ unsigned long long sh_r;
   __shared__ uint32_t sh_w, sh_id;
@@ -361,9 +377,14 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
     return;
   }
 
-  // Weights, and how many are > 0.
+  // Weights, and how many are > 0. When top-p is the first cut, this pass also sums the mass
+  // and builds the descent's first histogram.
   const float s_max = sample_scale(mx, p.temperature);
-  unsigned long long positive = 0;
+  const bool top_p_first = p.top_k == 0 && p.top_p < 1.f;
+  if (top_p_first) hist_clear(hist);
+  __syncthreads();
+  uint32_t positive = 0;
+  unsigned long long mass = 0;
   for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
     const float v = x[i];
     const float d = __fsub_rn(sample_scale(v, p.temperature), s_max);
@@ -371,13 +392,19 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
     const float wi = (fabsf(v) < INFINITY && e >= 0x1p-45f) ? e : 0.f;
     w[i] = wi;
     positive += wi > 0.f;
+    if (top_p_first && wi > 0.f) {
+      const unsigned long long m = mass_of(wi);
+      mass += m;
+      hist_add_mass(hist, first_digit(__float_as_uint(wi)), m);
+    }
   }
-  positive = block_sum_u64(positive, red);  // its barriers also publish `w` to the CTA
+  positive = (uint32_t)block_sum_u64(positive, red);  // its barriers also publish `w` and `hist`
+  if (top_p_first) mass = block_sum_u64(mass, red);
 
   SampleCut cut = {0, (uint32_t)NO_TOKEN};
   if (p.top_k > 0 && p.top_k < positive) {
     unsigned long long need = p.top_k;
-    const uint32_t key = radix_descend<false>(w, vocab, cut, need, cnt, mas, &sh_r, &sh_w);
+    const uint32_t key = radix_descend<false>(w, vocab, cut, need, hist, false, &sh_r, &sh_w);
     // The need-th token of weight `key`, in id order.
     const uint32_t id = first_exceeding(
         vocab, [&](int i) -> unsigned long long { return __float_as_uint(w[i]) == key ? 1 : 0; },
@@ -385,14 +412,16 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
     cut = {key, id};
   }
   if (p.top_p < 1.f) {
-    unsigned long long total = 0;
-    for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
-      const float v = w[i];
-      if (v > 0.f && cut.keeps(__float_as_uint(v), i)) total += mass_of(v);
+    unsigned long long total = mass;
+    if (!top_p_first) {
+      for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+        const float v = w[i];
+        if (v > 0.f && cut.keeps(__float_as_uint(v), i)) total += mass_of(v);
+      }
+      total = block_sum_u64(total, red);
     }
-    total = block_sum_u64(total, red);
     unsigned long long need = top_p_target(p.top_p, total);
-    const uint32_t key = radix_descend<true>(w, vocab, cut, need, cnt, mas, &sh_r, &sh_w);
+    const uint32_t key = radix_descend<true>(w, vocab, cut, need, hist, top_p_first, &sh_r, &sh_w);
     // Ties weigh the same: the prefix takes ceil(need / m) of them, in id order.
     const unsigned long long m = mass_of(__uint_as_float(key));
     const unsigned long long take = (need + m - 1) / m;
