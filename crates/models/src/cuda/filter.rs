@@ -141,8 +141,9 @@ pub fn candidates(logits: &[f32], f: Filters, sc: &mut Scratch) -> bool {
     let Scratch { w, counts, mass, edge, .. } = sc;
     w.clear();
     w.resize(logits.len(), 0.0);
-    // Dividing a huge logit by a small temperature can overflow; clamped, it still dominates.
-    weights(logits, f.temperature, scale(max, f.temperature), w);
+    // Scaling a huge logit by a small temperature can overflow; clamped, it still dominates.
+    let inv_t = 1.0 / f.temperature;
+    weights(logits, inv_t, scale(max, inv_t), w);
     let positive = w.iter().filter(|&&x| x > 0.0).count();
     let k = if f.top_k > 0 && f.top_k < positive { f.top_k } else { 0 };
     let cut = if k > 0 || f.top_p < 1.0 { prefix_end(w, k, f.top_p, Histogram { counts, mass, edge }) } else { None };
@@ -157,18 +158,19 @@ pub fn candidates(logits: &[f32], f: Filters, sc: &mut Scratch) -> bool {
     true
 }
 
-/// `x / temperature`, clamped to the finite range.
+/// `x / temperature` as `x · inv_t` (`inv_t = 1 / temperature`, rounded once: a product per
+/// token is cheaper than a quotient, on both sides), clamped to the finite range.
 #[inline(always)]
-fn scale(x: f32, temperature: f32) -> f32 {
-    (x / temperature).clamp(f32::MIN, f32::MAX)
+fn scale(x: f32, inv_t: f32) -> f32 {
+    (x * inv_t).clamp(f32::MIN, f32::MAX)
 }
 
 /// `w[i] = exp(s_i - s_max)` for the finite logits with s_i = [`scale`]`(logit)`, when that is
 /// at least [`MIN_WEIGHT`]; else 0. Excluded tokens still go through exp, on a clamped argument,
 /// and then weigh 0: no branch, so the loop vectorizes.
-fn weights(logits: &[f32], temperature: f32, s_max: f32, w: &mut [f32]) {
+fn weights(logits: &[f32], inv_t: f32, s_max: f32, w: &mut [f32]) {
     for (o, &x) in w.iter_mut().zip(logits) {
-        let d = scale(x, temperature) - s_max;
+        let d = scale(x, inv_t) - s_max;
         let e = exp_neg(if d > EXP_FLOOR { d } else { EXP_FLOOR });
         *o = if x.abs() < f32::INFINITY && e >= MIN_WEIGHT { e } else { 0.0 };
     }

@@ -132,8 +132,9 @@ __device__ __forceinline__ float sample_exp_neg(float x) {
   return __fmul_rn(y, __uint_as_float((__float_as_uint(t) - __float_as_uint(ROUND) + 127u) << 23));
 }
 
-__device__ __forceinline__ float sample_scale(float x, float temperature) {
-  return fminf(fmaxf(__fdiv_rn(x, temperature), -3.40282347e38f), 3.40282347e38f);
+// filter.rs's scale: x · (1 / temperature), clamped to the finite range.
+__device__ __forceinline__ float sample_scale(float x, float inv_t) {
+  return fminf(fmaxf(__fmul_rn(x, inv_t), -3.40282347e38f), 3.40282347e38f);
 }
 
 __device__ __forceinline__ unsigned long long mass_of(float w) {
@@ -379,7 +380,8 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
 
   // Weights, and how many are > 0. When top-p is the first cut, this pass also sums the mass
   // and builds the descent's first histogram.
-  const float s_max = sample_scale(mx, p.temperature);
+  const float inv_t = __fdiv_rn(1.f, p.temperature);
+  const float s_max = sample_scale(mx, inv_t);
   const bool top_p_first = p.top_k == 0 && p.top_p < 1.f;
   if (top_p_first) hist_clear(hist);
   __syncthreads();
@@ -387,7 +389,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
   unsigned long long mass = 0;
   for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
     const float v = x[i];
-    const float d = __fsub_rn(sample_scale(v, p.temperature), s_max);
+    const float d = __fsub_rn(sample_scale(v, inv_t), s_max);
     const float e = sample_exp_neg(d > -50.f ? d : -50.f);
     const float wi = (fabsf(v) < INFINITY && e >= 0x1p-45f) ? e : 0.f;
     w[i] = wi;
