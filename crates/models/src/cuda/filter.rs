@@ -65,10 +65,11 @@ pub struct Scratch {
     edge: Vec<Cand>,
 }
 
-/// A token's mass: `floor(w · 2^MASS_BITS)` (the product is exact, the conversion truncates).
+/// A token's mass: `floor(w · 2^MASS_BITS)` for a weight `w` in [0, 1] (the product is exact;
+/// the conversion truncates, through i64, which x86 converts to in one instruction).
 #[inline(always)]
 pub fn mass_of(w: f32) -> u64 {
-    (w * (1u64 << MASS_BITS) as f32) as u64
+    (w * (1u64 << MASS_BITS) as f32) as i64 as u64
 }
 
 /// `ceil(p · total)`, exactly (p's mantissa times `total` in 128 bits): the mass a top-p prefix
@@ -283,17 +284,33 @@ fn edge(w: &[f32], b: usize, base: u32, buckets: usize, out: &mut Vec<Cand>) {
 /// Weights a draw first walks as one block.
 const BLOCK: usize = 64;
 
-/// The total mass of `w`, in 8 lanes (the compiler vectorizes them).
+/// [`mass_of`] as an f64 (an integer below 2^46, so exact), in plain arithmetic that vectorizes
+/// without AVX-512: rounded to the nearest integer by adding and removing 2^52, then stepped
+/// down when that rounded up.
+#[inline(always)]
+fn mass_f64(w: f32) -> f64 {
+    const ROUND: f64 = 4_503_599_627_370_496.0; // 2^52
+    let v = f64::from(w) * (1u64 << MASS_BITS) as f64;
+    let r = (v + ROUND) - ROUND;
+    if r > v {
+        r - 1.0
+    } else {
+        r
+    }
+}
+
+/// The total mass of `w` (at most [`BLOCK`] weights), in 8 f64 lanes the compiler vectorizes:
+/// every partial sum is an integer below 2^53, so exact.
 fn block_mass(w: &[f32]) -> u64 {
-    let mut lanes = [0u64; 8];
+    let mut lanes = [0f64; 8];
     let chunks = w.chunks_exact(8);
-    let tail: u64 = chunks.remainder().iter().map(|&x| mass_of(x)).sum();
+    let tail: f64 = chunks.remainder().iter().map(|&x| mass_f64(x)).sum();
     for c in chunks {
         for (a, &x) in lanes.iter_mut().zip(c) {
-            *a += mass_of(x);
+            *a += mass_f64(x);
         }
     }
-    lanes.iter().sum::<u64>() + tail
+    (lanes.iter().sum::<f64>() + tail) as u64
 }
 
 /// Draws one token with probability proportional to its mass in `w` (its id the index): the
@@ -393,6 +410,25 @@ mod tests {
         assert_eq!(kept(&[0.0, -31.0, -31.5], OFF), vec![0, 1]);
         // Temperature scales the distance: 124 logits at T = 4 is 31 nats.
         assert_eq!(kept(&[0.0, -124.0, -300.0], Filters { temperature: 4.0, ..OFF }), vec![0, 1]);
+    }
+
+    #[test]
+    fn masses_are_the_float_product_truncated() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Weights across the whole range, exact powers of two and 0 among them.
+            let w = match i % 4 {
+                0 => f32::from_bits((x >> 33) as u32 % 0x3f80_0001),
+                1 => (-((x >> 40) as f32) / (1u64 << 24) as f32 * 40.0).exp(),
+                2 => 2f32.powi(-((x % 50) as i32)),
+                _ => 0.0,
+            };
+            assert_eq!(mass_of(w), (w * (1u64 << MASS_BITS) as f32) as u64, "{w:e}");
+            assert_eq!(mass_f64(w), mass_of(w) as f64, "{w:e}");
+        }
     }
 
     #[test]
