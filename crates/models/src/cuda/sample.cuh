@@ -90,20 +90,26 @@ extern "C" __global__ void argmax_merge(const float* __restrict__ val, const uin
 // order, and the same cuts of the order "heavier first, lower id on ties". The host draws `u53`
 // from the sequence's RNG; only the chosen id comes back.
 //
-// One CTA of SAMPLE_THREADS per sampled row. Each CTA writes its row's weights once into
-// `scratch` (vocab floats), then every selection is a pass over them:
+// A row is one CTA of SAMPLE_THREADS, or, when rows are few, a cluster of SAMPLE_CLUSTER CTAs
+// (on different SMs) that split the row into contiguous slices and add up their partial sums and
+// histograms through distributed shared memory. Each CTA writes its slice's weights once into
+// `scratch` (vocab floats a row), then every selection is a pass over them:
 // - top-k and top-p each find where their prefix ends by a radix descent over the weights' f32
 //   bits (positive floats order as their bits), three digits of 11, 11 and 9 bits: a shared
 //   histogram of counts (top-k) or masses (top-p) over the tokens still in play, then the digit
 //   where the running count/mass from the top reaches what is needed. The prefix then ends
 //   inside one weight value; its ties are taken in id order.
-// - the draw, and the "n-th tie in id order", walk the row in id order: each warp owns a
-//   contiguous segment, the segments' sums pick the warp, the warp scans its segment 32 at a time.
+// - the draw, and the "n-th tie in id order", walk the row in id order: the slices' sums pick a
+//   CTA, its warps' segment sums pick a segment, and the CTA splits that segment into runs of a
+//   few ids, one a thread.
+#include <cooperative_groups.h>
 
 constexpr int SAMPLE_THREADS = 1024;
 constexpr int SAMPLE_WARPS = SAMPLE_THREADS / 32;
 constexpr int SAMPLE_BINS = 2048;
 constexpr unsigned long long NO_TOKEN = 0xffffffffull;
+// CTAs a row when rows are few (`sample_rows_f32_x8`); 8 is the portable cluster size.
+constexpr int SAMPLE_CLUSTER = 8;
 
 // One sampled row (cuda/sample.rs packs it as four u64s).
 struct SampleRow {
@@ -173,6 +179,7 @@ __device__ __forceinline__ T warp_incl_scan(T v) {
   return v;
 }
 
+
 __device__ __forceinline__ unsigned long long block_sum_u64(unsigned long long v, unsigned long long* red) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
@@ -184,62 +191,128 @@ __device__ __forceinline__ unsigned long long block_sum_u64(unsigned long long v
   return v;
 }
 
-// The first id i, in increasing order, at which the running sum of weigh(i) exceeds `r`; r is
-// `pick(total)` (total: the sum over the whole row). NO_TOKEN when it never does. Two coalesced
-// passes: each warp sums a contiguous segment of the row (its lanes 32 apart), the segments'
-// running sums pick one; then the whole CTA splits that segment into contiguous runs of a few
-// ids, one a thread, and the thread whose run holds r walks it.
-template <typename Weigh, typename Pick>
-__device__ uint32_t first_exceeding(int vocab, Weigh weigh, Pick pick, unsigned long long* red,
-                                    unsigned long long* shared_r, uint32_t* shared_w, uint32_t* shared_id) {
+// Across the C CTAs of a row's cluster (C = 1: the CTA alone). `v` is this CTA's value, the same
+// in all its threads; `slot` a shared variable of this CTA. Each returns in every thread of every
+// CTA, and leaves the slots free for the next exchange.
+template <int C>
+__device__ __forceinline__ void cluster_scan(unsigned long long v, unsigned long long* slot, unsigned long long& before,
+                                             unsigned long long& total) {
+  if constexpr (C == 1) {
+    before = 0;
+    total = v;
+  } else {
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    const unsigned rank = cl.block_rank();
+    __syncthreads();
+    if (threadIdx.x == 0) *slot = v;
+    cl.sync();
+    before = 0;
+    total = 0;
+    for (unsigned r = 0; r < C; r++) {
+      const unsigned long long x = *cl.map_shared_rank(slot, r);
+      if (r < rank) before += x;
+      total += x;
+    }
+    cl.sync();
+  }
+}
+
+template <int C>
+__device__ __forceinline__ unsigned long long cluster_sum(unsigned long long v, unsigned long long* slot) {
+  unsigned long long before, total;
+  cluster_scan<C>(v, slot, before, total);
+  return total;
+}
+
+template <int C>
+__device__ __forceinline__ float cluster_max(float v, float* slot) {
+  if constexpr (C == 1) {
+    return v;
+  } else {
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    __syncthreads();
+    if (threadIdx.x == 0) *slot = v;
+    cl.sync();
+    float m = -INFINITY;
+    for (unsigned r = 0; r < C; r++) m = fmaxf(m, *cl.map_shared_rank(slot, r));
+    cl.sync();
+    return m;
+  }
+}
+
+// Per-row scratch in shared memory.
+struct SampleShared {
+  unsigned long long red[SAMPLE_WARPS];
+  unsigned long long slot;  // cluster exchanges
+  unsigned long long r;
+  uint32_t w, id;
+  float fslot;
+};
+
+// The first id i of this CTA's slice [lo, hi), in increasing order across the row's cluster, at
+// which the running sum of weigh(i) exceeds `r`; r is `pick(total)` (total: the sum over the
+// whole row). Every CTA of the cluster returns it; NO_TOKEN when it never happens. Coalesced
+// passes: each warp sums a contiguous segment of the slice (its lanes 32 apart); the slices'
+// sums pick a CTA and its segments' sums a segment; then the CTA splits that segment into
+// contiguous runs of a few ids, one a thread, and the thread whose run holds r walks it.
+template <int C, typename Weigh, typename Pick>
+__device__ uint32_t first_exceeding(int lo, int hi, Weigh weigh, Pick pick, SampleShared& sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int seg = (vocab + SAMPLE_THREADS - 1) / SAMPLE_THREADS * 32;
+  const int seg = (hi - lo + SAMPLE_THREADS - 1) / SAMPLE_THREADS * 32;
   unsigned long long s = 0;
   {
-    const int lo = warp * seg, hi = min(vocab, lo + seg);
-    for (int i = lo + lane; i < hi; i += 32) s += weigh(i);
+    const int a = lo + warp * seg, b = min(hi, a + seg);
+    for (int i = a + lane; i < b; i += 32) s += weigh(i);
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
   __syncthreads();
-  if (lane == 0) red[warp] = s;
+  if (lane == 0) sh.red[warp] = s;
   __syncthreads();
+  unsigned long long mine = 0;
+  for (int k = 0; k < SAMPLE_WARPS; k++) mine += sh.red[k];
+  unsigned long long before, total;
+  cluster_scan<C>(mine, &sh.slot, before, total);
+  const unsigned long long r = pick(total);
   if (warp == 0) {
-    const unsigned long long mine = red[lane], inc = warp_incl_scan(mine);
-    const unsigned long long r = pick(__shfl_sync(0xffffffff, inc, 31));
-    const uint32_t hit = __ballot_sync(0xffffffff, inc > r);
+    // Inside this CTA's slice, when it holds r.
+    const bool here = before <= r && r < before + mine;
+    const unsigned long long v = sh.red[lane], inc = warp_incl_scan(v);
+    const uint32_t hit = __ballot_sync(0xffffffff, here && inc > r - before);
     const int w = hit ? __ffs(hit) - 1 : 0;
-    const unsigned long long before = __shfl_sync(0xffffffff, inc - mine, w);
+    const unsigned long long below = __shfl_sync(0xffffffff, inc - v, w);
     if (lane == 0) {
-      *shared_w = hit ? w : SAMPLE_WARPS;
-      *shared_r = r - before;
-      *shared_id = (uint32_t)NO_TOKEN;
+      sh.w = hit ? w : SAMPLE_WARPS;
+      sh.r = r - before - below;
+      sh.id = (uint32_t)NO_TOKEN;
     }
   }
   __syncthreads();
-  const int w = *shared_w;
+  const int w = sh.w;
   if (w < SAMPLE_WARPS) {
-    const unsigned long long r = *shared_r;
-    const int lo = w * seg, hi = min(vocab, lo + seg), per = (seg + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
-    const int a = min(hi, lo + (int)threadIdx.x * per), b = min(hi, a + per);
+    const unsigned long long rr = sh.r;
+    const int a0 = lo + w * seg, b0 = min(hi, a0 + seg), per = (seg + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
+    const int a = min(b0, a0 + (int)threadIdx.x * per), b = min(b0, a + per);
     unsigned long long t = 0;
     for (int i = a; i < b; i++) t += weigh(i);
     const unsigned long long inc_w = warp_incl_scan(t);
     __syncthreads();  // everyone has read `red`
-    if (lane == 31) red[warp] = inc_w;
+    if (lane == 31) sh.red[warp] = inc_w;
     __syncthreads();
     if (warp == 0) {
-      const unsigned long long v = red[lane];
-      red[lane] = warp_incl_scan(v) - v;
+      const unsigned long long v = sh.red[lane];
+      sh.red[lane] = warp_incl_scan(v) - v;
     }
     __syncthreads();
-    const unsigned long long incl = red[warp] + inc_w;
-    if (incl - t <= r && r < incl) {
+    const unsigned long long incl = sh.red[warp] + inc_w;
+    if (incl - t <= rr && rr < incl) {
       unsigned long long acc = incl - t;
       for (int i = a; i < b; i++) {
         const unsigned long long v = weigh(i);
-        if (r < acc + v) {
-          *shared_id = i;
+        if (rr < acc + v) {
+          sh.id = i;
           break;
         }
         acc += v;
@@ -247,13 +320,22 @@ __device__ uint32_t first_exceeding(int vocab, Weigh weigh, Pick pick, unsigned 
     }
   }
   __syncthreads();
-  return *shared_id;
+  if constexpr (C == 1) {
+    return sh.id;
+  } else {
+    // One CTA found it (or none did): the smallest id over the cluster.
+    unsigned long long before_unused, found;
+    const unsigned long long mine_id = sh.id == (uint32_t)NO_TOKEN ? 0 : (unsigned long long)sh.id + 1;
+    cluster_scan<C>(mine_id, &sh.slot, before_unused, found);
+    return found == 0 ? (uint32_t)NO_TOKEN : (uint32_t)(found - 1);
+  }
 }
 
 // A shared histogram: per bin, a count (hist[0]) and a mass in four 12-bit limbs (hist[1..4]),
 // each added with a native 32-bit shared atomic (a 64-bit one is a compare-and-swap loop, and
 // thousands of tokens of a flat row share a bin). A limb sum stays below 2^31 for any
-// vocabulary up to 2^19 tokens (MASS_BITS' bound).
+// vocabulary up to 2^19 tokens (MASS_BITS' bound). A cluster's CTAs then merge theirs: counts
+// into hist[0], masses as u64 over the limbs' space.
 constexpr int HIST_ARRAYS = 5;
 
 __device__ __forceinline__ void hist_add_mass(uint32_t* hist, uint32_t d, unsigned long long m) {
@@ -270,6 +352,40 @@ __device__ __forceinline__ unsigned long long hist_bin(const uint32_t* hist, int
          ((unsigned long long)hist[3 * SAMPLE_BINS + d] << 24) + ((unsigned long long)hist[4 * SAMPLE_BINS + d] << 36);
 }
 
+// Bin d of a (merged, for C > 1) histogram.
+template <int C, bool BY_MASS>
+__device__ __forceinline__ unsigned long long merged_bin(const uint32_t* hist, int d) {
+  if (C == 1 || !BY_MASS) return hist_bin<BY_MASS>(hist, d);
+  return reinterpret_cast<const unsigned long long*>(hist + SAMPLE_BINS)[d];
+}
+
+// Sums the cluster's histograms into each CTA's (no-op for C = 1).
+template <int C, bool BY_MASS>
+__device__ __forceinline__ void hist_merge(uint32_t* hist) {
+  if constexpr (C > 1) {
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    constexpr int PER = SAMPLE_BINS / SAMPLE_THREADS;
+    unsigned long long m[PER];
+    cl.sync();  // every CTA's histogram is complete
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+      m[j] = 0;
+      for (unsigned r = 0; r < C; r++) m[j] += hist_bin<BY_MASS>(cl.map_shared_rank(hist, r), threadIdx.x + j * SAMPLE_THREADS);
+    }
+    cl.sync();  // every CTA has read them
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+      const int b = threadIdx.x + j * SAMPLE_THREADS;
+      if (BY_MASS)
+        reinterpret_cast<unsigned long long*>(hist + SAMPLE_BINS)[b] = m[j];
+      else
+        hist[b] = (uint32_t)m[j];
+    }
+    __syncthreads();
+  }
+}
+
 __device__ __forceinline__ void hist_clear(uint32_t* hist) {
   for (int b = threadIdx.x; b < HIST_ARRAYS * SAMPLE_BINS; b += SAMPLE_THREADS) hist[b] = 0;
 }
@@ -280,25 +396,25 @@ __device__ __forceinline__ uint32_t first_digit(uint32_t k) { return (k >> 20) &
 // The radix descent: among the tokens with weight > 0 that `cut` keeps, where the order
 // "heavier first" reaches `need` tokens (BY_MASS false) or `need` of mass (BY_MASS true). Returns
 // the weight bits `key` the prefix ends in, and in `need` what is still needed among that key's
-// tokens. With `built0` the first digit's histogram is already in `hist` (the weights pass
-// builds it when nothing else cuts first).
-template <bool BY_MASS>
-__device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsigned long long& need, uint32_t* hist,
-                                  bool built0, unsigned long long* shared_need, uint32_t* shared_digit) {
+// tokens. This CTA histograms its slice [lo, hi); a cluster merges them. With `built0` the first
+// digit's histogram is already in `hist` (the weights pass builds it when nothing cuts first).
+template <int C, bool BY_MASS>
+__device__ uint32_t radix_descend(const float* w, int lo, int hi, SampleCut cut, unsigned long long& need, uint32_t* hist,
+                                  bool built0, SampleShared& sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int shifts[3] = {20, 9, 0}, widths[3] = {11, 11, 9};
   uint32_t prefix = 0, pmask = 0;
 #pragma unroll
   for (int level = 0; level < 3; level++) {
-    const int sh = shifts[level], nb = 1 << widths[level];
+    const int sh_bits = shifts[level], nb = 1 << widths[level];
     if (level > 0 || !built0) {
       hist_clear(hist);
       __syncthreads();
-      for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+      for (int i = lo + threadIdx.x; i < hi; i += SAMPLE_THREADS) {
         const float x = w[i];
         const uint32_t k = __float_as_uint(x);
         if (x > 0.f && (k & pmask) == prefix && cut.keeps(k, i)) {
-          const uint32_t d = (k >> sh) & (nb - 1);
+          const uint32_t d = (k >> sh_bits) & (nb - 1);
           if (BY_MASS)
             hist_add_mass(hist, d, mass_of(x));
           else
@@ -307,11 +423,12 @@ __device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsi
       }
       __syncthreads();
     }
+    hist_merge<C, BY_MASS>(hist);
     if (warp == 0) {
       // Lane L sums bins [nb - per·(L+1), nb - per·L), the heaviest first.
       const int per = nb / 32, top = nb - per * lane;
       unsigned long long s = 0;
-      for (int b = top - 1; b >= top - per; b--) s += hist_bin<BY_MASS>(hist, b);
+      for (int b = top - 1; b >= top - per; b--) s += merged_bin<C, BY_MASS>(hist, b);
       const unsigned long long inc = warp_incl_scan(s);
       const uint32_t hit = __ballot_sync(0xffffffff, inc >= need);
       // `need` never exceeds what is in play; were it to, the lightest bin takes the rest.
@@ -320,61 +437,62 @@ __device__ uint32_t radix_descend(const float* w, int vocab, SampleCut cut, unsi
         unsigned long long acc = inc - s;
         int digit = top - per;
         for (int b = top - 1; b >= top - per; b--) {
-          const unsigned long long v = hist_bin<BY_MASS>(hist, b);
+          const unsigned long long v = merged_bin<C, BY_MASS>(hist, b);
           if (acc + v >= need) {
             digit = b;
             break;
           }
           acc += v;
         }
-        *shared_digit = digit;
-        *shared_need = need - acc;
+        sh.w = digit;
+        sh.r = need - acc;
       }
     }
     __syncthreads();
-    prefix |= *shared_digit << sh;
-    pmask |= (uint32_t)(nb - 1) << sh;
-    need = *shared_need;
+    prefix |= sh.w << sh_bits;
+    pmask |= (uint32_t)(nb - 1) << sh_bits;
+    need = sh.r;
     __syncthreads();
   }
   return prefix;
 }
 
-// grid (sampled rows), block SAMPLE_THREADS. `logits` f32 (rows, vocab); `scratch` sampled rows ×
-// vocab floats; out[rows[b].row] gets the token (NO_TOKEN when no logit is finite).
-extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
-    sample_rows_f32(const float* __restrict__ logits, const SampleRow* __restrict__ rows, float* __restrict__ scratch,
-                    uint32_t* __restrict__ out, int vocab) {
+// grid (sampled rows · C), block SAMPLE_THREADS, clusters of C. `logits` f32 (rows, vocab);
+// `scratch` sampled rows × vocab floats; out[rows[b].row] gets the token (NO_TOKEN when no logit
+// is finite).
+template <int C>
+__device__ __forceinline__ void sample_rows(const float* __restrict__ logits, const SampleRow* __restrict__ rows,
+                                            float* __restrict__ scratch, uint32_t* __restrict__ out, int vocab) {
   pdl_trigger();
   pdl_wait();
   __shared__ uint32_t hist[HIST_ARRAYS * SAMPLE_BINS];
-  __shared__ unsigned long long red[SAMPLE_WARPS];
-  __shared__ unsigned long long sh_r;
-  __shared__ uint32_t sh_w, sh_id;
-  __shared__ float sh_max;
-  const SampleRow p = rows[blockIdx.x];
+  __shared__ SampleShared sh;
+  const int rank = blockIdx.x % C, b = blockIdx.x / C;
+  const SampleRow p = rows[b];
   const float* x = logits + (size_t)p.row * vocab;
-  float* w = scratch + (size_t)blockIdx.x * vocab;
+  float* w = scratch + (size_t)b * vocab;
+  const int slice = (vocab + C - 1) / C;
+  const int lo = min(vocab, rank * slice), hi = min(vocab, lo + slice);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
   // The largest finite logit.
   float mx = -INFINITY;
-  for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+  for (int i = lo + threadIdx.x; i < hi; i += SAMPLE_THREADS) {
     const float v = x[i];
     if (fabsf(v) < INFINITY && v > mx) mx = v;
   }
   mx = warp_max(mx);
-  if (lane == 0) reinterpret_cast<float*>(red)[warp] = mx;
+  if (lane == 0) reinterpret_cast<float*>(sh.red)[warp] = mx;
   __syncthreads();
   if (warp == 0) {
-    float m = reinterpret_cast<float*>(red)[lane];
+    float m = reinterpret_cast<float*>(sh.red)[lane];
     m = warp_max(m);
-    if (lane == 0) sh_max = m;
+    if (lane == 0) sh.fslot = m;
   }
   __syncthreads();
-  mx = sh_max;
+  mx = cluster_max<C>(sh.fslot, &sh.fslot);
   if (mx == -INFINITY) {
-    if (threadIdx.x == 0) out[p.row] = (uint32_t)NO_TOKEN;
+    if (threadIdx.x == 0 && rank == 0) out[p.row] = (uint32_t)NO_TOKEN;
     return;
   }
 
@@ -387,7 +505,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
   __syncthreads();
   uint32_t positive = 0;
   unsigned long long mass = 0;
-  for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+  for (int i = lo + threadIdx.x; i < hi; i += SAMPLE_THREADS) {
     const float v = x[i];
     const float d = __fsub_rn(sample_scale(v, inv_t), s_max);
     const float e = sample_exp_neg(d > -50.f ? d : -50.f);
@@ -400,48 +518,62 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
       hist_add_mass(hist, first_digit(__float_as_uint(wi)), m);
     }
   }
-  positive = (uint32_t)block_sum_u64(positive, red);  // its barriers also publish `w` and `hist`
-  if (top_p_first) mass = block_sum_u64(mass, red);
+  // The block sums' barriers also publish `w` and `hist` to the CTA (each CTA reads only its slice).
+  positive = (uint32_t)cluster_sum<C>(block_sum_u64(positive, sh.red), &sh.slot);
+  if (top_p_first) mass = cluster_sum<C>(block_sum_u64(mass, sh.red), &sh.slot);
 
   SampleCut cut = {0, (uint32_t)NO_TOKEN};
   if (p.top_k > 0 && p.top_k < positive) {
     unsigned long long need = p.top_k;
-    const uint32_t key = radix_descend<false>(w, vocab, cut, need, hist, false, &sh_r, &sh_w);
+    const uint32_t key = radix_descend<C, false>(w, lo, hi, cut, need, hist, false, sh);
     // The need-th token of weight `key`, in id order.
-    const uint32_t id = first_exceeding(
-        vocab, [&](int i) -> unsigned long long { return __float_as_uint(w[i]) == key ? 1 : 0; },
-        [&](unsigned long long) { return need - 1; }, red, &sh_r, &sh_w, &sh_id);
+    const uint32_t id = first_exceeding<C>(
+        lo, hi, [&](int i) -> unsigned long long { return __float_as_uint(w[i]) == key ? 1 : 0; },
+        [&](unsigned long long) { return need - 1; }, sh);
     cut = {key, id};
   }
   if (p.top_p < 1.f) {
     unsigned long long total = mass;
     if (!top_p_first) {
-      for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
+      for (int i = lo + threadIdx.x; i < hi; i += SAMPLE_THREADS) {
         const float v = w[i];
         if (v > 0.f && cut.keeps(__float_as_uint(v), i)) total += mass_of(v);
       }
-      total = block_sum_u64(total, red);
+      total = cluster_sum<C>(block_sum_u64(total, sh.red), &sh.slot);
     }
     unsigned long long need = top_p_target(p.top_p, total);
-    const uint32_t key = radix_descend<true>(w, vocab, cut, need, hist, top_p_first, &sh_r, &sh_w);
+    const uint32_t key = radix_descend<C, true>(w, lo, hi, cut, need, hist, top_p_first, sh);
     // Ties weigh the same: the prefix takes ceil(need / m) of them, in id order.
     const unsigned long long m = mass_of(__uint_as_float(key));
     const unsigned long long take = (need + m - 1) / m;
     const SampleCut k = cut;
-    const uint32_t id = first_exceeding(
-        vocab, [&](int i) -> unsigned long long { return __float_as_uint(w[i]) == key && k.keeps(key, i) ? 1 : 0; },
-        [&](unsigned long long) { return take - 1; }, red, &sh_r, &sh_w, &sh_id);
+    const uint32_t id = first_exceeding<C>(
+        lo, hi, [&](int i) -> unsigned long long { return __float_as_uint(w[i]) == key && k.keeps(key, i) ? 1 : 0; },
+        [&](unsigned long long) { return take - 1; }, sh);
     cut = {key, id};
   }
   const float min_p = p.min_p;
   const unsigned long long u53 = p.u53;
-  const uint32_t token = first_exceeding(
-      vocab,
+  const uint32_t token = first_exceeding<C>(
+      lo, hi,
       [&](int i) -> unsigned long long {
         const float v = w[i];
         return v > 0.f && v >= min_p && cut.keeps(__float_as_uint(v), i) ? mass_of(v) : 0;
       },
-      [&](unsigned long long total) { return (unsigned long long)(((unsigned __int128)u53 * total) >> 53); }, red,
-      &sh_r, &sh_w, &sh_id);
-  if (threadIdx.x == 0) out[p.row] = token;
+      [&](unsigned long long total) { return (unsigned long long)(((unsigned __int128)u53 * total) >> 53); }, sh);
+  if (threadIdx.x == 0 && rank == 0) out[p.row] = token;
+}
+
+// One CTA a row: a batch of rows fills the GPU.
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
+    sample_rows_f32(const float* __restrict__ logits, const SampleRow* __restrict__ rows, float* __restrict__ scratch,
+                    uint32_t* __restrict__ out, int vocab) {
+  sample_rows<1>(logits, rows, scratch, out, vocab);
+}
+
+// SAMPLE_CLUSTER CTAs a row, for a few rows.
+extern "C" __global__ void __cluster_dims__(SAMPLE_CLUSTER, 1, 1) __launch_bounds__(SAMPLE_THREADS)
+    sample_rows_f32_x8(const float* __restrict__ logits, const SampleRow* __restrict__ rows,
+                       float* __restrict__ scratch, uint32_t* __restrict__ out, int vocab) {
+  sample_rows<SAMPLE_CLUSTER>(logits, rows, scratch, out, vocab);
 }

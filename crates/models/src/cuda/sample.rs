@@ -167,8 +167,24 @@ mod gpu {
 
     /// `ARGMAX_THREADS` of sample.cuh.
     const THREADS: u32 = 1024;
-    /// `SAMPLE_THREADS` of sample.cuh.
+    /// `SAMPLE_THREADS` and `SAMPLE_CLUSTER` of sample.cuh.
     const SAMPLE_THREADS: u32 = 1024;
+    const SAMPLE_CLUSTER: usize = 8;
+    /// Up to this many sampled rows, each row gets a cluster of `SAMPLE_CLUSTER` CTAs (8 × 16
+    /// CTAs still fit in one wave of an H100/H200's 132 SMs); above it, one CTA a row.
+    const CLUSTER_ROWS: usize = 16;
+
+    /// CTAs a sampled row: `PROM_SAMPLE_CLUSTER=1` or `=8` forces one (for comparison),
+    /// otherwise by the number of rows.
+    fn ctas_per_row(rows: usize) -> usize {
+        static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+        let forced = *FORCED.get_or_init(|| match std::env::var("PROM_SAMPLE_CLUSTER").as_deref() {
+            Ok("1") => Some(1),
+            Ok("8") => Some(SAMPLE_CLUSTER),
+            _ => None,
+        });
+        forced.unwrap_or(if rows <= CLUSTER_ROWS { SAMPLE_CLUSTER } else { 1 })
+    }
     /// CTAs a launch aims for (about two per SM of an H100/H200) when rows are few ...
     const TARGET_CTAS: usize = 256;
     /// ... but no CTA scans fewer logits than this.
@@ -239,13 +255,16 @@ mod gpu {
             // SAFETY: sample_rows_f32 writes each CTA's weights before it reads them.
             let scratch = unsafe { dev.alloc::<f32>(n * vocab) }?;
             let (pp, sp) = (params.device_ptr(&stream).0, scratch.device_ptr(&stream).0);
-            let f = func(dev, "sample_rows_f32")?;
+            let ctas = ctas_per_row(n);
+            let f = func(dev, if ctas > 1 { "sample_rows_f32_x8" } else { "sample_rows_f32" })?;
             let mut l = Launch::new(&f);
             l.arg(&src).arg(&pp).arg(&sp).arg(&out_p).arg(&vocab_i);
-            let cfg =
-                LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: (SAMPLE_THREADS, 1, 1), shared_mem_bytes: 0 };
-            // SAFETY: argument types match sample_rows_f32's signature; `params` holds n rows of
-            // 32 bytes whose `row` < rows; `scratch` n × vocab floats; `out` rows entries.
+            // The x8 kernel declares its cluster shape (`__cluster_dims__`): the grid is a
+            // multiple of it.
+            let grid = (n * ctas) as u32;
+            let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (SAMPLE_THREADS, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: argument types match sample_rows_f32(_x8)'s signature; `params` holds n
+            // rows of 32 bytes whose `row` < rows; `scratch` n × vocab floats; `out` rows entries.
             unsafe { l.launch(&stream, cfg) }.w()?;
             sampled = Some((params, scratch));
         }
