@@ -72,6 +72,22 @@ pub fn mass_of(w: f32) -> u64 {
     (w * (1u64 << MASS_BITS) as f32) as i64 as u64
 }
 
+/// [`mass_of`] from the weight's bits alone (the mantissa with its implicit bit, shifted by the
+/// exponent): integer operations only, for the scalar histogram loop, where the float-to-integer
+/// conversion's range checks cost more.
+#[inline(always)]
+fn mass_of_bits(w: f32) -> u64 {
+    let b = w.to_bits();
+    let m = u64::from((b & 0x7f_ffff) | 0x80_0000);
+    // w = m · 2^(e - 150), so w · 2^45 = m · 2^(e - 105); e < 82 (w < 2^-45) gives 0.
+    let sh = (b >> 23) as i32 - 105;
+    if sh >= 0 {
+        m << (sh as u32 & 63)
+    } else {
+        m.checked_shr(sh.unsigned_abs()).unwrap_or(0)
+    }
+}
+
 /// `ceil(p · total)`, exactly (p's mantissa times `total` in 128 bits): the mass a top-p prefix
 /// must reach.
 pub fn top_p_target(p: f32, total: u64) -> u64 {
@@ -217,7 +233,7 @@ fn prefix_end(w: &[f32], k: usize, p: f32, sc: Histogram) -> Cut {
     for &x in w.iter().filter(|&&x| x > 0.0) {
         let b = bucket(x, base).min(buckets - 1);
         sc.counts[b] += 1;
-        sc.mass[b] += mass_of(x);
+        sc.mass[b] += mass_of_bits(x);
     }
     // The bucket holding the prefix's last token, and how many of that bucket it takes.
     let mut last = buckets; // past the end: every bucket whole
@@ -428,6 +444,7 @@ mod tests {
             };
             assert_eq!(mass_of(w), (w * (1u64 << MASS_BITS) as f32) as u64, "{w:e}");
             assert_eq!(mass_f64(w), mass_of(w) as f64, "{w:e}");
+            assert_eq!(mass_of_bits(w), mass_of(w), "{w:e}");
         }
     }
 
