@@ -119,6 +119,12 @@ impl Sampler {
         let counts =
             (!penalties.is_off()).then(|| TokenCounts::new(if penalties.repetition != 1.0 { prompt } else { &[] }));
         let greedy = params.temperature < GREEDY_BELOW || params.top_k == 1;
+        if !greedy && vocab_size > filter::MAX_VOCAB {
+            return Err(Error::InvalidRequest(format!(
+                "random sampling supports vocabularies up to {} tokens; this model has {vocab_size} (use temperature 0)",
+                filter::MAX_VOCAB
+            )));
+        }
         let filters = (!greedy).then_some(Filters {
             temperature: params.temperature,
             top_k: params.top_k,

@@ -196,6 +196,11 @@ fn bad_rows_are_errors_not_panics() {
     assert!(sampler(SamplingParams::greedy(), 4).sample(&[f32::NEG_INFINITY; 4], &[]).is_err());
     let e = Sampler::new(&SamplingParams { top_p: 2.0, ..seeded(1.0) }, &[], 4, &[]).unwrap_err().to_string();
     assert!(e.contains("`top_p`") && e.contains("Given: 2"), "{e}");
+    // A vocabulary too large for the integer masses: random sampling refuses it, greedy does not.
+    let huge = (1 << 19) + 1;
+    let e = Sampler::new(&seeded(1.0), &[], huge, &[]).unwrap_err().to_string();
+    assert!(e.contains("vocabularies up to 524288"), "{e}");
+    assert!(Sampler::new(&SamplingParams::greedy(), &[], huge, &[]).is_ok());
 }
 
 #[test]

@@ -26,6 +26,10 @@ type Cand = (f32, u32);
 /// over a vocabulary of up to 2^19 tokens (each ≤ 2^45) inside a u64.
 pub const MASS_BITS: u32 = 45;
 
+/// The largest vocabulary the random path takes: its masses' sums must fit a u64 (and the GPU's
+/// 32-bit histogram limbs). Every model family here is far below (Gemma's 256k is 2^18).
+pub const MAX_VOCAB: usize = 1 << (64 - MASS_BITS);
+
 /// The lightest weight that counts: 2^-MASS_BITS.
 const MIN_WEIGHT: f32 = 1.0 / (1u64 << MASS_BITS) as f32;
 

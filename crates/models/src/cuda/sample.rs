@@ -73,6 +73,12 @@ pub fn pick_rows(logits: &Tensor, picks: &[RowPick]) -> Result<Vec<Option<u32>>>
     if rows == 0 {
         return Ok(Vec::new());
     }
+    if vocab > filter::MAX_VOCAB && picks.iter().any(|p| matches!(p, RowPick::Sample { .. })) {
+        return Err(crate::Error::InvalidInput(format!(
+            "pick_rows: random sampling supports vocabularies up to {} tokens, not {vocab}",
+            filter::MAX_VOCAB
+        )));
+    }
     #[cfg(feature = "cuda")]
     if let candle_core::Device::Cuda(dev) = logits.device() {
         return gpu::pick_rows(dev, logits, picks, vocab);
@@ -141,6 +147,16 @@ mod tests {
         row[37] = 1.0;
         row[21] = 1.0;
         assert_eq!(argmax(&row), Some(21));
+    }
+
+    #[test]
+    fn pick_rows_refuses_random_sampling_past_the_mass_bound() {
+        let vocab = super::filter::MAX_VOCAB + 1;
+        let t = Tensor::zeros((1, vocab), DType::F32, &candle_core::Device::Cpu).unwrap();
+        let f = Filters { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0 };
+        let e = pick_rows(&t, &[RowPick::Sample { filters: f, u53: 0 }]).unwrap_err().to_string();
+        assert!(e.contains("vocabularies up to"), "{e}");
+        assert_eq!(pick_rows(&t, &[RowPick::Argmax]).unwrap(), vec![Some(0)]);
     }
 
     #[test]
