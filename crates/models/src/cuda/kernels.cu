@@ -1,7 +1,7 @@
 // Prometheus CUDA kernels, compiled to one PTX module by crates/models/build.rs under the
 // `cuda` feature and launched from `cuda/*.rs`. This file holds what every part uses; the parts:
 // attention.cuh (KV cache writes, paged attention with split-K), decode.cuh (decode attention
-// for large batches), sample.cuh (greedy sampling), fused.cuh (norms, SwiGLU, casts) and
+// for large batches), sample.cuh (greedy and random sampling), fused.cuh (norms, SwiGLU, casts) and
 // gemv.cuh (small-batch matmul).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
