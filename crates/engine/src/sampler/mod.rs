@@ -163,8 +163,13 @@ impl Sampler {
     /// ([`prom_models::cuda::argmax_rows`]) and only its id need reach the host; [`Sampler::sample`]
     /// would pick the same one. `generated` is the number of tokens generated so far.
     pub fn is_plain_greedy(&self, generated: usize) -> bool {
-        self.filters.is_none()
-            && self.logprobs.is_none()
+        self.filters.is_none() && self.needs_only_raw_logits(generated)
+    }
+
+    /// Whether this step uses the raw logits as they are: no `logit_bias`, penalty, active
+    /// `min_tokens` mask or logprobs.
+    fn needs_only_raw_logits(&self, generated: usize) -> bool {
+        self.logprobs.is_none()
             && self.logit_bias.is_empty()
             && self.counts.is_none()
             && (generated >= self.min_tokens || self.min_tokens_mask.is_empty())
@@ -179,11 +184,7 @@ impl Sampler {
         if self.is_plain_greedy(generated) {
             return Some(RowPick::Argmax);
         }
-        let plain = self.logprobs.is_none()
-            && self.logit_bias.is_empty()
-            && self.counts.is_none()
-            && (generated >= self.min_tokens || self.min_tokens_mask.is_empty());
-        let filters = self.filters.filter(|_| plain)?;
+        let filters = self.filters.filter(|_| self.needs_only_raw_logits(generated))?;
         Some(RowPick::Sample { filters, u53: self.draw() })
     }
 
