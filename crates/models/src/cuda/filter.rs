@@ -69,18 +69,11 @@ pub struct Scratch {
     edge: Vec<Cand>,
 }
 
-/// A token's mass: `floor(w · 2^MASS_BITS)` for a weight `w` in [0, 1] (the product is exact;
-/// the conversion truncates, through i64, which x86 converts to in one instruction).
+/// A token's mass: `floor(w · 2^MASS_BITS)` for a weight `w` in [0, 1], from its bits alone
+/// (the mantissa with its implicit bit, shifted by the exponent): integer operations only, where
+/// a float-to-integer conversion has range checks and no vector form before AVX-512.
 #[inline(always)]
 pub fn mass_of(w: f32) -> u64 {
-    (w * (1u64 << MASS_BITS) as f32) as i64 as u64
-}
-
-/// [`mass_of`] from the weight's bits alone (the mantissa with its implicit bit, shifted by the
-/// exponent): integer operations only, for the scalar histogram loop, where the float-to-integer
-/// conversion's range checks cost more.
-#[inline(always)]
-fn mass_of_bits(w: f32) -> u64 {
     let b = w.to_bits();
     let m = u64::from((b & 0x7f_ffff) | 0x80_0000);
     // w = m · 2^(e - 150), so w · 2^45 = m · 2^(e - 105); e < 82 (w < 2^-45) gives 0.
@@ -237,7 +230,7 @@ fn prefix_end(w: &[f32], k: usize, p: f32, sc: Histogram) -> Cut {
     for &x in w.iter().filter(|&&x| x > 0.0) {
         let b = bucket(x, base).min(buckets - 1);
         sc.counts[b] += 1;
-        sc.mass[b] += mass_of_bits(x);
+        sc.mass[b] += mass_of(x);
     }
     // The bucket holding the prefix's last token, and how many of that bucket it takes.
     let mut last = buckets; // past the end: every bucket whole
@@ -448,7 +441,6 @@ mod tests {
             };
             assert_eq!(mass_of(w), (w * (1u64 << MASS_BITS) as f32) as u64, "{w:e}");
             assert_eq!(mass_f64(w), mass_of(w) as f64, "{w:e}");
-            assert_eq!(mass_of_bits(w), mass_of(w), "{w:e}");
         }
     }
 
