@@ -104,8 +104,8 @@ QKV_ROPE_WRITE(qkv_rope_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
 // sum, accumulator) to `part_ml` / `part_acc` instead of `out`; the last CTA of its (work
 // item, head chunk) to finish (a ticket in `counters`) then merges the gridDim.z partitions
 // (`merge_parts`) and writes `out`, in the same launch. A small batch (bs 1: one CTA per kv
-// head) thus spreads one sequence's context over many SMs. A partition past a row's last key
-// writes (-inf, 0, 0), which the merge weighs by 0.
+// head) thus spreads one sequence's context over many SMs. A partition past the CTA's last key
+// leaves at once (`split_keys`); the merge reads the partitions with keys only.
 constexpr int WARPS = 4;
 constexpr int MAXR = 4;
 constexpr int KT = 32;
@@ -149,40 +149,38 @@ __device__ __forceinline__ float softmax_update(float& m, float& l, float (&acc)
 // Narrows a CTA's keys [lo, hi] to its split-K partition blockIdx.z: `part` keys a partition
 // (> 0), or, with part < 0, whole `unit`s sized here per sequence so that its keys spread over
 // gridDim.z partitions (a CUDA graph fixes the grid before the contexts are known). part = 0:
-// one partition.
-__device__ __forceinline__ void split_keys(int& lo, int& hi, int part, int unit) {
-  if (part == 0) return;
-  const int z = gridDim.z;
-  const int p = part > 0 ? part : max(unit, (hi - lo + 1 + z * unit - 1) / (z * unit) * unit);
+// one partition. Returns how many of the partitions hold keys: the first `used` (at least one);
+// a CTA at blockIdx.z ≥ used has nothing to do, and leaves at once (at bs 1 a graph's grid is
+// mostly such CTAs), neither writing its partition nor taking a ticket.
+__device__ __forceinline__ int split_keys(int& lo, int& hi, int part, int unit) {
+  if (part == 0) return 1;
+  const int z = gridDim.z, n = hi - lo + 1;
+  const int p = part > 0 ? part : max(unit, (n + z * unit - 1) / (z * unit) * unit);
+  const int used = min(z, max(1, (n + p - 1) / p));
   lo += blockIdx.z * p;
   hi = min(hi, lo + p - 1);
+  return used;
 }
 
 // Merges the split-K partitions of `nrows` (token, head) rows, row i at index `row_of(i)`:
-// out[row] = Σ_z acc_z w_z / Σ_z l_z w_z with w_z = e^(m_z - M), M = max_z m_z. One warp a row:
-// lanes over the partitions for M and the sum, then each lane owns the value dims lane + 32 e
-// (e < DVL) and walks the partitions, its DVL loads of several partitions in flight together.
-// A partition without a key (m = -inf) weighs 0, and none past the row's last partition with a
-// key is read (with a graph's fixed grid most are empty at short contexts). The order of every
-// sum depends on nparts alone.
+// out[row] = Σ_z acc_z w_z / Σ_z l_z w_z with w_z = e^(m_z - M), M = max_z m_z, over the `used`
+// partitions that hold keys (of `nparts` a row in the scratch). One warp a row: lanes over the
+// partitions for M and the sum, then each lane owns the value dims lane + 32 e (e < DVL) and
+// walks the partitions, its DVL loads of several partitions in flight together. A partition
+// whose keys are all masked (m = -inf) weighs 0. The order of every sum depends on `used`
+// alone.
 template <int DVL, typename TQ, typename RowOf>
 __device__ void merge_parts(const float2* __restrict__ part_ml, const float* __restrict__ part_acc,
-                            TQ* __restrict__ out, int nrows, RowOf row_of, int dv, int nparts) {
+                            TQ* __restrict__ out, int nrows, RowOf row_of, int dv, int nparts, int used) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   for (int i = warp; i < nrows; i += nw) {
     const size_t row = row_of(i);
     const float2* ml = part_ml + row * nparts;
     float mx = -INFINITY;
-    int zend = 0;
-    for (int z = lane; z < nparts; z += 32) {
-      const float m = ml[z].x;
-      mx = fmaxf(mx, m);
-      if (m > -INFINITY) zend = z + 1;
-    }
+    for (int z = lane; z < used; z += 32) mx = fmaxf(mx, ml[z].x);
     mx = warp_max(mx);
-    zend = __reduce_max_sync(0xffffffff, zend);
     float sum = 0.f;
-    for (int z = lane; z < zend; z += 32) {
+    for (int z = lane; z < used; z += 32) {
       const float2 v = ml[z];
       if (v.x > -INFINITY) sum += v.y * expf(v.x - mx);
     }
@@ -193,7 +191,7 @@ __device__ void merge_parts(const float2* __restrict__ part_ml, const float* __r
 #pragma unroll
     for (int e = 0; e < DVL; e++) a[e] = 0.f;
 #pragma unroll 4
-    for (int z = 0; z < zend; z++) {
+    for (int z = 0; z < used; z++) {
       const float m = ml[z].x;
       const float w = m > -INFINITY ? expf(m - mx) : 0.f;
 #pragma unroll
@@ -210,16 +208,17 @@ __device__ void merge_parts(const float2* __restrict__ part_ml, const float* __r
   }
 }
 
-// Split-K's end for a CTA that has written its partitions: true in the last of the gridDim.z
-// CTAs of its (work item, head chunk) to get here, which then merges them. The ticket counter
-// goes back to 0 in that CTA (every other one has taken its ticket), ready for the next launch.
-__device__ __forceinline__ bool last_partition(unsigned* __restrict__ counters) {
+// Split-K's end for a CTA that has written its partitions: true in the last of the `used` CTAs
+// of its (work item, head chunk) with keys to get here, which then merges them. The ticket
+// counter goes back to 0 in that CTA (every other one has taken its ticket), ready for the next
+// launch.
+__device__ __forceinline__ bool last_partition(unsigned* __restrict__ counters, int used) {
   __shared__ bool last;
   __threadfence();  // this CTA's partitions are visible to the merging CTA
   __syncthreads();
   if (threadIdx.x == 0) {
     unsigned* c = counters + blockIdx.x * gridDim.y + blockIdx.y;
-    last = atomicAdd(c, 1u) == gridDim.z - 1;
+    last = atomicAdd(c, 1u) == (unsigned)used - 1;
     if (last) *c = 0;
   }
   __syncthreads();
@@ -310,7 +309,8 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
   const int first_pos = s.start + tile0, last_pos = first_pos + ntok - 1;
   int lo = window > 0 ? max(0, first_pos + 1 - window) : 0;
   int hi = last_pos;  // the last key any row of the CTA may see
-  split_keys(lo, hi, part, KT);
+  const int used = split_keys(lo, hi, part, KT);
+  if ((int)blockIdx.z >= used) return;
   // The layout is uploaded before the step: only q and this step's K/V rows need the wait.
   if (lo <= hi) prefetch_kv(kp, vp, tables, s.table, kvh, g, bs, dk, dv, lo, min(KT, hi - lo + 1));
   pdl_wait();
@@ -402,9 +402,9 @@ __device__ void paged_attn(const TQ* __restrict__ q, TQ* __restrict__ out, const
       if (d < dv) o[d] = from_f<TQ>(acc[j][e] * inv);
     }
   }
-  if (part != 0 && last_partition(counters)) {
+  if (part != 0 && last_partition(counters, used)) {
     auto row_of = [&](int r) { return (size_t)(s.row + tile0 + r / hp) * H + h0 + r % hp; };
-    merge_parts<DVL>(part_ml, part_acc, out, nrows, row_of, dv, gridDim.z);
+    merge_parts<DVL>(part_ml, part_acc, out, nrows, row_of, dv, gridDim.z, used);
   }
 }
 

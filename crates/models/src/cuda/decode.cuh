@@ -27,7 +27,6 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
                              float softcap, int window, int part, float2* __restrict__ part_ml,
                              float* __restrict__ part_acc, unsigned* __restrict__ counters) {
   pdl_trigger();
-  pdl_wait();
   constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
   constexpr int KC = DK / VEC;          // 16-byte chunks per K row
   constexpr int DPL = DV / 32;          // value dims per lane
@@ -42,7 +41,10 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   const int qpos = s.start;
   int lo = window > 0 ? max(0, qpos + 1 - window) : 0;
   int hi = qpos;
-  split_keys(lo, hi, part, WARPS * KT);  // whole tiles for every warp
+  const int used = split_keys(lo, hi, part, WARPS * KT);  // whole tiles for every warp
+  if ((int)blockIdx.z >= used) return;
+  // The layout is uploaded before the step: only q and this step's K/V rows need the wait.
+  pdl_wait();
   for (int idx = tid; idx < R * DK; idx += blockDim.x) {
     const int r = idx / DK, d = idx - r * DK;
     qs[idx] = to_f(from_f<TK>(to_f(q[((size_t)s.row * H + h0 + r) * DK + d])));
@@ -146,9 +148,9 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
       out[((size_t)s.row * H + head) * DV + d] = from_f<TQ>(sum > 0.f ? a / sum : 0.f);
     }
   }
-  if (part != 0 && last_partition(counters)) {
+  if (part != 0 && last_partition(counters, used)) {
     auto row_of = [&](int r) { return (size_t)s.row * H + h0 + r; };
-    merge_parts<DPL>(part_ml, part_acc, out, R, row_of, DV, gridDim.z);
+    merge_parts<DPL>(part_ml, part_acc, out, R, row_of, DV, gridDim.z, used);
   }
 }
 
