@@ -71,18 +71,17 @@ pub struct Scratch {
 
 /// A token's mass: `floor(w · 2^MASS_BITS)` for a weight `w` in [0, 1], from its bits alone
 /// (the mantissa with its implicit bit, shifted by the exponent): integer operations only, where
-/// a float-to-integer conversion has range checks and no vector form before AVX-512.
+/// a float-to-integer conversion has range checks and no vector form before AVX-512. No branch:
+/// a row's weights fall on both sides of any shift direction, and a mispredicted branch a token
+/// was most of a top-p step's time.
 #[inline(always)]
 pub fn mass_of(w: f32) -> u64 {
     let b = w.to_bits();
     let m = u64::from((b & 0x7f_ffff) | 0x80_0000);
-    // w = m · 2^(e - 150), so w · 2^45 = m · 2^(e - 105); e < 82 (w < 2^-45) gives 0.
-    let sh = (b >> 23) as i32 - 105;
-    if sh >= 0 {
-        m << (sh as u32 & 63)
-    } else {
-        m.checked_shr(sh.unsigned_abs()).unwrap_or(0)
-    }
+    // w = m · 2^(e - 150), so w · 2^45 = m · 2^(e - 105) = (m · 2^24) >> (129 - e): exact for
+    // e ≤ 127 (w ≤ 1; m · 2^24 < 2^48 has 24 zero bits to lose), 0 once the shift passes 47.
+    let r = (129 - (b >> 23) as i32).clamp(0, 63) as u32;
+    (m << 24) >> r
 }
 
 /// `ceil(p · total)`, exactly (p's mantissa times `total` in 128 bits): the mass a top-p prefix
@@ -148,6 +147,31 @@ pub fn sample(logits: &[f32], f: Filters, u53: u64, sc: &mut Scratch) -> Option<
 /// Sets `sc.w` to the surviving tokens' weights (0 for the rest). Returns false when no logit is
 /// finite.
 pub fn candidates(logits: &[f32], f: Filters, sc: &mut Scratch) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: the features were just detected.
+        return unsafe { candidates_avx2(logits, f, sc) };
+    }
+    candidates_portable(logits, f, sc)
+}
+
+/// Whether the CPU runs the `avx2` copies: the same Rust operations compiled for 8-lane vectors
+/// (Rust never fuses or reorders float arithmetic, so the values are the portable code's, bit
+/// for bit; BMI2 gives shifts by a register without the `cl` dance).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn wide() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi2")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi2")]
+unsafe fn candidates_avx2(logits: &[f32], f: Filters, sc: &mut Scratch) -> bool {
+    candidates_portable(logits, f, sc)
+}
+
+#[inline(always)]
+fn candidates_portable(logits: &[f32], f: Filters, sc: &mut Scratch) -> bool {
     let max = finite_max(logits);
     if max == f32::NEG_INFINITY {
         return false;
@@ -182,6 +206,7 @@ fn scale(x: f32, inv_t: f32) -> f32 {
 /// `w[i] = exp(s_i - s_max)` for the finite logits with s_i = [`scale`]`(logit)`, when that is
 /// at least [`MIN_WEIGHT`]; else 0. Excluded tokens still go through exp, on a clamped argument,
 /// and then weigh 0: no branch, so the loop vectorizes.
+#[inline(always)]
 fn weights(logits: &[f32], inv_t: f32, s_max: f32, w: &mut [f32]) {
     for (o, &x) in w.iter_mut().zip(logits) {
         let d = scale(x, inv_t) - s_max;
@@ -191,6 +216,7 @@ fn weights(logits: &[f32], inv_t: f32, s_max: f32, w: &mut [f32]) {
 }
 
 /// The largest finite value (NEG_INFINITY when there is none), in lanes the compiler vectorizes.
+#[inline(always)]
 fn finite_max(x: &[f32]) -> f32 {
     const L: usize = 16;
     let mut best = [f32::NEG_INFINITY; L];
@@ -205,6 +231,7 @@ fn finite_max(x: &[f32]) -> f32 {
     tail.iter().filter(|v| v.is_finite()).fold(best.into_iter().fold(f32::NEG_INFINITY, f32::max), |a, &b| a.max(b))
 }
 
+#[inline(always)]
 fn bucket(w: f32, base: u32) -> usize {
     ((w.to_bits() >> BUCKET_SHIFT).saturating_sub(base)) as usize
 }
@@ -219,6 +246,7 @@ struct Histogram<'a> {
 /// Where the kept prefix ends: the `k` most likely tokens (k = 0: all), then of those the
 /// smallest most-likely prefix whose mass reaches [`top_p_target`]`(p, theirs)`. `None` keeps
 /// every weight > 0.
+#[inline(always)]
 fn prefix_end(w: &[f32], k: usize, p: f32, sc: Histogram) -> Cut {
     // Every weight > 0 is at least 2^-45 and at most 1.
     let base = MIN_WEIGHT.to_bits() >> BUCKET_SHIFT;
@@ -227,10 +255,18 @@ fn prefix_end(w: &[f32], k: usize, p: f32, sc: Histogram) -> Cut {
     sc.counts.resize(buckets, 0);
     sc.mass.clear();
     sc.mass.resize(buckets, 0);
-    for &x in w.iter().filter(|&&x| x > 0.0) {
-        let b = bucket(x, base).min(buckets - 1);
-        sc.counts[b] += 1;
-        sc.mass[b] += mass_of(x);
+    let (counts, mass) = (&mut sc.counts[..buckets], &mut sc.mass[..buckets]);
+    // Top-k alone needs the counts only.
+    if p < 1.0 {
+        for &x in w.iter().filter(|&&x| x > 0.0) {
+            let b = bucket(x, base).min(buckets - 1);
+            counts[b] += 1;
+            mass[b] += mass_of(x);
+        }
+    } else {
+        for &x in w.iter().filter(|&&x| x > 0.0) {
+            counts[bucket(x, base).min(buckets - 1)] += 1;
+        }
     }
     // The bucket holding the prefix's last token, and how many of that bucket it takes.
     let mut last = buckets; // past the end: every bucket whole
@@ -283,6 +319,7 @@ fn prefix_end(w: &[f32], k: usize, p: f32, sc: Histogram) -> Cut {
 }
 
 /// The tokens of bucket `b`, sorted by [`desc`], into `out`.
+#[inline(always)]
 fn edge(w: &[f32], b: usize, base: u32, buckets: usize, out: &mut Vec<Cand>) {
     out.clear();
     out.extend(
@@ -314,6 +351,7 @@ fn mass_f64(w: f32) -> f64 {
 
 /// The total mass of `w` (at most [`BLOCK`] weights), in 8 f64 lanes the compiler vectorizes:
 /// every partial sum is an integer below 2^53, so exact.
+#[inline(always)]
 fn block_mass(w: &[f32]) -> u64 {
     let mut lanes = [0f64; 8];
     let chunks = w.chunks_exact(8);
@@ -332,7 +370,18 @@ fn block_mass(w: &[f32]) -> u64 {
 /// when every mass is 0.
 pub fn draw(w: &[f32], u53: u64, blocks: &mut Vec<u64>) -> Option<u32> {
     blocks.clear();
-    blocks.extend(w.chunks(BLOCK).map(block_mass));
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        #[target_feature(enable = "avx2,bmi2")]
+        unsafe fn masses(w: &[f32], blocks: &mut Vec<u64>) {
+            blocks.extend(w.chunks(BLOCK).map(block_mass));
+        }
+        // SAFETY: the features were just detected.
+        unsafe { masses(w, blocks) };
+    }
+    if blocks.is_empty() {
+        blocks.extend(w.chunks(BLOCK).map(block_mass));
+    }
     let mut r = draw_point(u53, blocks.iter().sum());
     for (b, &m) in blocks.iter().enumerate() {
         if r < m {
