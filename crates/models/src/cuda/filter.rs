@@ -72,8 +72,7 @@ pub struct Scratch {
 /// A token's mass: `floor(w · 2^MASS_BITS)` for a weight `w` in [0, 1], from its bits alone
 /// (the mantissa with its implicit bit, shifted by the exponent): integer operations only, where
 /// a float-to-integer conversion has range checks and no vector form before AVX-512. No branch:
-/// a row's weights fall on both sides of any shift direction, and a mispredicted branch a token
-/// was most of a top-p step's time.
+/// a row's weights fall on both sides of the shift's direction.
 #[inline(always)]
 pub fn mass_of(w: f32) -> u64 {
     let b = w.to_bits();
@@ -364,24 +363,28 @@ fn block_mass(w: &[f32]) -> u64 {
     (lanes.iter().sum::<f64>() + tail) as u64
 }
 
+/// `blocks` = the masses of `w`'s blocks of [`BLOCK`] weights ([`block_mass`], in 8-lane AVX2
+/// vectors where the CPU has them: see [`wide`]).
+fn block_masses(w: &[f32], blocks: &mut Vec<u64>) {
+    blocks.clear();
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        #[target_feature(enable = "avx2,bmi2")]
+        unsafe fn avx2(w: &[f32], blocks: &mut Vec<u64>) {
+            blocks.extend(w.chunks(BLOCK).map(block_mass));
+        }
+        // SAFETY: the features were just detected.
+        return unsafe { avx2(w, blocks) };
+    }
+    blocks.extend(w.chunks(BLOCK).map(block_mass));
+}
+
 /// Draws one token with probability proportional to its mass in `w` (its id the index): the
 /// first token whose cumulative mass, in id order, exceeds [`draw_point`]`(u53, total)`. The
 /// blocks' masses are walked first, then the weights of the block the draw lands in. `None` only
 /// when every mass is 0.
 pub fn draw(w: &[f32], u53: u64, blocks: &mut Vec<u64>) -> Option<u32> {
-    blocks.clear();
-    #[cfg(target_arch = "x86_64")]
-    if wide() {
-        #[target_feature(enable = "avx2,bmi2")]
-        unsafe fn masses(w: &[f32], blocks: &mut Vec<u64>) {
-            blocks.extend(w.chunks(BLOCK).map(block_mass));
-        }
-        // SAFETY: the features were just detected.
-        unsafe { masses(w, blocks) };
-    }
-    if blocks.is_empty() {
-        blocks.extend(w.chunks(BLOCK).map(block_mass));
-    }
+    block_masses(w, blocks);
     let mut r = draw_point(u53, blocks.iter().sum());
     for (b, &m) in blocks.iter().enumerate() {
         if r < m {
