@@ -12,6 +12,7 @@ MODE: (none) the read ceiling and the GEMV at 1, 2, 4 and 8 warps a row (and a p
 grid); `stamps` checks that programmatic launch works (kernels start before their predecessor
 ends, eagerly and in a captured graph, whose edge types it prints); `chain` puts a
 latency-bound kernel before each GEMV and tries asking the GEMV's weights into L2 during it;
+`mega` runs the persistent layer chain (`lab_mega`) against the same chain as separate kernels;
 `all` runs everything.
 Torch only allocates, times (events) and captures graphs; kernels go through the driver API.
 """
@@ -65,11 +66,11 @@ attr.id = 6  # CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
 attr.value = 1
 
 
-def launch(name, grid, args, stream=None, smem=0):
+def launch(name, grid, args, stream=None, smem=0, block=256):
     # ("p", v): a 64-bit value (device address, count); ("i", v): a 32-bit int
     vals = [C.c_uint64(a) if kind == "p" else C.c_int32(a) for kind, a in args]
     ptrs = (C.c_void_p * len(vals))(*[C.cast(C.byref(v), C.c_void_p) for v in vals])
-    cfg = LaunchConfig(grid, 1, 1, 256, 1, 1, smem, stream or C.c_void_p(torch.cuda.current_stream().cuda_stream),
+    cfg = LaunchConfig(grid, 1, 1, block, 1, 1, smem, stream or C.c_void_p(torch.cuda.current_stream().cuda_stream),
                        C.pointer(attr), 1)
     check(cu.cuLaunchKernelEx(C.byref(cfg), func(name), ptrs, None), f"launch {name}")
 
@@ -333,6 +334,76 @@ def stamps():
           " ".join(f"[{(a - t0) / 1e3:.1f} {(w - t0) / 1e3:.1f} {(e - t0) / 1e3:.1f}]" for a, w, e in b))
 
 
-MODES = {"stamps": [stamps], "gemv_stamps": [gemv_stamps], "chain": [chain], "staged": [staged], "all": [stamps, ceilings, variants, chain, staged]}
+def mega():
+    """The persistent layer chain (`lab_mega`) against the same chain as separate kernels (the
+    real `gemv` and `lab_spin` stand-ins, as `staged` runs it): each GEMV phase against torch,
+    where a CTA's time goes, then µs a layer over 32 layers: without the stand-ins, with them, and
+    both again with the dot products skipped (the weight stream alone)."""
+    q, o, gu, d = (Case(n, k, gated) for _, n, k, gated in SHAPES)
+    layers = 32
+    wl = torch.tensor([c.w(l).data_ptr() for l in range(layers) for c in (q, o, gu, d)], dtype=torch.int64,
+                      device="cuda")
+    xa = torch.randn(4096, device="cuda", dtype=torch.bfloat16)
+    qkv = torch.empty(6144, device="cuda", dtype=torch.bfloat16)
+    xo = torch.empty(4096, device="cuda", dtype=torch.bfloat16)
+    h = torch.empty(14336, device="cuda", dtype=torch.bfloat16)
+    bar = torch.zeros(1, dtype=torch.int32, device="cuda")
+    dbg = torch.zeros(4 * 132, dtype=torch.int64, device="cuda")
+
+    def run(nl, spins, slots, per, debug=False, cons=8):
+        smem = slots * per * 4096 + 28672 + 2048 + 16 * slots
+        name = "lab_mega" if cons == 8 else f"lab_mega{cons}"
+        check(cu.cuFuncSetAttribute(func(name), 8, smem), "max dynamic shared memory")
+        bar.zero_()
+        args = [("p", wl.data_ptr()), ("i", nl), ("i", spins), ("i", slots), ("i", per), ("p", xa.data_ptr()),
+                ("p", qkv.data_ptr()), ("p", xo.data_ptr()), ("p", h.data_ptr()), ("p", bar.data_ptr()),
+                ("p", dbg.data_ptr() if debug else 0)]
+        launch(name, 132, args, smem=smem, block=(cons + 1) * 32)
+
+    x0 = xa.clone()
+    run(1, 0, 16, 3)
+    torch.cuda.synchronize()
+    f = lambda t: t.float()
+    want_q = (f(q.w(0)) @ f(x0)).bfloat16()
+    want_o = (f(o.w(0)) @ f(qkv[:4096])).bfloat16()
+    g = f(gu.w(0)) @ f(xo)
+    gt, up = g[:14336].bfloat16().float(), g[14336:].bfloat16().float()
+    want_h = ((gt / (1 + torch.exp(-gt))).bfloat16().float() * up).bfloat16()
+    want_d = (f(d.w(0)) @ f(h)).bfloat16()
+    for name, got, want in (("q|k|v", qkv, want_q), ("o", xo, want_o), ("gate|up", h, want_h), ("down", xa, want_d)):
+        err = ((f(got) - f(want)).abs().max() / f(want).abs().max()).item()
+        print(f"mega, {name:8}: max |got - torch| / max |torch| = {err:.2e}")
+
+    for spins in (0, 1):
+        run(32, spins, 24, 2, True)
+        torch.cuda.synchronize()
+        v = dbg.view(132, 4).double() / 1e3
+        print(f"where the time goes (us, mean over CTAs; spins {spins}, 24 x 8 KB): producer waiting for free "
+              f"slots {v[:, 0].mean():.0f}, warp 0 waiting for full slots {v[:, 1].mean():.0f}, grid barriers "
+              f"{v[:, 2].mean():.0f} (max {v[:, 2].max():.0f}), kernel {v[:, 3].mean():.0f} for 32 layers")
+
+    def chain(i, spins):
+        if spins:
+            q.spin(i, 2000, 1)
+        q.gemv(i, 2)
+        if spins:
+            q.spin(i, 2000, 32)
+            o.spin(i, 8000, 528, active=32, smem=48 * 1024)
+        o.gemv(i, 2)
+        if spins:
+            o.spin(i, 2000, 1)
+        gu.gemv(i, 2)
+        d.gemv(i, 2)
+    ideal = sum(c.nbytes for c in (q, o, gu, d)) / 4.4e6
+    labels = ("without spins", "with spins", "stream only", "stream only with spins")
+    for rnd in range(2):
+        for spins in (0, 1, 2, 3):
+            res = {"separate kernels": timed(lambda: [chain(i, spins & 1) for i in range(layers)]) * 1e3 / layers}
+            for slots, per in ((48, 1), (24, 2), (16, 3), (8, 6)):
+                res[f"mega {slots}x{per * 4}K"] = timed(lambda: run(layers, spins, slots, per)) * 1e3 / layers
+            print(f"round {rnd}, {labels[spins]} (weights at 4.4 TB/s: {ideal:.1f} us): " +
+                  "  ".join(f"{k} {v:.2f}" for k, v in res.items()))
+
+MODES = {"stamps": [stamps], "gemv_stamps": [gemv_stamps], "chain": [chain], "staged": [staged], "mega": [mega], "all": [stamps, ceilings, variants, chain, staged]}
 for step in MODES.get(sys.argv[2] if len(sys.argv) > 2 else "", [ceilings, variants]):
     step()
