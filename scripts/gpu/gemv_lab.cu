@@ -315,8 +315,10 @@ template <int MK_CONS>
 __device__ void lab_mega_t(const __nv_bfloat16* const* wl, int layers, int spins, int slots, int per, __nv_bfloat16* xa,
              __nv_bfloat16* qkv, __nv_bfloat16* xo, __nv_bfloat16* h, unsigned int* bar,
              unsigned long long* dbg) {
-  // dbg (optional), 4 u64 a CTA: ns the producer waited for free slots, ns warp 0 waited for full
-  // slots, ns thread 0 spent in grid barriers, the kernel's ns on CTA 0's clock.
+  // dbg (optional, zeroed), 8 u64 a CTA: ns the producer waited for free slots, ns warp 0 waited
+  // for full slots, ns thread 0 spent in grid barriers, the kernel's ns; then, summed over the
+  // layers, slots issued and not consumed and of those landed, at the attention stand-in's start
+  // and at its end.
   using T = __nv_bfloat16;
   const unsigned long long t_start = global_ns();
   unsigned long long w_empty = 0, w_full = 0, w_grid = 0;
@@ -336,6 +338,8 @@ __device__ void lab_mega_t(const __nv_bfloat16* const* wl, int layers, int spins
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
+  __shared__ unsigned int issued;  // slots the producer has issued (read by the probe in `spin`)
+  if (threadIdx.x == 0) issued = 0;
   __syncthreads();
   if (warp == MK_CONS) {  // the producer
     if (lane != 0) return;
@@ -363,18 +367,38 @@ __device__ void lab_mega_t(const __nv_bfloat16* const* wl, int layers, int spins
                     smem_addr(ring + (size_t)s * (slot_bytes / 16))),
                 "l"(ph.src(q, a)), "r"(bytes), "r"(smem_addr(full + s))
                 : "memory");
+            if (dbg) *(volatile unsigned int*)&issued = use * slots + s + 1;
             if (++s == (unsigned int)slots) {
               s = 0;
               use++;
             }
           }
       }
-    if (dbg) dbg[4 * c] = w_empty;
+    if (dbg) dbg[8 * c] = w_empty;
     return;
   }
   unsigned int i0 = 0, target = 0;  // slots consumed before this phase; barrier count
+  // Probe (dbg): at the start and the end of a layer's attention stand-in (its spin and barrier),
+  // the slots issued and not yet consumed, and how many of those have landed.
+  auto ring_state = [&](int k) {
+    if (!dbg || threadIdx.x != 0) return;
+    const unsigned int n = *(volatile unsigned int*)&issued;
+    unsigned int landed = 0;
+    for (unsigned int i = i0; i < n; i++) {
+      uint32_t done;
+      asm volatile(
+          "{\n.reg .pred p;\nmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}"
+          : "=r"(done)
+          : "r"(smem_addr(full + i % slots)), "r"((i / slots) & 1)
+          : "memory");
+      landed += done;
+    }
+    dbg[8 * c + 4 + 2 * k] += n - i0;
+    dbg[8 * c + 5 + 2 * k] += landed;
+  };
   auto spin = [&](unsigned long long ns, int active) {
     if (spins & 1) {
+      if (ns == 8000) ring_state(0);
       if (c < active) {
         const unsigned long long t0 = global_ns();
         while (global_ns() - t0 < ns) {
@@ -384,6 +408,7 @@ __device__ void lab_mega_t(const __nv_bfloat16* const* wl, int layers, int spins
       const unsigned long long t0 = dbg ? global_ns() : 0;
       mk_grid_sync<MK_CONS>(bar, target);
       if (dbg) w_grid += global_ns() - t0;
+      if (ns == 8000) ring_state(1);
     }
   };
   for (int l = 0; l < layers; l++) {
@@ -462,9 +487,9 @@ __device__ void lab_mega_t(const __nv_bfloat16* const* wl, int layers, int spins
     }
   }
   if (dbg && threadIdx.x == 0) {
-    dbg[4 * c + 1] = w_full;
-    dbg[4 * c + 2] = w_grid;
-    dbg[4 * c + 3] = global_ns() - t_start;
+    dbg[8 * c + 1] = w_full;
+    dbg[8 * c + 2] = w_grid;
+    dbg[8 * c + 3] = global_ns() - t_start;
   }
 }
 

@@ -348,7 +348,7 @@ def mega():
     xo = torch.empty(4096, device="cuda", dtype=torch.bfloat16)
     h = torch.empty(14336, device="cuda", dtype=torch.bfloat16)
     bar = torch.zeros(1, dtype=torch.int32, device="cuda")
-    dbg = torch.zeros(4 * 132, dtype=torch.int64, device="cuda")
+    dbg = torch.zeros(8 * 132, dtype=torch.int64, device="cuda")
 
     def run(nl, spins, slots, per, debug=False, cons=8):
         smem = slots * per * 4096 + 28672 + 2048 + 16 * slots
@@ -374,13 +374,19 @@ def mega():
         err = ((f(got) - f(want)).abs().max() / f(want).abs().max()).item()
         print(f"mega, {name:8}: max |got - torch| / max |torch| = {err:.2e}")
 
-    for spins in (0, 1):
-        run(32, spins, 24, 2, True)
-        torch.cuda.synchronize()
-        v = dbg.view(132, 4).double() / 1e3
-        print(f"where the time goes (us, mean over CTAs; spins {spins}, 24 x 8 KB): producer waiting for free "
-              f"slots {v[:, 0].mean():.0f}, warp 0 waiting for full slots {v[:, 1].mean():.0f}, grid barriers "
-              f"{v[:, 2].mean():.0f} (max {v[:, 2].max():.0f}), kernel {v[:, 3].mean():.0f} for 32 layers")
+    for spins in (0, 1, 3):
+        for slots, per in ((48, 1), (24, 2)):
+            dbg.zero_()
+            run(32, spins, slots, per, True)
+            torch.cuda.synchronize()
+            v = dbg.view(132, 8).double()
+            us = v[:, :4] / 1e3
+            r = v[:, 4:] / 32
+            print(f"where the time goes (us, mean over CTAs; spins {spins}, {slots} x {per * 4} KB): producer waiting "
+                  f"for free slots {us[:, 0].mean():.0f}, warp 0 waiting for full slots {us[:, 1].mean():.0f}, grid "
+                  f"barriers {us[:, 2].mean():.0f} (max {us[:, 2].max():.0f}), kernel {us[:, 3].mean():.0f} for 32 "
+                  f"layers; ring at attention's start: {r[:, 0].mean():.1f} slots issued, {r[:, 1].mean():.1f} "
+                  f"landed; at its end: {r[:, 2].mean():.1f} issued, {r[:, 3].mean():.1f} landed")
 
     def chain(i, spins):
         if spins:
