@@ -407,6 +407,7 @@ def mega():
             res = {"separate kernels": timed(lambda: [chain(i, spins & 1) for i in range(layers)]) * 1e3 / layers}
             for slots, per in ((48, 1), (24, 2), (16, 3), (8, 6)):
                 res[f"mega {slots}x{per * 4}K"] = timed(lambda: run(layers, spins, slots, per)) * 1e3 / layers
+            res["mega 16 warps 48x4K"] = timed(lambda: run(layers, spins, 48, 1, cons=16)) * 1e3 / layers
             print(f"round {rnd}, {labels[spins]} (weights at 4.4 TB/s: {ideal:.1f} us): " +
                   "  ".join(f"{k} {v:.2f}" for k, v in res.items()))
 
