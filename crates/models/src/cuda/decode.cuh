@@ -154,11 +154,14 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   }
 }
 
-// Up to four heads a CTA the registers are capped for 8 CTAs an SM (64 a thread): at 80 a bs-128
-// launch of 1024 CTAs ran 6 an SM, in 1.29 waves (Nsight Compute, bench/RESULTS.md).
-#define DECODE_MIN_CTAS(R) ((R) <= 4 ? 8 : 1)
+// With a 16-bit cache, head dims up to 128 and up to four heads a CTA, the registers are capped
+// for 8 CTAs an SM (64 a thread): at 80 a bs-128 launch of 1024 CTAs ran 6 an SM, in 1.29 waves
+// (Nsight Compute, bench/RESULTS.md). ptxas then spills at most 28 bytes; the other variants
+// (f32 caches, head dim 256, eight heads) would spill up to 384 bytes under the cap, and keep
+// their registers.
+#define DECODE_MIN_CTAS(TK, D, R) ((R) <= 4 && (D) <= 128 && sizeof(TK) == 2 ? 8 : 1)
 #define DECODE(NAME, TQ, TK, D, R)                                                               \
-  extern "C" __global__ void __launch_bounds__(WARPS * 32, DECODE_MIN_CTAS(R))                   \
+  extern "C" __global__ void __launch_bounds__(WARPS * 32, DECODE_MIN_CTAS(TK, D, R))             \
       NAME(const TQ* q, TQ* out, const TK* kp, const TK* vp, const int2* work, const SeqInfo* seqs, \
            const uint32_t* tables, const float* alibi, int H, int kvh, int bs, float scale,       \
            float softcap, int window, int part, float2* part_ml, float* part_acc, unsigned* counters) { \
