@@ -273,11 +273,11 @@ fn gemv_matches_a_host_matmul_of_the_same_values() {
         // (out, in): a decode-shaped projection, a long row (down), odd output counts, the
         // shortest row and a row with a tail of chunks past the unrolled loop.
         for (n, k) in [(1024, 4096), (300, 14336), (37, 8), (129, 4104)] {
-            for rows in [1, 2, 3, 5, 8, 9] {
+            for rows in [1, 2, 3, 8] {
                 // Rounded to dt on the host, so the reference multiplies the kernel's values.
                 let (x, w) = (rounded((rows, k), s + 11, dt), rounded((n, k), s + 12, dt));
                 let got = gemv(&x.to_device(&dev).unwrap(), &w.to_device(&dev).unwrap());
-                if rows > 8 {
+                if rows > 2 {
                     assert!(got.is_none(), "{rows} rows go to cuBLAS");
                     continue;
                 }

@@ -1,6 +1,6 @@
 // Part of kernels.cu (included there after its shared helpers).
 // ---------------------------------------------------------------------------------------------
-// Small-batch dense matmul (decode): y (M, N) = x (M, K) · Wᵀ with W (N, K) row-major, M ≤ 8,
+// Small-batch dense matmul (decode): y (M, N) = x (M, K) · Wᵀ with W (N, K) row-major, M ≤ 2,
 // K a multiple of 8, 16-byte aligned rows. A decode step at small batch is a stream over the
 // weights. `wpr` warps (1, 2, 4 or 8) share one output feature: warp s of a feature takes the
 // s-th contiguous segment of its row, each lane loading 16 bytes at a time (UNROLL loads in
@@ -39,8 +39,8 @@ __device__ __forceinline__ void dot8(const uint4& wv, const uint4* __restrict__ 
 // launch and no `[gate | up]` round trip through memory.
 template <typename T, int M, bool GATED>
 __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int N, int K, int wpr) {
-  // Loads in flight a lane: 8 at one or two rows, 4 beyond; a gated warp splits them over its rows.
-  constexpr int UNROLL = (M <= 2 ? 8 : 4) / (GATED ? 2 : 1);
+  // Loads in flight a lane: 8, which a gated warp splits over its two rows.
+  constexpr int UNROLL = 8 / (GATED ? 2 : 1);
   constexpr int NR = GATED ? 2 : 1;
   __shared__ float part[GEMV_WARPS][NR][M];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -130,14 +130,10 @@ __device__ void gemv(const T* __restrict__ x, const T* __restrict__ w, T* __rest
       gemv_silu_##TN##_##M(const T* x, const T* w, T* y, int N, int K, int wpr) {                 \
     gemv<T, M, true>(x, w, y, N, K, wpr);                                                         \
   }
+// One and two rows (gemv.rs's MAX_ROWS): from three rows on the dot products, not the weight
+// stream, bound the kernel, and cuBLAS's tensor-core GEMMs take over.
 #define GEMV_ALL(TN, T) \
   GEMV(TN, T, 1)        \
-  GEMV(TN, T, 2)        \
-  GEMV(TN, T, 3)        \
-  GEMV(TN, T, 4)        \
-  GEMV(TN, T, 5)        \
-  GEMV(TN, T, 6)        \
-  GEMV(TN, T, 7)        \
-  GEMV(TN, T, 8)
+  GEMV(TN, T, 2)
 GEMV_ALL(bf16, __nv_bfloat16)
 GEMV_ALL(f16, __half)

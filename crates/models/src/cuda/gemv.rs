@@ -14,9 +14,13 @@ use super::launch::Launch;
 use super::module::func;
 use crate::{Result, TensorContext};
 
-/// The most rows (tokens) the kernel takes; above that the weights are read few enough times
-/// per row that cuBLAS's tensor-core GEMMs win.
-pub const MAX_ROWS: usize = 8;
+/// The most rows (tokens) the kernel takes; above that cuBLAS's tensor-core GEMMs win. The
+/// kernel's CUDA-core dot products cost ~18 instructions per 16-byte weight chunk and row, so
+/// from 3 rows on an SM cannot issue them as fast as HBM delivers the weights. On the H200, 8B
+/// shape, decode ITL with the kernel up to n rows against cuBLAS above (bench/RESULTS.md,
+/// 2026-12-01): bs 2 4.88–4.93 ms against 4.98 (cuBLAS), bs 4 6.21 against 4.88–5.05, bs 8
+/// 10.5 against 4.86–4.96.
+pub const MAX_ROWS: usize = 2;
 /// `GEMV_WARPS` of gemv.cuh: warps per CTA (`WARPS / wpr` output features).
 const WARPS: usize = 8;
 
