@@ -202,6 +202,17 @@ fn split_k_decode_attention_matches_the_single_pass_and_the_reference() {
             ..base((0..70).map(|i| ((i * 53) % 900, 1)).collect())
         },
         Case { heads: 4, kv_heads: 2, dim: 256, ..base((0..70).map(|i| ((i * 97) % 1300, 1)).collect()) },
+        // Small decode batches (paged_decode's 16-warp kernel): bs 1 at the contexts of
+        // bench/gpu.sh (up to 512 keys are one CTA, no split-K merge), a context past one
+        // partition, and two sequences with a window.
+        base(vec![(200, 1)]),
+        base(vec![(511, 1)]),
+        base(vec![(600, 1), (31, 1)]),
+        Case { heads: 16, kv_heads: 2, dim: 64, window: Some(100), alibi: true, ..base(vec![(450, 1), (90, 1)]) },
+        // SmolLM2's groups of 3 query heads, which paged_decode takes one at a time: bs 1, and a
+        // batch of 48 for its 4-warp kernel (there a group of 3 was a kernel that did not exist).
+        Case { heads: 9, kv_heads: 3, dim: 64, ..base(vec![(300, 1)]) },
+        Case { heads: 9, kv_heads: 3, dim: 64, ..base((0..48).map(|i| ((i * 41) % 700, 1)).collect()) },
     ];
     for dt in [DType::F32, DType::BF16, DType::F16] {
         for (i, c) in cases.iter().enumerate() {

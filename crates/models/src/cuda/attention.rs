@@ -25,6 +25,17 @@ const KT: usize = 32;
 const QTILE: usize = 4;
 /// The most query heads a `paged_decode` CTA takes (its R: 1, 2, 4 or 8).
 const DMAXR: usize = 8;
+/// Warps of the small-batch `paged_decode` (`paged_decode_w16_*`, at most `MAXR` heads a CTA):
+/// a partition of up to 16 tiles is one CTA whose warps take a tile each.
+const SMALL_WARPS: usize = 16;
+
+/// Whether decode batches too small for `paged_decode`'s 4-warp kernel take its 16-warp one: on
+/// unless `PROM_SMALL_DECODE=0` (then `paged_attn` with split-K, for comparison).
+fn small_decode_on() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PROM_SMALL_DECODE").map_or(true, |v| v != "0"))
+}
+
 /// The fewest keys a split-K partition covers (one K/V tile): below that the merge costs more
 /// than the extra CTAs gain.
 const PART_MIN: usize = KT;
@@ -347,20 +358,35 @@ pub(crate) fn attend(
 
     let rep = h / kvh;
     let chunk = |most: usize| (1..=most.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
-    // A decode batch (one query token a work item) with a common head dim of 64/128/256 and an
-    // aligned pool takes `paged_decode` (up to DMAXR heads a CTA, warps on separate key tiles)
-    // once it gives every SM a CTA without split-K: a smaller batch is latency-bound, and
-    // paged_attn's CTAs, loading each tile with all their threads, do better there.
-    let decode = batch.n_tokens == batch.n_work
-        && dk == dv
-        && matches!(dk, 64 | 128 | 256)
-        && pool.k.is_multiple_of(16)
-        && pool.v.is_multiple_of(16)
-        && batch.n_work * (h / chunk(DMAXR)) >= sm_count(dev);
-    let hp = chunk(if decode { DMAXR } else { MAXR });
+    // paged_decode is compiled for R ∈ {1, 2, 4, 8}: a group of 3 or 6 heads (SmolLM2's 9 over 3)
+    // takes chunks of 1 or 2.
+    let pow2_chunk = |most: usize| [8, 4, 2, 1].into_iter().find(|&d| d <= most && rep % d == 0).unwrap_or(1);
+    // A decode batch (one query token a work item) with a common head dim and an aligned pool
+    // takes `paged_decode`: its 4-warp kernel (up to DMAXR heads a CTA, head dims 64/128/256)
+    // once the batch gives every SM a CTA without split-K, its 16-warp kernel (head dims 64/128)
+    // below that, where a sequence's keys are a latency chain: up to 512 keys are then one CTA
+    // whose warps merge in shared memory. Everything else (prefill) takes `paged_attn`, whose
+    // CTAs load each tile with all their threads.
+    let one_token =
+        batch.n_tokens == batch.n_work && dk == dv && pool.k.is_multiple_of(16) && pool.v.is_multiple_of(16);
+    let decode = one_token && matches!(dk, 64 | 128 | 256) && batch.n_work * (h / pow2_chunk(DMAXR)) >= sm_count(dev);
+    let small = !decode && one_token && matches!(dk, 64 | 128) && small_decode_on();
+    let hp = match (decode, small) {
+        (true, _) => pow2_chunk(DMAXR),
+        // The most heads (of 4, 2, 1) that still give a quarter of the SMs a CTA: at bs 1 on
+        // the 8B shape one head a CTA (32 CTAs) took 4.43–4.46 ms a step against 4.53–4.57
+        // with four (8 CTAs); at bs 16 four heads (128 CTAs) took 5.14–5.24 ms against
+        // 5.67–5.74 with one (bench/RESULTS.md, 2026-12-01).
+        (false, true) => [4, 2]
+            .into_iter()
+            .find(|&r| r <= pow2_chunk(MAXR) && batch.n_work * (h / r) >= sm_count(dev).div_ceil(4))
+            .unwrap_or(1),
+        (false, false) => chunk(MAXR),
+    };
     let ctas = batch.n_work * (h / hp);
+    let warps = if small { SMALL_WARPS } else { WARPS };
     // The keys a partition takes at the least: a tile, or a tile for each warp of paged_decode.
-    let unit = if decode { WARPS * KT } else { KT };
+    let unit = if decode || small { warps * KT } else { KT };
     let parts = match split {
         Split::Auto => auto_parts(batch, ctas, sm_count(dev), unit),
         Split::Parts(n) => n.max(1),
@@ -378,10 +404,11 @@ pub(crate) fn attend(
             (i32::try_from(part).unwrap_or(i32::MAX), batch.max_ctx.div_ceil(part).max(1))
         }
     };
-    let (f, smem) = if decode {
-        let f = func(dev, &format!("paged_decode_{ty}_{dk}_{hp}"))?;
+    let (f, smem) = if decode || small {
+        let wide = if small { "w16_" } else { "" };
+        let f = func(dev, &format!("paged_decode_{wide}{ty}_{dk}_{hp}"))?;
         // paged_decode's layout: q rows, then each warp's (max, sum) and accumulator rows.
-        (f, (hp * dk + WARPS * hp * 2 + WARPS * hp * dv) * 4)
+        (f, (hp * dk + warps * hp * 2 + warps * hp * dv) * 4)
     } else {
         let dvl = [1, 2, 4, 8, 16].into_iter().find(|&n| 32 * n >= dv).unwrap_or(16);
         let f = func(dev, &format!("paged_attn_{ty}_{dvl}"))?;
@@ -422,14 +449,14 @@ pub(crate) fn attend(
     let (scale, cap, win, parti) = (p.scale, p.softcap.unwrap_or(0.0), p.window.map_or(0, i32_), part);
     let mut l = Launch::new(&f);
     l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables).arg(&alibi_p);
-    if decode {
+    if decode || small {
         l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&scale).arg(&cap).arg(&win);
     } else {
         l.arg(&hi).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi).arg(&hpi).arg(&qt).arg(&scale).arg(&cap).arg(&win);
     }
     l.arg(&parti).arg(&ml_p).arg(&acc_p).arg(&pool.counters);
     let grid = (batch.n_work as u32, (h / hp) as u32, parts as u32);
-    let cfg = LaunchConfig { grid_dim: grid, block_dim: ((WARPS * 32) as u32, 1, 1), shared_mem_bytes: smem as u32 };
+    let cfg = LaunchConfig { grid_dim: grid, block_dim: ((warps * 32) as u32, 1, 1), shared_mem_bytes: smem as u32 };
     // SAFETY: argument types match paged_attn's signature; the work list, tables and slots were
     // built from the same batch the shapes were checked against; with `part` ≠ 0 the scratch
     // holds gridDim.z partitions of every (token, head), and the counters one zeroed ticket

@@ -1,8 +1,8 @@
 // Part of kernels.cu (included there after its shared helpers).
 // ---------------------------------------------------------------------------------------------
-// Decode attention: every work item is one query token (a decode step). One CTA of WARPS warps
+// Decode attention: every work item is one query token (a decode step). One CTA of W warps
 // per (sequence, chunk of R ∈ {1, 2, 4, 8} query heads of one kv head, key partition z). The CTA's
-// keys go to its warps a 32-key tile at a time (warp w takes tiles w, w + WARPS, ...). In a tile
+// keys go to its warps a 32-key tile at a time (warp w takes tiles w, w + W, ...). In a tile
 // lane j scores key j straight from global memory (its K row in 16-byte loads) against the
 // chunk's query rows in shared memory; then each lane accumulates the value dims 2·lane + 64·e
 // and the ones after them over the tile's keys, the warp reading each V row as one coalesced
@@ -10,8 +10,15 @@
 // in shared memory and there is no barrier in the loop: each warp streams its own tiles and
 // keeps its rows' running max, sum and accumulator in registers; the warps' states merge
 // through shared memory at the end. `part` as in paged_attn (0: the whole context; > 0: fixed
-// partitions; < 0: sized here per sequence). K rows must be 16-byte aligned (DK a multiple of
+// partitions; < 0: sized here per sequence; a sequence whose keys fit one partition writes `out`
+// at once, without the scratch and the merge). K rows must be 16-byte aligned (DK a multiple of
 // 16 bytes, an aligned pool): cuda/attention.rs checks.
+//
+// W = 4 serves large batches (a CTA per SM or more). W = 16 serves small ones (bs 1: one CTA per
+// kv head): its partitions hold 16 tiles, so up to 512 keys a sequence are one CTA whose warps
+// each take one tile at once and merge in shared memory, with no split-K round trip through
+// global memory. Before the wait each warp looks up its first tile's rows (the layout is
+// uploaded before the step) and asks them into L2 (`prefetch_kv`'s reasoning).
 // Two consecutive cache values (an even index: 4- or 8-byte aligned) as floats.
 __device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
 __device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
@@ -19,7 +26,7 @@ __device__ __forceinline__ float2 load2(const __nv_bfloat16* p) {
   return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
 
-template <typename TQ, typename TK, int DK, int DV, int R>
+template <typename TQ, typename TK, int DK, int DV, int R, int W>
 __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, const TK* __restrict__ kp,
                              const TK* __restrict__ vp, const int2* __restrict__ work,
                              const SeqInfo* __restrict__ seqs, const uint32_t* __restrict__ tables,
@@ -32,8 +39,8 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   constexpr int DPL = DV / 32;          // value dims per lane
   extern __shared__ __align__(16) float smem[];
   float* qs = smem;                          // (R, DK)
-  float2* wml = reinterpret_cast<float2*>(qs + R * DK);  // (WARPS, R)
-  float* wacc = reinterpret_cast<float*>(wml + WARPS * R);  // (WARPS, R, DV)
+  float2* wml = reinterpret_cast<float2*>(qs + R * DK);  // (W, R)
+  float* wacc = reinterpret_cast<float*>(wml + W * R);  // (W, R, DV)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const SeqInfo s = seqs[work[blockIdx.x].x];
@@ -41,9 +48,24 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   const int qpos = s.start;
   int lo = window > 0 ? max(0, qpos + 1 - window) : 0;
   int hi = qpos;
-  const int used = split_keys(lo, hi, part, WARPS * KT);  // whole tiles for every warp
+  const int used = split_keys(lo, hi, part, W * KT);  // whole tiles for every warp
   if ((int)blockIdx.z >= used) return;
   // The layout is uploaded before the step: only q and this step's K/V rows need the wait.
+  // This lane's key in the warp's first tile, its row in the pool (block · kvh + g) · bs + offset.
+  const int kb0 = lo + warp * KT;
+  uint32_t krow0 = 0;
+  if (kb0 + lane <= hi) {
+    const int pos = kb0 + lane;
+    krow0 = (tables[s.table + pos / bs] * kvh + g) * bs + pos % bs;
+    if (W > WARPS) {
+      const char* kr = reinterpret_cast<const char*>(kp + (size_t)krow0 * DK);
+      const char* vr = reinterpret_cast<const char*>(vp + (size_t)krow0 * DV);
+#pragma unroll
+      for (int c = 0; c < (int)(DK * sizeof(TK)); c += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(kr + c));
+#pragma unroll
+      for (int c = 0; c < (int)(DV * sizeof(TK)); c += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(vr + c));
+    }
+  }
   pdl_wait();
   for (int idx = tid; idx < R * DK; idx += blockDim.x) {
     const int r = idx / DK, d = idx - r * DK;
@@ -54,16 +76,21 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   float m[R], l[R], acc[R][DPL];
   softmax_init(m, l, acc);
 
-  for (int kb = lo + warp * KT; kb <= hi; kb += WARPS * KT) {
+  for (int kb = kb0; kb <= hi; kb += W * KT) {
     const int pos = kb + lane;
     const bool valid = pos <= hi;
     // This lane's key: its row in the pool (block · kvh + g) · bs + offset.
     uint32_t krow = 0;
-    float sc[R];
+    // Each row's dot product as SA interleaved partial sums (element x of a chunk goes to sum
+    // x % SA), so that a CTA of one or two heads still has four FMA chains a lane in flight.
+    constexpr int SA = R >= 4 ? 1 : 4 / R;
+    float sc[R][SA];
 #pragma unroll
-    for (int r = 0; r < R; r++) sc[r] = 0.f;
+    for (int r = 0; r < R; r++)
+#pragma unroll
+      for (int a = 0; a < SA; a++) sc[r][a] = 0.f;
     if (valid) {
-      krow = (tables[s.table + pos / bs] * kvh + g) * bs + pos % bs;
+      krow = kb == kb0 ? krow0 : (tables[s.table + pos / bs] * kvh + g) * bs + pos % bs;
       const uint4* kr = reinterpret_cast<const uint4*>(kp + (size_t)krow * DK);
 #pragma unroll 8
       for (int c = 0; c < KC; c++) {
@@ -74,11 +101,9 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
         for (int x = 0; x < VEC; x++) kv[x] = to_f(e[x]);
 #pragma unroll
         for (int r = 0; r < R; r++) {
-          {
-            const float* qr = qs + r * DK + c * VEC;
+          const float* qr = qs + r * DK + c * VEC;
 #pragma unroll
-            for (int x = 0; x < VEC; x++) sc[r] = fmaf(qr[x], kv[x], sc[r]);
-          }
+          for (int x = 0; x < VEC; x++) sc[r][x % SA] = fmaf(qr[x], kv[x], sc[r][x % SA]);
         }
       }
     }
@@ -89,7 +114,10 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
       p[r] = 0.f;
       float x = -INFINITY;
       if (valid) {
-        x = sc[r] * scale;
+        float dot = sc[r][0];
+#pragma unroll
+        for (int a = 1; a < SA; a++) dot += sc[r][a];
+        x = dot * scale;
         if (alibi) x += alibi[h0 + r] * (float)pos;
         if (softcap > 0.f) x = softcap * tanhf(x / softcap);
       }
@@ -129,10 +157,10 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
     const int r = idx / DV, d = idx - r * DV;
     float mx = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < WARPS; w++) mx = fmaxf(mx, wml[w * R + r].x);
+    for (int w = 0; w < W; w++) mx = fmaxf(mx, wml[w * R + r].x);
     float sum = 0.f, a = 0.f;
 #pragma unroll
-    for (int w = 0; w < WARPS; w++) {
+    for (int w = 0; w < W; w++) {
       const float2 ml = wml[w * R + r];
       if (ml.x == -INFINITY) continue;
       const float f = expf(ml.x - mx);
@@ -140,7 +168,7 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
       a = fmaf(wacc[(w * R + r) * DV + d], f, a);
     }
     const int head = h0 + r;
-    if (part != 0) {
+    if (used > 1) {
       const size_t at = ((size_t)s.row * H + head) * gridDim.z + blockIdx.z;
       if (d == 0) part_ml[at] = make_float2(mx, sum);
       part_acc[at * DV + d] = a;
@@ -148,35 +176,42 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
       out[((size_t)s.row * H + head) * DV + d] = from_f<TQ>(sum > 0.f ? a / sum : 0.f);
     }
   }
-  if (part != 0 && last_partition(counters, used)) {
+  if (used > 1 && last_partition(counters, used)) {
     auto row_of = [&](int r) { return (size_t)s.row * H + h0 + r; };
     merge_parts<DPL>(part_ml, part_acc, out, R, row_of, DV, gridDim.z, used);
   }
 }
 
-// With a 16-bit cache, head dims up to 128 and up to four heads a CTA, the registers are capped
-// for 8 CTAs an SM (64 a thread): at 80 a bs-128 launch of 1024 CTAs ran 6 an SM, in 1.29 waves
-// (Nsight Compute, bench/RESULTS.md). ptxas then spills at most 28 bytes; the other variants
-// (f32 caches, head dim 256, eight heads) would spill up to 384 bytes under the cap, and keep
-// their registers.
-#define DECODE_MIN_CTAS(TK, D, R) ((R) <= 4 && (D) <= 128 && sizeof(TK) == 2 ? 8 : 1)
-#define DECODE(NAME, TQ, TK, D, R)                                                               \
-  extern "C" __global__ void __launch_bounds__(WARPS * 32, DECODE_MIN_CTAS(TK, D, R))             \
+// With a 16-bit cache, head dims up to 128 and up to four heads a CTA, the registers of the
+// 4-warp kernel are capped for 8 CTAs an SM (64 a thread): at 80 a bs-128 launch of 1024 CTAs
+// ran 6 an SM, in 1.29 waves (Nsight Compute, bench/RESULTS.md). ptxas then spills at most 28
+// bytes; the other variants (f32 caches, head dim 256, eight heads) would spill up to 384 bytes
+// under the cap, and keep their registers. The 16-warp kernel runs one CTA an SM.
+#define DECODE_MIN_CTAS(TK, D, R, W) ((W) == WARPS && (R) <= 4 && (D) <= 128 && sizeof(TK) == 2 ? 8 : 1)
+#define DECODE(NAME, TQ, TK, D, R, W)                                                            \
+  extern "C" __global__ void __launch_bounds__(W * 32, DECODE_MIN_CTAS(TK, D, R, W))             \
       NAME(const TQ* q, TQ* out, const TK* kp, const TK* vp, const int2* work, const SeqInfo* seqs, \
            const uint32_t* tables, const float* alibi, int H, int kvh, int bs, float scale,       \
            float softcap, int window, int part, float2* part_ml, float* part_acc, unsigned* counters) { \
-    paged_decode<TQ, TK, D, D, R>(q, out, kp, vp, work, seqs, tables, alibi, H, kvh, bs, scale,   \
-                                  softcap, window, part, part_ml, part_acc, counters);           \
+    paged_decode<TQ, TK, D, D, R, W>(q, out, kp, vp, work, seqs, tables, alibi, H, kvh, bs, scale, \
+                                     softcap, window, part, part_ml, part_acc, counters);        \
   }
-#define DECODE_R(TN, TQ, TK, D)                   \
-  DECODE(paged_decode_##TN##_##D##_1, TQ, TK, D, 1) \
-  DECODE(paged_decode_##TN##_##D##_2, TQ, TK, D, 2) \
-  DECODE(paged_decode_##TN##_##D##_4, TQ, TK, D, 4) \
-  DECODE(paged_decode_##TN##_##D##_8, TQ, TK, D, 8)
+#define DECODE_R(TN, TQ, TK, D)                      \
+  DECODE(paged_decode_##TN##_##D##_1, TQ, TK, D, 1, WARPS) \
+  DECODE(paged_decode_##TN##_##D##_2, TQ, TK, D, 2, WARPS) \
+  DECODE(paged_decode_##TN##_##D##_4, TQ, TK, D, 4, WARPS) \
+  DECODE(paged_decode_##TN##_##D##_8, TQ, TK, D, 8, WARPS)
+// The small-batch kernel: 16 warps, up to four heads a CTA, head dims 64 and 128.
+#define DECODE_W(TN, TQ, TK, D)                              \
+  DECODE(paged_decode_w16_##TN##_##D##_1, TQ, TK, D, 1, 16) \
+  DECODE(paged_decode_w16_##TN##_##D##_2, TQ, TK, D, 2, 16) \
+  DECODE(paged_decode_w16_##TN##_##D##_4, TQ, TK, D, 4, 16)
 #define DECODE_ALL(TN, TQ, TK) \
   DECODE_R(TN, TQ, TK, 64)      \
   DECODE_R(TN, TQ, TK, 128)     \
-  DECODE_R(TN, TQ, TK, 256)
+  DECODE_R(TN, TQ, TK, 256)     \
+  DECODE_W(TN, TQ, TK, 64)      \
+  DECODE_W(TN, TQ, TK, 128)
 DECODE_ALL(f32_f32, float, float)
 DECODE_ALL(f32_f16, float, __half)
 DECODE_ALL(f16_f16, __half, __half)
