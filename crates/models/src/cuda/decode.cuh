@@ -14,10 +14,10 @@
 // at once, without the scratch and the merge). K rows must be 16-byte aligned (DK a multiple of
 // 16 bytes, an aligned pool): cuda/attention.rs checks.
 //
-// W = 4 serves large batches (a CTA per SM or more). W = 16 serves small ones (bs 1: one CTA per
-// kv head): its partitions hold 16 tiles, so up to 512 keys a sequence are one CTA whose warps
-// each take one tile at once and merge in shared memory, with no split-K round trip through
-// global memory. Before the wait each warp looks up its first tile's rows (the layout is
+// W = 4 serves large batches (a CTA per SM or more). W = 16 serves small ones (bs 1: a CTA per
+// query head): its partitions hold 16 tiles, so up to 512 keys a sequence are one CTA whose
+// warps each take one tile at once and merge in shared memory, with no split-K round trip
+// through global memory. Before the wait each warp looks up its first tile's rows (the layout is
 // uploaded before the step) and asks them into L2 (`prefetch_kv`'s reasoning).
 // Two consecutive cache values (an even index: 4- or 8-byte aligned) as floats.
 __device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }

@@ -28,12 +28,16 @@ template <typename T>
 __device__ void add_rms_norm(const T* __restrict__ x, const T* __restrict__ h, const T* __restrict__ w,
                              T* __restrict__ s, T* __restrict__ y, int dim, float eps, int aligned) {
   pdl_trigger();
-  pdl_wait();
   __shared__ float part[32];
   constexpr int VEC = 16 / sizeof(T);
   const size_t base = (size_t)blockIdx.x * dim;
   const int nch = dim / VEC;
   const bool vec = aligned && dim % VEC == 0 && nch <= NORM_MAXC * (int)blockDim.x;
+  // The weight is read after the row's sum, on the critical path, and the weight streams of the
+  // GEMVs have evicted it from L2: ask it there before the wait (weights are never written).
+  for (int b = threadIdx.x * 128; b < dim * (int)sizeof(T); b += blockDim.x * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char*>(w) + b));
+  pdl_wait();
   float ss = 0.f;
   if (vec) {
     float v[NORM_MAXC][VEC];
