@@ -209,6 +209,11 @@ fn split_k_decode_attention_matches_the_single_pass_and_the_reference() {
         base(vec![(511, 1)]),
         base(vec![(600, 1), (31, 1)]),
         Case { heads: 16, kv_heads: 2, dim: 64, window: Some(100), alibi: true, ..base(vec![(450, 1), (90, 1)]) },
+        // Prefill on tensor cores (bf16/f16, head dims 128 and 64): a 300-token prompt (five
+        // 64-token tiles, the last partial), a chunk continuing a cached context, a decode row
+        // in the same batch; a window shorter than a chunk, and chunks of exactly one tile.
+        base(vec![(0, 300), (130, 70), (500, 1)]),
+        Case { heads: 16, kv_heads: 2, dim: 64, window: Some(90), ..base(vec![(40, 129), (0, 64), (7, 65)]) },
         // SmolLM2's groups of 3 query heads, which paged_decode takes one at a time: bs 1, and a
         // batch of 48 for its 4-warp kernel (there a group of 3 was a kernel that did not exist).
         Case { heads: 9, kv_heads: 3, dim: 64, ..base(vec![(300, 1)]) },

@@ -356,6 +356,21 @@ pub(crate) fn attend(
     let b = &batch.buf;
     let (i32_, u) = (|x: usize| x as i32, |at: usize| slice_ptr(b, at, &stream));
 
+    // A batch with a multi-token chunk (prefill) whose attention the tensor-core kernel covers.
+    let mma = batch.n_tokens > batch.n_seqs
+        && matches!((act, pool.dtype), (DType::BF16, DType::BF16) | (DType::F16, DType::F16))
+        && dk == dv
+        && matches!(dk, 64 | 128)
+        && pool.k.is_multiple_of(16)
+        && pool.v.is_multiple_of(16)
+        && qp.is_multiple_of(16)
+        && p.alibi.is_none()
+        && p.softcap.is_none()
+        && matches!(split, Split::Auto | Split::Parts(1))
+        && prefill_mma_on();
+    if mma {
+        return prefill_mma(dev, pool, qp, (t, h, dk), batch, p);
+    }
     let rep = h / kvh;
     let chunk = |most: usize| (1..=most.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
     // paged_decode is compiled for R ∈ {1, 2, 4, 8}: a group of 3 or 6 heads (SmolLM2's 9 over 3)
@@ -465,6 +480,60 @@ pub(crate) fn attend(
     // The slopes' and scratch buffers must outlive the launches: their frees are ordered after
     // them on the stream.
     drop((alibi, scratch));
+    Ok(out)
+}
+
+/// Whether prefill batches take `prefill_mma` where it applies: on unless `PROM_PREFILL_MMA=0`
+/// (then `paged_attn`, for comparison).
+fn prefill_mma_on() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PROM_PREFILL_MMA").map_or(true, |v| v != "0"))
+}
+
+/// Query tokens a `prefill_mma` CTA takes (`PF_Q` of prefill.cuh): a multiple of `QTILE`, so
+/// that one work item of paged_attn's list starts each CTA's tile.
+const PF_Q: usize = 64;
+
+/// [`attend`] on tensor cores for a batch with prefill chunks (`prefill_mma` in prefill.cuh):
+/// q at `qp`, `(t, h, d)` contiguous and 16-byte aligned, a 16-bit cache of the same dtype, head
+/// dim 64 or 128, no ALiBi or softcap (checked by the caller).
+fn prefill_mma(
+    dev: &CudaDevice,
+    pool: &LayerPtrs,
+    qp: u64,
+    (t, h, d): (usize, usize, usize),
+    batch: &GpuBatch,
+    p: &AttnParams,
+) -> Result<Tensor> {
+    const _: () = assert!(PF_Q.is_multiple_of(QTILE));
+    let act = pool.dtype;
+    let ty = if act == DType::BF16 { "bf16" } else { "f16" };
+    let f = func(dev, &format!("prefill_mma_{ty}_{d}"))?;
+    // Q, K and V tiles of 64 rows, each padded by 8 values.
+    let smem = 3 * PF_Q * (d + 8) * 2;
+    f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+        .map_err(|e| kernel_err("prefill attention", format!("{smem} bytes of shared memory: {e}")))?;
+    let stream = dev.cuda_stream();
+    let out = super::alloc::output(dev, act, &[t, h * d])?;
+    let op = dptr(&out, &stream)?;
+    let b = &batch.buf;
+    let (work, seqs, tables) =
+        (slice_ptr(b, 0, &stream), slice_ptr(b, batch.seqs_at, &stream), slice_ptr(b, batch.tables_at, &stream));
+    let i32_ = |x: usize| x as i32;
+    let (hi, kvhi, bsi, win) = (i32_(h), i32_(pool.kv_heads), i32_(pool.block_size), p.window.map_or(0, i32_));
+    let mut l = Launch::new(&f);
+    l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables);
+    l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&p.scale).arg(&win);
+    let cfg = LaunchConfig {
+        grid_dim: (batch.n_work as u32, h as u32, 1),
+        block_dim: (128, 1, 1),
+        shared_mem_bytes: smem as u32,
+    };
+    // SAFETY: argument types match prefill_mma's signature; q holds t × h × d values and out
+    // t × h × d (every row belongs to one sequence, and the CTA starting each 64-token tile
+    // writes its rows); the work list, tables and slots were built from the batch the shapes
+    // were checked against, and the pool covers every block in them (checked by the caller).
+    unsafe { l.launch(&stream, cfg) }.w().ctx("prefill attention")?;
     Ok(out)
 }
 

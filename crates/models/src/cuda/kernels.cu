@@ -1,8 +1,8 @@
 // Prometheus CUDA kernels, compiled to one PTX module by crates/models/build.rs under the
 // `cuda` feature and launched from `cuda/*.rs`. This file holds what every part uses; the parts:
-// attention.cuh (KV cache writes, paged attention with split-K), decode.cuh (decode attention
-// for large batches), sample.cuh (greedy and random sampling), fused.cuh (norms, SwiGLU, casts) and
-// gemv.cuh (small-batch matmul).
+// attention.cuh (KV cache writes, paged attention with split-K), decode.cuh (decode attention),
+// prefill.cuh (prefill attention on tensor cores), sample.cuh (greedy and random sampling),
+// fused.cuh (norms, SwiGLU, casts) and gemv.cuh (small-batch matmul).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
@@ -55,6 +55,7 @@ __device__ __forceinline__ uint4 pack(const float* f) {
 
 #include "attention.cuh"
 #include "decode.cuh"
+#include "prefill.cuh"
 #include "sample.cuh"
 #include "fused.cuh"
 #include "gemv.cuh"

@@ -1,0 +1,215 @@
+// Part of kernels.cu (included there after attention.cuh, whose SeqInfo it reads).
+// ---------------------------------------------------------------------------------------------
+// Prefill attention on tensor cores (FlashAttention-2's loop): a 16-bit cache, k_dim = v_dim = D
+// ∈ {64, 128}, causal with an optional sliding window, no ALiBi or softcap (cuda/attention.rs
+// picks it; everything else takes paged_attn). One CTA of 4 warps per (64 query tokens of one
+// sequence, query head): warp w owns query rows 16w..16w+15. Per 64-key tile the CTA stages K
+// and V rows (through the block table) in shared memory; each warp computes its 16 × 64 scores
+// with `mma.m16n8k16` (f32 accumulators), applies the mask, keeps its rows' running max and sum
+// (online softmax, base 2), rounds the probabilities to T as the A operand of P·V, and
+// accumulates its 16 × D output in f32 registers. The output is divided by the sum once and
+// rounded to T.
+//
+// The CTA rides on paged_attn's work list (a work item per QTILE = 4 tokens): the item whose
+// first token starts a 64-token tile takes it, the others leave at once.
+constexpr int PF_Q = 64;  // query tokens a CTA, 16 a warp
+constexpr int PF_K = 64;  // keys a tile
+
+template <typename T> struct Mma16816;
+template <> struct Mma16816<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  // Two floats rounded to T, the first in the low half (the lower column).
+  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+};
+template <> struct Mma16816<__half> {
+  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+};
+
+__device__ __forceinline__ uint32_t ld_u32(const void* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+template <typename T, int D>
+__device__ void prefill_mma(const T* __restrict__ q, T* __restrict__ out, const T* __restrict__ kp,
+                            const T* __restrict__ vp, const int2* __restrict__ work, const SeqInfo* __restrict__ seqs,
+                            const uint32_t* __restrict__ tables, int H, int kvh, int bs, float scale, int window) {
+  using M = Mma16816<T>;
+  pdl_trigger();
+  // Rows padded by 16 bytes: the 8 rows a fragment load touches start 4 banks apart.
+  constexpr int DP = D + 8;
+  constexpr int CH = D / 8;  // 16-byte chunks a row
+  extern __shared__ __align__(16) unsigned char pf_smem[];
+  T* qs = reinterpret_cast<T*>(pf_smem);  // (PF_Q, DP)
+  T* ks = qs + PF_Q * DP;                 // (PF_K, DP)
+  T* vs = ks + PF_K * DP;                 // (PF_K, DP)
+
+  const int2 wi = work[blockIdx.x];
+  if (wi.y % PF_Q != 0) return;
+  const SeqInfo s = seqs[wi.x];
+  const int tile0 = wi.y, nq = min(PF_Q, s.len - tile0);
+  const int h = blockIdx.y, g = h / (H / kvh);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int q_first = s.start + tile0, q_last = q_first + nq - 1;
+  const int lo = window > 0 ? max(0, q_first + 1 - window) : 0;
+  pdl_wait();
+
+  for (int i = tid; i < PF_Q * CH; i += blockDim.x) {
+    const int r = i / CH, c = i - r * CH;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (r < nq) v = *reinterpret_cast<const uint4*>(q + ((size_t)(s.row + tile0 + r) * H + h) * D + c * 8);
+    *reinterpret_cast<uint4*>(qs + r * DP + c * 8) = v;
+  }
+  __syncthreads();
+
+  // This warp's query rows as A fragments (rows gid and gid + 8; columns 2·tig, +1, +8, +9 of
+  // each 16-wide step).
+  const int r0 = warp * 16;
+  uint32_t qa[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    const T* b = qs + (r0 + gid) * DP + kk * 16 + 2 * tig;
+    qa[kk][0] = ld_u32(b);
+    qa[kk][1] = ld_u32(b + 8 * DP);
+    qa[kk][2] = ld_u32(b + 8);
+    qa[kk][3] = ld_u32(b + 8 * DP + 8);
+  }
+  const int qp0 = q_first + r0 + gid, qp1 = qp0 + 8;  // this thread's two rows' positions
+  const bool live = r0 < nq;
+  const int warp_last = min(q_last, q_first + r0 + 15);
+  const float sl2 = scale * 1.4426950408889634f;  // scores in base 2
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+
+  for (int kb = lo; kb <= q_last; kb += PF_K) {
+    __syncthreads();  // the previous tile is consumed
+    for (int i = tid; i < PF_K * CH; i += blockDim.x) {
+      const int r = i / CH, c = i - r * CH, pos = kb + r;
+      uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+      if (pos <= q_last) {
+        const size_t row = ((size_t)tables[s.table + pos / bs] * kvh + g) * bs + pos % bs;
+        kv = *reinterpret_cast<const uint4*>(kp + row * D + c * 8);
+        vv = *reinterpret_cast<const uint4*>(vp + row * D + c * 8);
+      }
+      *reinterpret_cast<uint4*>(ks + r * DP + c * 8) = kv;
+      *reinterpret_cast<uint4*>(vs + r * DP + c * 8) = vv;
+    }
+    __syncthreads();
+    if (!live || kb > warp_last) continue;  // every key of the tile is after this warp's rows
+
+    // S = Q Kᵀ (16 × 64): B(k = dim, n = key) = K[key][dim], two consecutive dims a register.
+    float sc[PF_K / 8][4];
+#pragma unroll
+    for (int j = 0; j < PF_K / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+      for (int j = 0; j < PF_K / 8; j++) {
+        const T* kr = ks + (j * 8 + gid) * DP + kk * 16 + 2 * tig;
+        M::run(sc[j], qa[kk], ld_u32(kr), ld_u32(kr + 8));
+      }
+
+    // Mask (causal, window, rows past the chunk), scale, the tile's row maxima.
+    float t0 = -INFINITY, t1 = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < PF_K / 8; j++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int key = kb + j * 8 + 2 * tig + e;
+        const bool v0 = key <= qp0 && qp0 <= q_last && (window <= 0 || key > qp0 - window);
+        const bool v1 = key <= qp1 && qp1 <= q_last && (window <= 0 || key > qp1 - window);
+        sc[j][e] = v0 ? sc[j][e] * sl2 : -INFINITY;
+        sc[j][2 + e] = v1 ? sc[j][2 + e] * sl2 : -INFINITY;
+        t0 = fmaxf(t0, sc[j][e]);
+        t1 = fmaxf(t1, sc[j][2 + e]);
+      }
+    // A row lives in the 4 threads of a quad.
+    t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 1));
+    t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 2));
+    t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 1));
+    t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 2));
+    const float n0 = fmaxf(m0, t0), n1 = fmaxf(m1, t1);
+    // A row with no key yet keeps max -inf: exponents against 0 then give 0, never NaN.
+    const float b0 = n0 == -INFINITY ? 0.f : n0, b1 = n1 == -INFINITY ? 0.f : n1;
+    const float f0 = exp2f(m0 - b0), f1 = exp2f(m1 - b1);
+    m0 = n0;
+    m1 = n1;
+    l0 *= f0;
+    l1 *= f1;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      o[n][0] *= f0;
+      o[n][1] *= f0;
+      o[n][2] *= f1;
+      o[n][3] *= f1;
+    }
+    // P as A fragments of P·V: score tile j holds keys 8j.., so k-step t takes tiles 2t (a0, a1)
+    // and 2t + 1 (a2, a3).
+    uint32_t pa[PF_K / 16][4];
+#pragma unroll
+    for (int j = 0; j < PF_K / 8; j++) {
+      const float p00 = exp2f(sc[j][0] - b0), p01 = exp2f(sc[j][1] - b0);
+      const float p10 = exp2f(sc[j][2] - b1), p11 = exp2f(sc[j][3] - b1);
+      l0 += p00 + p01;
+      l1 += p10 + p11;
+      pa[j / 2][(j % 2) * 2] = M::pack2(p00, p01);
+      pa[j / 2][(j % 2) * 2 + 1] = M::pack2(p10, p11);
+    }
+    // O += P V: B(k = key, n = dim) = V[key][dim], two 8 × 8 blocks transposed by ldmatrix (lanes
+    // 0–15 give the 16 keys' row addresses).
+#pragma unroll
+    for (int t = 0; t < PF_K / 16; t++)
+#pragma unroll
+      for (int n = 0; n < D / 8; n++) {
+        const unsigned addr = (unsigned)__cvta_generic_to_shared(vs + (t * 16 + (lane & 15)) * DP + n * 8);
+        uint32_t v0, v1;
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
+                     : "=r"(v0), "=r"(v1)
+                     : "r"(addr));
+        M::run(o[n], pa[t], v0, v1);
+      }
+  }
+  if (!live) return;
+  l0 += __shfl_xor_sync(0xffffffff, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffff, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffff, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffff, l1, 2);
+  const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  T* y0 = out + ((size_t)(s.row + tile0 + r0 + gid) * H + h) * D + 2 * tig;
+  T* y1 = y0 + (size_t)8 * H * D;
+#pragma unroll
+  for (int n = 0; n < D / 8; n++) {
+    if (qp0 <= q_last) *reinterpret_cast<uint32_t*>(y0 + n * 8) = M::pack2(o[n][0] * i0, o[n][1] * i0);
+    if (qp1 <= q_last) *reinterpret_cast<uint32_t*>(y1 + n * 8) = M::pack2(o[n][2] * i1, o[n][3] * i1);
+  }
+}
+
+#define PREFILL(NAME, T, D)                                                                        \
+  extern "C" __global__ void __launch_bounds__(128)                                                \
+      NAME(const T* q, T* out, const T* kp, const T* vp, const int2* work, const SeqInfo* seqs,     \
+           const uint32_t* tables, int H, int kvh, int bs, float scale, int window) {               \
+    prefill_mma<T, D>(q, out, kp, vp, work, seqs, tables, H, kvh, bs, scale, window);               \
+  }
+PREFILL(prefill_mma_bf16_64, __nv_bfloat16, 64)
+PREFILL(prefill_mma_bf16_128, __nv_bfloat16, 128)
+PREFILL(prefill_mma_f16_64, __half, 64)
+PREFILL(prefill_mma_f16_128, __half, 128)
