@@ -15,34 +15,25 @@
 constexpr int PF_Q = 64;  // query tokens a CTA, 16 a warp
 constexpr int PF_K = 64;  // keys a tile
 
+// `mma.m16n8k16` with f32 accumulators for T = bf16 or f16 (PTX names the type), and `pack2`: two
+// floats rounded to T, the first in the low half (the lower column).
 template <typename T> struct Mma16816;
-template <> struct Mma16816<__nv_bfloat16> {
-  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  // Two floats rounded to T, the first in the low half (the lower column).
-  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-};
-template <> struct Mma16816<__half> {
-  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-};
+#define MMA16816(T, PTX, T2, CVT)                                                                 \
+  template <> struct Mma16816<T> {                                                               \
+    static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, \
+                                               uint32_t b1) {                                    \
+      asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX "." PTX                          \
+                   ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"         \
+                   : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                               \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));               \
+    }                                                                                             \
+    static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {                        \
+      T2 v = CVT(lo, hi);                                                                         \
+      return *reinterpret_cast<uint32_t*>(&v);                                                    \
+    }                                                                                             \
+  };
+MMA16816(__nv_bfloat16, "bf16", __nv_bfloat162, __floats2bfloat162_rn)
+MMA16816(__half, "f16", __half2, __floats2half2_rn)
 
 __device__ __forceinline__ uint32_t ld_u32(const void* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
