@@ -33,7 +33,7 @@ const SMALL_WARPS: usize = 16;
 /// unless `PROM_SMALL_DECODE=0` (then `paged_attn` with split-K, for comparison).
 fn small_decode_on() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("PROM_SMALL_DECODE").map_or(true, |v| v != "0"))
+    super::launch::env_switch(&ON, "PROM_SMALL_DECODE")
 }
 
 /// The fewest keys a split-K partition covers (one K/V tile): below that the merge costs more
@@ -487,7 +487,7 @@ pub(crate) fn attend(
 /// (then `paged_attn`, for comparison).
 fn prefill_mma_on() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("PROM_PREFILL_MMA").map_or(true, |v| v != "0"))
+    super::launch::env_switch(&ON, "PROM_PREFILL_MMA")
 }
 
 /// Query tokens a `prefill_mma` CTA takes (`PF_Q` of prefill.cuh): a multiple of `QTILE`, so
@@ -511,8 +511,10 @@ fn prefill_mma(
     let f = func(dev, &format!("prefill_mma_{ty}_{d}"))?;
     // Q, K and V tiles of 64 rows, each padded by 8 values.
     let smem = 3 * PF_Q * (d + 8) * 2;
-    f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-        .map_err(|e| kernel_err("prefill attention", format!("{smem} bytes of shared memory: {e}")))?;
+    if smem > 48 * 1024 {
+        f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+            .map_err(|e| kernel_err("prefill attention", format!("{smem} bytes of shared memory: {e}")))?;
+    }
     let stream = dev.cuda_stream();
     let out = super::alloc::output(dev, act, &[t, h * d])?;
     let op = dptr(&out, &stream)?;

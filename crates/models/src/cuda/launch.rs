@@ -25,10 +25,15 @@ use std::sync::OnceLock;
 use candle_core::cuda::cudarc::driver::sys::{self, CUlaunchAttribute, CUlaunchAttributeID, CUlaunchConfig};
 use candle_core::cuda::cudarc::driver::{CudaFunction, CudaStream, DriverError, LaunchConfig};
 
+/// A switch for comparisons, read once into `cell`: on unless the variable `var` is "0".
+pub(super) fn env_switch(cell: &'static OnceLock<bool>, var: &str) -> bool {
+    *cell.get_or_init(|| std::env::var(var).map_or(true, |v| v != "0"))
+}
+
 /// Whether launches use PDL: on unless `PROM_PDL=0`.
 fn pdl_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("PROM_PDL").map_or(true, |v| v != "0"))
+    env_switch(&ON, "PROM_PDL")
 }
 
 /// A kernel parameter passed by value: device pointers travel as `u64` addresses, never as the
