@@ -48,9 +48,9 @@ extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
       for (int u = 0; u < UNROLL; u++) wv[u] = ld_stream(wr + c + 32 * u);
 #pragma unroll
-      for (int u = 0; u < UNROLL; u++) dot8<__nv_bfloat16, 1>(wv[u], xr, c + 32 * u, kc, acc);
+      for (int u = 0; u < UNROLL; u++) dot8<__nv_bfloat16, 1>(wv[u], xr, c + 32 * u, kc, acc, false, nullptr);
     }
-    for (; c < kc; c += 32) dot8<__nv_bfloat16, 1>(ld_stream(wr + c), xr, c, kc, acc);
+    for (; c < kc; c += 32) dot8<__nv_bfloat16, 1>(ld_stream(wr + c), xr, c, kc, acc, false, nullptr);
     const float v = warp_sum(acc[0]);
     if (lane == 0) y[n] = from_f<__nv_bfloat16>(v);
   }
@@ -113,7 +113,7 @@ __device__ void lab_staged(const __nv_bfloat16* __restrict__ x, const __nv_bfloa
         for (int r = 0; r < NR; r++)
 #pragma unroll
           for (int u = 0; u < UNROLL; u++)
-            if (c + 32 * u < c1) dot8<T, 1>(wv[r][u], xr, c + 32 * u, kc, acc[r]);
+            if (c + 32 * u < c1) dot8<T, 1>(wv[r][u], xr, c + 32 * u, kc, acc[r], false, nullptr);
       }
 #pragma unroll
     for (int r = 0; r < NR; r++) {
@@ -208,7 +208,7 @@ extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
   if (stage)
     lab_staged<false>(x, w, y, N, K, wpr, stage);
   else
-    gemv<__nv_bfloat16, 1, false>(x, w, y, N, K, wpr);
+    gemv<__nv_bfloat16, 1, false, false, false>(x, w, y, N, K, wpr, nullptr, 0.f);
   if (threadIdx.x == 0) {
     st[2 * blockIdx.x] = t0;
     st[2 * blockIdx.x + 1] = global_ns();

@@ -136,7 +136,8 @@ class Case:
                 ("i", self.k), ("i", wpr)]
         silu = "silu_" if self.gated else ""
         if stage == 0:
-            launch(f"gemv_{silu}bf16_1", (self.n * wpr + 7) // 8, args)
+            # No residual, eps 0 (the plain forms ignore both).
+            launch(f"gemv_{silu}bf16_1", (self.n * wpr + 7) // 8, args + [("p", 0), ("i", 0)])
             return
         fpc = 8 // wpr
         smem = stage * (2 if self.gated else 1) * fpc * self.k * 2

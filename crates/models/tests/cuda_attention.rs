@@ -225,3 +225,78 @@ fn split_k_decode_attention_matches_the_single_pass_and_the_reference() {
         }
     }
 }
+
+/// The decode step from a fused `[q | k | v]` projection before rotary: the 16-warp decode
+/// kernel's fused form (it rotates the queries and the new key, keeps the new key and value in
+/// shared memory and writes them into the pool) against `qkv_rope_write` followed by the plain
+/// kernel. The outputs and both pools must be the same bits. Small batches (split-K past 512
+/// keys too), Llama-3-8B's and SmolLM2's head layouts, full, interleaved and partial rotary, a
+/// sliding window; large batches (the 4-warp kernel) must take the unfused path.
+#[test]
+fn fused_rotary_decode_is_rope_write_then_attention_bitwise() {
+    use prom_models::cuda::rope_attention_pool;
+    let dev = device();
+    if dev.is_cpu() {
+        return;
+    }
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    // (heads, kv heads, dim, rotary dims, interleaved, window, contexts, fused)
+    type Shape = (usize, usize, usize, usize, bool, Option<usize>, Vec<usize>, bool);
+    let shapes: Vec<Shape> = vec![
+        (32, 8, 128, 128, false, None, vec![200], true),
+        (32, 8, 128, 128, false, None, vec![1500], true),
+        (32, 8, 128, 128, true, None, vec![3, 700, 129, 64], true),
+        (9, 3, 64, 64, false, None, vec![300, 17], true),
+        (32, 8, 128, 64, false, Some(100), vec![900, 40], true),
+        (32, 8, 128, 128, false, None, (0..64).map(|i| (i * 37) % 600).collect(), false),
+        (9, 3, 64, 64, true, None, (0..150).map(|i| (i * 13) % 300).collect(), false),
+    ];
+    for dt in [DType::BF16, DType::F16] {
+        for (case, (h, kvh, d, rot, interleaved, window, ctx, small)) in shapes.iter().cloned().enumerate() {
+            let s = seed + 100 * case as u64;
+            let bs = 16;
+            let n = ctx.len();
+            // Sequence i holds positions 0..=ctx[i] (its new token at ctx[i]) in scattered blocks.
+            let need: Vec<usize> = ctx.iter().map(|&c| (c + 1).div_ceil(bs)).collect();
+            let blocks = need.iter().sum::<usize>() + 2;
+            let mut order: Vec<u32> = (0..blocks as u32).collect();
+            let r = values(blocks, s + 9);
+            order.sort_by(|a, b| r[*a as usize].total_cmp(&r[*b as usize]));
+            let mut it = order.into_iter();
+            let tables: Vec<Vec<u32>> = need.iter().map(|&k| it.by_ref().take(k).collect()).collect();
+            let seqs: Vec<AttnSeq> = ctx
+                .iter()
+                .zip(&tables)
+                .enumerate()
+                .map(|(i, (&c, t))| AttnSeq { row: i, len: 1, start: c, block_table: t })
+                .collect();
+            let slots: Vec<usize> = ctx.iter().zip(&tables).map(|(&c, t)| t[c / bs] as usize * bs + c % bs).collect();
+            let on = |x: Vec<f32>, shape: &[usize]| {
+                Tensor::from_vec(x, shape, &Device::Cpu).unwrap().to_dtype(dt).unwrap().to_device(&dev).unwrap()
+            };
+            let pool = |k: u64| on(values(blocks * kvh * bs * d, s + k), &[blocks, kvh, bs, d]);
+            let qkv = on(values(n * (h + 2 * kvh) * d, s + 3), &[n, (h + 2 * kvh) * d]);
+            let angles: Vec<f32> = (0..n * rot / 2).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+            let cos = on(angles.iter().map(|a| a.cos()).collect(), &[n, rot / 2]);
+            let sin = on(angles.iter().map(|a| a.sin()).collect(), &[n, rot / 2]);
+            let p = AttnParams { heads: h, scale: 1.0 / (d as f32).sqrt(), softcap: None, window, alibi: None };
+            let run = |fuse: bool| {
+                let (k, v) = (pool(1), pool(2));
+                let (out, fused) =
+                    rope_attention_pool(&qkv, h, &k, &v, &seqs, &slots, Some((&cos, &sin, rot, interleaved)), &p, fuse)
+                        .unwrap();
+                let host =
+                    |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                (host(&out), host(&k), host(&v), fused)
+            };
+            let (out_f, k_f, v_f, fused) = run(true);
+            let (out_u, k_u, v_u, unfused) = run(false);
+            assert!(fused == small && !unfused, "{dt:?} case {case}: the fused form ran ({fused}, {unfused} unasked)");
+            assert!(out_f.iter().all(|x| x.is_finite()), "{dt:?} case {case}: non-finite output");
+            let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same(&k_u, &k_f) && same(&v_u, &v_f), "{dt:?} case {case}: the pools differ (seed {s})");
+            let worst = out_f.iter().zip(&out_u).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(same(&out_f, &out_u), "{dt:?} case {case}: outputs differ by up to {worst} (seed {s})");
+        }
+    }
+}

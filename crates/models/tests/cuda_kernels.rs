@@ -1,7 +1,8 @@
 //! Our CUDA kernels other than attention against the host or candle's unfused ops, on fresh
 //! random inputs: the greedy argmax the engine samples with (one CTA a row, and rows split over
 //! several), the fused residual-add + RMSNorm (and the RMSNorm alone) and SwiGLU product, the
-//! small-batch matmul of decode steps (and its SwiGLU form), the logits' cast to f32 and their
+//! small-batch matmul of decode steps (its SwiGLU form, its form with a folded RMSNorm, and its
+//! form with the residual add), the logits' cast to f32 and their
 //! copy to the host, and the random sampling path (temperature, top-k, top-p, min-p, the draw)
 //! against the host sampler's definition, token for token. Runs on the GPU with
 //! `PROM_TEST_DEVICE=cuda` (scripts/gpu/golden.sh); elsewhere it checks the CPU side of the same
@@ -10,8 +11,8 @@
 use candle_core::{DType, Device, Tensor, D};
 use prom_models::cuda::filter::{self, Filters};
 use prom_models::cuda::{
-    add_rms_norm, argmax, argmax_rows, gemv, gemv_silu, parse_device, pick_rows, rms_norm, silu_mul_fused,
-    silu_mul_pair, to_f32, to_host_f32, RowPick,
+    add_rms_norm, argmax, argmax_rows, gemv, gemv_res, gemv_rms, gemv_silu, parse_device, pick_rows, rms_norm,
+    silu_mul_fused, silu_mul_pair, to_f32, to_host_f32, RowPick,
 };
 
 fn device() -> Device {
@@ -322,6 +323,94 @@ fn gemv_silu_is_gemv_then_silu_mul_exactly() {
                 assert_eq!(got.dims(), [rows, ff]);
                 let diff = max_abs_diff(&got, &want);
                 assert_eq!(diff, 0.0, "{dt:?} gemv_silu {rows} × {k} · (2·{ff} × {k})ᵀ differs (seed {s})");
+            }
+        }
+    }
+}
+
+/// The decode GEMV with an RMSNorm folded into its weight: `rms(x) · Wᵀ` against the host's
+/// f32 arithmetic on the same values (the kernel scales the f32 dot products, the unfused pair
+/// rounds the normalised x first, so the bound is a few roundings), the SwiGLU form against
+/// that form's definition, and each row's output independent of the rows beside it.
+#[test]
+fn gemv_rms_is_the_norm_then_the_gemv() {
+    let dev = device();
+    let s = seed();
+    if dev.is_cpu() {
+        return declines_cpu_tensors(|x, w| gemv_rms(x, w, 1e-5, false));
+    }
+    let f32_ = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    for dt in [DType::BF16, DType::F16] {
+        for (n, k) in [(1024, 4096), (300, 14336), (37, 8), (129, 4104)] {
+            for rows in [1, 2, 3] {
+                let on = |t: &Tensor| t.to_device(&dev).unwrap();
+                let (x, w) = (rounded((rows, k), s + 31, dt), rounded((n, k), s + 32, dt));
+                let got = gemv_rms(&on(&x), &on(&w), 1e-5, false);
+                if rows > 2 {
+                    assert!(got.is_none(), "{rows} rows go to the norm and cuBLAS");
+                    continue;
+                }
+                let got = got.expect("covered").unwrap();
+                assert_eq!(got.dims(), [rows, n]);
+                let ones = Tensor::ones(k, DType::F32, &Device::Cpu).unwrap();
+                let normed = candle_nn::ops::rms_norm(&f32_(&x), &ones, 1e-5).unwrap();
+                let want = normed.matmul(&f32_(&w).t().unwrap()).unwrap();
+                let e = rel_err(&got, &want);
+                assert!(e <= bound(dt), "{dt:?} gemv_rms {rows} × {k} · ({n} × {k})ᵀ: {e} (seed {s})");
+                let last = on(&x.narrow(0, rows - 1, 1).unwrap());
+                let alone = gemv_rms(&last, &on(&w), 1e-5, false).expect("covered").unwrap();
+                let diff = max_abs_diff(&alone, &got.narrow(0, rows - 1, 1).unwrap());
+                assert_eq!(
+                    diff,
+                    0.0,
+                    "{dt:?} gemv_rms row {} of {rows} differs from the row alone (seed {s})",
+                    rows - 1
+                );
+
+                // SwiGLU's form over a `[gate | up]` of n features each.
+                let wg = on(&(rounded((2 * n, k), s + 33, dt) * 0.05).unwrap());
+                let got = gemv_rms(&on(&x), &wg, 1e-5, true).expect("covered").unwrap();
+                assert_eq!(got.dims(), [rows, n]);
+                let y = normed.matmul(&f32_(&wg).to_device(&Device::Cpu).unwrap().t().unwrap()).unwrap();
+                let (g, u) = (y.narrow(1, 0, n).unwrap(), y.narrow(1, n, n).unwrap());
+                let want = (g.silu().unwrap() * u).unwrap();
+                let e = rel_err(&got, &want);
+                assert!(e <= 2.0 * bound(dt), "{dt:?} gemv_rms silu {rows} × {k} · (2·{n} × {k})ᵀ: {e} (seed {s})");
+            }
+        }
+    }
+}
+
+/// The decode GEMV with the residual add: the GEMV's values followed by the add, bit for bit.
+#[test]
+fn gemv_res_is_gemv_then_the_add_exactly() {
+    let dev = device();
+    let s = seed();
+    if dev.is_cpu() {
+        return declines_cpu_tensors(|x, w| gemv_res(x, w, &Tensor::ones((1, 8), DType::F32, &Device::Cpu).unwrap()));
+    }
+    for dt in [DType::BF16, DType::F16] {
+        for (n, k) in [(4096, 4096), (4096, 14336), (37, 8), (129, 4104)] {
+            for rows in [1, 2, 3] {
+                let on = |t: Tensor| t.to_device(&dev).unwrap();
+                let (x, w, r) = (
+                    on(rounded((rows, k), s + 41, dt)),
+                    on(rounded((n, k), s + 42, dt)),
+                    on(rounded((rows, n), s + 43, dt)),
+                );
+                let got = gemv_res(&x, &w, &r);
+                if rows > 2 {
+                    assert!(got.is_none(), "{rows} rows go to cuBLAS and the add");
+                    continue;
+                }
+                let got = got.expect("covered").unwrap();
+                let want = (&r + gemv(&x, &w).expect("covered").unwrap()).unwrap();
+                assert_eq!(got.dims(), [rows, n]);
+                let diff = max_abs_diff(&got, &want);
+                assert_eq!(diff, 0.0, "{dt:?} gemv_res {rows} × {k} · ({n} × {k})ᵀ differs (seed {s})");
+                // A residual of another shape is declined, not read out of bounds.
+                let short = on(rounded((rows, n - 1), s + 44, dt));
+                assert!(n == 1 || gemv_res(&x, &w, &short).is_none());
             }
         }
     }

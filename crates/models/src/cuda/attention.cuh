@@ -34,6 +34,13 @@ __device__ void kv_write(const TI* __restrict__ k, const TI* __restrict__ v, TK*
   for (int d = threadIdx.x; d < dv; d += blockDim.x) vp[at * dv + d] = from_f<TK>(to_f(vs[d]));
 }
 
+// One rotary pair (x1, x2) turned by (c, s): (x1·c − x2·s, x1·s + x2·c), each product rounded
+// before the sum, so that every kernel that rotates (qkv_rope_write, paged_decode's fused
+// prologue) gets the same bits whatever the compiler contracts elsewhere.
+__device__ __forceinline__ float2 rope_pair(float x1, float x2, float c, float s) {
+  return make_float2(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)), __fadd_rn(__fmul_rn(x1, s), __fmul_rn(x2, c)));
+}
+
 // Fused projection → cache: the rows of a fused `[q | k | v]` projection (T, (H + 2·kvh)·d),
 // before rotary. Query heads are rotated into q_out (T, H, d); key heads rotated and value heads
 // copied straight into the pool at slots[i] (layout as kv_write). Rotary: `rot` leading dims of
@@ -66,9 +73,9 @@ __device__ void qkv_rope_write(const T* __restrict__ qkv, const T* __restrict__ 
   if (turn) {
     for (int j = threadIdx.x; j < half; j += blockDim.x) {
       const int a = interleaved ? 2 * j : j, b = interleaved ? 2 * j + 1 : j + half;
-      const float x1 = to_f(src[a]), x2 = to_f(src[b]), cj = to_f(c[j]), sj = to_f(sn[j]);
-      put(a, x1 * cj - x2 * sj);
-      put(b, x1 * sj + x2 * cj);
+      const float2 y = rope_pair(to_f(src[a]), to_f(src[b]), to_f(c[j]), to_f(sn[j]));
+      put(a, y.x);
+      put(b, y.y);
     }
   }
   for (int e = (turn ? rot : 0) + threadIdx.x; e < d; e += blockDim.x) put(e, to_f(src[e]));

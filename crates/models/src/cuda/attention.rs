@@ -229,12 +229,14 @@ pub(crate) fn write_and_attend(
     // SAFETY: argument types match kv_write's signature; every index is bounded by the checks
     // above and by the pool covering every slot (checked by `PagedKvCache` on the host side).
     unsafe { l.launch(&stream, cfg) }.w()?;
-    attend(dev, pool, q, batch, p, Split::Auto)
+    attend(dev, pool, &Query::Rotated(q), batch, p, Split::Auto)
 }
 
 /// [`write_and_attend`] from the fused projection's rows `qkv (.., T, (h + 2·kvh)·d)` before
-/// rotary (k_dim = v_dim = d): one kernel rotates the queries and writes the rotated keys and
-/// the values into the pool, then attention runs as usual → `(T, h · d)`.
+/// rotary (k_dim = v_dim = d): the queries are rotated and the rotated keys and the values
+/// written into the pool, then attention runs as usual → `(T, h · d)`. Where the decode kernel
+/// takes the batch it does all of it in one launch ([`Packed::fuse`]); otherwise one kernel
+/// rotates and writes first.
 pub(crate) fn rope_write_and_attend(
     dev: &CudaDevice,
     pool: &LayerPtrs,
@@ -244,57 +246,117 @@ pub(crate) fn rope_write_and_attend(
     batch: &GpuBatch,
     p: &AttnParams,
 ) -> Result<Tensor> {
-    let t = batch.n_tokens;
-    let (kvh, d, bs) = (pool.kv_heads, pool.k_dim, pool.block_size);
-    let width = (heads + 2 * kvh) * d;
-    let rot = rope.as_ref().map_or(0, |r| r.rot);
-    let tables_ok = rope.as_ref().is_none_or(|r| {
-        [r.cos, r.sin].iter().all(|x| x.dims() == [t, r.rot / 2] && x.dtype() == qkv.dtype() && x.is_contiguous())
-    });
-    if pool.v_dim != d
-        || qkv.elem_count() != t * width
-        || qkv.dims().last() != Some(&width)
-        || !qkv.is_contiguous()
-        || t != batch.n_slots
-        || !rot.is_multiple_of(2)
-        || rot > d
-        || !tables_ok
-    {
-        return Err(kernel_err(
-            "qkv rope write",
-            format!("qkv {:?} for {t} tokens, {heads} heads, a cache of {kvh} heads of {d}, rotary {rot}", qkv.dims()),
-        ));
+    let packed = Packed::new(pool, qkv, heads, rope, batch, fused_rope_on())?;
+    attend(dev, pool, &Query::Packed(packed), batch, p, Split::Auto)
+}
+
+/// The queries [`attend`] takes.
+pub(crate) enum Query<'a> {
+    /// Rotated queries `(T, h, dk)`; the batch's keys and values are in the pool.
+    Rotated(&'a Tensor),
+    /// A fused projection's rows before rotary; the batch's keys and values are not in the pool yet.
+    Packed(Packed<'a>),
+}
+
+/// A fused `[q | k | v]` projection's rows before rotary, checked against the pool and batch.
+pub(crate) struct Packed<'a> {
+    qkv: &'a Tensor,
+    heads: usize,
+    rope: Option<PackedRope<'a>>,
+    /// Whether the 16-warp decode kernel may rotate and write itself (`paged_decode`'s ROPE
+    /// form) when it takes the batch; otherwise (and always for other kernels) `qkv_rope_write`
+    /// runs first.
+    fuse: bool,
+    /// Set when the fused form ran (for tests).
+    fused: std::cell::Cell<bool>,
+}
+
+impl<'a> Packed<'a> {
+    fn new(
+        pool: &LayerPtrs,
+        qkv: &'a Tensor,
+        heads: usize,
+        rope: Option<PackedRope<'a>>,
+        batch: &GpuBatch,
+        fuse: bool,
+    ) -> Result<Self> {
+        let t = batch.n_tokens;
+        let (kvh, d) = (pool.kv_heads, pool.k_dim);
+        let width = (heads + 2 * kvh) * d;
+        let rot = rope.as_ref().map_or(0, |r| r.rot);
+        let tables_ok = rope.as_ref().is_none_or(|r| {
+            [r.cos, r.sin].iter().all(|x| x.dims() == [t, r.rot / 2] && x.dtype() == qkv.dtype() && x.is_contiguous())
+        });
+        if pool.v_dim != d
+            || qkv.elem_count() != t * width
+            || qkv.dims().last() != Some(&width)
+            || !qkv.is_contiguous()
+            || t != batch.n_slots
+            || !rot.is_multiple_of(2)
+            || rot > d
+            || !tables_ok
+        {
+            return Err(kernel_err(
+                "qkv rope write",
+                format!(
+                    "qkv {:?} for {t} tokens, {heads} heads, a cache of {kvh} heads of {d}, rotary {rot}",
+                    qkv.dims()
+                ),
+            ));
+        }
+        Ok(Self { qkv, heads, rope, fuse, fused: std::cell::Cell::new(false) })
     }
-    let act = qkv.dtype();
-    let ty = types(act, pool.dtype)?;
-    let stream = dev.cuda_stream();
-    let src = dptr(qkv, &stream)?;
-    let (cos, sin) = match &rope {
-        Some(r) => (dptr(r.cos, &stream)?, dptr(r.sin, &stream)?),
-        None => (0, 0),
-    };
-    // The kernel writes every (token, head, dim) of q.
-    let q = super::alloc::output(dev, act, &[t, heads, d])?;
-    let qp = dptr(&q, &stream)?;
-    let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
-    let f = func(dev, &format!("qkv_rope_write_{ty}"))?;
-    let mut l = Launch::new(&f);
-    let i32_ = |x: usize| x as i32;
-    let (hi, kvhi, di, roti, inter, bsi) =
-        (i32_(heads), i32_(kvh), i32_(d), i32_(rot), i32::from(rope.as_ref().is_some_and(|r| r.interleaved)), i32_(bs));
-    l.arg(&src).arg(&cos).arg(&sin).arg(&qp).arg(&pool.k).arg(&pool.v).arg(&slots);
-    l.arg(&hi).arg(&kvhi).arg(&di).arg(&roti).arg(&inter).arg(&bsi);
-    let threads = (d / 2).next_multiple_of(32).clamp(32, 256) as u32;
-    let cfg = LaunchConfig {
-        grid_dim: (t as u32, (heads + 2 * kvh) as u32, 1),
-        block_dim: (threads, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    // SAFETY: argument types match qkv_rope_write's signature; qkv holds t rows of `width`, the
-    // tables t rows of rot / 2 (checked above), q t × heads × d; every slot is inside the pool
-    // (checked by the caller against the pool's blocks).
-    unsafe { l.launch(&stream, cfg) }.w().ctx("qkv rope write")?;
-    attend(dev, pool, &q, batch, p, Split::Auto)
+
+    /// `(cos, sin, rot, interleaved)` as kernel arguments (zeros without rotary).
+    fn rope_args(
+        &self,
+        stream: &std::sync::Arc<candle_core::cuda::cudarc::driver::CudaStream>,
+    ) -> Result<(u64, u64, i32, i32)> {
+        Ok(match &self.rope {
+            Some(r) => (dptr(r.cos, stream)?, dptr(r.sin, stream)?, r.rot as i32, i32::from(r.interleaved)),
+            None => (0, 0, 0, 0),
+        })
+    }
+
+    /// `qkv_rope_write`: rotates the queries into a fresh `(T, h, d)` and writes the rotated keys
+    /// and the values into the pool.
+    fn rope_write(&self, dev: &CudaDevice, pool: &LayerPtrs, batch: &GpuBatch) -> Result<Tensor> {
+        let (t, heads) = (batch.n_tokens, self.heads);
+        let (kvh, d, bs) = (pool.kv_heads, pool.k_dim, pool.block_size);
+        let act = self.qkv.dtype();
+        let ty = types(act, pool.dtype)?;
+        let stream = dev.cuda_stream();
+        let src = dptr(self.qkv, &stream)?;
+        let (cos, sin, roti, inter) = self.rope_args(&stream)?;
+        // The kernel writes every (token, head, dim) of q.
+        let q = super::alloc::output(dev, act, &[t, heads, d])?;
+        let qp = dptr(&q, &stream)?;
+        let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
+        let f = func(dev, &format!("qkv_rope_write_{ty}"))?;
+        let mut l = Launch::new(&f);
+        let i32_ = |x: usize| x as i32;
+        let (hi, kvhi, di, bsi) = (i32_(heads), i32_(kvh), i32_(d), i32_(bs));
+        l.arg(&src).arg(&cos).arg(&sin).arg(&qp).arg(&pool.k).arg(&pool.v).arg(&slots);
+        l.arg(&hi).arg(&kvhi).arg(&di).arg(&roti).arg(&inter).arg(&bsi);
+        let threads = (d / 2).next_multiple_of(32).clamp(32, 256) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (t as u32, (heads + 2 * kvh) as u32, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: argument types match qkv_rope_write's signature; qkv holds t rows of `width`,
+        // the tables t rows of rot / 2 (checked by `Packed::new`), q t × heads × d; every slot
+        // is inside the pool (checked by the caller against the pool's blocks).
+        unsafe { l.launch(&stream, cfg) }.w().ctx("qkv rope write")?;
+        Ok(q)
+    }
+}
+
+/// Whether decode batches rotate and write the new keys inside the attention kernel
+/// ([`Packed::fuse`]): on unless `PROM_FUSED_ROPE=0`, for comparison.
+fn fused_rope_on() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    super::launch::env_switch(&ON, "PROM_FUSED_ROPE")
 }
 
 /// The GPU's SM count (132 on an H100/H200 SXM), read once: split-K sizes its grid by it.
@@ -329,17 +391,27 @@ fn auto_parts(batch: &GpuBatch, ctas: usize, sms: usize, unit: usize) -> usize {
 pub(crate) fn attend(
     dev: &CudaDevice,
     pool: &LayerPtrs,
-    q: &Tensor,
+    query: &Query<'_>,
     batch: &GpuBatch,
     p: &AttnParams,
     split: Split,
 ) -> Result<Tensor> {
-    let (t, h, dk) = q.dims3().ctx("attention q")?;
+    let (t, h, dk) = match query {
+        Query::Rotated(q) => q.dims3().ctx("attention q")?,
+        Query::Packed(pk) => (batch.n_tokens, pk.heads, pool.k_dim),
+    };
+    let act = match query {
+        Query::Rotated(q) => q.dtype(),
+        Query::Packed(pk) => pk.qkv.dtype(),
+    };
     let (kvh, dv, bs) = (pool.kv_heads, pool.v_dim, pool.block_size);
     if t != batch.n_tokens || dk != pool.k_dim {
         return Err(kernel_err(
             "paged attention",
-            format!("q {:?} for {} tokens and a cache of {kvh} heads of {}/{dv}", q.dims(), batch.n_tokens, pool.k_dim),
+            format!(
+                "q ({t}, {h}, {dk}) for {} tokens and a cache of {kvh} heads of {}/{dv}",
+                batch.n_tokens, pool.k_dim
+            ),
         ));
     }
     if kvh == 0 || h % kvh != 0 || dv > 32 * 16 || bs == 0 {
@@ -348,13 +420,41 @@ pub(crate) fn attend(
             format!("{h} heads over {kvh} kv heads, v_dim {dv} (≤ 512), block size {bs}"),
         ));
     }
-    let act = q.dtype();
     let ty = types(act, pool.dtype)?;
-    let q = q.contiguous().ctx("attention q")?;
     let stream = dev.cuda_stream();
-    let qp = dptr(&q, &stream)?;
     let b = &batch.buf;
     let (i32_, u) = (|x: usize| x as i32, |at: usize| slice_ptr(b, at, &stream));
+    let rep = h / kvh;
+    // paged_decode is compiled for R ∈ {1, 2, 4, 8}: a group of 3 or 6 heads (SmolLM2's 9 over 3)
+    // takes chunks of 1 or 2.
+    let pow2_chunk = |most: usize| [8, 4, 2, 1].into_iter().find(|&d| d <= most && rep % d == 0).unwrap_or(1);
+    // A decode batch (one query token a work item) with a common head dim and an aligned pool
+    // takes `paged_decode`: its 4-warp kernel (up to DMAXR heads a CTA, head dims 64/128/256)
+    // once the batch gives every SM a CTA without split-K, its 16-warp kernel (head dims 64/128)
+    // below that, where a sequence's keys are a latency chain: up to 512 keys are then one CTA
+    // whose warps merge in shared memory. Everything else (prefill) takes `paged_attn`, whose
+    // CTAs load each tile with all their threads.
+    let one_token =
+        batch.n_tokens == batch.n_work && dk == dv && pool.k.is_multiple_of(16) && pool.v.is_multiple_of(16);
+    let decode = one_token && matches!(dk, 64 | 128 | 256) && batch.n_work * (h / pow2_chunk(DMAXR)) >= sm_count(dev);
+    let small = !decode && one_token && matches!(dk, 64 | 128) && small_decode_on();
+    // Packed queries: the 16-warp decode kernel rotates and writes them itself (16-bit
+    // activations and a cache of their type), or `qkv_rope_write` does first. At bs 1 the fused
+    // form took 4.25–4.28 ms a step against 4.30–4.33 (the 8B shape); the 4-warp kernel's was
+    // 3% slower at bs 32 and 128 and was dropped (bench/RESULTS.md, 2026-12-01).
+    let (q, fused) = match query {
+        Query::Rotated(q) => (Some(q.contiguous().ctx("attention q")?), None),
+        Query::Packed(pk) if pk.fuse && small && act == pool.dtype && act != DType::F32 => (None, Some(pk)),
+        Query::Packed(pk) => (Some(pk.rope_write(dev, pool, batch)?), None),
+    };
+    let qp = match (&q, fused) {
+        (Some(q), _) => dptr(q, &stream)?,
+        (None, Some(pk)) => {
+            pk.fused.set(true);
+            dptr(pk.qkv, &stream)?
+        }
+        (None, None) => return Err(kernel_err("paged attention", "no queries")),
+    };
 
     // A batch with a multi-token chunk (prefill) whose attention the tensor-core kernel covers.
     let mma = batch.n_tokens > batch.n_seqs
@@ -371,21 +471,7 @@ pub(crate) fn attend(
     if mma {
         return prefill_mma(dev, pool, qp, (t, h, dk), batch, p);
     }
-    let rep = h / kvh;
     let chunk = |most: usize| (1..=most.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
-    // paged_decode is compiled for R ∈ {1, 2, 4, 8}: a group of 3 or 6 heads (SmolLM2's 9 over 3)
-    // takes chunks of 1 or 2.
-    let pow2_chunk = |most: usize| [8, 4, 2, 1].into_iter().find(|&d| d <= most && rep % d == 0).unwrap_or(1);
-    // A decode batch (one query token a work item) with a common head dim and an aligned pool
-    // takes `paged_decode`: its 4-warp kernel (up to DMAXR heads a CTA, head dims 64/128/256)
-    // once the batch gives every SM a CTA without split-K, its 16-warp kernel (head dims 64/128)
-    // below that, where a sequence's keys are a latency chain: up to 512 keys are then one CTA
-    // whose warps merge in shared memory. Everything else (prefill) takes `paged_attn`, whose
-    // CTAs load each tile with all their threads.
-    let one_token =
-        batch.n_tokens == batch.n_work && dk == dv && pool.k.is_multiple_of(16) && pool.v.is_multiple_of(16);
-    let decode = one_token && matches!(dk, 64 | 128 | 256) && batch.n_work * (h / pow2_chunk(DMAXR)) >= sm_count(dev);
-    let small = !decode && one_token && matches!(dk, 64 | 128) && small_decode_on();
     let hp = match (decode, small) {
         (true, _) => pow2_chunk(DMAXR),
         // The most heads (of 4, 2, 1) that still give a quarter of the SMs a CTA: at bs 1 on
@@ -421,9 +507,12 @@ pub(crate) fn attend(
     };
     let (f, smem) = if decode || small {
         let wide = if small { "w16_" } else { "" };
-        let f = func(dev, &format!("paged_decode_{wide}{ty}_{dk}_{hp}"))?;
-        // paged_decode's layout: q rows, then each warp's (max, sum) and accumulator rows.
-        (f, (hp * dk + warps * hp * 2 + warps * hp * dv) * 4)
+        let rope = if fused.is_some() { "rope_" } else { "" };
+        let f = func(dev, &format!("paged_decode_{wide}{rope}{ty}_{dk}_{hp}"))?;
+        // paged_decode's layout: q rows, then each warp's (max, sum) and accumulator rows; the
+        // fused form's new key and value after them.
+        let fresh = if fused.is_some() { (dk + dv) * act.size_in_bytes() } else { 0 };
+        (f, (hp * dk + warps * hp * 2 + warps * hp * dv) * 4 + fresh)
     } else {
         let dvl = [1, 2, 4, 8, 16].into_iter().find(|&n| 32 * n >= dv).unwrap_or(16);
         let f = func(dev, &format!("paged_attn_{ty}_{dvl}"))?;
@@ -470,16 +559,26 @@ pub(crate) fn attend(
         l.arg(&hi).arg(&kvhi).arg(&dki).arg(&dvi).arg(&bsi).arg(&hpi).arg(&qt).arg(&scale).arg(&cap).arg(&win);
     }
     l.arg(&parti).arg(&ml_p).arg(&acc_p).arg(&pool.counters);
+    // paged_decode's fused rotary: the tables and the batch's slots (unread by the plain form).
+    let (cos, sin, rot, inter) = match fused {
+        Some(pk) => pk.rope_args(&stream)?,
+        None => (0, 0, 0, 0),
+    };
+    let slots = u(batch.slots_at);
+    if decode || small {
+        l.arg(&cos).arg(&sin).arg(&slots).arg(&rot).arg(&inter);
+    }
     let grid = (batch.n_work as u32, (h / hp) as u32, parts as u32);
     let cfg = LaunchConfig { grid_dim: grid, block_dim: ((warps * 32) as u32, 1, 1), shared_mem_bytes: smem as u32 };
-    // SAFETY: argument types match paged_attn's signature; the work list, tables and slots were
-    // built from the same batch the shapes were checked against; with `part` ≠ 0 the scratch
+    // SAFETY: argument types match paged_attn's (or paged_decode's) signature; the work list,
+    // tables and slots were built from the same batch the shapes were checked against (fused:
+    // qkv's rows and the rotary tables by `Packed::new`); with `part` ≠ 0 the scratch
     // holds gridDim.z partitions of every (token, head), and the counters one zeroed ticket
     // for each (work item, head chunk) (checked above).
     unsafe { l.launch(&stream, cfg) }.w()?;
-    // The slopes' and scratch buffers must outlive the launches: their frees are ordered after
-    // them on the stream.
-    drop((alibi, scratch));
+    // The slopes', scratch and query buffers must outlive the launches: their frees are ordered
+    // after them on the stream.
+    drop((alibi, scratch, q));
     Ok(out)
 }
 
@@ -553,6 +652,57 @@ pub fn paged_attention_pool(
     let Device::Cuda(dev) = q.device() else {
         return Err(kernel_err("paged attention", "q is not on a CUDA device"));
     };
+    with_pool(dev, k_pool, v_pool, seqs, &[], q.dim(1).ctx("attention q")?, |ptrs, batch| {
+        attend(dev, ptrs, &Query::Rotated(q), batch, p, split)
+    })
+}
+
+/// The decode step's path from a fused projection: `qkv (T, (h + 2·kvh)·d)` before rotary, the
+/// token `i` of `seqs` (one each) going to `slots[i]`, rotary over the leading `rot` dims with
+/// `cos`/`sin (T, rot / 2)`. Writes the rotated keys and the values into the pools (tensors as
+/// for [`paged_attention_pool`], written in place) and returns the attention output `(T, h·d)`.
+/// `fuse`: the decode kernel's fused form where it takes the batch, else `qkv_rope_write` and
+/// the plain kernel; for tests of the one against the other. Also returns whether the fused
+/// form ran.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_attention_pool(
+    qkv: &Tensor,
+    heads: usize,
+    k_pool: &Tensor,
+    v_pool: &Tensor,
+    seqs: &[AttnSeq],
+    slots: &[usize],
+    rope: Option<(&Tensor, &Tensor, usize, bool)>,
+    p: &AttnParams,
+    fuse: bool,
+) -> Result<(Tensor, bool)> {
+    let Device::Cuda(dev) = qkv.device() else {
+        return Err(kernel_err("paged attention", "qkv is not on a CUDA device"));
+    };
+    let rope = rope.map(|(cos, sin, rot, interleaved)| PackedRope { cos, sin, rot, interleaved });
+    let ran = std::cell::Cell::new(false);
+    let out = with_pool(dev, k_pool, v_pool, seqs, slots, heads, |ptrs, batch| {
+        let query = Query::Packed(Packed::new(ptrs, qkv, heads, rope, batch, fuse)?);
+        let out = attend(dev, ptrs, &query, batch, p, Split::Auto)?;
+        if let Query::Packed(pk) = &query {
+            ran.set(pk.fused.get());
+        }
+        Ok(out)
+    })?;
+    Ok((out, ran.get()))
+}
+
+/// Runs `f` over pools given as tensors (checked against the batch) and the batch's layout on
+/// the device, with merge tickets for `heads` query heads.
+fn with_pool(
+    dev: &CudaDevice,
+    k_pool: &Tensor,
+    v_pool: &Tensor,
+    seqs: &[AttnSeq],
+    slots: &[usize],
+    heads: usize,
+    f: impl FnOnce(&LayerPtrs, &GpuBatch) -> Result<Tensor>,
+) -> Result<Tensor> {
     let (blocks, kvh, bs, dk) = k_pool.dims4().ctx("k pool")?;
     let (vb, vh, vbs, dv) = v_pool.dims4().ctx("v pool")?;
     if (vb, vh, vbs) != (blocks, kvh, bs) || k_pool.dtype() != v_pool.dtype() {
@@ -564,24 +714,29 @@ pub fn paged_attention_pool(
     if let Some(i) = seqs.iter().position(|s| !covers(s)) {
         return Err(Error::InvalidInput(format!("paged attention: sequence {i}'s block table is outside the pool")));
     }
-    let (k_pool, v_pool) = (k_pool.contiguous().ctx("k pool")?, v_pool.contiguous().ctx("v pool")?);
+    if slots.iter().any(|&s| s != NO_SLOT && s >= blocks * bs) {
+        return Err(Error::InvalidInput("paged attention: a slot is outside the pool".into()));
+    }
+    if !(k_pool.is_contiguous() && v_pool.is_contiguous()) {
+        return Err(kernel_err("paged attention", "the pools must be contiguous (they are written in place)"));
+    }
     let stream = dev.cuda_stream();
-    let batch = GpuBatch::upload(seqs, &[], dev)?;
+    let batch = GpuBatch::upload(seqs, slots, dev)?;
     // Merge tickets for any split of this batch: one for each (work item, query head).
-    let slots = (batch.n_work * q.dim(1).ctx("attention q")?).max(1);
-    let counters = dev.alloc_zeros::<u32>(slots).ctx("split-K counters")?;
+    let tickets = (batch.n_work * heads).max(1);
+    let counters = dev.alloc_zeros::<u32>(tickets).ctx("split-K counters")?;
     let ptrs = LayerPtrs {
-        k: dptr(&k_pool, &stream)?,
-        v: dptr(&v_pool, &stream)?,
+        k: dptr(k_pool, &stream)?,
+        v: dptr(v_pool, &stream)?,
         counters: slice_ptr(&counters, 0, &stream),
-        counter_slots: slots,
+        counter_slots: tickets,
         dtype: k_pool.dtype(),
         kv_heads: kvh,
         k_dim: dk,
         v_dim: dv,
         block_size: bs,
     };
-    let out = attend(dev, &ptrs, q, &batch, p, split);
+    let out = f(&ptrs, &batch);
     // The counters' free is ordered after the launch on the stream.
     drop(counters);
     out

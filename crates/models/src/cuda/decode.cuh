@@ -19,6 +19,17 @@
 // warps each take one tile at once and merge in shared memory, with no split-K round trip
 // through global memory. Before the wait each warp looks up its first tile's rows (the layout is
 // uploaded before the step) and asks them into L2 (`prefetch_kv`'s reasoning).
+//
+// ROPE (16 warps only; a fused `[q | k | v]` projection's rows before rotary, with a 16-bit
+// cache of the activations' type): the kernel does qkv_rope_write's work itself, so that no launch sits between
+// the projection and attention. `q` is then the projection (rows of (H + 2·kvh)·DK); the CTA
+// rotates its query heads and its kv head's new key, rounds them as qkv_rope_write and the cache
+// would, and keeps the new key and value in shared memory: the lane (and the value step) of the
+// token's own position reads them from there, every other key comes from the pool as before.
+// The CTA of the group's first head and the token's partition writes them into the pool at
+// slots[row], for the next steps. The values are qkv_rope_write's followed by the unfused kernel's,
+// bit for bit.
+
 // Two consecutive cache values (an even index: 4- or 8-byte aligned) as floats.
 __device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
 __device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
@@ -26,13 +37,15 @@ __device__ __forceinline__ float2 load2(const __nv_bfloat16* p) {
   return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
 
-template <typename TQ, typename TK, int DK, int DV, int R, int W>
-__device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, const TK* __restrict__ kp,
-                             const TK* __restrict__ vp, const int2* __restrict__ work,
+template <typename TQ, typename TK, int DK, int DV, int R, int W, bool ROPE>
+__device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, TK* __restrict__ kp,
+                             TK* __restrict__ vp, const int2* __restrict__ work,
                              const SeqInfo* __restrict__ seqs, const uint32_t* __restrict__ tables,
                              const float* __restrict__ alibi, int H, int kvh, int bs, float scale,
                              float softcap, int window, int part, float2* __restrict__ part_ml,
-                             float* __restrict__ part_acc, unsigned* __restrict__ counters) {
+                             float* __restrict__ part_acc, unsigned* __restrict__ counters,
+                             const TQ* __restrict__ cos, const TQ* __restrict__ sin,
+                             const uint32_t* __restrict__ slots, int rot, int interleaved) {
   pdl_trigger();
   constexpr int VEC = 16 / sizeof(TK);  // cache elements per 16-byte load
   constexpr int KC = DK / VEC;          // 16-byte chunks per K row
@@ -41,6 +54,10 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
   float* qs = smem;                          // (R, DK)
   float2* wml = reinterpret_cast<float2*>(qs + R * DK);  // (W, R)
   float* wacc = reinterpret_cast<float*>(wml + W * R);  // (W, R, DV)
+  // ROPE: the token's own key and value, as the cache holds them (16-byte aligned: every part
+  // above is a multiple of 16 bytes).
+  TK* kn = reinterpret_cast<TK*>(wacc + W * R * DV);  // (DK)
+  TK* vn = kn + DK;                                   // (DV)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const SeqInfo s = seqs[work[blockIdx.x].x];
@@ -67,11 +84,50 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
     }
   }
   pdl_wait();
-  for (int idx = tid; idx < R * DK; idx += blockDim.x) {
-    const int r = idx / DK, d = idx - r * DK;
-    qs[idx] = to_f(from_f<TK>(to_f(q[((size_t)s.row * H + h0 + r) * DK + d])));
+  if (ROPE) {
+    const TQ* row = q + (size_t)s.row * (H + 2 * kvh) * DK;
+    const int half = rot / 2;
+    // A thread a pair of values: over the R query heads and the kv head's key, DK / 2 pairs a
+    // head (the rot / 2 rotary pairs, then the dims past rot two at a time), then the value's.
+    constexpr int NQK = (R + 1) * DK / 2;
+    for (int idx = tid; idx < NQK + DV / 2; idx += blockDim.x) {
+      if (idx >= NQK) {
+        const int d = 2 * (idx - NQK);
+        const TQ* src = row + (size_t)(H + kvh + g) * DK;
+        vn[d] = from_f<TK>(to_f(src[d]));
+        vn[d + 1] = from_f<TK>(to_f(src[d + 1]));
+        continue;
+      }
+      const int r = idx / (DK / 2), e = idx - r * (DK / 2);
+      const TQ* src = row + (size_t)(r < R ? h0 + r : H + g) * DK;
+      const bool turn = e < half;
+      const int a = turn ? (interleaved ? 2 * e : e) : rot + 2 * (e - half);
+      const int b = turn ? (interleaved ? 2 * e + 1 : e + half) : a + 1;
+      const float x1 = to_f(src[a]), x2 = to_f(src[b]);
+      const float2 y = turn ? rope_pair(x1, x2, to_f(cos[(size_t)s.row * half + e]), to_f(sin[(size_t)s.row * half + e]))
+                            : make_float2(x1, x2);
+      if (r < R) {
+        qs[r * DK + a] = to_f(from_f<TK>(to_f(from_f<TQ>(y.x))));
+        qs[r * DK + b] = to_f(from_f<TK>(to_f(from_f<TQ>(y.y))));
+      } else {
+        kn[a] = from_f<TK>(y.x);
+        kn[b] = from_f<TK>(y.y);
+      }
+    }
+  } else {
+    for (int idx = tid; idx < R * DK; idx += blockDim.x) {
+      const int r = idx / DK, d = idx - r * DK;
+      qs[idx] = to_f(from_f<TK>(to_f(q[((size_t)s.row * H + h0 + r) * DK + d])));
+    }
   }
   __syncthreads();
+  // The group's first CTA in the token's partition stores the new key and value.
+  if (ROPE && h0 % (H / kvh) == 0 && (int)blockIdx.z == used - 1 && slots[s.row] != NO_SLOT) {
+    const size_t slot = slots[s.row];
+    const size_t at = (slot / bs * kvh + g) * bs + slot % bs;
+    for (int d = tid; d < DK; d += blockDim.x) kp[at * DK + d] = kn[d];
+    for (int d = tid; d < DV; d += blockDim.x) vp[at * DV + d] = vn[d];
+  }
 
   float m[R], l[R], acc[R][DPL];
   softmax_init(m, l, acc);
@@ -92,9 +148,11 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
     if (valid) {
       krow = kb == kb0 ? krow0 : (tables[s.table + pos / bs] * kvh + g) * bs + pos % bs;
       const uint4* kr = reinterpret_cast<const uint4*>(kp + (size_t)krow * DK);
+      // ROPE: the token's own key is in shared memory (its slot may be being written).
+      const bool fresh = ROPE && pos == qpos;
 #pragma unroll 8
       for (int c = 0; c < KC; c++) {
-        const uint4 raw = __ldg(kr + c);
+        const uint4 raw = fresh ? reinterpret_cast<const uint4*>(kn)[c] : __ldg(kr + c);
         const TK* e = reinterpret_cast<const TK*>(&raw);
         float kv[VEC];
 #pragma unroll
@@ -127,7 +185,7 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
 #pragma unroll 8
     for (int j = 0; j < nk; j++) {
       const uint32_t vrow = __shfl_sync(0xffffffff, krow, j);
-      const TK* vr = vp + (size_t)vrow * DV;
+      const TK* vr = ROPE && kb + j == qpos ? vn : vp + (size_t)vrow * DV;
       float v[DPL];  // dims 2 (lane + 32 e) and the one after it, two to a load
 #pragma unroll
       for (int e = 0; e < DPL / 2; e++) {
@@ -188,31 +246,42 @@ __device__ void paged_decode(const TQ* __restrict__ q, TQ* __restrict__ out, con
 // bytes; the other variants (f32 caches, head dim 256, eight heads) would spill up to 384 bytes
 // under the cap, and keep their registers. The 16-warp kernel runs one CTA an SM.
 #define DECODE_MIN_CTAS(TK, D, R, W) ((W) == WARPS && (R) <= 4 && (D) <= 128 && sizeof(TK) == 2 ? 8 : 1)
-#define DECODE(NAME, TQ, TK, D, R, W)                                                            \
+#define DECODE(NAME, TQ, TK, D, R, W, ROPE)                                                      \
   extern "C" __global__ void __launch_bounds__(W * 32, DECODE_MIN_CTAS(TK, D, R, W))             \
-      NAME(const TQ* q, TQ* out, const TK* kp, const TK* vp, const int2* work, const SeqInfo* seqs, \
+      NAME(const TQ* q, TQ* out, TK* kp, TK* vp, const int2* work, const SeqInfo* seqs,           \
            const uint32_t* tables, const float* alibi, int H, int kvh, int bs, float scale,       \
-           float softcap, int window, int part, float2* part_ml, float* part_acc, unsigned* counters) { \
-    paged_decode<TQ, TK, D, D, R, W>(q, out, kp, vp, work, seqs, tables, alibi, H, kvh, bs, scale, \
-                                     softcap, window, part, part_ml, part_acc, counters);        \
+           float softcap, int window, int part, float2* part_ml, float* part_acc, unsigned* counters, \
+           const TQ* cos, const TQ* sin, const uint32_t* slots, int rot, int interleaved) {       \
+    paged_decode<TQ, TK, D, D, R, W, ROPE>(q, out, kp, vp, work, seqs, tables, alibi, H, kvh, bs,  \
+                                           scale, softcap, window, part, part_ml, part_acc,         \
+                                           counters, cos, sin, slots, rot, interleaved);            \
   }
-#define DECODE_R(TN, TQ, TK, D)                      \
-  DECODE(paged_decode_##TN##_##D##_1, TQ, TK, D, 1, WARPS) \
-  DECODE(paged_decode_##TN##_##D##_2, TQ, TK, D, 2, WARPS) \
-  DECODE(paged_decode_##TN##_##D##_4, TQ, TK, D, 4, WARPS) \
-  DECODE(paged_decode_##TN##_##D##_8, TQ, TK, D, 8, WARPS)
+#define DECODE_R(TN, TQ, TK, D, RP, ROPE)                                  \
+  DECODE(paged_decode_##RP##TN##_##D##_1, TQ, TK, D, 1, WARPS, ROPE) \
+  DECODE(paged_decode_##RP##TN##_##D##_2, TQ, TK, D, 2, WARPS, ROPE) \
+  DECODE(paged_decode_##RP##TN##_##D##_4, TQ, TK, D, 4, WARPS, ROPE) \
+  DECODE(paged_decode_##RP##TN##_##D##_8, TQ, TK, D, 8, WARPS, ROPE)
 // The small-batch kernel: 16 warps, up to four heads a CTA, head dims 64 and 128.
-#define DECODE_W(TN, TQ, TK, D)                              \
-  DECODE(paged_decode_w16_##TN##_##D##_1, TQ, TK, D, 1, 16) \
-  DECODE(paged_decode_w16_##TN##_##D##_2, TQ, TK, D, 2, 16) \
-  DECODE(paged_decode_w16_##TN##_##D##_4, TQ, TK, D, 4, 16)
-#define DECODE_ALL(TN, TQ, TK) \
-  DECODE_R(TN, TQ, TK, 64)      \
-  DECODE_R(TN, TQ, TK, 128)     \
-  DECODE_R(TN, TQ, TK, 256)     \
-  DECODE_W(TN, TQ, TK, 64)      \
-  DECODE_W(TN, TQ, TK, 128)
+#define DECODE_W(TN, TQ, TK, D, RP, ROPE)                                   \
+  DECODE(paged_decode_w16_##RP##TN##_##D##_1, TQ, TK, D, 1, 16, ROPE) \
+  DECODE(paged_decode_w16_##RP##TN##_##D##_2, TQ, TK, D, 2, 16, ROPE) \
+  DECODE(paged_decode_w16_##RP##TN##_##D##_4, TQ, TK, D, 4, 16, ROPE)
+#define DECODE_ALL(TN, TQ, TK)    \
+  DECODE_R(TN, TQ, TK, 64, , false)  \
+  DECODE_R(TN, TQ, TK, 128, , false) \
+  DECODE_R(TN, TQ, TK, 256, , false) \
+  DECODE_W(TN, TQ, TK, 64, , false)  \
+  DECODE_W(TN, TQ, TK, 128, , false)
 DECODE_ALL(f32_f32, float, float)
 DECODE_ALL(f32_f16, float, __half)
 DECODE_ALL(f16_f16, __half, __half)
 DECODE_ALL(bf16_bf16, __nv_bfloat16, __nv_bfloat16)
+// The fused-rotary forms of the 16-warp kernel (`paged_decode_w16_rope_*`): 16-bit activations
+// and a cache of the same type. The 4-warp kernel has none: at bs 32 and 128 its fused form
+// (every CTA rotating four query heads and the key before its first load) was 3% slower a step
+// than qkv_rope_write followed by the plain kernel (bench/RESULTS.md, 2026-12-01).
+#define DECODE_ROPE(TN, TQ)              \
+  DECODE_W(TN, TQ, TQ, 64, rope_, true) \
+  DECODE_W(TN, TQ, TQ, 128, rope_, true)
+DECODE_ROPE(f16_f16, __half)
+DECODE_ROPE(bf16_bf16, __nv_bfloat16)

@@ -21,6 +21,18 @@ use crate::{Result, TensorContext};
 /// 2026-12-01): bs 2 4.88–4.93 ms against 4.98 (cuBLAS), bs 4 6.21 against 4.88–5.05, bs 8
 /// 10.5 against 4.86–4.96.
 pub const MAX_ROWS: usize = 2;
+/// Whether a batch of `rows` tokens takes the decode GEMV (on a CUDA device, bf16/f16).
+pub fn gemv_takes_rows(rows: usize) -> bool {
+    (1..=MAX_ROWS).contains(&rows)
+}
+
+/// Whether layers fold their norms into the projections after them (`Norm::fold_into`): on
+/// unless `PROM_FOLD_NORMS=0`, for comparison.
+pub fn fold_norms_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    super::launch::env_switch(&ON, "PROM_FOLD_NORMS")
+}
+
 /// `GEMV_WARPS` of gemv.cuh: warps per CTA (`WARPS / wpr` output features).
 const WARPS: usize = 8;
 
@@ -45,27 +57,55 @@ fn warps_per_row(weight_rows: usize, k: usize) -> usize {
 /// registers cost occupancy (gemv_silu at 3+ rows holds 64–104 registers).
 pub const MAX_SILU_ROWS: usize = 2;
 
+/// What the kernel does besides `x · wᵀ` (the `gemv_*` kernels of gemv.cuh).
+#[derive(Clone, Copy)]
+enum Form<'a> {
+    Plain,
+    /// SwiGLU over a fused `[gate | up]` weight.
+    Silu,
+    /// An RMSNorm folded into the weight: each row of `x` scaled by `rsqrt(mean(x²) + eps)`.
+    Rms {
+        eps: f32,
+        silu: bool,
+    },
+    /// `residual + x · wᵀ`.
+    Res(&'a Tensor),
+}
+
 /// `x (.., in) · wᵀ` with `w (out, in)`, or `None` when the kernel does not cover it: not CUDA,
 /// not bf16/f16, more than [`MAX_ROWS`] rows, no output features, `in` not a multiple of 8,
 /// non-contiguous or unaligned operands.
 pub fn gemv(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
-    run(x, w, false)
+    run(x, w, Form::Plain)
 }
 
 /// SwiGLU over a fused `[gate | up]` weight `w (2·ff, in)`: `silu(x·gateᵀ) · (x·upᵀ)` → `(.., ff)`,
 /// the values of [`gemv`] followed by `silu_mul`, in one launch; `None` as for [`gemv`], and
 /// above [`MAX_SILU_ROWS`] rows or for an odd `w` height.
 pub fn gemv_silu(x: &Tensor, w: &Tensor) -> Option<Result<Tensor>> {
-    let rows = x.elem_count() / w.dims2().ok()?.1.max(1);
-    if rows > MAX_SILU_ROWS || w.dims2().ok()?.0 % 2 != 0 {
-        return None;
-    }
-    run(x, w, true)
+    run(x, w, Form::Silu)
 }
 
-fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
+/// `rms(x) · wᵀ` for a weight that already holds the RMSNorm's weight
+/// (`w · diag(norm weight)`, nn/norm.rs `Norm::fold_into`): each row's dot products are scaled
+/// by `rsqrt(mean(x²) + eps)`, which the kernel sums from the `x` it streams against the weight,
+/// so no norm launch precedes it. With `silu`, SwiGLU's form ([`gemv_silu`]). `None` as for
+/// [`gemv`] and [`gemv_silu`].
+pub fn gemv_rms(x: &Tensor, w: &Tensor, eps: f32, silu: bool) -> Option<Result<Tensor>> {
+    run(x, w, Form::Rms { eps, silu })
+}
+
+/// `residual + x · wᵀ`, rounded as the GEMV followed by the residual add: an output
+/// projection with the add after it in one launch. `None` as for [`gemv`], or for a residual
+/// of another shape or dtype.
+pub fn gemv_res(x: &Tensor, w: &Tensor, residual: &Tensor) -> Option<Result<Tensor>> {
+    run(x, w, Form::Res(residual))
+}
+
+fn run(x: &Tensor, w: &Tensor, form: Form<'_>) -> Option<Result<Tensor>> {
     let Device::Cuda(dev) = x.device() else { return None };
     let (weight_rows, k) = w.dims2().ok()?;
+    let gated = matches!(form, Form::Silu | Form::Rms { silu: true, .. });
     // Output features: a gated warp reads the rows j and ff + j.
     let n = if gated { weight_rows / 2 } else { weight_rows };
     let wpr = warps_per_row(weight_rows, k);
@@ -80,6 +120,7 @@ fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
         && w.dtype() == dt
         && n > 0
         && (1..=MAX_ROWS).contains(&rows)
+        && (!gated || (rows <= MAX_SILU_ROWS && weight_rows % 2 == 0))
         && k % 8 == 0
         && i32::try_from(n).is_ok()
         && i32::try_from(k).is_ok()
@@ -94,6 +135,22 @@ fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
         (Ok(a), Ok(b)) if a % 16 == 0 && b % 16 == 0 => (a, b),
         _ => return None,
     };
+    // The residual: the output's shape and dtype, contiguous, on this device.
+    let (rp, eps) = match form {
+        Form::Res(r) => {
+            let same = r.dtype() == dt
+                && r.elem_count() == rows * n
+                && r.dims().last() == Some(&n)
+                && r.is_contiguous()
+                && r.device().same_device(x.device());
+            match dptr(r, &stream) {
+                Ok(p) if same => (p, 0f32),
+                _ => return None,
+            }
+        }
+        Form::Rms { eps, .. } => (0, eps),
+        Form::Plain | Form::Silu => (0, 0f32),
+    };
     let run = || -> Result<Tensor> {
         // x's last dim is k (checked above): the output swaps it for n.
         let mut dims = x.dims().to_vec();
@@ -101,19 +158,25 @@ fn run(x: &Tensor, w: &Tensor, gated: bool) -> Option<Result<Tensor>> {
         dims.push(n);
         let y = super::alloc::output(dev, dt, &dims)?;
         let yp = dptr(&y, &stream)?;
-        let name = if gated { format!("gemv_silu_{ty}_{rows}") } else { format!("gemv_{ty}_{rows}") };
-        let f = func(dev, &name)?;
+        let kind = match form {
+            Form::Plain => "gemv",
+            Form::Silu => "gemv_silu",
+            Form::Rms { silu: false, .. } => "gemv_rms",
+            Form::Rms { silu: true, .. } => "gemv_silu_rms",
+            Form::Res(_) => "gemv_res",
+        };
+        let f = func(dev, &format!("{kind}_{ty}_{rows}"))?;
         let mut l = Launch::new(&f);
         let (ni, ki, wi) = (n as i32, k as i32, wpr as i32);
-        l.arg(&xp).arg(&wp).arg(&yp).arg(&ni).arg(&ki).arg(&wi);
+        l.arg(&xp).arg(&wp).arg(&yp).arg(&ni).arg(&ki).arg(&wi).arg(&rp).arg(&eps);
         let cfg = LaunchConfig {
             grid_dim: ((n * wpr).div_ceil(WARPS) as u32, 1, 1),
             block_dim: ((WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: argument types match gemv's signature; x holds rows × k and w n × k (gated:
-        // 2n × k) elements, contiguous and 16-byte aligned (checked above), y rows × n; wpr
-        // divides the CTA's warps.
+        // 2n × k) elements, contiguous and 16-byte aligned (checked above), y and the residual
+        // (when given; otherwise 0, unread) rows × n; wpr divides the CTA's warps.
         unsafe { l.launch(&stream, cfg) }.w().ctx("gemv")?;
         Ok(y)
     };

@@ -35,11 +35,11 @@ mod sample;
 #[cfg(feature = "cuda")]
 pub(crate) use attention::GpuBatch;
 #[cfg(feature = "cuda")]
-pub use attention::{paged_attention_pool, Split};
+pub use attention::{paged_attention_pool, rope_attention_pool, Split};
 #[cfg(feature = "cuda")]
 pub use fused::{add_rms_norm, rms_norm, silu_mul_fused, silu_mul_pair, to_f32};
 #[cfg(feature = "cuda")]
-pub use gemv::{gemv, gemv_silu};
+pub use gemv::{fold_norms_enabled, gemv, gemv_res, gemv_rms, gemv_silu, gemv_takes_rows};
 #[cfg(feature = "cuda")]
 pub(crate) use graph::DecodeGraphs;
 #[cfg(feature = "cuda")]
@@ -129,6 +129,18 @@ mod absent {
     pub fn gemv_silu(_: &Tensor, _: &Tensor) -> Option<Result<Tensor>> {
         None
     }
+    pub fn gemv_rms(_: &Tensor, _: &Tensor, _: f32, _: bool) -> Option<Result<Tensor>> {
+        None
+    }
+    pub fn gemv_res(_: &Tensor, _: &Tensor, _: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
+    pub fn gemv_takes_rows(_: usize) -> bool {
+        false
+    }
+    pub fn fold_norms_enabled() -> bool {
+        false
+    }
     pub fn to_f32(_: &Tensor) -> Option<Result<Tensor>> {
         None
     }
@@ -160,7 +172,10 @@ mod absent {
     }
 }
 #[cfg(not(feature = "cuda"))]
-pub use absent::{add_rms_norm, gemv, gemv_silu, rms_norm, silu_mul_fused, silu_mul_pair, to_f32, to_host_f32};
+pub use absent::{
+    add_rms_norm, fold_norms_enabled, gemv, gemv_res, gemv_rms, gemv_silu, gemv_takes_rows, rms_norm, silu_mul_fused,
+    silu_mul_pair, to_f32, to_host_f32,
+};
 #[cfg(not(feature = "cuda"))]
 pub(crate) use absent::{DecodeGraphs, GpuBatch, GpuKv};
 

@@ -8,7 +8,7 @@ use super::batch::BatchMeta;
 use super::kv_cache::PagedKvCache;
 use super::linear::Linear;
 use super::mla::Mla;
-use super::norm::Norm;
+use super::norm::{LayerInput, Norm};
 use super::rope::{Rope, RopeTables};
 use crate::config::{AttentionConfig, QkNorm};
 use crate::kernels::attention::AttnParams;
@@ -53,19 +53,23 @@ pub struct Attention {
 
 impl Attention {
     /// `x`: (1, T, hidden), the batch's tokens one after another. Writes their K/V into `kv`
-    /// and attends each to its own sequence through its block table. → (1, T, hidden)
+    /// and attends each to its own sequence through its block table. → (1, T, hidden), plus
+    /// `residual` when given (added by the output projection's kernel where it can).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &self,
-        x: &Tensor,
+        x: LayerInput<'_>,
+        residual: Option<&Tensor>,
         layer: usize,
         rope: Option<(&Rope, &RopeTables)>,
         batch: &BatchMeta,
         kv: &mut PagedKvCache,
     ) -> Result<Tensor> {
-        let (_, t, _) = x.dims3().ctx("attention input")?;
+        let (LayerInput::Normed(input) | LayerInput::Folded(input, _)) = x;
+        let (_, t, _) = input.dims3().ctx("attention input")?;
         if let QkvProj::Mla(m) = &self.qkv {
-            let out = m.forward(x, layer, rope, batch, kv, self.cfg.scale)?;
-            return self.o.forward(&out);
+            let out = m.forward(&x.normed()?, layer, rope, batch, kv, self.cfg.scale)?;
+            return self.o.forward_add(&out, residual);
         }
         let h = self.cfg.num_heads;
         let params = AttnParams {
@@ -77,20 +81,23 @@ impl Attention {
         };
         // A GPU pool takes the fused projection as it comes: one kernel rotates q and k and
         // writes k and v into the cache (no head-split copies, no separate rotary launches).
-        if let (QkvProj::Fused(qkv), None, None, true) = (&self.qkv, &self.q_norm, &self.k_norm, x.device().is_cuda()) {
-            let y = qkv.forward(x)?;
+        if let (QkvProj::Fused(qkv), None, None, true) =
+            (&self.qkv, &self.q_norm, &self.k_norm, input.device().is_cuda())
+        {
+            let y = qkv.forward_input(x)?;
             let packed = rope.map(|(r, tables)| {
                 let (rot, interleaved) = r.rotary();
                 crate::cuda::PackedRope { cos: &tables.cos, sin: &tables.sin, rot, interleaved }
             });
             if let Some(out) = kv.attend_packed(layer, &y, h, packed, batch, &params)? {
-                return self.o.forward(&out.reshape((1, t, h * self.cfg.head_dim)).ctx("attention output")?);
+                let out = out.reshape((1, t, h * self.cfg.head_dim)).ctx("attention output")?;
+                return self.o.forward_add(&out, residual);
             }
             let (q, k, v) = self.split(y, rope)?;
-            return self.attend_split(q, k, v, t, layer, batch, kv, &params);
+            return self.attend_split(q, k, v, residual, layer, batch, kv, &params);
         }
         let (q, k, v) = self.project(x, rope)?;
-        self.attend_split(q, k, v, t, layer, batch, kv, &params)
+        self.attend_split(q, k, v, residual, layer, batch, kv, &params)
     }
 
     /// Attention over projected heads: q (1, h, T, d), k and v (1, kvh, T, d).
@@ -100,26 +107,30 @@ impl Attention {
         q: Tensor,
         k: Tensor,
         v: Tensor,
-        t: usize,
+        residual: Option<&Tensor>,
         layer: usize,
         batch: &BatchMeta,
         kv: &mut PagedKvCache,
         params: &AttnParams,
     ) -> Result<Tensor> {
         let h = self.cfg.num_heads;
+        let t = q.dim(2).ctx("q rows")?;
         // q: (1, h, T, d) → (T, h, d); k, v: (1, kvh, T, d) → (kvh, T, d)
         let q = q.squeeze(0).and_then(|q| q.transpose(0, 1)).ctx("q rows")?;
         let (k, v) = (k.squeeze(0).ctx("k")?, v.squeeze(0).ctx("v")?);
         // (T, h * dv) → (1, T, h * dv)
         let out = kv.attend(layer, &q, &k, &v, batch, params)?.reshape((1, t, h * self.cfg.head_dim));
-        self.o.forward(&out.ctx("attention output")?)
+        self.o.forward_add(&out.ctx("attention output")?, residual)
     }
 
     /// Standard projections: q (b, h, t, d), k and v (b, kvh, t, d), normed and rotated.
-    fn project(&self, x: &Tensor, rope: Option<(&Rope, &RopeTables)>) -> Result<(Tensor, Tensor, Tensor)> {
+    fn project(&self, x: LayerInput<'_>, rope: Option<(&Rope, &RopeTables)>) -> Result<(Tensor, Tensor, Tensor)> {
         match &self.qkv {
-            QkvProj::Separate { q, k, v } => self.heads((q.forward(x)?, k.forward(x)?, v.forward(x)?), rope),
-            QkvProj::Fused(qkv) => self.split(qkv.forward(x)?, rope),
+            QkvProj::Separate { q, k, v } => {
+                let x = &x.normed()?;
+                self.heads((q.forward(x)?, k.forward(x)?, v.forward(x)?), rope)
+            }
+            QkvProj::Fused(qkv) => self.split(qkv.forward_input(x)?, rope),
             QkvProj::Mla(_) => Err(crate::Error::config("attention", "MLA layers do not use standard projections")),
         }
     }

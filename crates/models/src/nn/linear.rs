@@ -8,10 +8,11 @@
 //! stay with candle's `QMatMul`.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 
 use std::sync::Arc;
 
+use super::norm::LayerInput;
 use crate::kernels::QMatrix;
 use crate::quant::Int4Matrix;
 use crate::{Result, TensorContext};
@@ -83,13 +84,69 @@ impl Linear {
         }
     }
 
-    /// `silu(x·gateᵀ) · (x·upᵀ)` for a fused `[gate | up]` weight, when the GPU's decode GEMV
-    /// covers it (dense 16-bit weight on CUDA, no bias, a few rows); `None`: use [`Linear::forward`].
-    pub fn silu_gemv(&self, x: &Tensor) -> Option<Result<Tensor>> {
-        match (&self.weight, &self.bias) {
-            (Weight::Candle(QMatMul::Tensor(w)), None) => crate::cuda::gemv_silu(x, w),
-            _ => None,
+    /// [`Linear::forward`] of a layer half's input: for [`LayerInput::Folded`], the decode GEMV
+    /// that applies the norm's scale itself, or else the norm then this projection.
+    pub(crate) fn forward_input(&self, x: LayerInput<'_>) -> Result<Tensor> {
+        if let (LayerInput::Folded(x, n), Weight::Candle(QMatMul::Tensor(w))) = (x, &self.weight) {
+            if let Some(y) = crate::cuda::gemv_rms(x, w, n.eps(), false) {
+                return match &self.bias {
+                    Some(b) => y?.broadcast_add(b).ctx("linear bias"),
+                    None => y,
+                };
+            }
         }
+        self.forward(&x.normed()?)
+    }
+
+    /// `silu(x·gateᵀ) · (x·upᵀ)` for a fused `[gate | up]` weight, when the GPU's decode GEMV
+    /// covers it (dense 16-bit weight on CUDA, no bias, a few rows), the norm of a
+    /// [`LayerInput::Folded`] input applied inside it; `None`: use [`Linear::forward_input`].
+    pub(crate) fn silu_gemv(&self, x: LayerInput<'_>) -> Option<Result<Tensor>> {
+        let (Weight::Candle(QMatMul::Tensor(w)), None) = (&self.weight, &self.bias) else { return None };
+        match x {
+            LayerInput::Normed(x) => crate::cuda::gemv_silu(x, w),
+            LayerInput::Folded(x, n) => crate::cuda::gemv_rms(x, w, n.eps(), true),
+        }
+    }
+
+    /// `residual + self(x)`, in one decode GEMV where it covers it (dense 16-bit weight on
+    /// CUDA, no bias, a few rows); without a residual, [`Linear::forward`].
+    pub(crate) fn forward_add(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let Some(r) = residual else { return self.forward(x) };
+        if let (Weight::Candle(QMatMul::Tensor(w)), None) = (&self.weight, &self.bias) {
+            if let Some(y) = crate::cuda::gemv_res(x, w, r) {
+                return y;
+            }
+        }
+        super::layer::add(r, &self.forward(x)?)
+    }
+
+    /// Whether [`Norm::fold_into`](super::norm::Norm::fold_into) can fold a norm over `dim`
+    /// features of `dtype` into this weight: a dense 16-bit weight of `dim` inputs on a CUDA
+    /// device, the form the decode GEMV reads.
+    pub(crate) fn fold_target(&self, dim: usize, dtype: DType) -> bool {
+        match &self.weight {
+            Weight::Candle(QMatMul::Tensor(w)) => {
+                w.device().is_cuda()
+                    && matches!(w.dtype(), DType::BF16 | DType::F16)
+                    && w.dtype() == dtype
+                    && w.dims2().is_ok_and(|(_, k)| k == dim)
+            }
+            _ => false,
+        }
+    }
+
+    /// `W ← W · diag(s)`: each input feature's column scaled (in f32, rounded once); only for
+    /// [`Linear::fold_target`] weights.
+    pub(crate) fn scale_inputs(&mut self, s: &Tensor) -> Result<()> {
+        let Weight::Candle(QMatMul::Tensor(w)) = &self.weight else {
+            return Err(crate::Error::config("norm folding", "only dense weights take a folded norm"));
+        };
+        let dt = w.dtype();
+        let scaled = (|| w.to_dtype(DType::F32)?.broadcast_mul(&s.to_dtype(DType::F32)?.unsqueeze(0)?)?.to_dtype(dt))()
+            .ctx("folding a norm into a weight")?;
+        self.weight = Weight::Candle(QMatMul::Tensor(scaled));
+        Ok(())
     }
 
     /// One linear whose outputs are `parts`' outputs one after another (`[q | k | v]`,

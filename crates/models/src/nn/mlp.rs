@@ -3,6 +3,7 @@
 use candle_core::{Tensor, D};
 
 use super::linear::Linear;
+use super::norm::LayerInput;
 use crate::config::Activation;
 use crate::kernels::fused;
 use crate::{Result, TensorContext};
@@ -49,8 +50,18 @@ fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
 impl Mlp {
     /// `x`: (b, seq, hidden) → (b, seq, hidden)
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_in(LayerInput::Normed(x), None)
+    }
+
+    /// [`Mlp::forward`] of a layer half's input, plus `residual` when given (added by the down
+    /// projection's kernel where it can).
+    pub(crate) fn forward_in(&self, input: LayerInput<'_>, residual: Option<&Tensor>) -> Result<Tensor> {
+        // The fused gate|up reads the input as it comes (a folded norm inside its GEMV); the
+        // other forms read the normalised activations.
+        let normed = || input.normed();
         let h = match &self.gate_up {
             GateUp::Separate { gate, up } => {
+                let x = &normed()?;
                 let (gate, up) = (gate.forward(x)?, up.forward(x)?);
                 match self.activation {
                     Activation::Silu => {
@@ -64,13 +75,13 @@ impl Mlp {
                 // Decode-sized rows of a dense `[gate | up]` on a GPU: one GEMV that writes
                 // silu(gate) · up.
                 let gated = match self.activation {
-                    Activation::Silu => gu.silu_gemv(x),
+                    Activation::Silu => gu.silu_gemv(input),
                     _ => None,
                 };
                 if let Some(h) = gated {
-                    return self.down.forward(&h?);
+                    return self.down.forward_add(&h?, residual);
                 }
-                let y = gu.forward(x)?;
+                let y = gu.forward_input(input)?;
                 let ff = gu.out_features() / 2;
                 match self.activation {
                     // One pass over `[gate | up]` on the CPU or CUDA, no split copies.
@@ -83,8 +94,8 @@ impl Mlp {
                     (activate(&gate, self.activation)? * up).ctx("gate * up")
                 })?
             }
-            GateUp::UpOnly(up) => activate(&up.forward(x)?, self.activation)?,
+            GateUp::UpOnly(up) => activate(&up.forward_input(input)?, self.activation)?,
         };
-        self.down.forward(&h)
+        self.down.forward_add(&h, residual)
     }
 }

@@ -375,8 +375,7 @@ impl Model {
                 LayerRope::Local => self.local_rope.as_ref().zip(local.as_ref()),
                 LayerRope::Off => None,
             };
-            let (y, h) = layer.forward(&x, pending.take(), i, rope, batch, kv)?;
-            (x, pending) = (y, Some(h));
+            (x, pending) = layer.forward(&x, pending.take(), i, rope, batch, kv)?;
         }
         let vocab = self.cfg.vocab_size;
         if batch.logit_rows.is_empty() {
@@ -633,7 +632,7 @@ fn load_layer(
     let norm = |name: &Option<String>| -> Result<Option<Norm>> {
         name.as_ref().map(|name| b.norm(&at(name, i), hidden, &cfg.norm)).transpose()
     };
-    Ok(DecoderLayer {
+    let mut layer = DecoderLayer {
         attn_norm: norm(&n.attn_norm)?,
         attn,
         post_attn_norm: norm(&n.post_attn_norm)?,
@@ -641,7 +640,9 @@ fn load_layer(
         mlp: ffn,
         post_ffn_norm: norm(&n.post_ffn_norm)?,
         reduce: comm,
-    })
+    };
+    layer.fold_norms()?;
+    Ok(layer)
 }
 
 #[cfg(test)]
