@@ -21,14 +21,14 @@
 // uploaded before the step) and asks them into L2 (`prefetch_kv`'s reasoning).
 //
 // ROPE (16 warps only; a fused `[q | k | v]` projection's rows before rotary, with a 16-bit
-// cache of the activations' type): the kernel does qkv_rope_write's work itself, so that no launch sits between
-// the projection and attention. `q` is then the projection (rows of (H + 2·kvh)·DK); the CTA
-// rotates its query heads and its kv head's new key, rounds them as qkv_rope_write and the cache
-// would, and keeps the new key and value in shared memory: the lane (and the value step) of the
-// token's own position reads them from there, every other key comes from the pool as before.
-// The CTA of the group's first head and the token's partition writes them into the pool at
-// slots[row], for the next steps. The values are qkv_rope_write's followed by the unfused kernel's,
-// bit for bit.
+// cache of the activations' type): the kernel does qkv_rope_write's work itself, so that no
+// launch sits between the projection and attention. `q` is then the projection (rows of
+// (H + 2·kvh)·DK); the CTA rotates its query heads and its kv head's new key, rounds them as
+// qkv_rope_write and the cache would, and keeps the new key and value in shared memory: the lane
+// (and the value step) of the token's own position reads them from there, every other key comes
+// from the pool as before. The CTA of the group's first head and the token's partition writes
+// them into the pool at slots[row], for the next steps. The values are qkv_rope_write's followed
+// by the unfused kernel's, bit for bit.
 
 // Two consecutive cache values (an even index: 4- or 8-byte aligned) as floats.
 __device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
