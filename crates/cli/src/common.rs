@@ -203,6 +203,10 @@ pub struct EngineArgs {
     /// Admit and preempt by request priority instead of arrival order.
     #[arg(long)]
     pub priority_scheduling: bool,
+    /// Wait for each step's tokens before scheduling the next (on a GPU the next step is
+    /// otherwise scheduled while one runs, its input ids taken from the device).
+    #[arg(long)]
+    pub no_async_scheduling: bool,
 }
 
 impl EngineArgs {
@@ -215,6 +219,8 @@ impl EngineArgs {
             max_model_len: self.max_model_len,
             enable_prefix_caching: !self.no_prefix_caching,
             policy: if self.priority_scheduling { Policy::Priority } else { Policy::Fcfs },
+            async_scheduling: self.no_async_scheduling.then_some(false),
+            ..EngineConfig::default()
         })
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use prom_models::cuda::RowPick;
+use prom_models::cuda::{NextIds, Picks, RowPick};
 use prom_models::nn::{LogitsFor, Model, PagedKvCache, SeqChunk};
 use prom_models::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
@@ -19,7 +19,7 @@ use crate::detokenizer::{StopMatcher, StreamDecoder};
 use crate::kv::SeqId;
 use crate::request::{Delta, Event, FinishReason, Request, RequestId, Timings, Usage};
 use crate::sampler::{prompt_logprobs, Sampled, Sampler, SamplingParams, TokenLogprob};
-use crate::scheduler::{ScheduledSeq, Scheduler, SeqRequest};
+use crate::scheduler::{ScheduledSeq, Scheduler, SchedulerOutput, SeqRequest, PLACEHOLDER};
 use crate::{Error, Result};
 
 /// One of a request's `n` sequences.
@@ -62,6 +62,13 @@ pub(crate) struct Core {
     preemptions: u64,
     /// Where steps spend their time (logged at debug level, `PROM_LOG=prom_engine=debug`).
     clock: StepClock,
+    /// The step launched and not yet collected, when the next `step` starts from it.
+    inflight: Option<InFlight>,
+    /// Schedule the next step while one runs ([`Core::launch_ahead`]).
+    async_scheduling: bool,
+    /// Sequences whose last sampled token is not back (while launching ahead).
+    lagging: Vec<SeqId>,
+    steps_ahead: u64,
 }
 
 /// Host time per phase of a step, summed over the last `STEPS` steps: scheduling, the forward
@@ -114,6 +121,10 @@ impl Core {
             max_model_len,
             preemptions: 0,
             clock: StepClock::default(),
+            inflight: None,
+            async_scheduling: false,
+            lagging: Vec::new(),
+            steps_ahead: 0,
         }
     }
 
@@ -125,8 +136,13 @@ impl Core {
         self.preemptions
     }
 
+    /// Steps launched ahead of the one before them ([`Core::launch_ahead`]) since the start.
+    pub fn steps_ahead(&self) -> u64 {
+        self.steps_ahead
+    }
+
     pub fn has_work(&self) -> bool {
-        !self.requests.is_empty()
+        !self.requests.is_empty() || self.inflight.is_some()
     }
 
     /// Queues a request; a request the scheduler can never run fails at once on its stream.
@@ -205,13 +221,115 @@ impl Core {
     }
 
     /// One engine step. Returns false when there was nothing to run.
+    ///
+    /// A step is launched, then collected: its tokens sampled, streamed, checked for stops. With
+    /// async scheduling ([`Core::launch_ahead`]) the next step is launched between the two, so
+    /// the device runs it while the host collects this one, and the following `step` call
+    /// starts from it.
     pub fn step(&mut self) -> bool {
+        let mut f = match self.inflight.take() {
+            Some(f) => f,
+            None => {
+                let t0 = Instant::now();
+                let out = self.sched.schedule();
+                self.preemptions += out.preempted.len() as u64;
+                if out.seqs.is_empty() {
+                    return false;
+                }
+                match self.launch(out, None, t0) {
+                    Some(f) => f,
+                    None => return true,
+                }
+            }
+        };
+        let next = self.launch_ahead(&mut f);
+        self.collect(f);
+        self.inflight = next;
+        true
+    }
+
+    /// Whether the next step may be scheduled before this one's tokens are back: on where the
+    /// model can take its input ids from the device (a GPU), unless `PROM_ASYNC_SCHEDULING=0`.
+    pub fn set_async_scheduling(&mut self, on: bool) {
+        self.async_scheduling = on;
+    }
+
+    /// Schedules and launches the step after `prev` while `prev` still runs (vLLM V1's async
+    /// scheduling): its sampling sequences get placeholder tokens ([`Scheduler::advance`]) whose
+    /// ids the device writes from `prev`'s picks. Only when every row of `prev` is picked where
+    /// the logits are, nothing waits for admission, no block is short, and each sequence's
+    /// next step needs no host sampling either. A sequence that stops on `prev`'s token runs
+    /// one step for nothing; its result is dropped.
+    fn launch_ahead(&mut self, prev: &mut InFlight) -> Option<InFlight> {
+        if !self.async_scheduling || prev.launched.host_rows > 0 || !self.sched.can_advance(&prev.out) {
+            return None;
+        }
+        let picks = prev.launched.picks.as_ref()?;
+        // Where each sampling sequence's token is among `prev`'s picks.
+        let mut row_of: HashMap<SeqId, u32> = HashMap::new();
+        let mut row = 0;
+        for s in &prev.out.seqs {
+            row += rows_of(s);
+            if s.sample {
+                if !self.next_step_on_device(s.id) {
+                    return None;
+                }
+                row_of.insert(s.id, row as u32 - 1);
+            }
+        }
         let t0 = Instant::now();
-        let out = self.sched.schedule();
+        self.sched.advance(&prev.out);
+        prev.advanced = true;
+        let mut out = self.sched.schedule();
         self.preemptions += out.preempted.len() as u64;
         if out.seqs.is_empty() {
-            return false;
+            return None;
         }
+        // The placeholders: ids from the device where the picks are there, else the host's.
+        let ready = picks.ready();
+        let mut map = Vec::new();
+        let mut lagging = Vec::new();
+        for s in &mut out.seqs {
+            let mut at_placeholder = None;
+            for t in &mut s.tokens {
+                if *t == PLACEHOLDER {
+                    let r = row_of.get(&s.id).copied();
+                    *t = match (ready, r) {
+                        (Some(ids), Some(r)) => ids.get(r as usize).copied().flatten().unwrap_or(0),
+                        _ => 0,
+                    };
+                    at_placeholder = r;
+                }
+                if ready.is_none() {
+                    map.push(at_placeholder.take().unwrap_or(NextIds::HOST));
+                }
+            }
+            if row_of.contains_key(&s.id) {
+                lagging.push(s.id);
+            }
+        }
+        let next = if ready.is_none() { picks.next_ids(map) } else { None };
+        self.lagging = lagging;
+        let f = self.launch(out, next.as_ref(), t0);
+        self.lagging.clear();
+        self.steps_ahead += u64::from(f.is_some());
+        f
+    }
+
+    /// Whether `seq`'s step after the one in flight can be picked on the device (no host rows).
+    fn next_step_on_device(&self, seq: SeqId) -> bool {
+        let Some(&(rid, child)) = self.owners.get(&seq) else { return true };
+        let Some(c) = self.requests.get(&rid).and_then(|r| r.children.get(child)) else { return true };
+        let generated = c.generated.len() + 1;
+        if self.model.device().is_cuda() && device_sampling() {
+            c.sampler.device_can(generated)
+        } else {
+            c.sampler.is_plain_greedy(generated)
+        }
+    }
+
+    /// Launches `out` ([`Core::execute`]); on failure fails its requests and returns `None`.
+    fn launch(&mut self, out: SchedulerOutput, next: Option<&NextIds>, t0: Instant) -> Option<InFlight> {
         let now = Instant::now();
         for s in &out.seqs {
             if let Some(&(rid, child)) = self.owners.get(&s.id) {
@@ -228,9 +346,8 @@ impl Core {
                 }
             }
         }
-        let t1 = Instant::now();
-        let (logits, t2) = match self.execute(&out.seqs) {
-            Ok(x) => x,
+        match self.execute(&out.seqs, next) {
+            Ok((launched, t2)) => Some(InFlight { out, launched, advanced: false, t: [t0, now, t2] }),
             Err(e) => {
                 // A failed forward pass fails the requests in it; the engine carries on.
                 tracing::error!("forward pass failed: {e}");
@@ -238,7 +355,24 @@ impl Core {
                 for id in ids {
                     self.fail(id, Error::Engine(format!("forward pass failed: {e}")));
                 }
-                return true;
+                None
+            }
+        }
+    }
+
+    /// Waits for a launched step's picks, samples its host rows, and streams each sequence's
+    /// token (recording the step in the scheduler first, unless [`Scheduler::advance`] did).
+    fn collect(&mut self, f: InFlight) {
+        let InFlight { out, launched, advanced, t: [t0, t1, t2] } = f;
+        let logits = match launched.finish() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("forward pass failed: {e}");
+                let ids: Vec<RequestId> = out.seqs.iter().filter_map(|s| self.owners.get(&s.id).map(|o| o.0)).collect();
+                for id in ids {
+                    self.fail(id, Error::Engine(format!("forward pass failed: {e}")));
+                }
+                return;
             }
         };
         let t3 = Instant::now();
@@ -285,7 +419,11 @@ impl Core {
             }
         }
         let ids: Vec<(SeqId, u32)> = sampled.iter().map(|(s, x)| (*s, x.token)).collect();
-        self.sched.update(&out, &ids);
+        if advanced {
+            self.sched.fill(&ids);
+        } else {
+            self.sched.update(&out, &ids);
+        }
         for (rid, e) in failed {
             self.fail(rid, e);
         }
@@ -293,34 +431,34 @@ impl Core {
             self.on_token(seq, x);
         }
         self.clock.add([t0, t1, t2, t3, Instant::now()]);
-        true
     }
 
-    /// Runs the scheduled chunks as one forward pass. The model's device picks the token of each
-    /// row it can ([`Core::device_pick`]) and only its id comes back; the rows the host sampler
-    /// needs (prompt logprobs, bias, penalties, logprobs, and on the CPU every random step) are
-    /// copied to the host. Also returns when the forward pass was enqueued (the host then waits
-    /// for the device).
-    fn execute(&mut self, seqs: &[ScheduledSeq]) -> Result<(StepLogits, Instant)> {
+    /// Enqueues the scheduled chunks as one forward pass ([`Model::forward_batch_next`]: `next`
+    /// maps rows whose ids are still on the device). The model's device picks the token of each
+    /// row it can ([`Core::device_pick`]), without waiting; the rows the host sampler needs
+    /// (prompt logprobs, bias, penalties, logprobs, and on the CPU every random step) are copied
+    /// to the host at once. Also returns when the forward pass was enqueued.
+    fn execute(&mut self, seqs: &[ScheduledSeq], next: Option<&NextIds>) -> Result<(Launched, Instant)> {
         let chunks: Vec<SeqChunk> = seqs
             .iter()
             .map(|s| SeqChunk { tokens: &s.tokens, start: s.start, block_table: &s.block_table, logits: logits_for(s) })
             .collect();
-        let logits = self.model.forward_batch(&chunks, &mut self.kv)?;
+        let logits = self.model.forward_batch_next(&chunks, &mut self.kv, next)?;
         let launched = Instant::now();
         let on_gpu = logits.device().is_cuda() && device_sampling();
         // Per logits row: what the device does, or `None` when the host samples it.
         let mut picks: Vec<Option<RowPick>> =
             Vec::with_capacity(logits.dim(0).map_err(crate::error::tensor_err("logits"))?);
         for s in seqs {
-            let pick = self.device_pick(s, on_gpu);
+            let lag = usize::from(self.lagging.contains(&s.id));
+            let pick = self.device_pick(s, on_gpu, lag);
             picks.extend(std::iter::repeat_n(pick, rows_of(s)));
         }
         let device: Vec<RowPick> = picks.iter().map(|p| p.unwrap_or(RowPick::Skip)).collect();
         let ids = if device.iter().all(|p| *p == RowPick::Skip) {
             None
         } else {
-            Some(prom_models::cuda::pick_rows(&logits, &device)?)
+            Some(prom_models::cuda::pick_rows_async(&logits, &device)?)
         };
         let host = if picks.iter().all(Option::is_some) {
             Vec::new()
@@ -342,27 +480,17 @@ impl Core {
                     .map_err(crate::error::tensor_err("read logits"))?,
             }
         };
-        let mut k = 0;
-        let rows = picks
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                if p.is_none() {
-                    k += 1;
-                    Row::Host(k - 1)
-                } else {
-                    Row::Id(ids.as_ref().and_then(|ids| ids[i]))
-                }
-            })
-            .collect();
-        Ok((StepLogits { rows, host, vocab: self.model.config().vocab_size }, launched))
+        let host_rows = picks.iter().filter(|p| p.is_none()).count();
+        let kinds = picks.iter().map(|p| p.is_some()).collect();
+        let vocab = self.model.config().vocab_size;
+        Ok((Launched { device_rows: kinds, picks: ids, host, host_rows, vocab }, launched))
     }
 
     /// What the device does with `s`'s logits rows this step; `None` when the host must see
     /// them. A row that needs no token is skipped; a plain argmax is the device's anywhere; on a
     /// GPU so is a random step that needs nothing but the raw logits ([`Sampler::device_pick`],
-    /// which then draws the step's random number).
-    fn device_pick(&mut self, s: &ScheduledSeq, on_gpu: bool) -> Option<RowPick> {
+    /// which then draws the step's random number). `lag`: tokens sampled but not yet back.
+    fn device_pick(&mut self, s: &ScheduledSeq, on_gpu: bool, lag: usize) -> Option<RowPick> {
         if s.prompt_logprobs {
             return None;
         }
@@ -371,7 +499,7 @@ impl Core {
         }
         let Some(&(rid, child)) = self.owners.get(&s.id) else { return Some(RowPick::Skip) };
         let Some(c) = self.requests.get_mut(&rid).map(|r| &mut r.children[child]) else { return Some(RowPick::Skip) };
-        let generated = c.generated.len();
+        let generated = c.generated.len() + lag;
         if on_gpu {
             c.sampler.device_pick(generated)
         } else {
@@ -527,6 +655,48 @@ fn sample_host_rows(
     for (cell, &(p, _)) in cells.into_iter().zip(jobs) {
         picks[p].2 = cell.into_inner().unwrap_or_else(|e| e.into_inner()).1;
     }
+}
+
+/// A step whose forward pass and device picks are enqueued ([`Core::execute`]).
+struct Launched {
+    /// Per logits row: picked on the device (else copied to `host`).
+    device_rows: Vec<bool>,
+    picks: Option<Picks>,
+    host: Vec<f32>,
+    host_rows: usize,
+    vocab: usize,
+}
+
+impl Launched {
+    /// Waits for the device's picks.
+    fn finish(self) -> Result<StepLogits> {
+        let ids = self.picks.map(Picks::wait).transpose()?;
+        let mut k = 0;
+        let rows = self
+            .device_rows
+            .iter()
+            .enumerate()
+            .map(|(i, &on_device)| {
+                if on_device {
+                    Row::Id(ids.as_ref().and_then(|ids| ids.get(i).copied().flatten()))
+                } else {
+                    k += 1;
+                    Row::Host(k - 1)
+                }
+            })
+            .collect();
+        Ok(StepLogits { rows, host: self.host, vocab: self.vocab })
+    }
+}
+
+/// A launched step not collected yet.
+struct InFlight {
+    out: SchedulerOutput,
+    launched: Launched,
+    /// [`Scheduler::advance`] recorded it already: its tokens go to [`Scheduler::fill`].
+    advanced: bool,
+    /// When it was scheduled, launched, and its forward pass enqueued (for [`StepClock`]).
+    t: [Instant; 3],
 }
 
 /// A forward pass's logits as the sampling loop reads them, row by row in chunk order.

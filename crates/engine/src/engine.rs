@@ -78,6 +78,14 @@ pub struct EngineConfig {
     pub max_model_len: Option<usize>,
     pub enable_prefix_caching: bool,
     pub policy: Policy,
+    /// Schedule each step while the one before runs on the device, its sampled ids going
+    /// straight to the next step's input (vLLM's async scheduling). `None`: on wherever the
+    /// model can take its ids from the device (a GPU), unless `PROM_ASYNC_SCHEDULING=0`. On
+    /// the CPU a step runs as it is launched, so it gains nothing there (tests turn it on).
+    pub async_scheduling: Option<bool>,
+    /// Capture the CUDA graphs of every decode batch size up to `max_num_seqs` at start-up
+    /// instead of on each size's first step (no effect on the CPU or with graphs off).
+    pub capture_graphs_at_start: bool,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +98,8 @@ impl Default for EngineConfig {
             max_model_len: None,
             enable_prefix_caching: true,
             policy: Policy::Fcfs,
+            async_scheduling: None,
+            capture_graphs_at_start: true,
         }
     }
 }
@@ -108,6 +118,8 @@ pub struct EngineStats {
     pub steps: u64,
     /// Sequences preempted by recompute when the KV pool ran out.
     pub preemptions: u64,
+    /// Steps scheduled and launched while the step before them still ran (async scheduling).
+    pub steps_ahead: u64,
 }
 
 /// Facts about the served model that callers validate against.
@@ -165,7 +177,7 @@ impl Engine {
             policy: cfg.policy,
         })
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        let kv = PagedKvCache::new(spec.clone(), num_blocks)?;
+        let mut kv = PagedKvCache::new(spec.clone(), num_blocks)?;
         tracing::info!(
             num_blocks,
             block_size = cfg.block_size,
@@ -173,6 +185,16 @@ impl Engine {
             tokens = num_blocks * cfg.block_size,
             "KV cache"
         );
+        if cfg.capture_graphs_at_start {
+            let t = std::time::Instant::now();
+            let sizes = model.capture_decode_graphs(&mut kv, cfg.max_num_seqs);
+            if !sizes.is_empty() {
+                tracing::info!(graphs = sizes.len(), ms = t.elapsed().as_millis() as u64, "CUDA graphs captured");
+            }
+        }
+        let async_scheduling = cfg.async_scheduling.unwrap_or_else(|| {
+            model.takes_device_ids() && std::env::var("PROM_ASYNC_SCHEDULING").map_or(true, |v| v != "0")
+        });
         let info = EngineInfo {
             max_model_len,
             vocab_size: model.config().vocab_size,
@@ -182,7 +204,8 @@ impl Engine {
         };
         let stats = Arc::new(Mutex::new(EngineStats { num_blocks, block_size: cfg.block_size, ..Default::default() }));
         let (tx, rx) = mpsc::channel();
-        let core = Core::new(model, Arc::clone(&tokenizer), kv, sched);
+        let mut core = Core::new(model, Arc::clone(&tokenizer), kv, sched);
+        core.set_async_scheduling(async_scheduling);
         let thread_stats = Arc::clone(&stats);
         let alive = Arc::new(AtomicBool::new(true));
         let guard = AliveGuard(Arc::clone(&alive));
@@ -388,6 +411,7 @@ fn publish(core: &Core, stats: &Mutex<EngineStats>, steps: u64) {
     st.prefix_hit_tokens = p.hit_tokens;
     st.steps = steps;
     st.preemptions = core.preemptions();
+    st.steps_ahead = core.steps_ahead();
 }
 
 /// `MemAvailable` from /proc/meminfo, in bytes.

@@ -224,3 +224,49 @@ fn repeated_prompt_is_served_from_the_prefix_cache() {
     assert_eq!(after.prefix_hit_tokens - before.prefix_hit_tokens, cached as u64);
     assert!(after.prefix_queried_tokens > before.prefix_queried_tokens);
 }
+
+/// Async scheduling (each step scheduled while the one before runs, its placeholder tokens
+/// filled from the previous step's picks) changes no token: batched, chunked and preempted.
+#[test]
+fn async_scheduling_equals_alone() {
+    let on = |cfg: EngineConfig| EngineConfig { async_scheduling: Some(true), ..cfg };
+    let e = engine(DType::F32, on(roomy(DType::F32)));
+    let (got, stats) = batched(&e, cases());
+    assert_same("async scheduling", cases(), &got, alone_f32());
+    assert!(stats.steps_ahead * 2 > stats.steps, "most steps run ahead: {stats:?}");
+    let e = engine(DType::F32, on(EngineConfig { max_num_batched_tokens: 24, ..roomy(DType::F32) }));
+    let (got, stats) = batched(&e, cases());
+    assert_same("async scheduling, 24-token steps", cases(), &got, alone_f32());
+    assert!(stats.steps_ahead > 0, "{stats:?}");
+    let blocks = 3 * cases().iter().map(Case::blocks).max().unwrap_or(0);
+    let e = engine(DType::F32, on(EngineConfig { kv_cache_memory: pool_of(DType::F32, blocks), ..config() }));
+    let (got, stats) = batched(&e, cases());
+    assert_same("async scheduling under preemption", cases(), &got, alone_f32());
+    assert!(stats.preemptions > 0 && stats.steps_ahead > 0, "{stats:?}");
+}
+
+/// Requests that stop on a token while the next step is already scheduled: that step's row for
+/// them is dropped, they finish exactly as without async scheduling, and the pool ends idle.
+#[test]
+fn async_scheduling_stops_where_sync_does() {
+    let stopping: Vec<Request> = cases()
+        .iter()
+        .zip(alone_f32())
+        .map(|(c, want)| {
+            let mut r = c.request();
+            r.params.ignore_eos = false;
+            r.params.stop_token_ids = vec![want[want.len() / 2]];
+            r
+        })
+        .collect();
+    let run = |on: bool| {
+        let e = engine(DType::F32, EngineConfig { async_scheduling: Some(on), ..roomy(DType::F32) });
+        let outs = collect_all(stopping.iter().map(|r| e.submit(r.clone()).expect("submit")).collect());
+        let stats = wait_idle(&e);
+        assert_eq!(stats.steps_ahead > 0, on, "{stats:?}");
+        outs.iter().map(|o| (o.ok().to_vec(), o.finish.clone())).collect::<Vec<_>>()
+    };
+    let (sync, ahead) = (run(false), run(true));
+    assert_eq!(ahead, sync);
+    assert!(sync.iter().any(|(_, f)| f == &[Some(FinishReason::Stop)]), "some request stops early");
+}

@@ -188,6 +188,12 @@ impl Sampler {
         Some(RowPick::Sample { filters, u53: self.draw() })
     }
 
+    /// Whether [`Sampler::device_pick`] would give the device this step (on a GPU), without
+    /// drawing.
+    pub fn device_can(&self, generated: usize) -> bool {
+        self.is_plain_greedy(generated) || (self.filters.is_some() && self.needs_only_raw_logits(generated))
+    }
+
     /// The step's uniform draw: the top 53 bits of the RNG's next u64.
     fn draw(&mut self) -> u64 {
         self.rng.next_u64() >> 11

@@ -13,6 +13,12 @@
 //! Stop conditions are the engine's business: it calls [`Scheduler::finish`]. A sequence that has
 //! sampled `max_tokens` is never scheduled again, so it cannot outgrow the limits `add` checked.
 //!
+//! Async scheduling ([`Scheduler::advance`] / [`Scheduler::fill`], vLLM V1's): while a step
+//! runs on a GPU the engine may schedule the next one before the sampled tokens are back. The
+//! step is then recorded as run and each sampling sequence gets a [`PLACEHOLDER`] token, which
+//! the next step runs (its id comes from the device) and `fill` later replaces with the real one.
+//! Only computed positions are ever hashed, and a placeholder is filled before it is computed.
+//!
 //! Why admission can never hang: `add` rejects a sequence needing more blocks than the pool has,
 //! and the preemption order never evicts the best (oldest, or best-priority) running sequence for
 //! another, so it always ends up with the blocks it needs.
@@ -31,6 +37,10 @@ pub use output::{ScheduledSeq, SchedulerOutput};
 
 use crate::kv::{BlockId, KvManager, PrefixCacheStats, SeqId};
 
+/// A sampled token not back from the device yet (async scheduling): never a real id, and never
+/// hashed or computed before [`Scheduler::fill`] replaces it.
+pub const PLACEHOLDER: u32 = u32::MAX;
+
 #[derive(Debug, Clone)]
 struct Seq {
     /// Prompt followed by the generated tokens.
@@ -48,6 +58,8 @@ struct Seq {
     /// Tokens whose KV is written; the next one to run is `tokens[num_computed]`.
     num_computed: usize,
     running: bool,
+    /// The last token is a [`PLACEHOLDER`] waiting for [`Scheduler::fill`].
+    placeholder: bool,
 }
 
 impl Seq {
@@ -125,6 +137,7 @@ impl Scheduler {
             share_with,
             num_computed: 0,
             running: false,
+            placeholder: false,
         };
         self.seqs.insert(id, seq);
         self.waiting.push_back(id);
@@ -295,6 +308,65 @@ impl Scheduler {
     /// Entries for sequences finished since `schedule` are ignored, as are tokens for sequences
     /// that were not to sample.
     pub fn update(&mut self, out: &SchedulerOutput, sampled: &[(SeqId, u32)]) {
+        let mut to_sample = self.record(out);
+        for &(id, token) in sampled {
+            match self.seqs.get_mut(&id) {
+                Some(seq) if to_sample.remove(&id) && !seq.done() => seq.tokens.push(token),
+                Some(_) => tracing::warn!(seq = id, "sampled token for a sequence not due to sample; ignored"),
+                None => {}
+            }
+        }
+    }
+
+    /// [`Scheduler::update`] before the step's tokens are known (async scheduling): each sequence
+    /// that samples and is not at `max_tokens` gets a [`PLACEHOLDER`], so the next `schedule`
+    /// runs it. [`Scheduler::fill`] then gives the tokens.
+    pub fn advance(&mut self, out: &SchedulerOutput) {
+        for id in self.record(out) {
+            if let Some(seq) = self.seqs.get_mut(&id).filter(|s| !s.done()) {
+                seq.tokens.push(PLACEHOLDER);
+                seq.placeholder = true;
+            }
+        }
+    }
+
+    /// The tokens of a step recorded by [`Scheduler::advance`]: each replaces its sequence's
+    /// placeholder. Tokens for sequences finished since, or without a placeholder, are ignored.
+    /// A sequence whose token never comes (its sampling failed) must be finished by the caller.
+    pub fn fill(&mut self, sampled: &[(SeqId, u32)]) {
+        for &(id, token) in sampled {
+            let Some(seq) = self.seqs.get_mut(&id) else { continue };
+            match seq.tokens.last_mut() {
+                Some(last) if seq.placeholder => {
+                    *last = token;
+                    seq.placeholder = false;
+                }
+                _ => tracing::warn!(seq = id, "token for a sequence with no placeholder; ignored"),
+            }
+        }
+    }
+
+    /// Whether the next step can be scheduled ahead of `out`'s tokens without preempting anyone:
+    /// nothing is waiting, and the free blocks cover every sampling sequence's next position.
+    pub fn can_advance(&self, out: &SchedulerOutput) -> bool {
+        if !self.waiting.is_empty() {
+            return false;
+        }
+        let bs = self.cfg.block_size;
+        let mut need = 0;
+        for s in out.seqs.iter().filter(|s| s.sample) {
+            let Some(seq) = self.seqs.get(&s.id) else { continue };
+            let next = s.start + s.tokens.len() + 1; // positions once the placeholder runs
+            if seq.running && !seq.done() && next.div_ceil(bs) > self.kv.block_table(s.id).len() {
+                need += 1;
+            }
+        }
+        need <= self.kv.num_free_blocks()
+    }
+
+    /// Advances `num_computed` past `out`'s chunks and caches newly full blocks → the sequences
+    /// due to sample (each still running that step's chunk).
+    fn record(&mut self, out: &SchedulerOutput) -> HashSet<SeqId> {
         let mut to_sample = HashSet::new();
         for s in &out.seqs {
             let Some(seq) = self.seqs.get_mut(&s.id) else { continue };
@@ -307,13 +379,7 @@ impl Scheduler {
                 to_sample.insert(s.id);
             }
         }
-        for &(id, token) in sampled {
-            match self.seqs.get_mut(&id) {
-                Some(seq) if to_sample.remove(&id) && !seq.done() => seq.tokens.push(token),
-                Some(_) => tracing::warn!(seq = id, "sampled token for a sequence not due to sample; ignored"),
-                None => {}
-            }
-        }
+        to_sample
     }
 
     /// Removes a finished or aborted sequence and frees its blocks at once. False if unknown.
@@ -390,6 +456,12 @@ impl Scheduler {
             }
             if running && !(lo..=hi).contains(&table) {
                 return Err(format!("running seq {id} holds {table} blocks, needs {lo}..={hi}"));
+            }
+            if seq.tokens[..seq.num_computed.min(seq.tokens.len())].contains(&PLACEHOLDER) {
+                return Err(format!("seq {id} computed a placeholder token"));
+            }
+            if seq.placeholder != (seq.tokens.last() == Some(&PLACEHOLDER)) {
+                return Err(format!("seq {id}: placeholder flag out of step with its tokens"));
             }
             if seq.tokens.len() > seq.prompt_len + seq.max_tokens {
                 return Err(format!("seq {id} has {} tokens, over its limit", seq.tokens.len()));

@@ -311,3 +311,61 @@ fn finish_frees_blocks_at_once_and_update_ignores_it() {
     s.finish(2);
     assert_eq!((s.num_free_blocks(), s.kv_usage()), (8, 0.0));
 }
+
+#[test]
+fn advancing_ahead_schedules_placeholders_that_fill_replaces() {
+    // Block size 4: sequence 1 (prompt 3) fills its first block with its first sample, and
+    // its next decode needs a second block.
+    let mut s = sched(cfg(4, 8, 16, 4));
+    add(&mut s, 1, &[1, 2, 3], 4);
+    add(&mut s, 2, &[5; 6], 2);
+    let first = s.schedule();
+    assert_eq!(view(&first), [(1, 0, 3, true), (2, 0, 6, true)]);
+    assert!(s.can_advance(&first));
+    s.advance(&first);
+    s.check_invariants().unwrap();
+    assert_eq!(s.tokens(1).unwrap(), [1, 2, 3, PLACEHOLDER]);
+    // The next step runs the placeholders before their tokens are known.
+    let second = s.schedule();
+    assert_eq!(view(&second), [(1, 3, 1, true), (2, 6, 1, true)]);
+    assert!(second.seqs.iter().all(|q| q.tokens == [PLACEHOLDER]));
+    assert_eq!(s.block_table(1).len(), 1, "position 3 still fits the first block");
+    s.fill(&[(1, 100), (2, 200)]);
+    s.check_invariants().unwrap();
+    assert_eq!(s.tokens(1).unwrap(), [1, 2, 3, 100]);
+    // Ahead again: sequence 2 reaches max_tokens with this sample and is not scheduled.
+    assert!(s.can_advance(&second));
+    s.advance(&second);
+    let third = s.schedule();
+    assert_eq!(view(&third), [(1, 4, 1, true)]);
+    assert_eq!(s.block_table(1).len(), 2);
+    s.fill(&[(1, 101), (2, 201)]);
+    assert_eq!(s.tokens(2).unwrap()[6..], [200, 201]);
+    // The first block of sequence 1 ([1, 2, 3, 100]) is cached once computed, never with a
+    // placeholder in it: a new sequence with that prompt hits it.
+    s.update(&third, &[(1, 102)]);
+    s.check_invariants().unwrap();
+    assert!(s.finish(1) && s.finish(2));
+    add(&mut s, 3, &[1, 2, 3, 100, 7], 1);
+    let out = s.schedule();
+    assert_eq!(view(&out), [(3, 4, 1, true)], "the cached block [1, 2, 3, 100] is a hit");
+}
+
+#[test]
+fn advancing_ahead_waits_for_admissions_and_free_blocks() {
+    // Two sequences of one full block each; their next positions need a block each.
+    let mut s = sched(cfg(2, 4, 16, 4));
+    add(&mut s, 1, &[1, 1], 4);
+    add(&mut s, 2, &[2, 2], 4);
+    let out = s.schedule();
+    assert_eq!(s.num_free_blocks(), 2);
+    assert!(s.can_advance(&out), "two blocks needed, two free");
+    add(&mut s, 3, &[3], 4);
+    assert!(!s.can_advance(&out), "a sequence waits for admission");
+    let mut s = sched(cfg(2, 3, 16, 4));
+    add(&mut s, 1, &[1, 1], 4);
+    add(&mut s, 2, &[2, 2], 4);
+    let out = s.schedule();
+    assert_eq!(s.num_free_blocks(), 1);
+    assert!(!s.can_advance(&out), "two blocks needed, one free: the next step would preempt");
+}

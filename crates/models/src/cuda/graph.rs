@@ -23,6 +23,7 @@ use candle_core::cuda::cudarc::driver::{result, CudaGraph, CudaSlice, DeviceRepr
 use candle_core::{CudaDevice, DType, Device, Tensor};
 
 use super::attention::{dptr, GpuBatch};
+use super::NextIds;
 use crate::nn::{BatchMeta, Model, PagedKvCache, RopeTables, StepInputs};
 use crate::{Error, Result, TensorContext};
 
@@ -89,7 +90,24 @@ impl DecodeGraphs {
 
     /// Runs `batch` through a graph if it is a decode step that fits one → f32 logits of its
     /// rows; `Ok(None)`: run it eagerly (not a decode step, graphs off, too large).
-    pub fn decode(&self, model: &Model, batch: &mut BatchMeta, kv: &mut PagedKvCache) -> Result<Option<Tensor>> {
+    /// The sizes a decode batch of up to `max_seqs` sequences runs at, while graphs are on.
+    pub fn wanted(&self, max_seqs: usize) -> Vec<usize> {
+        if !self.state.lock().unwrap_or_else(|e| e.into_inner()).enabled {
+            return Vec::new();
+        }
+        let top = SIZES.iter().position(|&s| s >= max_seqs).unwrap_or(SIZES.len() - 1);
+        SIZES[..=top].to_vec()
+    }
+
+    /// `next`: rows whose ids are still on the device ([`NextIds`]), written into the ids buffer
+    /// after the host's.
+    pub fn decode(
+        &self,
+        model: &Model,
+        batch: &mut BatchMeta,
+        kv: &mut PagedKvCache,
+        next: Option<&NextIds>,
+    ) -> Result<Option<Tensor>> {
         let Device::Cuda(dev) = model.device() else { return Ok(None) };
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let st = &mut *guard;
@@ -120,6 +138,9 @@ impl DecodeGraphs {
         // The graph's split-K grid must not depend on this step's contexts.
         layout.max_ctx = usize::MAX / 2;
         inputs.write(model, dev, batch, &host)?;
+        if let Some(next) = next {
+            next.write(&inputs.ids.narrow(0, 0, n).ctx("graph ids")?, model.config().vocab_size)?;
+        }
         batch.gpu = Some(GpuBatch::fixed(Arc::clone(&inputs.layout), layout));
         let step = inputs.step(size)?;
         match st.graphs.get(&size) {

@@ -48,7 +48,7 @@ pub use graph::SIZES as GRAPH_SIZES;
 pub use host::to_host_f32;
 #[cfg(feature = "cuda")]
 pub(crate) use pool::GpuKv;
-pub use sample::{argmax, argmax_rows, pick_rows, RowPick};
+pub use sample::{argmax, argmax_rows, pick_rows, pick_rows_async, NextIds, Picks, RowPick};
 
 /// Rotary for `GpuKv::attend_packed`: cos/sin `(T, rot / 2)` in the activation dtype, the
 /// rotated dims `rot` (even, ≤ head dim) and the pairing.
@@ -100,11 +100,15 @@ mod absent {
         pub fn sizes(&self) -> Vec<usize> {
             Vec::new()
         }
+        pub fn wanted(&self, _: usize) -> Vec<usize> {
+            Vec::new()
+        }
         pub fn decode(
             &self,
             _: &crate::nn::Model,
             _: &mut crate::nn::BatchMeta,
             _: &mut crate::nn::PagedKvCache,
+            _: Option<&super::NextIds>,
         ) -> Result<Option<Tensor>> {
             Ok(None)
         }

@@ -83,6 +83,22 @@ extern "C" __global__ void argmax_merge(const float* __restrict__ val, const uin
   if (threadIdx.x == 0) out[blockIdx.x] = bi;
 }
 
+// The next step's token ids from this step's picks, for a step scheduled before they reach the
+// host (async scheduling): row i takes picks[map[i]] unless map[i] is 0xffffffff (it keeps the
+// id the host wrote). A pick outside the vocabulary (0xffffffff: no finite logit) becomes 0, so
+// the embedding lookup stays in bounds; the engine fails that sequence when the pick comes back.
+extern "C" __global__ void next_ids(const uint32_t* __restrict__ picks, const uint32_t* __restrict__ map,
+                                    uint32_t* __restrict__ ids, int n, uint32_t vocab) {
+  pdl_trigger();
+  pdl_wait();
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const uint32_t m = map[i];
+  if (m == 0xffffffffu) return;
+  const uint32_t t = picks[m];
+  ids[i] = t < vocab ? t : 0u;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Random sampling on the device: temperature, top-k, top-p, min-p and one draw, per row, with
 // the definition of cuda/filter.rs (the host sampler's), bit for bit: the same weights (an

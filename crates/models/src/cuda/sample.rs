@@ -66,12 +66,20 @@ pub fn argmax_rows(logits: &Tensor) -> Result<Vec<Option<u32>>> {
 /// device: a GPU runs the same definitions as the host ([`argmax`], [`filter::sample`]) and picks
 /// the same tokens. `None` for [`RowPick::Skip`] rows and rows without a finite logit.
 pub fn pick_rows(logits: &Tensor, picks: &[RowPick]) -> Result<Vec<Option<u32>>> {
+    pick_rows_async(logits, picks)?.wait()
+}
+
+/// [`pick_rows`] without waiting: on a GPU the picks are enqueued on the device's stream, with
+/// their copy to page-locked host memory, and [`Picks::wait`] waits for that copy only. The
+/// ids also stay on the device, where the next step can read them as its input
+/// ([`Picks::next_ids`]; async scheduling). On the CPU the picks are made at once.
+pub fn pick_rows_async(logits: &Tensor, picks: &[RowPick]) -> Result<Picks> {
     let (rows, vocab) = logits.dims2().ctx("pick logits")?;
     if picks.len() != rows {
         return Err(crate::Error::InvalidInput(format!("pick_rows: {} picks for {rows} rows", picks.len())));
     }
     if rows == 0 {
-        return Ok(Vec::new());
+        return Ok(Picks::Ready(Vec::new()));
     }
     if vocab > filter::MAX_VOCAB && picks.iter().any(|p| matches!(p, RowPick::Sample { .. })) {
         return Err(crate::Error::InvalidInput(format!(
@@ -81,7 +89,7 @@ pub fn pick_rows(logits: &Tensor, picks: &[RowPick]) -> Result<Vec<Option<u32>>>
     }
     #[cfg(feature = "cuda")]
     if let candle_core::Device::Cuda(dev) = logits.device() {
-        return gpu::pick_rows(dev, logits, picks, vocab);
+        return gpu::pick_rows(dev, logits, picks, vocab).map(Picks::Device);
     }
     let logits = logits.to_dtype(DType::F32).and_then(|l| l.contiguous()).ctx("pick logits")?;
     let mut sc = filter::Scratch::default();
@@ -97,11 +105,85 @@ pub fn pick_rows(logits: &Tensor, picks: &[RowPick]) -> Result<Vec<Option<u32>>>
         let rows_f32 = all.get(layout.start_offset()..layout.start_offset() + rows * vocab);
         let rows_f32 =
             rows_f32.ok_or_else(|| crate::Error::InvalidInput("pick_rows: logits storage too short".into()))?;
-        return Ok(rows_f32.chunks_exact(vocab).zip(picks).map(&mut pick).collect());
+        return Ok(Picks::Ready(rows_f32.chunks_exact(vocab).zip(picks).map(&mut pick).collect()));
     }
     drop(storage);
     let host = logits.flatten_all().and_then(|l| l.to_vec1::<f32>());
-    Ok(host.ctx("pick logits")?.chunks_exact(vocab).zip(picks).map(pick).collect())
+    Ok(Picks::Ready(host.ctx("pick logits")?.chunks_exact(vocab).zip(picks).map(pick).collect()))
+}
+
+/// A step's picked tokens, from [`pick_rows_async`].
+pub enum Picks {
+    /// Picked on the host already.
+    Ready(Vec<Option<u32>>),
+    /// Enqueued on a GPU.
+    #[cfg(feature = "cuda")]
+    Device(gpu::Pending),
+}
+
+impl Picks {
+    /// The ids, row by row (`None`: a skipped row, or one without a finite logit).
+    pub fn wait(self) -> Result<Vec<Option<u32>>> {
+        match self {
+            Picks::Ready(ids) => Ok(ids),
+            #[cfg(feature = "cuda")]
+            Picks::Device(p) => p.wait(),
+        }
+    }
+
+    /// The ids when they are on the host already (the CPU picks at once).
+    pub fn ready(&self) -> Option<&[Option<u32>]> {
+        match self {
+            Picks::Ready(ids) => Some(ids),
+            #[cfg(feature = "cuda")]
+            Picks::Device(_) => None,
+        }
+    }
+
+    /// Where the next step's input ids come from, for a step scheduled before these picks are
+    /// back: token row `i` of the next batch takes row `map[i]` of these picks, or keeps its
+    /// host id where `map[i]` is [`NextIds::HOST`]. `None` when the picks are on the host (the
+    /// caller writes the ids itself).
+    pub fn next_ids(&self, map: Vec<u32>) -> Option<NextIds<'_>> {
+        match self {
+            Picks::Ready(_) => {
+                drop(map);
+                None
+            }
+            #[cfg(feature = "cuda")]
+            Picks::Device(p) => Some(NextIds { picks: p, map }),
+        }
+    }
+}
+
+/// A step's input ids taken from the previous step's picks on the device ([`Picks::next_ids`]).
+pub struct NextIds<'a> {
+    #[cfg(feature = "cuda")]
+    pub(crate) picks: &'a gpu::Pending,
+    #[cfg(not(feature = "cuda"))]
+    pub(crate) picks: std::marker::PhantomData<&'a ()>,
+    /// Per token row of the batch: the picks' row, or [`NextIds::HOST`].
+    pub map: Vec<u32>,
+}
+
+impl NextIds<'_> {
+    /// A row that keeps the id the host gave it.
+    pub const HOST: u32 = u32::MAX;
+
+    /// Overwrites the mapped rows of `ids` (u32, one per token row, on the picks' device) with
+    /// their picks, stream-ordered after the picking; a pick outside `vocab` (a row without a
+    /// finite logit) becomes 0, so the forward pass never reads past the embedding table.
+    pub(crate) fn write(&self, ids: &Tensor, vocab: usize) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        {
+            gpu::write_next_ids(self.picks, &self.map, ids, vocab)
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (ids, vocab, &self.picks);
+            Err(crate::Error::InvalidInput("next-step ids on a device need CUDA".into()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -170,8 +252,12 @@ mod tests {
 }
 
 #[cfg(feature = "cuda")]
-mod gpu {
-    use candle_core::cuda::cudarc::driver::{DevicePtr, LaunchConfig};
+pub(crate) mod gpu {
+    use std::sync::{Arc, Mutex};
+
+    use candle_core::cuda::cudarc::driver::{
+        result, CudaEvent, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
+    };
     use candle_core::cuda::WrapErr;
     use candle_core::{CudaDevice, DType, Tensor};
 
@@ -206,12 +292,7 @@ mod gpu {
     /// ... but no CTA scans fewer logits than this.
     const MIN_CHUNK: usize = 8192;
 
-    pub(super) fn pick_rows(
-        dev: &CudaDevice,
-        logits: &Tensor,
-        picks: &[RowPick],
-        vocab: usize,
-    ) -> Result<Vec<Option<u32>>> {
+    pub(super) fn pick_rows(dev: &CudaDevice, logits: &Tensor, picks: &[RowPick], vocab: usize) -> Result<Pending> {
         let rows = picks.len();
         let vocab_i = i32::try_from(vocab).map_err(|_| crate::Error::InvalidInput(format!("vocab {vocab} > i32")))?;
         let logits = logits.to_dtype(DType::F32).and_then(|l| l.contiguous()).ctx("pick logits")?;
@@ -284,10 +365,109 @@ mod gpu {
             unsafe { l.launch(&stream, cfg) }.w()?;
             sampled = Some((params, scratch));
         }
-        let ids = dev.clone_dtoh(&out)?;
-        // `logits`, the partials and the parameters must outlive the launches: dropping them
-        // after the (synchronous) copy back is enough.
-        drop((logits, partial, sampled));
-        Ok(ids.into_iter().zip(picks).map(|(i, p)| (*p != RowPick::Skip && i != u32::MAX).then_some(i)).collect())
+        let mut host = take_host_buffer(&stream, rows)?;
+        let dst = &mut host.as_mut_slice().w()?[..rows];
+        // SAFETY: `dst` holds `rows` u32 of page-locked memory, `out` `rows` u32 on this stream's
+        // device; `Pending::wait` synchronizes on the event recorded after the copy before
+        // reading `dst`, and keeps both alive until then.
+        unsafe { result::memcpy_dtoh_async(dst, out_p, stream.cu_stream()) }.w()?;
+        let copied = stream.record_event(None).w()?;
+        // `logits`, the partials and the parameters must outlive the launches: `Pending` keeps
+        // them until the copy back is done.
+        let keep: Box<dyn std::any::Any + Send> = Box::new((logits, partial, sampled));
+        Ok(Pending { out, host: Some(host), copied, picks: picks.to_vec(), _keep: keep })
+    }
+
+    /// Page-locked buffers for the picked ids, reused: at most two steps are in flight.
+    static HOST_BUFFERS: Mutex<Vec<PinnedHostSlice<u32>>> = Mutex::new(Vec::new());
+
+    fn take_host_buffer(stream: &Arc<CudaStream>, rows: usize) -> Result<PinnedHostSlice<u32>> {
+        let mut free = HOST_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = free.iter().position(|b| b.len() >= rows && Arc::ptr_eq(b.context(), stream.context())) {
+            return Ok(free.swap_remove(i));
+        }
+        drop(free);
+        // Plain page-locked memory (cudarc's default asks for write-combined pages, which the CPU
+        // reads uncached). SAFETY: the copy writes every entry that is read.
+        unsafe { stream.context().alloc_pinned_with_flags::<u32>(rows.next_power_of_two().max(256), 0) }
+            .w()
+            .ctx("page-locked buffer for the picked ids")
+    }
+
+    /// Picks enqueued on the stream ([`super::Picks::Device`]).
+    pub struct Pending {
+        /// The ids on the device, one per row (`u32::MAX`: none).
+        pub(super) out: CudaSlice<u32>,
+        host: Option<PinnedHostSlice<u32>>,
+        /// Recorded after the copy to `host`.
+        copied: CudaEvent,
+        picks: Vec<RowPick>,
+        _keep: Box<dyn std::any::Any + Send>,
+    }
+
+    impl Pending {
+        pub fn wait(mut self) -> Result<Vec<Option<u32>>> {
+            self.copied.synchronize().w()?;
+            let host = self.host.take();
+            let ids = match &host {
+                Some(h) => h.as_slice().w()?[..self.picks.len()].to_vec(),
+                None => Vec::new(),
+            };
+            if let Some(h) = host {
+                HOST_BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+            }
+            let picked = ids.into_iter().zip(&self.picks);
+            Ok(picked.map(|(i, p)| (*p != RowPick::Skip && i != u32::MAX).then_some(i)).collect())
+        }
+    }
+
+    impl Drop for Pending {
+        fn drop(&mut self) {
+            // Unwaited (a step abandoned on an error): the copy may still be landing in the buffer.
+            if let Some(h) = self.host.take() {
+                if self.copied.synchronize().is_ok() {
+                    HOST_BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+                }
+            }
+        }
+    }
+
+    /// [`super::NextIds::write`]: `ids[i] = picks[map[i]]` (0 outside `vocab`) where `map[i]` is
+    /// not `NextIds::HOST`, one kernel on the stream.
+    pub(super) fn write_next_ids(picks: &Pending, map: &[u32], ids: &Tensor, vocab: usize) -> Result<()> {
+        let candle_core::Device::Cuda(dev) = ids.device() else {
+            return Err(crate::Error::InvalidInput("next-step ids: the ids are not on a GPU".into()));
+        };
+        if ids.dtype() != DType::U32 || !ids.is_contiguous() || ids.elem_count() < map.len() {
+            return Err(crate::Error::InvalidInput(format!(
+                "next-step ids: {} rows into {:?} {:?}",
+                map.len(),
+                ids.dims(),
+                ids.dtype()
+            )));
+        }
+        if let Some(&bad) = map.iter().find(|&&m| m != u32::MAX && m as usize >= picks.picks.len()) {
+            return Err(crate::Error::InvalidInput(format!("next-step ids: row {bad} of {} picks", picks.picks.len())));
+        }
+        if map.is_empty() {
+            return Ok(());
+        }
+        let stream = dev.cuda_stream();
+        let map_d = dev.clone_htod(map).ctx("upload next-step id map")?;
+        let (src, map_p, dst) = (picks.out.device_ptr(&stream).0, map_d.device_ptr(&stream).0, dptr(ids, &stream)?);
+        let (n, vocab_u) = (map.len() as i32, u32::try_from(vocab).unwrap_or(u32::MAX));
+        let f = func(dev, "next_ids")?;
+        let mut l = Launch::new(&f);
+        l.arg(&src).arg(&map_p).arg(&dst).arg(&n).arg(&vocab_u);
+        let cfg = LaunchConfig {
+            grid_dim: (map.len().div_ceil(256) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: argument types match next_ids's signature; `src` holds the picks' rows, every
+        // mapped row is below their count (checked), `map_d` and `ids` hold n entries (checked).
+        unsafe { l.launch(&stream, cfg) }.w()?;
+        drop(map_d); // a stream-ordered free, after the kernel
+        Ok(())
     }
 }

@@ -20,7 +20,7 @@ use crate::config::names::layer as at;
 use crate::config::{
     AttentionConfig, GateUpNames, LayerRope, ModelConfig, PositionEncoding, QkNorm, QkvNames, WeightNames,
 };
-use crate::cuda::GpuBatch;
+use crate::cuda::{GpuBatch, NextIds};
 use crate::loader::{WeightData, Weights};
 use crate::parallel::shard::{self, Cut, Heads, Shard};
 use crate::parallel::{Communicator, TensorParallel};
@@ -278,15 +278,30 @@ impl Model {
     /// reads each sequence's K/V through its block table. Returns f32 logits `(rows, vocab)` for
     /// the rows the chunks ask for, in chunk order.
     pub fn forward_batch(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
+        self.forward_batch_next(chunks, kv, None)
+    }
+
+    /// [`Model::forward_batch`] with some input ids still on the device: `next` overwrites the
+    /// token rows it maps with the previous step's picks (async scheduling; the chunks hold any
+    /// valid id there, e.g. 0). Only where [`Model::takes_device_ids`].
+    pub fn forward_batch_next(
+        &self,
+        chunks: &[SeqChunk],
+        kv: &mut PagedKvCache,
+        next: Option<&NextIds>,
+    ) -> Result<Tensor> {
+        if next.is_some() && !self.takes_device_ids() {
+            return Err(Error::InvalidInput("this model cannot take its input ids from the device".into()));
+        }
         let Some(followers) = self.tp.as_ref().and_then(|t| t.followers.as_ref()) else {
-            return self.forward_rank(chunks, kv);
+            return self.forward_rank(chunks, kv, next);
         };
         // Rank 0 of a split model: bad input is refused here, before any rank starts; the other
         // ranks then run the same step beside this one. A failure past this point is a real one
         // (device, memory): it aborts the world, and the split model stays failed.
         self.batch(chunks, kv)?;
         let sent = followers.send(chunks, kv);
-        let logits = if sent == followers.len() { self.forward_rank(chunks, kv) } else { Err(followers.gone()) };
+        let logits = if sent == followers.len() { self.forward_rank(chunks, kv, None) } else { Err(followers.gone()) };
         if logits.is_err() {
             self.tp.iter().for_each(|t| t.comm().abort());
         }
@@ -316,15 +331,33 @@ impl Model {
     }
 
     /// This rank's part of [`Model::forward_batch`] (the whole of it for an unsplit model).
-    pub(crate) fn forward_rank(&self, chunks: &[SeqChunk], kv: &mut PagedKvCache) -> Result<Tensor> {
+    pub(crate) fn forward_rank(
+        &self,
+        chunks: &[SeqChunk],
+        kv: &mut PagedKvCache,
+        next: Option<&NextIds>,
+    ) -> Result<Tensor> {
         let mut batch = self.batch(chunks, kv)?;
-        if let Some(logits) = self.graphs.decode(self, &mut batch, kv)? {
+        if let Some(n) = next {
+            if n.map.len() != batch.num_tokens() {
+                return Err(Error::InvalidInput(format!(
+                    "next-step ids map {} rows of a batch of {}",
+                    n.map.len(),
+                    batch.num_tokens()
+                )));
+            }
+        }
+        if let Some(logits) = self.graphs.decode(self, &mut batch, kv, next)? {
             return Ok(logits);
         }
         batch.gpu = GpuBatch::new(&batch, &self.device)?;
         let tables = |r: &Option<Rope>| r.as_ref().map(|r| r.tables_for(&batch.spans, &self.device)).transpose();
+        let ids = Tensor::new(batch.tokens.as_slice(), &self.device).ctx("token ids")?;
+        if let Some(n) = next {
+            n.write(&ids, self.cfg.vocab_size)?;
+        }
         let inputs = StepInputs {
-            ids: Tensor::new(batch.tokens.as_slice(), &self.device).ctx("token ids")?,
+            ids,
             positions: match &self.position_embed {
                 Some(_) => Some(Tensor::new(batch.positions.as_slice(), &self.device).ctx("positions")?),
                 None => None,
@@ -405,6 +438,35 @@ impl Model {
                 ((logits / cap as f64).and_then(|l| l.tanh()).and_then(|l| l * cap as f64)).ctx("final softcap")?;
         }
         Ok(logits)
+    }
+
+    /// Whether [`Model::forward_batch_next`] can take input ids from the device: a dense
+    /// embedding table on a GPU, one rank (a quantized table and tensor parallelism read the ids
+    /// on the host).
+    pub fn takes_device_ids(&self) -> bool {
+        self.device.is_cuda() && matches!(self.embed, Embedding::Dense(_)) && self.tp.is_none()
+    }
+
+    /// Captures the decode graphs a batch of up to `max_seqs` sequences can use, now rather than
+    /// on each size's first decode step (vLLM captures at start-up too): no request pays for a
+    /// capture. Each size runs one dummy decode step, token 0 at position 0 of `kv`'s block 0,
+    /// which no sequence holds yet (a sequence writes every position of its blocks before it
+    /// reads it). Returns the sizes captured; none on the CPU or with graphs off. A failure only
+    /// logs a warning: the steps then run as they would have.
+    pub fn capture_decode_graphs(&self, kv: &mut PagedKvCache, max_seqs: usize) -> Vec<usize> {
+        let table = [0u32];
+        for size in self.graphs.wanted(max_seqs) {
+            let tokens = vec![[0u32]; size];
+            let chunks: Vec<SeqChunk> = tokens
+                .iter()
+                .map(|t| SeqChunk { tokens: t, start: 0, block_table: &table, logits: LogitsFor::Last })
+                .collect();
+            if let Err(e) = self.forward_batch(&chunks, kv) {
+                tracing::warn!("capturing the decode graph of {size} sequences at start-up failed: {e}");
+                break;
+            }
+        }
+        self.graphs.sizes()
     }
 
     /// Whether decode steps on a GPU run as CUDA graphs (on by default; `--enforce-eager` turns

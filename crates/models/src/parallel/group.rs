@@ -150,5 +150,5 @@ fn step(
         .iter()
         .map(|c| SeqChunk { tokens: &c.tokens, start: c.start, block_table: &c.block_table, logits: c.logits })
         .collect();
-    model.forward_rank(&chunks, pool).map(|_| ())
+    model.forward_rank(&chunks, pool, None).map(|_| ())
 }
