@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call's check of a CUDA build (run there from the repo root, .gpu carried): the GPU
-# tests (cuda_kernels, cuda_attention, cuda_graphs, golden parity in bf16 and f16; TESTS=0 skips
-# them), then `prom bench` on the Llama-3-8B shape with --load-format dummy at bs 1, 32 and 128,
+# tests (cuda_kernels, cuda_attention, cuda_graphs, engine_async, golden parity in bf16 and f16,
+# each where its binary was carried; TESTS=0 skips them), then `prom bench` on the Llama-3-8B shape with --load-format dummy at bs 1, 32 and 128,
 # ROUNDS times over VARIANTS, alternated. A variant is NAME|BINARY|ENV: a binary from .gpu/
 # (say prom-base.xz, an older build carried beside prom.xz) run with ENV (NAME=VALUE pairs,
 # comma-separated). The default compares programmatic dependent launch on and off (PROM_PDL).
@@ -14,8 +14,13 @@ export PROM_GOLDEN_DIR="$PWD/tests/fixtures/golden" PROM_TEST_DEVICE=cuda
 VARIANTS=${VARIANTS:-"pdl-on|prom|PROM_PDL=1 pdl-off|prom|PROM_PDL=0"}
 echo "commit $(cat .gpu/COMMIT)"; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 if [ "${TESTS:-1}" != 0 ]; then
-  for t in cuda_kernels cuda_attention cuda_graphs; do echo "== $t"; timeout 200 "$GPU_BIN/$t" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked|failed" | head -8; done
-  for dt in bf16 f16; do echo "== golden $dt"; PROM_TEST_DTYPE=$dt timeout 200 "$GPU_BIN/golden" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked" | head -5; done
+  for t in cuda_kernels cuda_attention cuda_graphs engine_async; do
+    [ -x "$GPU_BIN/$t" ] || { echo "== $t: not carried"; continue; }
+    echo "== $t"; timeout 200 "$GPU_BIN/$t" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked|failed" | head -8
+  done
+  if [ -x "$GPU_BIN/golden" ]; then
+    for dt in bf16 f16; do echo "== golden $dt"; PROM_TEST_DTYPE=$dt timeout 200 "$GPU_BIN/golden" --test-threads 1 2>&1 | grep -E "test result|FAILED|panicked" | head -5; done
+  fi
 fi
 python3 scripts/gpu/make_model.py /tmp/m8 --shape 8b --config-only >/dev/null
 for r in $(seq 1 "${ROUNDS:-2}"); do for v in $VARIANTS; do

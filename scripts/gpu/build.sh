@@ -13,11 +13,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-cuda}"
 cargo build --release --features cuda -p prom-cli
 # The GPU test binaries: golden parity, our kernels against the host / candle's unfused ops,
 # paged attention (split-K and single pass) against a host reference, CUDA graph replays
-# against eager decode steps.
+# against eager decode steps; the engine's async scheduling against its synchronous steps.
 tests=$(cargo test --release --features cuda -p prom-models --test golden --test cuda_kernels --test cuda_attention --test cuda_graphs --no-run --message-format=json \
   | python3 -c 'import json,sys
 for m in map(json.loads, sys.stdin):
     if m.get("executable") and m["target"]["name"] in ("golden", "cuda_kernels", "cuda_attention", "cuda_graphs"): print(m["target"]["name"] + ":" + m["executable"])')
+tests+=" "$(cargo test --release --features cuda -p prom-engine --test engine_async --no-run --message-format=json \
+  | python3 -c 'import json,sys
+for m in map(json.loads, sys.stdin):
+    if m.get("executable") and m["target"]["name"] == "engine_async": print("engine_async:" + m["executable"])')
 mkdir -p .gpu
 for pair in "prom:$CARGO_TARGET_DIR/release/prom" $tests; do
   name=${pair%%:*}; src=${pair#*:}

@@ -349,14 +349,18 @@ impl Core {
         match self.execute(&out.seqs, next) {
             Ok((launched, t2)) => Some(InFlight { out, launched, advanced: false, t: [t0, now, t2] }),
             Err(e) => {
-                // A failed forward pass fails the requests in it; the engine carries on.
-                tracing::error!("forward pass failed: {e}");
-                let ids: Vec<RequestId> = out.seqs.iter().filter_map(|s| self.owners.get(&s.id).map(|o| o.0)).collect();
-                for id in ids {
-                    self.fail(id, Error::Engine(format!("forward pass failed: {e}")));
-                }
+                self.fail_step(&out, &e);
                 None
             }
+        }
+    }
+
+    /// A failed forward pass fails the requests in it; the engine carries on.
+    fn fail_step(&mut self, out: &SchedulerOutput, e: &Error) {
+        tracing::error!("forward pass failed: {e}");
+        let ids: Vec<RequestId> = out.seqs.iter().filter_map(|s| self.owners.get(&s.id).map(|o| o.0)).collect();
+        for id in ids {
+            self.fail(id, Error::Engine(format!("forward pass failed: {e}")));
         }
     }
 
@@ -367,11 +371,7 @@ impl Core {
         let logits = match launched.finish() {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!("forward pass failed: {e}");
-                let ids: Vec<RequestId> = out.seqs.iter().filter_map(|s| self.owners.get(&s.id).map(|o| o.0)).collect();
-                for id in ids {
-                    self.fail(id, Error::Engine(format!("forward pass failed: {e}")));
-                }
+                self.fail_step(&out, &e);
                 return;
             }
         };
