@@ -4,7 +4,8 @@
 //! (so every step's batch is the same with and without it, whatever the device's arithmetic
 //! does with batch size): greedy, seeded random sampling (drawn on the device on a GPU) and a
 //! stop token, each once with async scheduling and once without. Then all at once, which must
-//! finish every request and leave the pool idle.
+//! finish every request and leave the pool idle; and with requests aborted or hung up on while
+//! a step runs ahead for them.
 //!
 //! The model is a tiny seeded Llama (tests/fixtures/golden/llama_gqa) with a word-level
 //! tokenizer written here. `PROM_TEST_DEVICE=cuda` runs it on the GPU in bf16 (through
@@ -48,7 +49,10 @@ fn tokenizer() -> Arc<Tokenizer> {
         "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": false},
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
     });
-    let dir = std::env::temp_dir().join(format!("prom-engine-async-{}", std::process::id()));
+    // One file per call: the tests run in parallel threads of one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("prom-engine-async-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("tokenizer.json");
     std::fs::write(&path, json.to_string()).expect("write tokenizer.json");
@@ -145,4 +149,39 @@ fn async_scheduling_changes_no_token() {
         }
     }
     wait_idle(&e);
+}
+
+/// Requests that go away while a step is launched ahead for them: one aborted, one whose
+/// client drops its stream after a few tokens. The others finish unchanged and the pool ends
+/// idle (their blocks freed while a step still wrote into them, which nothing reads after).
+#[test]
+fn async_scheduling_survives_aborts_and_disconnects() {
+    let dev = device();
+    let e = engine(&dev, true);
+    let reqs = requests(&[]);
+    let (want, _) = one_by_one(&e, &reqs[..2]);
+    let mut streams: Vec<_> = reqs.iter().map(|r| e.submit(r.clone()).expect("submit")).collect();
+    // Read a few tokens of the third, then hang up; abort the fourth at once.
+    let mut third = streams.remove(2);
+    for _ in 0..3 {
+        assert!(third.blocking_next().is_some());
+    }
+    drop(third);
+    let fourth = streams.remove(2);
+    e.abort(fourth.id());
+    drop(fourth);
+    let outs = collect_all(streams);
+    // Batched with others: the same tokens where each row's arithmetic ignores the batch (the
+    // CPU's kernels); on a GPU the GEMM changes with the batch size, so only the lengths.
+    for (o, (w, _)) in outs.iter().zip(&want) {
+        match dev.is_cuda() {
+            false => assert_eq!(o.ok(), w.as_slice()),
+            true => assert_eq!(o.ok().len(), w.len()),
+        }
+    }
+    for o in &outs[2..] {
+        assert!(o.error.is_none() && o.usage.is_some(), "{:?}", o.error);
+    }
+    let stats = wait_idle(&e);
+    assert!(stats.steps_ahead > 0, "{stats:?}");
 }
