@@ -1,0 +1,238 @@
+"""Times the Llama-3-8B shape's GEMMs (bf16, f32 accumulation, y = x·Wᵀ with W row-major) at
+decode and prefill batch sizes, three ways:
+- `cublas`: cublasGemmStridedBatchedEx with CUBLAS_GEMM_DEFAULT_TENSOR_OP, the call candle's
+  matmul makes (batch 1);
+- `lt-h0`: cuBLASLt's first heuristic choice (what an untuned cuBLASLt call runs);
+- `lt-best`: the fastest of cuBLASLt's heuristic candidates (up to 64), each timed here.
+Each launch reads a different copy of the weight from a ring larger than L2, so the weights
+stream from HBM as in a decode step. Prints µs a launch (median of rounds), the weight stream's
+TB/s and TFLOP/s.
+
+There: python3 scripts/gpu/gemm_lab.py [M,M,...]
+Torch only allocates and times (events); the GEMMs go through cuBLAS / cuBLASLt via ctypes.
+"""
+import ctypes as C
+import os
+import statistics
+import sys
+
+import torch
+
+torch.cuda.init()
+_libdir = None
+for line in open("/proc/self/maps"):
+    if "libcublasLt.so" in line:
+        _libdir = line.split()[-1]
+        break
+lt = C.CDLL(_libdir or "libcublasLt.so.13")
+blas = C.CDLL((_libdir or "").replace("libcublasLt", "libcublas") or "libcublas.so.13")
+
+CUDA_R_16BF, CUDA_R_32F = 14, 0
+CUBLAS_COMPUTE_32F = 68
+OP_N, OP_T = 0, 1
+DESC_TRANSA, DESC_TRANSB = 3, 4
+PREF_MAX_WORKSPACE = 1
+WORKSPACE = 32 << 20
+
+
+class Algo(C.Structure):
+    _fields_ = [("data", C.c_uint64 * 8)]
+
+
+class Heur(C.Structure):
+    _fields_ = [("algo", Algo), ("workspaceSize", C.c_size_t), ("state", C.c_int), ("wavesCount", C.c_float), ("reserved", C.c_int * 4)]
+
+
+def ok(r, what):
+    if r != 0:
+        raise RuntimeError(f"{what}: status {r}")
+
+
+lt_h = C.c_void_p()
+ok(lt.cublasLtCreate(C.byref(lt_h)), "cublasLtCreate")
+blas_h = C.c_void_p()
+ok(blas.cublasCreate_v2(C.byref(blas_h)), "cublasCreate")
+stream = torch.cuda.current_stream().cuda_stream
+ok(blas.cublasSetStream_v2(blas_h, C.c_void_p(stream)), "cublasSetStream")
+workspace = torch.empty(WORKSPACE, dtype=torch.uint8, device="cuda")
+ok(blas.cublasSetWorkspace_v2(blas_h, C.c_void_p(workspace.data_ptr()), C.c_size_t(WORKSPACE)), "cublasSetWorkspace")
+one, zero = C.c_float(1.0), C.c_float(0.0)
+
+
+def layout(rows, cols, ld):
+    h = C.c_void_p()
+    ok(lt.cublasLtMatrixLayoutCreate(C.byref(h), CUDA_R_16BF, C.c_uint64(rows), C.c_uint64(cols), C.c_int64(ld)), "layout")
+    return h
+
+
+class LtGemm:
+    """C (col-major n×m) = Wᵀ(col-major k×n, op T) · X (col-major k×m): row-major y = x·Wᵀ."""
+
+    def __init__(self, m, n, k):
+        self.desc = C.c_void_p()
+        ok(lt.cublasLtMatmulDescCreate(C.byref(self.desc), CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc")
+        for attr, v in ((DESC_TRANSA, OP_T), (DESC_TRANSB, OP_N)):
+            val = C.c_int(v)
+            ok(lt.cublasLtMatmulDescSetAttribute(self.desc, attr, C.byref(val), C.sizeof(val)), "desc attr")
+        self.a, self.b, self.c = layout(k, n, k), layout(k, m, k), layout(n, m, n)
+        pref = C.c_void_p()
+        ok(lt.cublasLtMatmulPreferenceCreate(C.byref(pref)), "pref")
+        ws = C.c_uint64(WORKSPACE)
+        ok(lt.cublasLtMatmulPreferenceSetAttribute(pref, PREF_MAX_WORKSPACE, C.byref(ws), C.sizeof(ws)), "pref attr")
+        res = (Heur * 64)()
+        cnt = C.c_int()
+        ok(lt.cublasLtMatmulAlgoGetHeuristic(lt_h, self.desc, self.a, self.b, self.c, self.c, pref, 64, res, C.byref(cnt)), "heuristic")
+        self.algos = [res[i] for i in range(cnt.value) if res[i].state == 0]
+
+    def run(self, i, w, x, y):
+        h = self.algos[i]
+        return lt.cublasLtMatmul(lt_h, self.desc, C.byref(one), C.c_void_p(w), self.a, C.c_void_p(x), self.b, C.byref(zero),
+                                 C.c_void_p(y), self.c, C.c_void_p(y), self.c, C.byref(h.algo), C.c_void_p(workspace.data_ptr()),
+                                 C.c_size_t(WORKSPACE), C.c_void_p(stream))
+
+
+def cublas_run(m, n, k, w, x, y):
+    # cublasGemmStridedBatchedEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, ...)
+    return blas.cublasGemmStridedBatchedEx(
+        blas_h, OP_T, OP_N, n, m, k, C.byref(one), C.c_void_p(w), CUDA_R_16BF, k, C.c_longlong(n * k),
+        C.c_void_p(x), CUDA_R_16BF, k, C.c_longlong(m * k), C.byref(zero), C.c_void_p(y), CUDA_R_16BF, n,
+        C.c_longlong(m * n), 1, CUBLAS_COMPUTE_32F, 99)  # 99: CUBLAS_GEMM_DEFAULT_TENSOR_OP
+
+
+def time_us(fn, ring, reps=3, per=20):
+    for i in range(4):
+        ok(fn(ring[i % len(ring)]), "warm-up")
+    out = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        for i in range(per):
+            fn(ring[i % len(ring)])
+        e.record()
+        e.synchronize()
+        out.append(s.elapsed_time(e) * 1000 / per)
+    return statistics.median(out)
+
+
+def lt_attr(algo, attr, value):
+    v = C.c_uint32(value)
+    return lt.cublasLtMatmulAlgoConfigSetAttribute(C.byref(algo), attr, C.byref(v), 4)
+
+
+def cap(algo, attr, n=1):
+    buf = (C.c_uint32 * max(n, 1))()
+    w = C.c_size_t()
+    r = lt.cublasLtMatmulAlgoCapGetAttribute(C.byref(algo), attr, buf, 4 * n, C.byref(w))
+    return list(buf[: w.value // 4]) if r == 0 else []
+
+
+def search_configs(g, m, n, k):
+    """Every algo id cuBLASLt has for bf16 in / f32 compute, each of its tiles, with split-K 1–8
+    where it has split-K: the configs cublasLtMatmulAlgoCheck accepts within the workspace."""
+    ids = (C.c_int * 512)()
+    cnt = C.c_int()
+    ok(lt.cublasLtMatmulAlgoGetIds(lt_h, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16BF, 512, ids, C.byref(cnt)), "ids")
+    out = []
+    for algo_id in ids[: cnt.value]:
+        base = Algo()
+        if lt.cublasLtMatmulAlgoInit(lt_h, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16BF, algo_id, C.byref(base)) != 0:
+            continue
+        w = C.c_size_t()
+        lt.cublasLtMatmulAlgoCapGetAttribute(C.byref(base), 6, None, 0, C.byref(w))
+        tiles = cap(base, 6, w.value // 4) or [0]
+        lt.cublasLtMatmulAlgoCapGetAttribute(C.byref(base), 13, None, 0, C.byref(w))
+        stages = cap(base, 13, w.value // 4) or [0]
+        splitk = cap(base, 0)
+        schemes = cap(base, 1)
+        splits = [1, 2, 3, 4, 6, 8] if splitk and splitk[0] else [1]
+        for tile in tiles:
+            for stage in stages[:1] + stages[-1:] if len(stages) > 1 else stages:
+                for sk in splits:
+                    for scheme in ([0] if sk == 1 else [s for s in (1, 2, 4) if schemes and schemes[0] & s]):
+                        a = Algo()
+                        C.memmove(C.byref(a), C.byref(base), C.sizeof(a))
+                        if lt_attr(a, 1, tile) or lt_attr(a, 6, stage) or lt_attr(a, 2, sk) or lt_attr(a, 3, scheme):
+                            continue
+                        h = Heur()
+                        if lt.cublasLtMatmulAlgoCheck(lt_h, g.desc, g.a, g.b, g.c, g.c, C.byref(a), C.byref(h)) != 0:
+                            continue
+                        if h.workspaceSize > WORKSPACE:
+                            continue
+                        h.algo = a
+                        out.append(((algo_id, tile, stage, sk, scheme), h))
+    return out
+
+
+SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate|up": (28672, 4096), "down": (4096, 14336), "head": (128256, 4096)}
+if len(sys.argv) > 1 and sys.argv[1] == "search":
+    # The exhaustive search at decode sizes: is there a config far better than cuBLAS's?
+    for M in [int(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "128").split(",")]:
+        for name, (n, k) in SHAPES.items():
+            if name == "head":
+                continue
+            copies = max(2, -(-(1 << 30) // (n * k * 2)))
+            ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
+            ring = [w.data_ptr() for w in ws]
+            x = torch.randn(M, k, device="cuda", dtype=torch.bfloat16)
+            y = torch.empty(M, n, device="cuda", dtype=torch.bfloat16)
+            ref = torch.empty_like(y)
+            g = LtGemm(M, n, k)
+            t_cublas = time_us(lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr()), ring)
+            cublas_run(M, n, k, ring[0], x.data_ptr(), ref.data_ptr())
+            cfgs = search_configs(g, M, n, k)
+            g.algos = [h for _, h in cfgs]
+            times = []
+            for i in range(len(cfgs)):
+                try:
+                    times.append(time_us(lambda w: g.run(i, w, x.data_ptr(), y.data_ptr()), ring, reps=1, per=8))
+                except RuntimeError:
+                    times.append(float("inf"))
+            order = sorted(range(len(times)), key=times.__getitem__)[:5]
+            print(f"{name} M={M}: cublas {t_cublas:.1f} µs, {len(cfgs)} configs; floor {n * k * 2 / 4.2e6:.1f} µs at 4.2 TB/s")
+            for i in order:
+                t = time_us(lambda w: g.run(i, w, x.data_ptr(), y.data_ptr()), ring)
+                ok(g.run(i, ring[0], x.data_ptr(), y.data_ptr()), "run")
+                torch.cuda.synchronize()
+                d = (y.float() - ref.float()).abs().max().item()
+                print(f"   id,tile,stages,splitK,scheme {cfgs[i][0]}: {t:.1f} µs ({t / t_cublas:.3f}), maxdiff {d:.3g}")
+            del ws
+            torch.cuda.empty_cache()
+    sys.exit(0)
+ms = [int(v) for v in (sys.argv[1] if len(sys.argv) > 1 else "32,128,256,8192").split(",")]
+print(torch.cuda.get_device_name(), "torch", torch.__version__)
+print(f"{'shape':8} {'M':>5} {'cublas µs':>10} {'lt-h0 µs':>9} {'lt-best µs':>10} {'#':>3} {'best/cublas':>11} {'TB/s':>6} {'TFLOP/s':>8}")
+tot = {}
+for M in ms:
+    for name, (n, k) in SHAPES.items():
+        wbytes = n * k * 2
+        copies = max(2, -(-(1 << 30) // wbytes))
+        ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
+        x = torch.randn(M, k, device="cuda", dtype=torch.bfloat16)
+        y = torch.empty(M, n, device="cuda", dtype=torch.bfloat16)
+        ring = [w.data_ptr() for w in ws]
+        g = LtGemm(M, n, k)
+        t_cublas = time_us(lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr()), ring)
+        ref = y.clone()
+        times = []
+        for i in range(len(g.algos)):
+            try:
+                times.append(time_us(lambda w: g.run(i, w, x.data_ptr(), y.data_ptr()), ring, reps=2, per=10))
+            except RuntimeError:
+                times.append(float("inf"))
+        best = min(range(len(times)), key=times.__getitem__)
+        t_best = time_us(lambda w: g.run(best, w, x.data_ptr(), y.data_ptr()), ring)
+        t_h0 = time_us(lambda w: g.run(0, w, x.data_ptr(), y.data_ptr()), ring)
+        g.run(best, ring[-1], x.data_ptr(), y.data_ptr())
+        cublas_run(M, n, k, ring[-1], x.data_ptr(), ref.data_ptr())
+        torch.cuda.synchronize()
+        err = (y.float() - ref.float()).abs().max().item()
+        tb = wbytes / t_best / 1e6
+        tf = 2 * M * n * k / t_best / 1e6
+        tot.setdefault(M, [0, 0, 0])
+        for j, t in enumerate((t_cublas, t_h0, t_best)):
+            tot[M][j] += t * (32 if name != "head" else 1)
+        print(f"{name:8} {M:5} {t_cublas:10.1f} {t_h0:9.1f} {t_best:10.1f} {len(g.algos):3} {t_best / t_cublas:11.3f} {tb:6.2f} {tf:8.1f}  maxdiff {err:.3g}")
+        del ws
+        torch.cuda.empty_cache()
+for M, (a, b, c) in tot.items():
+    print(f"M={M}: a step's GEMMs (32 layers + head) cublas {a / 1000:.2f} ms, lt-h0 {b / 1000:.2f} ms, lt-best {c / 1000:.2f} ms ({c / a:.3f})")
