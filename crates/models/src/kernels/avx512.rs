@@ -78,6 +78,21 @@ unsafe fn block<const M: usize>(
     y.store_tiles(&acc, i0, col0, valid);
 }
 
+/// How far ahead (bytes) a one-row tile asks for its weights: 64 cache lines. 2–8 KiB all beat
+/// none by 1.3–1.5x on the Xeon VM (bench/RESULTS.md, 2026-12-02); a thread's tiles are
+/// consecutive, so near a tile's end this reaches into the next one.
+pub(super) const ONE_ROW_AHEAD: usize = 4096;
+
+/// Prefetch of the `len` bytes `ONE_ROW_AHEAD` past `t`, for a single-row (decode) stream.
+#[inline(always)]
+pub(super) unsafe fn prefetch_one_row(t: *const u8, len: usize) {
+    let ahead = t.wrapping_add(ONE_ROW_AHEAD);
+    for line in (0..len).step_by(64) {
+        // A hint: never faults, even past the end of the weights.
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+    }
+}
+
 /// Broadcast of activation quants `at..at + 4` of a row.
 #[inline(always)]
 unsafe fn bcast4(qs: *const i8, at: usize) -> __m512i {
@@ -108,8 +123,9 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
         // blocks (`next_tile`), each block rereads the tile, and the same block of the next tile
         // (a thread's tiles are consecutive) is asked for too, so its stream overlaps the rereads:
         // 16-way ITL -4..6%, while at 2–8 rows (one pass a tile) it made 4-way ITL worse
-        // (bench/RESULTS.md). A single row streams weights from DRAM, where the hardware
-        // prefetcher does as well. A hint: never faults, even past the end.
+        // (bench/RESULTS.md). A single row streams weights from DRAM: on the Xeon VM the hardware
+        // prefetcher fell behind there, and asking for the bytes `ONE_ROW_AHEAD` on took Q4_1
+        // tg128 from ~190 to ~290 t/s. A hint: never faults, even past the end.
         if M > 1 {
             let ahead = t.wrapping_add(2 * tb);
             let next = t.wrapping_add(kb * tb);
@@ -119,6 +135,8 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line) as *const i8);
                 }
             }
+        } else {
+            prefetch_one_row(t, tb);
         }
         let mut isum = [_mm512_setzero_si512(); M];
         for g in 0..4 {
@@ -209,6 +227,9 @@ unsafe fn q8<const M: usize>(tile: *const u8, kb: usize, rows: &Rows<M>) -> [__m
     let mut acc = [_mm512_setzero_ps(); M];
     for b in 0..kb {
         let t = tile.add(b * tb);
+        if M == 1 {
+            prefetch_one_row(t, tb);
+        }
         let mut isum = [_mm512_setzero_si512(); M];
         for g in 0..8 {
             // vpdpbusd wants the unsigned operand on the weight side.
