@@ -70,7 +70,7 @@ unsafe fn block<const M: usize>(
         QuantKind::Q4_1 => q4::<M, true, false>(tile.as_ptr(), acts.kb, &rows, next_tile),
         QuantKind::Q5_0 => q4::<M, false, true>(tile.as_ptr(), acts.kb, &rows, next_tile),
         QuantKind::Q5_1 => q4::<M, true, true>(tile.as_ptr(), acts.kb, &rows, next_tile),
-        QuantKind::Q8_0 => q8::<M>(tile.as_ptr(), acts.kb, &rows),
+        QuantKind::Q8_0 => q8::<M>(tile.as_ptr(), acts.kb, &rows, next_tile),
         QuantKind::F16 | QuantKind::BF16 => unreachable!("dense kinds run in `dense`"),
         QuantKind::Q4K | QuantKind::Q5K | QuantKind::Q6K => unreachable!("k-quants run in `kquant`"),
     };
@@ -78,12 +78,13 @@ unsafe fn block<const M: usize>(
     y.store_tiles(&acc, i0, col0, valid);
 }
 
-/// How far ahead (bytes) a one-row tile asks for its weights: 64 cache lines. 2–8 KiB all beat
-/// none by 1.3–1.5x on the Xeon VM (bench/RESULTS.md, 2026-12-02); a thread's tiles are
-/// consecutive, so near a tile's end this reaches into the next one.
+/// How far ahead (bytes) a tile read once (decode: one register block of rows) asks for its
+/// weights: 64 cache lines. 2–8 KiB all beat none by 1.3–1.5x at one row on the Xeon VM
+/// (bench/RESULTS.md, 2026-12-02); a thread's tiles are consecutive, so near a tile's end this
+/// reaches into the next one.
 pub(super) const ONE_ROW_AHEAD: usize = 4096;
 
-/// Prefetch of the `len` bytes `ONE_ROW_AHEAD` past `t`, for a single-row (decode) stream.
+/// Prefetch of the `len` bytes `ONE_ROW_AHEAD` past `t`, for a tile streamed once (decode).
 #[inline(always)]
 pub(super) unsafe fn prefetch_one_row(t: *const u8, len: usize) {
     let ahead = t.wrapping_add(ONE_ROW_AHEAD);
@@ -118,15 +119,17 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
     let mut acc = [_mm512_setzero_ps(); M];
     for b in 0..kb {
         let t = tile.add(b * tb);
-        // With several rows (batched decode, prefill) the tile's bytes two blocks ahead are
-        // asked for early (16-way decode +4%, pp512 +3%). When the rows span several register
-        // blocks (`next_tile`), each block rereads the tile, and the same block of the next tile
-        // (a thread's tiles are consecutive) is asked for too, so its stream overlaps the rereads:
-        // 16-way ITL -4..6%, while at 2–8 rows (one pass a tile) it made 4-way ITL worse
-        // (bench/RESULTS.md). A single row streams weights from DRAM: on the Xeon VM the hardware
-        // prefetcher fell behind there, and asking for the bytes `ONE_ROW_AHEAD` on took Q4_1
-        // tg128 from ~190 to ~290 t/s. A hint: never faults, even past the end.
-        if M > 1 {
+        // Rows in one register block (decode of 1–8 sequences) read each tile once: a stream
+        // from DRAM that the hardware prefetcher did not keep ahead of on the Xeon VM, so the
+        // bytes `ONE_ROW_AHEAD` on are asked for (Q4_1 tg128 ~190 → ~290 t/s; 4- and 8-way
+        // engine ITL -16..20%, bench/RESULTS.md). When the rows span several register blocks
+        // (`next_tile`), each block rereads the tile from L1/L2: then the tile's bytes two
+        // blocks ahead and the same block of the next tile (a thread's tiles are consecutive)
+        // are asked for, so the next tile's stream overlaps the rereads (16-way ITL -4..6%
+        // on Zen 4). A hint: never faults, even past the end.
+        if !next_tile {
+            prefetch_one_row(t, tb);
+        } else {
             let ahead = t.wrapping_add(2 * tb);
             let next = t.wrapping_add(kb * tb);
             for line in (0..tb).step_by(64) {
@@ -135,8 +138,6 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line) as *const i8);
                 }
             }
-        } else {
-            prefetch_one_row(t, tb);
         }
         let mut isum = [_mm512_setzero_si512(); M];
         for g in 0..4 {
@@ -221,13 +222,13 @@ impl<const HAS_MIN: bool> BlockScales<HAS_MIN> {
 // Indexing keeps the per-row register arrays visibly parallel.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-unsafe fn q8<const M: usize>(tile: *const u8, kb: usize, rows: &Rows<M>) -> [__m512; M] {
+unsafe fn q8<const M: usize>(tile: *const u8, kb: usize, rows: &Rows<M>, next_tile: bool) -> [__m512; M] {
     let kind = QuantKind::Q8_0;
     let tb = kind.tile_bytes();
     let mut acc = [_mm512_setzero_ps(); M];
     for b in 0..kb {
         let t = tile.add(b * tb);
-        if M == 1 {
+        if !next_tile {
             prefetch_one_row(t, tb);
         }
         let mut isum = [_mm512_setzero_si512(); M];
