@@ -82,12 +82,12 @@ unsafe fn block<const M: usize>(
 /// weights: 64 cache lines. 2–8 KiB all beat none by 1.3–1.5x at one row on the Xeon VM
 /// (bench/RESULTS.md, 2026-12-02); a thread's tiles are consecutive, so near a tile's end this
 /// reaches into the next one.
-pub(super) const ONE_ROW_AHEAD: usize = 4096;
+pub(super) const STREAM_AHEAD: usize = 4096;
 
-/// Prefetch of the `len` bytes `ONE_ROW_AHEAD` past `t`, for a tile streamed once (decode).
+/// Prefetch of the `len` bytes `STREAM_AHEAD` past `t`, for a tile streamed once (decode).
 #[inline(always)]
-pub(super) unsafe fn prefetch_one_row(t: *const u8, len: usize) {
-    let ahead = t.wrapping_add(ONE_ROW_AHEAD);
+pub(super) unsafe fn prefetch_stream(t: *const u8, len: usize) {
+    let ahead = t.wrapping_add(STREAM_AHEAD);
     for line in (0..len).step_by(64) {
         // A hint: never faults, even past the end of the weights.
         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
@@ -121,14 +121,14 @@ unsafe fn q4<const M: usize, const HAS_MIN: bool, const HIGH: bool>(
         let t = tile.add(b * tb);
         // Rows in one register block (decode of 1–8 sequences) read each tile once: a stream
         // from DRAM that the hardware prefetcher did not keep ahead of on the Xeon VM, so the
-        // bytes `ONE_ROW_AHEAD` on are asked for (Q4_1 tg128 ~190 → ~290 t/s; 4- and 8-way
+        // bytes `STREAM_AHEAD` on are asked for (Q4_1 tg128 ~190 → ~290 t/s; 4- and 8-way
         // engine ITL -16..20%, bench/RESULTS.md). When the rows span several register blocks
         // (`next_tile`), each block rereads the tile from L1/L2: then the tile's bytes two
         // blocks ahead and the same block of the next tile (a thread's tiles are consecutive)
         // are asked for, so the next tile's stream overlaps the rereads (16-way ITL -4..6%
         // on Zen 4). A hint: never faults, even past the end.
         if !next_tile {
-            prefetch_one_row(t, tb);
+            prefetch_stream(t, tb);
         } else {
             let ahead = t.wrapping_add(2 * tb);
             let next = t.wrapping_add(kb * tb);
@@ -229,7 +229,7 @@ unsafe fn q8<const M: usize>(tile: *const u8, kb: usize, rows: &Rows<M>, next_ti
     for b in 0..kb {
         let t = tile.add(b * tb);
         if !next_tile {
-            prefetch_one_row(t, tb);
+            prefetch_stream(t, tb);
         }
         let mut isum = [_mm512_setzero_si512(); M];
         for g in 0..8 {

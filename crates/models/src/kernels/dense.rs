@@ -68,7 +68,7 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::super::avx512::ONE_ROW_AHEAD;
+    use super::super::avx512::STREAM_AHEAD;
     use super::super::layout::{QuantKind, QK, TILE_ROWS};
     use super::super::Out;
 
@@ -126,8 +126,8 @@ mod x86 {
             let col = t0.add(c / QK * QK * 2 * TILE_ROWS + (c % QK) * 2 * TILE_ROWS);
             if M == 1 {
                 // Decode streams the weights once: ask for them well ahead (F16 tg128 +30%
-                // on the Xeon VM; `avx512::ONE_ROW_AHEAD`). A column pair is one cache line.
-                _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(ONE_ROW_AHEAD) as *const i8);
+                // on the Xeon VM; `avx512::STREAM_AHEAD`). A column pair is one cache line.
+                _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(STREAM_AHEAD) as *const i8);
             }
             let w0 = widen512::<BF>(col);
             let w1 = widen512::<BF>(col.add(2 * TILE_ROWS));
