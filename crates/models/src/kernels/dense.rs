@@ -68,7 +68,7 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::super::avx512::STREAM_AHEAD;
+    use super::super::avx512::prefetch_stream;
     use super::super::layout::{QuantKind, QK, TILE_ROWS};
     use super::super::Out;
 
@@ -138,9 +138,8 @@ mod x86 {
             let col = t0.add(c / QK * QK * 2 * TILE_ROWS + (c % QK) * 2 * TILE_ROWS);
             if stream {
                 // Decode streams the weights once: ask for them well ahead (on the Xeon VM F16
-                // tg128 +30%, 2–8-way engine ITL -25..35%; `avx512::STREAM_AHEAD`). A column
-                // pair is one cache line.
-                _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(STREAM_AHEAD) as *const i8);
+                // tg128 +30%, 2–8-way engine ITL -25..35%). A column pair is one cache line.
+                prefetch_stream(col, 64);
             }
             let w0 = widen512::<BF>(col);
             let w1 = widen512::<BF>(col.add(2 * TILE_ROWS));
