@@ -77,8 +77,11 @@ impl KvSlice<'_> {
         }
     }
 
-    /// Asks for `len` values from `at` to be brought into the cache (a hint: no effect where the
-    /// target has no prefetch instruction, and never a fault, even out of bounds).
+    /// Asks for `len` values from `at` to be brought into L2 (a hint: no effect where the
+    /// target has no prefetch instruction, and never a fault, even out of bounds). L2 rather
+    /// than L1: a block's K and V are 64 lines, more than L1 keeps misses in flight for, and a
+    /// step's keys and values stream from DRAM; asked into L1 (`T0`) they took ~25% longer
+    /// on Zen 4 (`bench/attention_decode.rs`, bench/RESULTS.md 2026-12-02).
     fn prefetch(&self, at: isize, len: usize) {
         let (base, bytes) = match self {
             KvSlice::F32(s) => (s.as_ptr().cast::<u8>().wrapping_offset(at * 4), len * 4),
@@ -89,7 +92,7 @@ impl KvSlice<'_> {
         for off in (0..bytes).step_by(64) {
             // SAFETY: prefetches never fault, whatever the address.
             unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
                     base.wrapping_add(off).cast::<i8>(),
                 )
             };
@@ -344,6 +347,17 @@ unsafe fn unit_body<const SIMD: bool, const AVX2: bool>(
     let last_block = last_pos / bs;
     let head_at = |b: usize| seq.block_table[b] as usize * kvh + unit.kv_head;
     let mut b0 = lo / bs;
+    // Blocks lie wherever the pool put them, so the hardware prefetcher cannot guess the next
+    // one: two blocks are kept asked for ahead of the one being read, from the unit's first.
+    let prefetch_block = |b: usize| {
+        if b <= last_block {
+            let at = head_at(b) as isize;
+            kv.k.prefetch(at * (dk * bs) as isize, dk * bs);
+            kv.v.prefetch(at * (bs * dv) as isize, bs * dv);
+        }
+    };
+    prefetch_block(b0);
+    prefetch_block(b0 + 1);
     while b0 <= last_block {
         // The span holding block b0: blocks sb.. of a multiple of `span_blocks`, cut to the
         // blocks this unit needs (keys before b0 are masked for every row of the unit).
@@ -352,13 +366,7 @@ unsafe fn unit_body<const SIMD: bool, const AVX2: bool>(
         let key0 = sb * bs;
         for b in b0..b1 {
             let at = head_at(b);
-            if b < last_block {
-                // Blocks lie wherever the pool put them, so the hardware prefetcher cannot
-                // guess the next one.
-                let next = head_at(b + 1) as isize;
-                kv.k.prefetch(next * (dk * bs) as isize, dk * bs);
-                kv.v.prefetch(next * (bs * dv) as isize, bs * dv);
-            }
+            prefetch_block(b + 2);
             let sc = &mut scores[(b - sb) * bs..];
             match kv.k {
                 KvSlice::F32(k) => block_scores(q_rows, dk, &k[at * dk * bs..][..dk * bs], bs, stride, sc),
