@@ -27,6 +27,23 @@ pub enum RowPick {
 /// took ~16 µs as one branchy loop), then the lanes' winners: each lane keeps its earliest
 /// maximum, and among equal lane maxima the lowest index wins, so the answer is the one pass's.
 pub fn argmax(row: &[f32]) -> Option<u32> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::math::avx512_available() {
+        // SAFETY: the features were detected.
+        return unsafe { argmax_avx512(row) };
+    }
+    argmax_portable(row)
+}
+
+/// [`argmax_portable`] compiled for AVX-512: the sixteen lanes are one register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn argmax_avx512(row: &[f32]) -> Option<u32> {
+    argmax_portable(row)
+}
+
+#[inline(always)]
+fn argmax_portable(row: &[f32]) -> Option<u32> {
     const L: usize = 16;
     let mut best = [f32::NEG_INFINITY; L];
     let mut at = [u32::MAX; L];

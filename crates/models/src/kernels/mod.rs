@@ -64,7 +64,7 @@ mod dense;
 pub mod fused;
 mod kquant;
 mod layout;
-mod math;
+pub(crate) mod math;
 mod pool;
 mod scalar;
 mod slab;
