@@ -5,8 +5,10 @@
 //!
 //!     cargo bench -p prom-models --bench attention_decode
 //!     SEQS=16 CTX=112 ROUNDS=15 cargo bench -p prom-models --bench attention_decode
+//!     SEQS=1 CTX=512 LEN=512 cargo bench -p prom-models --bench attention_decode   # a prefill
 //!
-//! One "step" is the 30 layers' calls, each on its own layer of the pool. Prints the minimum
+//! `BS` sets the block size (16). `LEN` query tokens per sequence (default 1: decode) attend to the last `LEN` positions of
+//! their `CTX`, causally. One "step" is the 30 layers' calls, each on its own layer of the pool. Prints the minimum
 //! and median step time over the rounds, and the K/V bytes a step reads per second.
 
 use std::time::Instant;
@@ -20,7 +22,8 @@ fn env(name: &str, default: usize) -> usize {
 
 fn main() {
     let (seqs, ctx, rounds) = (env("SEQS", 16), env("CTX", 112), env("ROUNDS", 15));
-    let (layers, heads, kvh, dim, bs) = (30, 9, 3, 64, 16);
+    let len = env("LEN", 1).clamp(1, ctx);
+    let (layers, heads, kvh, dim, bs) = (30, 9, 3, 64, env("BS", 16));
     let blocks_per_seq = ctx.div_ceil(bs);
     // A pool with room for twice the batch's blocks, as a pool sized from free memory would be.
     let num_blocks = 2 * seqs * blocks_per_seq;
@@ -40,10 +43,10 @@ fn main() {
         ids.swap(i, rand() as usize % (i + 1));
     }
     let tables: Vec<&[u32]> = ids.chunks(blocks_per_seq).take(seqs).collect();
-    let q: Vec<f32> = (0..seqs * heads * dim).map(|_| (rand() % 1000) as f32 / 1000.0 - 0.5).collect();
-    let mut out = vec![0f32; seqs * heads * dim];
+    let q: Vec<f32> = (0..seqs * len * heads * dim).map(|_| (rand() % 1000) as f32 / 1000.0 - 0.5).collect();
+    let mut out = vec![0f32; seqs * len * heads * dim];
     let batch: Vec<AttnSeq> =
-        (0..seqs).map(|s| AttnSeq { row: s, len: 1, start: ctx - 1, block_table: tables[s] }).collect();
+        (0..seqs).map(|s| AttnSeq { row: s * len, len, start: ctx - len, block_table: tables[s] }).collect();
     let p = AttnParams { heads, scale: 0.125, softcap: None, window: None, alibi: None };
     let step = |out: &mut [f32]| {
         for l in 0..layers {
@@ -74,7 +77,7 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let bytes = (layers * seqs * ctx * kvh * dim * 2 * 2) as f64;
     println!(
-        "seqs {seqs} ctx {ctx}: step min {:.3} ms, median {:.3} ms, {:.1} GB/s of K/V at the median (checksum {:.3})",
+        "seqs {seqs} ctx {ctx} len {len}: step min {:.3} ms, median {:.3} ms, {:.1} GB/s of K/V at the median (checksum {:.3})",
         times[0] * 1e3,
         times[times.len() / 2] * 1e3,
         bytes / times[times.len() / 2] / 1e9,

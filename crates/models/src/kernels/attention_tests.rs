@@ -100,6 +100,24 @@ fn check(c: &Case) {
     let mut out = vec![f32::NAN; rows * c.heads * c.dv];
     paged_attention(&q, &seqs, &kv, &p, &mut out).unwrap();
 
+    // Each token alone (one row, its own call) gets the bits it got inside its tiles.
+    let (qw, ow) = (c.heads * c.dk, c.heads * c.dv);
+    for s in &seqs {
+        for i in 0..s.len {
+            let one = AttnSeq { row: 0, len: 1, start: s.start + i, block_table: s.block_table };
+            let mut alone = vec![f32::NAN; ow];
+            paged_attention(&q[(s.row + i) * qw..][..qw], &[one], &kv, &p, &mut alone).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&alone),
+                bits(&out[(s.row + i) * ow..][..ow]),
+                "token {} of the sequence at {}",
+                i,
+                s.start
+            );
+        }
+    }
+
     let rep = c.heads / c.kvh;
     let mut worst = 0f32;
     for s in &seqs {
@@ -209,6 +227,29 @@ fn simd_block_softmax_is_bitwise_the_scalar_one() {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_block_scores_are_bitwise_the_scalar_ones() {
+    let (avx512, avx2) = (super::super::math::avx512_available(), super::super::math::fma_available());
+    for (dk, bs, rows) in [(64, 16, 3), (64, 32, 24), (1, 16, 5), (63, 16, 9), (128, 16, 17), (2, 32, 8)] {
+        let stride = bs + 16;
+        let q = values(rows * dk, 5);
+        let k16: Vec<f16> = values(dk * bs, 6).iter().map(|&x| f16::from_f32(x * 4.0)).collect();
+        let k32: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
+        let mut want = vec![0f32; rows * stride];
+        block_scores(&q, dk, &k32, bs, stride, &mut want);
+        let simd: [(&str, bool, unsafe fn(&[f32], usize, &[f16], usize, usize, &mut [f32])); 2] =
+            [("avx512", avx512, block_scores_f16), ("avx2", avx2, block_scores_f16_avx2)];
+        for (name, _, scores) in simd.into_iter().filter(|s| s.1) {
+            let mut got = vec![0f32; rows * stride];
+            // SAFETY: the backend's features were detected above; bs is a multiple of 16.
+            unsafe { scores(&q, dk, &k16, bs, stride, &mut got) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{name}: dk {dk}, bs {bs}, rows {rows}");
         }
     }
 }
