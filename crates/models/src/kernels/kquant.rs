@@ -353,13 +353,16 @@ mod x86 {
     /// scales of a tile are three interleaved streams) left a single core at ~7 GB/s.
     const PREFETCH_TILES: usize = 2;
 
-    /// Prefetches this block's share (one eighth) of the tile `PREFETCH_TILES` ahead of `t`.
+    /// Prefetches this block's share (one eighth) of the tile `PREFETCH_TILES` ahead of `t`,
+    /// into L2 (`T1`). Asked into L1 (`T0`), one-row decode on Zen 4 streamed 15–30% less (9 of
+    /// 9 alternated pairs over Q4_K, Q5_K and Q6_K LM-head shapes, bench/RESULTS.md
+    /// 2026-12-02): a tile's lines are more misses than L1 keeps in flight.
     #[inline(always)]
     unsafe fn prefetch(t: *const u8, tile_bytes: usize, b: usize) {
         let lines = tile_bytes.div_ceil(64).div_ceil(BLOCKS);
         let ahead = t.wrapping_add(PREFETCH_TILES * tile_bytes + 64 * lines * b);
         for j in 0..lines {
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * j) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(64 * j) as *const i8);
         }
     }
 
