@@ -354,9 +354,9 @@ mod x86 {
     const PREFETCH_TILES: usize = 2;
 
     /// Prefetches this block's share (one eighth) of the tile `PREFETCH_TILES` ahead of `t`,
-    /// into L2 (`T1`). Asked into L1 (`T0`), one-row decode on Zen 4 streamed 6–46% less (median 21%; 9 of
-    /// 9 alternated pairs over Q4_K, Q5_K and Q6_K LM-head shapes, bench/RESULTS.md
-    /// 2026-12-02): a tile's lines are more misses than L1 keeps in flight.
+    /// into L2 (`T1`). Asked into L1 (`T0`), one-row decode on Zen 4 streamed 6–46% less
+    /// (median 21%; 9 of 9 alternated pairs over Q4_K, Q5_K and Q6_K LM-head shapes,
+    /// bench/RESULTS.md 2026-12-02): a tile's lines are more misses than L1 keeps in flight.
     #[inline(always)]
     unsafe fn prefetch(t: *const u8, tile_bytes: usize, b: usize) {
         let lines = tile_bytes.div_ceil(64).div_ceil(BLOCKS);
