@@ -7,9 +7,10 @@
 //!     SEQS=16 CTX=112 ROUNDS=15 cargo bench -p prom-models --bench attention_decode
 //!     SEQS=1 CTX=512 LEN=512 cargo bench -p prom-models --bench attention_decode   # a prefill
 //!
-//! `BS` sets the block size (16). `LEN` query tokens per sequence (default 1: decode) attend to the last `LEN` positions of
-//! their `CTX`, causally. One "step" is the 30 layers' calls, each on its own layer of the pool. Prints the minimum
-//! and median step time over the rounds, and the K/V bytes a step reads per second.
+//! `BS` sets the block size (16). `LEN` query tokens per sequence (default 1: decode) attend to
+//! the last `LEN` positions of their `CTX`, causally. One "step" is the 30 layers' calls, each on
+//! its own layer of the pool. Prints the minimum and median step time over the rounds, and the
+//! K/V bytes a step reads per second.
 
 use std::time::Instant;
 
