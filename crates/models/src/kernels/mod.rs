@@ -85,6 +85,18 @@ use crate::{Error, Result};
 
 pub use self::layout::QuantKind;
 
+/// Threads of the CPU pool every kernel here shares (the calling thread included).
+pub(crate) fn pool_threads() -> usize {
+    pool::Pool::global().threads()
+}
+
+/// Runs `f(0..pool_threads())` with every unit on its own pool thread at once, so units may
+/// wait for each other; false, running nothing, when the pool cannot promise that (one thread,
+/// or busy with another caller's job). Kernels called inside a unit run on its thread alone.
+pub(crate) fn run_side_by_side(f: &(dyn Fn(usize) + Sync)) -> bool {
+    pool::Pool::global().run_each(f)
+}
+
 /// Runs `f(0..n)` on the kernels' thread pool (one thread per core, the caller among them) and
 /// returns when every unit is done. For host work between forward passes, such as sampling a
 /// batch's rows: it shares the matmuls' threads, which are still polling for work then, instead

@@ -35,6 +35,10 @@ struct Job<'a> {
     f: &'a (dyn Fn(usize) + Sync),
     n: usize,
     next: AtomicUsize,
+    /// Each thread takes at most one unit ([`Pool::run_each`]).
+    one_each: bool,
+    /// Units finished (or unwound).
+    done: AtomicUsize,
 }
 
 impl Job<'_> {
@@ -44,8 +48,21 @@ impl Job<'_> {
             if u >= self.n {
                 return;
             }
+            if self.one_each {
+                // Counted on unwind too: `run_each`'s caller waits for every unit.
+                let _done = Done(&self.done);
+                return (self.f)(u);
+            }
             (self.f)(u);
         }
+    }
+}
+
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
     }
 }
 
@@ -111,28 +128,67 @@ impl Pool {
         if self.threads <= 1 || n <= 1 || s.busy.swap(true, Acquire) {
             return (0..n).for_each(f);
         }
-        let job = Job { f, n, next: AtomicUsize::new(0) };
+        let job = Job { f, n, next: AtomicUsize::new(0), one_each: false, done: AtomicUsize::new(0) };
+        self.publish(&job, linger);
+        let finish = Finish { s, every: None };
+        job.work();
+        drop(finish);
+    }
+
+    /// Runs `f(0..threads)` with every unit on its own thread, all at once: the caller takes one
+    /// and each helper one, so units may wait for each other (a barrier between them). Returns
+    /// false, running nothing, when that cannot be promised: a pool of one thread, or one busy
+    /// with another caller's job.
+    pub(crate) fn run_each(&self, f: &(dyn Fn(usize) + Sync)) -> bool {
+        let s = &*self.shared;
+        if self.threads <= 1 || s.busy.swap(true, Acquire) {
+            return false;
+        }
+        let job = Job { f, n: self.threads, next: AtomicUsize::new(0), one_each: true, done: AtomicUsize::new(0) };
+        self.publish(&job, true);
+        let finish = Finish { s, every: Some((&job.done, job.n)) };
+        job.work();
+        drop(finish);
+        true
+    }
+
+    /// Publishes `job` and wakes the helpers. The pool's `busy` flag is the caller's.
+    fn publish(&self, job: &Job<'_>, linger: bool) {
+        let s = &*self.shared;
         // SAFETY (lifetime erasure): `Finish` withdraws the job and waits until no helper is
         // inside it before `job` goes out of scope, on unwind too.
         s.linger.store(linger, Relaxed);
-        s.job.store(&job as *const Job<'_> as *mut Job<'static>, SeqCst);
+        s.job.store(job as *const Job<'_> as *mut Job<'static>, SeqCst);
         s.gen.fetch_add(1, SeqCst);
         if s.sleepers.load(SeqCst) > 0 {
             let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        let finish = Finish(s);
-        job.work();
-        drop(finish);
     }
 }
 
-/// Withdraws the published job and waits until no helper is inside it.
-struct Finish<'a>(&'a Shared);
+/// Withdraws the published job and waits until no helper is inside it; with `every`
+/// (`run_each`), first until all of its units are done, since a helper that has not yet
+/// joined must still take its unit.
+struct Finish<'a> {
+    s: &'a Shared,
+    every: Option<(&'a AtomicUsize, usize)>,
+}
 
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
-        let s = self.0;
+        let s = self.s;
+        if let Some((done, n)) = self.every {
+            let mut spins = 0u32;
+            while done.load(SeqCst) < n {
+                spins += 1;
+                if spins < 1 << 12 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
         s.job.store(std::ptr::null_mut(), SeqCst);
         // A helper still inside holds at most the unit it claimed last.
         let mut spins = 0u32;
@@ -237,6 +293,46 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn run_each_runs_every_unit_at_once_on_its_own_thread() {
+        for threads in [2, 3] {
+            let pool = Pool::new(threads);
+            for _ in 0..50 {
+                // Every unit waits until all have arrived: this only returns if they run at once.
+                let arrived = AtomicUsize::new(0);
+                let ids = Mutex::new(Vec::new());
+                assert!(pool.run_each(&|_| {
+                    arrived.fetch_add(1, SeqCst);
+                    while arrived.load(SeqCst) < threads {
+                        std::hint::spin_loop();
+                    }
+                    ids.lock().unwrap().push(std::thread::current().id());
+                }));
+                let mut ids = ids.into_inner().unwrap();
+                ids.sort_by_key(|id| format!("{id:?}"));
+                ids.dedup();
+                assert_eq!(ids.len(), threads, "{threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn run_each_declines_a_busy_or_single_thread_pool() {
+        assert!(!Pool::new(1).run_each(&|_| panic!("ran on a pool of one")));
+        let pool = Pool::new(2);
+        let inner = Mutex::new(Vec::new());
+        pool.run(4, true, &|_| {
+            // Inside a job the pool is busy: nothing runs, and the caller hears so.
+            inner.lock().unwrap().push(pool.run_each(&|_| panic!("ran inside a busy pool")));
+        });
+        assert_eq!(inner.into_inner().unwrap(), vec![false; 4]);
+        let n = AtomicUsize::new(0);
+        assert!(pool.run_each(&|_| {
+            n.fetch_add(1, Relaxed);
+        }));
+        assert_eq!(n.load(Relaxed), 2, "the pool is free again afterwards");
     }
 
     #[test]

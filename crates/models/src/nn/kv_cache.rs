@@ -188,7 +188,119 @@ impl Buf {
             Buf::I8(q, s) => KvSlice::I8 { q, scale: s.reinterpret_cast() },
         }
     }
+
+    fn raw(&mut self) -> RawBuf {
+        match self {
+            Buf::F32(v) => RawBuf::F32(v.as_mut_ptr(), v.len()),
+            Buf::F16(v) => RawBuf::F16(v.as_mut_ptr(), v.len()),
+            Buf::I8(q, s) => RawBuf::I8 { q: q.as_mut_ptr(), q_len: q.len(), s: s.as_mut_ptr(), s_len: s.len() },
+        }
+    }
 }
+
+/// A [`Buf`] as pointers, for writers that share a layer with another thread: each writes
+/// only the blocks of its own sequences, through slices of those blocks alone, and nobody
+/// reads the layer until every writer is done (see [`PagedKvCache::with_views`]).
+#[derive(Clone, Copy)]
+enum RawBuf {
+    F32(*mut f32, usize),
+    F16(*mut u16, usize),
+    I8 { q: *mut i8, q_len: usize, s: *mut u16, s_len: usize },
+}
+
+impl RawBuf {
+    /// `len` values from `at` as a slice (one block's region of one kv head). Safety: in
+    /// bounds, and no other thread touches those values while the slice lives.
+    unsafe fn region<'a, T>(p: *mut T, total: usize, at: usize, len: usize) -> Result<&'a mut [T]> {
+        if at + len > total {
+            return Err(Error::InvalidInput(format!("kv write: values {at}..{} of {total}", at + len)));
+        }
+        Ok(std::slice::from_raw_parts_mut(p.add(at), len))
+    }
+
+    /// The whole buffer for reading. Safety: nobody writes it while the slice lives.
+    unsafe fn as_slice<'a>(self) -> KvSlice<'a> {
+        match self {
+            RawBuf::F32(p, n) => KvSlice::F32(std::slice::from_raw_parts(p, n)),
+            RawBuf::F16(p, n) => KvSlice::F16(std::slice::from_raw_parts(p.cast::<f16>(), n)),
+            RawBuf::I8 { q, q_len, s, s_len } => KvSlice::I8 {
+                q: std::slice::from_raw_parts(q, q_len),
+                scale: std::slice::from_raw_parts(s.cast::<f16>(), s_len),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct RawLayer {
+    k: RawBuf,
+    v: RawBuf,
+}
+
+/// Where the threads of one split step meet between storing a layer's new K/V and reading the
+/// layer (see [`PagedKvCache::with_views`]). A thread whose part of the step fails or panics
+/// poisons it, so the others return an error instead of waiting for it.
+pub(crate) struct StepBarrier {
+    parties: usize,
+    arrived: std::sync::atomic::AtomicUsize,
+    generation: std::sync::atomic::AtomicUsize,
+    poisoned: std::sync::atomic::AtomicBool,
+}
+
+impl StepBarrier {
+    pub(crate) fn new(parties: usize) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        Self {
+            parties,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn wait(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+        let gone = || Error::InvalidInput("another thread of this split step failed".into());
+        let generation = self.generation.load(Acquire);
+        if self.arrived.fetch_add(1, SeqCst) + 1 == self.parties {
+            self.arrived.store(0, Relaxed);
+            self.generation.fetch_add(1, SeqCst);
+        } else {
+            let mut spins = 0u32;
+            while self.generation.load(Acquire) == generation {
+                if self.poisoned.load(Relaxed) {
+                    return Err(gone());
+                }
+                spins += 1;
+                if spins < 1 << 14 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        if self.poisoned.load(Relaxed) {
+            return Err(gone());
+        }
+        Ok(())
+    }
+}
+
+/// One thread's view of a host pool during a split step: the layers' storage as pointers, and
+/// the barrier it shares with the other views.
+struct HostView {
+    layers: Vec<RawLayer>,
+    barrier: *const StepBarrier,
+}
+
+// SAFETY: a view only exists inside `PagedKvCache::with_views`, which holds the pool's `&mut`
+// and the barrier for as long as any view lives; views write disjoint blocks and read a layer
+// only after every view has passed the layer's barrier.
+unsafe impl Send for HostView {}
 
 /// Quantizes one head vector to int8 with the scale `max|x| / 127` (rounded to f16; the quants
 /// are computed against the rounded scale). Returns the scale's bits; `q[i]` goes to
@@ -221,6 +333,8 @@ pub struct PagedKvCache {
 enum Store {
     Host(Vec<LayerKv>),
     Gpu(GpuKv),
+    /// A part of a host pool lent to one thread of a split step.
+    View(HostView),
 }
 
 impl PagedKvCache {
@@ -259,7 +373,7 @@ impl PagedKvCache {
     pub(crate) fn device_addresses(&self) -> Option<Vec<u64>> {
         match &self.store {
             Store::Gpu(g) => Some(g.addresses()),
-            Store::Host(_) => None,
+            Store::Host(_) | Store::View(_) => None,
         }
     }
 
@@ -282,6 +396,7 @@ impl PagedKvCache {
                 }
             }
             Store::Gpu(g) => g.grow(s, self.num_blocks, n)?,
+            Store::View(_) => return Err(Error::InvalidInput("a split step's view of the pool cannot grow".into())),
         }
         self.num_blocks = n;
         Ok(())
@@ -307,6 +422,10 @@ impl PagedKvCache {
         }
         let (t, h, _) = q.dims3().ctx("attention q")?;
         with_flat(k, "k", |k| with_flat(v, "v", |v| self.write(layer, &batch.slots, k, v)))???;
+        if let Store::View(view) = &self.store {
+            // SAFETY: the barrier outlives the view (`with_views`).
+            unsafe { &*view.barrier }.wait()?;
+        }
         let mut out = vec![0f32; t * h * self.spec.v_dim];
         let blocks = self.blocks(layer)?;
         with_flat(q, "q", |q| paged_attention(q, &batch.seqs, &blocks, params, &mut out))??;
@@ -355,29 +474,37 @@ impl PagedKvCache {
                 self.num_blocks
             )));
         }
-        let Store::Host(layers) = &mut self.store else {
-            return Err(Error::InvalidInput("kv write: the pool is in device memory".into()));
+        let bad_layer = || Error::InvalidInput(format!("kv write: layer {layer} of {}", s.num_layers));
+        let raw = match &mut self.store {
+            Store::Host(layers) => {
+                let entry = layers.get_mut(layer).ok_or_else(bad_layer)?;
+                RawLayer { k: entry.k.raw(), v: entry.v.raw() }
+            }
+            Store::View(view) => *view.layers.get(layer).ok_or_else(bad_layer)?,
+            Store::Gpu(_) => return Err(Error::InvalidInput("kv write: the pool is in device memory".into())),
         };
-        let entry = layers
-            .get_mut(layer)
-            .ok_or_else(|| Error::InvalidInput(format!("kv write: layer {layer} of {}", s.num_layers)))?;
         let (kd, vd) = (s.k_dim, s.v_dim);
         // One match per token and head, not per value; K goes transposed within its block.
+        // Each token's values are written through slices of its own (block, kv head) region:
+        // the pool's `&mut` here, or a view whose step gives every block to one thread.
         for (i, &slot) in slots.iter().enumerate() {
             let (block, off) = (slot / bs, slot % bs);
             for h in 0..kvh {
                 let ksrc = &k[(h * t + i) * kd..][..kd];
                 let vsrc = &v[(h * t + i) * vd..][..vd];
-                let kbase = (block * kvh + h) * kd * bs + off;
+                let kregion = (block * kvh + h) * kd * bs;
                 let vbase = ((block * kvh + h) * bs + off) * vd;
-                match (&mut entry.k, &mut entry.v) {
-                    (Buf::F32(kb), Buf::F32(vb)) => {
+                // SAFETY (every `region`): in bounds (checked there) and owned by this writer.
+                match (raw.k, raw.v) {
+                    (RawBuf::F32(kp, kn), RawBuf::F32(vp, vn)) => {
+                        let kb = unsafe { RawBuf::region(kp, kn, kregion, kd * bs)? };
                         for (d, &x) in ksrc.iter().enumerate() {
-                            kb[kbase + d * bs] = x;
+                            kb[off + d * bs] = x;
                         }
-                        vb[vbase..vbase + vd].copy_from_slice(vsrc);
+                        unsafe { RawBuf::region(vp, vn, vbase, vd)? }.copy_from_slice(vsrc);
                     }
-                    (Buf::F16(kb), Buf::F16(vb)) => {
+                    (RawBuf::F16(kp, kn), RawBuf::F16(vp, vn)) => {
+                        let kb = unsafe { RawBuf::region(kp, kn, kregion, kd * bs)? };
                         // Whole vectors through the SIMD conversion (the same rounding as
                         // `f16::from_f32`), K then scattered to its transposed places.
                         let mut kh = [f16::ZERO; 512];
@@ -385,22 +512,30 @@ impl PagedKvCache {
                             Some(kh) => {
                                 kh.convert_from_f32_slice(ksrc);
                                 for (d, x) in kh.iter().enumerate() {
-                                    kb[kbase + d * bs] = x.to_bits();
+                                    kb[off + d * bs] = x.to_bits();
                                 }
                             }
                             None => {
                                 for (d, &x) in ksrc.iter().enumerate() {
-                                    kb[kbase + d * bs] = f16::from_f32(x).to_bits();
+                                    kb[off + d * bs] = f16::from_f32(x).to_bits();
                                 }
                             }
                         }
-                        vb[vbase..vbase + vd].reinterpret_cast_mut::<f16>().convert_from_f32_slice(vsrc);
+                        let vb = unsafe { RawBuf::region(vp, vn, vbase, vd)? };
+                        vb.reinterpret_cast_mut::<f16>().convert_from_f32_slice(vsrc);
                     }
-                    (Buf::I8(kq, ks), Buf::I8(vq, vs)) => {
+                    (
+                        RawBuf::I8 { q: kq, q_len: kqn, s: ks, s_len: ksn },
+                        RawBuf::I8 { q: vq, q_len: vqn, s: vs, s_len: vsn },
+                    ) => {
                         // One scale per (block, head, offset), for K and V alike.
                         let at = (block * kvh + h) * bs + off;
-                        ks[at] = quantize_vector(ksrc, &mut kq[kbase..], bs);
-                        vs[at] = quantize_vector(vsrc, &mut vq[vbase..vbase + vd], 1);
+                        let kb = unsafe { RawBuf::region(kq, kqn, kregion, kd * bs)? };
+                        let vb = unsafe { RawBuf::region(vq, vqn, vbase, vd)? };
+                        let (kscale, vscale) =
+                            unsafe { (RawBuf::region(ks, ksn, at, 1)?, RawBuf::region(vs, vsn, at, 1)?) };
+                        kscale[0] = quantize_vector(ksrc, &mut kb[off..], bs);
+                        vscale[0] = quantize_vector(vsrc, vb, 1);
                     }
                     _ => return Err(Error::InvalidInput("kv write: K and V stored in different types".into())),
                 }
@@ -409,11 +544,48 @@ impl PagedKvCache {
         Ok(())
     }
 
+    /// Lends the host pool to `parts` threads of one step: `f` gets one view each, to pass as
+    /// that thread's pool. A view stores K/V like the pool itself, then waits at the layer's
+    /// barrier until every view has stored its tokens, and only then reads the layer. The
+    /// caller must give each view sequences whose written blocks no other view's sequences
+    /// read or write, and must run every view's step beside the others (a view alone waits at
+    /// the first barrier until the barrier is poisoned). `None` for a device pool.
+    pub(crate) fn with_views<R>(
+        &mut self,
+        parts: usize,
+        barrier: &StepBarrier,
+        f: impl FnOnce(Vec<PagedKvCache>) -> R,
+    ) -> Option<R> {
+        let Store::Host(layers) = &mut self.store else { return None };
+        let raw: Vec<RawLayer> = layers.iter_mut().map(|l| RawLayer { k: l.k.raw(), v: l.v.raw() }).collect();
+        let views = (0..parts)
+            .map(|_| PagedKvCache {
+                spec: self.spec.clone(),
+                num_blocks: self.num_blocks,
+                store: Store::View(HostView { layers: raw.clone(), barrier }),
+            })
+            .collect();
+        Some(f(views))
+    }
+
     fn blocks(&self, layer: usize) -> Result<KvBlocks<'_>> {
-        let entry = self.host_layer(layer, "kv read")?;
+        let (k, v) = match &self.store {
+            Store::View(view) => {
+                let raw = view.layers.get(layer).ok_or_else(|| {
+                    Error::InvalidInput(format!("kv read: layer {layer} of {}", self.spec.num_layers))
+                })?;
+                // SAFETY: read after the layer's barrier: no view writes this layer again in
+                // this step, and the pool stays borrowed by `with_views` meanwhile.
+                unsafe { (raw.k.as_slice(), raw.v.as_slice()) }
+            }
+            _ => {
+                let entry = self.host_layer(layer, "kv read")?;
+                (entry.k.as_slice(), entry.v.as_slice())
+            }
+        };
         Ok(KvBlocks {
-            k: entry.k.as_slice(),
-            v: entry.v.as_slice(),
+            k,
+            v,
             block_size: self.spec.block_size,
             kv_heads: self.spec.kv_heads,
             k_dim: self.spec.k_dim,
@@ -480,6 +652,42 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_barrier_holds_every_thread_until_all_arrive_and_is_reusable() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let (barrier, past) = (StepBarrier::new(3), AtomicUsize::new(0));
+        std::thread::scope(|sc| {
+            for _ in 0..3 {
+                sc.spawn(|| {
+                    for round in 0..100 {
+                        barrier.wait().unwrap();
+                        // Nobody is a round ahead: all three passed this round's barrier
+                        // before any could pass the next.
+                        let n = past.fetch_add(1, SeqCst);
+                        assert!(n / 3 == round, "thread at round {round} saw {n} passes");
+                        barrier.wait().unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(past.into_inner(), 300);
+    }
+
+    #[test]
+    fn a_poisoned_step_barrier_releases_the_waiters_with_an_error() {
+        let barrier = StepBarrier::new(3);
+        std::thread::scope(|sc| {
+            let waiters: Vec<_> = (0..2).map(|_| sc.spawn(|| barrier.wait())).collect();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            barrier.poison();
+            for w in waiters {
+                let e = w.join().unwrap().unwrap_err();
+                assert!(e.to_string().contains("failed"), "{e}");
+            }
+        });
+        assert!(barrier.wait().is_err(), "a poisoned barrier stays poisoned");
+    }
 
     #[test]
     fn int8_vectors_round_trip_within_half_a_step() {

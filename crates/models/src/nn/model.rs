@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use super::attention::{Attention, QkvProj};
 use super::batch::{BatchMeta, LogitsFor, SeqChunk};
 use super::build::Builder;
-use super::kv_cache::{KvCache, KvDtype, KvSpec, PagedKvCache};
+use super::kv_cache::{KvCache, KvDtype, KvSpec, PagedKvCache, StepBarrier};
 use super::layer::{DecoderLayer, FeedForward};
 use super::linear::Linear;
 use super::mla::{Mla, MlaQuery};
@@ -47,7 +47,15 @@ pub struct Model {
     tp: Option<TensorParallel>,
     /// Decode steps captured as CUDA graphs (docs/cuda.md).
     graphs: crate::cuda::DecodeGraphs,
+    /// Batches of at least this many tokens run split by sequence over the CPU cores
+    /// ([`Model::forward_split`]); smaller ones split each matmul by columns.
+    cpu_split_min_rows: usize,
+    /// Steps run split ([`Model::cpu_split_steps`]).
+    split_steps: std::sync::atomic::AtomicU64,
 }
+
+/// Default for [`Model::with_cpu_split_min_rows`].
+const CPU_SPLIT_MIN_ROWS: usize = 8;
 
 /// The token embedding table. On a single CPU rank a GGUF table stays in its blocks and the
 /// looked-up rows are dequantized per step, as llama.cpp's `get_rows` does: a dense f32 copy of
@@ -200,7 +208,25 @@ impl Model {
             device: device.clone(),
             tp,
             graphs: crate::cuda::DecodeGraphs::new(device),
+            cpu_split_min_rows: std::env::var("PROM_CPU_SPLIT_MIN_ROWS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CPU_SPLIT_MIN_ROWS),
+            split_steps: Default::default(),
         })
+    }
+
+    /// Batches of at least `rows` tokens (and two sequences) run split by sequence over the CPU
+    /// pool's threads, each thread a whole forward pass of its part; `usize::MAX` never splits.
+    /// The results are the same bits either way. `PROM_CPU_SPLIT_MIN_ROWS` sets the default.
+    pub fn with_cpu_split_min_rows(mut self, rows: usize) -> Self {
+        self.cpu_split_min_rows = rows;
+        self
+    }
+
+    /// How many forward passes ran split by sequence over the CPU cores so far.
+    pub fn cpu_split_steps(&self) -> u64 {
+        self.split_steps.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This model's rank in a tensor-parallel world (`None`: the whole model).
@@ -338,6 +364,13 @@ impl Model {
         next: Option<&NextIds>,
     ) -> Result<Tensor> {
         let mut batch = self.batch(chunks, kv)?;
+        if next.is_none() {
+            if let Some(parts) = self.cpu_split(chunks, &batch, kv.spec().block_size) {
+                if let Some(logits) = self.forward_split(chunks, &parts, kv) {
+                    return logits;
+                }
+            }
+        }
         if let Some(n) = next {
             if n.map.len() != batch.num_tokens() {
                 return Err(Error::InvalidInput(format!(
@@ -366,6 +399,125 @@ impl Model {
             local: tables(&self.local_rope)?,
         };
         logits_f32(&self.forward_inputs(&inputs, &batch, kv)?)
+    }
+
+    /// How a CPU batch splits over the cores by sequence ([`Model::forward_split`]): contiguous
+    /// chunk ranges with about equal token counts, one a pool thread. `None` keeps the batch
+    /// whole (every matmul split by columns over the cores instead): a GPU or tensor-parallel
+    /// model, a one-thread pool, a single sequence, fewer than [`Model::cpu_split_min_rows`]
+    /// tokens, a split more than 30% off even, or a block that one part writes and another
+    /// part's sequences also use.
+    fn cpu_split(&self, chunks: &[SeqChunk], batch: &BatchMeta, bs: usize) -> Option<Vec<std::ops::Range<usize>>> {
+        if !self.device.is_cpu() || self.tp.is_some() || chunks.len() < 2 {
+            return None;
+        }
+        let total: usize = chunks.iter().map(|c| c.tokens.len()).sum();
+        let parts = crate::kernels::pool_threads().min(chunks.len());
+        if parts < 2 || total < self.cpu_split_min_rows {
+            return None;
+        }
+        // Cut where the running token count passes each part's share.
+        let mut ranges = Vec::with_capacity(parts);
+        let (mut start, mut seen) = (0, 0);
+        for (i, c) in chunks.iter().enumerate() {
+            seen += c.tokens.len();
+            let left = chunks.len() - i - 1;
+            let cut = seen * parts >= total * (ranges.len() + 1) || left < parts - ranges.len() - 1;
+            if cut && ranges.len() + 1 < parts {
+                ranges.push(start..i + 1);
+                start = i + 1;
+            }
+        }
+        ranges.push(start..chunks.len());
+        let tokens = |r: &std::ops::Range<usize>| chunks[r.clone()].iter().map(|c| c.tokens.len()).sum::<usize>();
+        if ranges.len() < 2 || ranges.iter().any(|r| r.is_empty() || tokens(r) * parts * 10 > total * 13) {
+            return None;
+        }
+        // Each part's view writes only blocks that no other part's sequences touch.
+        let mut writer = std::collections::HashMap::new();
+        let mut row = 0;
+        for (p, r) in ranges.iter().enumerate() {
+            for c in &chunks[r.clone()] {
+                for &slot in &batch.slots[row..row + c.tokens.len()] {
+                    writer.insert(slot / bs, p);
+                }
+                row += c.tokens.len();
+            }
+        }
+        let shared = ranges.iter().enumerate().any(|(p, r)| {
+            chunks[r.clone()].iter().any(|c| {
+                let used = (c.start + c.tokens.len()).div_ceil(bs);
+                c.block_table[..used.min(c.block_table.len())]
+                    .iter()
+                    .any(|&b| writer.get(&(b as usize)).is_some_and(|&w| w != p))
+            })
+        });
+        (!shared).then_some(ranges)
+    }
+
+    /// [`Model::forward_rank`] with the batch split by sequence over the CPU pool's threads:
+    /// each runs its part's whole forward pass alone (its matmuls, attention and norms on that
+    /// core, nothing handed between cores), against a view of the one KV pool, and the threads
+    /// meet only at each layer's barrier between storing K/V and reading them. Logits come back
+    /// in chunk order. A row's arithmetic is the same whichever part it is in, so the results
+    /// are those of the unsplit step, bit for bit. `None` when the pool could not run the parts
+    /// side by side (it was busy): the caller runs the step unsplit.
+    fn forward_split(
+        &self,
+        chunks: &[SeqChunk],
+        parts: &[std::ops::Range<usize>],
+        kv: &mut PagedKvCache,
+    ) -> Option<Result<Tensor>> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let barrier = StepBarrier::new(parts.len());
+        let first_failure = AtomicUsize::new(usize::MAX);
+        kv.with_views(parts.len(), &barrier, |views| {
+            let views: Vec<Mutex<PagedKvCache>> = views.into_iter().map(Mutex::new).collect();
+            let out: Vec<Mutex<Option<Result<Tensor>>>> = parts.iter().map(|_| Mutex::new(None)).collect();
+            let ran = crate::kernels::run_side_by_side(&|u| {
+                let (Some(range), Some(view)) = (parts.get(u), views.get(u)) else { return };
+                // Poisons the barrier unless this part finishes: on an error, or unwinding.
+                struct Guard<'a>(&'a StepBarrier, bool);
+                impl Drop for Guard<'_> {
+                    fn drop(&mut self) {
+                        if !self.1 {
+                            self.0.poison();
+                        }
+                    }
+                }
+                let mut guard = Guard(&barrier, false);
+                let mut view = view.lock().unwrap_or_else(|e| e.into_inner());
+                let r = self.forward_rank(&chunks[range.clone()], &mut view, None);
+                match &r {
+                    Ok(_) => guard.1 = true,
+                    Err(_) => {
+                        let _ = first_failure.compare_exchange(usize::MAX, u, Ordering::SeqCst, Ordering::SeqCst);
+                    }
+                }
+                *out[u].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+            if !ran {
+                return None;
+            }
+            self.split_steps.fetch_add(1, Ordering::Relaxed);
+            let mut results: Vec<Result<Tensor>> = out
+                .into_iter()
+                .map(|m| {
+                    m.into_inner()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(|| Err(Error::InvalidInput("a split step's part did not run".into())))
+                })
+                .collect();
+            // The part that failed first, not the ones the poisoned barrier turned away.
+            let failed = first_failure.load(Ordering::SeqCst);
+            if failed < results.len() {
+                return Some(results.swap_remove(failed));
+            }
+            let logits = results.into_iter().collect::<Result<Vec<Tensor>>>();
+            Some(logits.and_then(|l| Tensor::cat(&l, 0).ctx("split step logits")))
+        })
+        .flatten()
     }
 
     /// The device part of a forward pass, from its inputs already on the device → logits

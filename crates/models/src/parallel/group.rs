@@ -8,6 +8,7 @@
 //! and the error comes back to rank 0's caller.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use crate::nn::{KvSpec, LogitsFor, Model, PagedKvCache, SeqChunk};
@@ -33,7 +34,9 @@ enum Msg {
 
 struct Worker {
     tx: Sender<Msg>,
-    done: Receiver<Result<()>>,
+    /// Behind a lock only so that a model (which holds its followers) is `Sync`: rank 0 alone
+    /// waits on it.
+    done: Mutex<Receiver<Result<()>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -54,7 +57,7 @@ impl Followers {
                 .name(format!("prom-tp-rank{rank}"))
                 .spawn(move || follow(model, rx, done_tx))
                 .map_err(|e| Error::InvalidInput(format!("cannot start tensor-parallel rank {rank}: {e}")))?;
-            workers.push(Worker { tx, done, thread: Some(thread) });
+            workers.push(Worker { tx, done: Mutex::new(done), thread: Some(thread) });
         }
         Ok(Self { workers })
     }
@@ -86,7 +89,7 @@ impl Followers {
     pub(crate) fn wait(&self, sent: usize) -> Result<()> {
         let mut first = Ok(());
         for w in &self.workers[..sent] {
-            let r = w.done.recv().unwrap_or_else(|_| Err(self.gone()));
+            let r = w.done.lock().unwrap_or_else(|e| e.into_inner()).recv().unwrap_or_else(|_| Err(self.gone()));
             if first.is_ok() {
                 first = r;
             }
