@@ -74,12 +74,17 @@ fn main() {
     // The threshold alone stops at glibc's 32 MB ceiling: a Llama-3.2-1B 512-token prefill's
     // gate|up output (512 × 16384 f32, 32 MB) was still mapped afresh in each of 16 layers,
     // 133K page faults a forward (perf); `M_MMAP_MAX = 0` sends every size to the heap.
+    // `M_TOP_PAD`: a heap grows 64 MB at a time. The threads of a batch split by sequence
+    // allocate in their own arenas, which otherwise grow and shrink by a step's tensors every
+    // step, faulting in (and zeroing) the same pages again: `clear_page_erms` was 3.2% of a
+    // 16-way run, and with the pad 16-way ITL fell ~4% (bench/RESULTS.md).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc tuning before any thread starts; all values are within glibc's limits.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
     // `prom serve` logs every request (its id, route, status, latency, token counts; never the
     // prompt unless --log-prompts) at info by default.
