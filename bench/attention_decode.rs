@@ -52,8 +52,8 @@ fn main() {
     let step = |out: &mut [f32]| {
         for l in 0..layers {
             let kv = KvBlocks {
-                k: KvSlice::F16(&k[l]),
-                v: KvSlice::F16(&v[l]),
+                k: KvSlice::F16(k[l][..].into()),
+                v: KvSlice::F16(v[l][..].into()),
                 block_size: bs,
                 kv_heads: kvh,
                 k_dim: dim,

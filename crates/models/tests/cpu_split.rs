@@ -1,7 +1,7 @@
 //! A CPU batch split by sequence over the cores (`Model::forward_split`: each core runs its
-//! sequences' whole forward pass, the parts meeting at each layer's barrier between storing K/V
-//! and reading them) gives the unsplit step's logits bit for bit, and leaves the same K/V: the
-//! steps after it agree too.
+//! sequences' whole forward pass against a view of the one KV pool, the parts meeting only at
+//! the end of the step) gives the unsplit step's logits bit for bit, and leaves the same K/V:
+//! the steps after it agree too.
 //!
 //! The golden fixtures' tiny seeded models cover GQA, MQA with an untied head, MLA (DeepSeek-V2,
 //! its latent cache), MoE (Mixtral), ALiBi (BLOOM), learned positions (GPT-2), sliding windows

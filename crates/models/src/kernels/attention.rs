@@ -58,14 +58,63 @@ const SPAN_KEYS: usize = 64;
 /// One layer's cached keys or values.
 #[derive(Clone, Copy)]
 pub enum KvSlice<'a> {
-    F32(&'a [f32]),
-    F16(&'a [f16]),
+    F32(KvMem<'a, f32>),
+    F16(KvMem<'a, f16>),
     /// int8 quants with one scale per head vector, at `[block][kv_head][offset]` (see
     /// `nn::kv_cache`).
     I8 {
-        q: &'a [i8],
-        scale: &'a [f16],
+        q: KvMem<'a, i8>,
+        scale: KvMem<'a, f16>,
     },
+}
+
+/// A layer's values, read a block at a time. Not a slice of the whole layer: while a step
+/// runs split by sequence over the cores (`Model::forward_split`), other threads write other
+/// blocks of the same layer, so nothing may hold a reference over all of it. [`KvMem::get`]
+/// hands out a slice of just the values read, which nobody writes meanwhile.
+#[derive(Clone, Copy)]
+pub struct KvMem<'a, T> {
+    ptr: *const T,
+    len: usize,
+    _values: std::marker::PhantomData<&'a [T]>,
+}
+
+// SAFETY: a `KvMem` only reads, like the `&[T]` it stands for.
+unsafe impl<T: Sync> Send for KvMem<'_, T> {}
+unsafe impl<T: Sync> Sync for KvMem<'_, T> {}
+
+impl<'a, T> From<&'a [T]> for KvMem<'a, T> {
+    fn from(s: &'a [T]) -> Self {
+        Self { ptr: s.as_ptr(), len: s.len(), _values: std::marker::PhantomData }
+    }
+}
+
+impl<'a, T> KvMem<'a, T> {
+    /// Safety: `len` values at `ptr` stay allocated for `'a`, and nobody writes a value that
+    /// [`KvMem::get`] hands out while that slice lives.
+    pub(crate) unsafe fn from_raw(ptr: *const T, len: usize) -> Self {
+        Self { ptr, len, _values: std::marker::PhantomData }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_ptr(&self) -> *const T {
+        self.ptr
+    }
+
+    /// `n` values from `at`. Out of bounds panics, as slice indexing does (`paged_attention`
+    /// checks its block tables against the storage first).
+    fn get(&self, at: usize, n: usize) -> &'a [T] {
+        assert!(at <= self.len && n <= self.len - at, "kv values {at}..{} of {}", at + n, self.len);
+        // SAFETY: in bounds; see `from_raw` / `From<&[T]>` for the rest.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(at), n) }
+    }
 }
 
 impl KvSlice<'_> {
@@ -105,10 +154,10 @@ impl KvSlice<'_> {
     /// scale; `transposed` says the block is `[dim][offset]` (keys) rather than `[offset][dim]`.
     fn read(&self, at: usize, out: &mut [f32], scales_at: usize, bs: usize, transposed: bool) {
         match self {
-            KvSlice::F32(s) => out.copy_from_slice(&s[at..at + out.len()]),
-            KvSlice::F16(s) => s[at..at + out.len()].convert_to_f32_slice(out),
+            KvSlice::F32(s) => out.copy_from_slice(s.get(at, out.len())),
+            KvSlice::F16(s) => s.get(at, out.len()).convert_to_f32_slice(out),
             KvSlice::I8 { q, scale } => {
-                let (q, scale) = (&q[at..at + out.len()], &scale[scales_at..scales_at + bs]);
+                let (q, scale) = (q.get(at, out.len()), scale.get(scales_at, bs));
                 let dim = out.len() / bs;
                 for (i, (o, &x)) in out.iter_mut().zip(q).enumerate() {
                     let j = if transposed { i % bs } else { i / dim };
@@ -369,12 +418,12 @@ unsafe fn unit_body<const SIMD: bool, const AVX2: bool>(
             prefetch_block(b + 2);
             let sc = &mut scores[(b - sb) * bs..];
             match kv.k {
-                KvSlice::F32(k) => block_scores(q_rows, dk, &k[at * dk * bs..][..dk * bs], bs, stride, sc),
+                KvSlice::F32(k) => block_scores(q_rows, dk, k.get(at * dk * bs, dk * bs), bs, stride, sc),
                 // SAFETY: `f16_direct` implies AVX-512F/F16C (SIMD) or AVX2/FMA/F16C, and
                 // bs % 16 == 0.
                 #[cfg(target_arch = "x86_64")]
                 KvSlice::F16(k) if f16_direct => unsafe {
-                    let kt = &k[at * dk * bs..][..dk * bs];
+                    let kt = k.get(at * dk * bs, dk * bs);
                     if SIMD {
                         block_scores_f16(q_rows, dk, kt, bs, stride, sc)
                     } else {
@@ -458,7 +507,7 @@ unsafe fn unit_body<const SIMD: bool, const AVX2: bool>(
                     // dv % 16 == 0; the rows' scores and accumulators lie inside the scratch
                     // buffers.
                     unsafe {
-                        let (acc, v) = (&mut acc_rows[rows.start * dv..rows.end * dv], &v[at..][..bs * dv]);
+                        let (acc, v) = (&mut acc_rows[rows.start * dv..rows.end * dv], v.get(at, bs * dv));
                         if SIMD {
                             pv_f16(acc, sc, rows, stride, keys, v, dv)
                         } else {
@@ -468,7 +517,7 @@ unsafe fn unit_body<const SIMD: bool, const AVX2: bool>(
                     continue;
                 }
                 let v: &[f32] = match kv.v {
-                    KvSlice::F32(v) if f32_direct => &v[at..][..bs * dv],
+                    KvSlice::F32(v) if f32_direct => v.get(at, bs * dv),
                     _ => &v_buf[(b - sb) * bs * dv..][..bs * dv],
                 };
                 for g in 0..rep {

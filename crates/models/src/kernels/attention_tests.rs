@@ -79,18 +79,18 @@ fn check(c: &Case) {
     };
     let kv = KvBlocks {
         k: if c.f16 {
-            KvSlice::F16(&k16)
+            KvSlice::F16(k16[..].into())
         } else if c.int8 {
-            KvSlice::I8 { q: &k8, scale: &scales }
+            KvSlice::I8 { q: k8[..].into(), scale: scales[..].into() }
         } else {
-            KvSlice::F32(&kbuf)
+            KvSlice::F32(kbuf[..].into())
         },
         v: if c.f16 {
-            KvSlice::F16(&v16)
+            KvSlice::F16(v16[..].into())
         } else if c.int8 {
-            KvSlice::I8 { q: &v8, scale: &scales }
+            KvSlice::I8 { q: v8[..].into(), scale: scales[..].into() }
         } else {
-            KvSlice::F32(&vbuf)
+            KvSlice::F32(vbuf[..].into())
         },
         block_size: c.bs,
         kv_heads: c.kvh,
@@ -278,7 +278,14 @@ fn simd_f16_rounding_is_halfs() {
 #[test]
 fn bad_tables_are_errors_not_panics() {
     let (k, v) = (vec![0f32; 2 * 16 * 8], vec![0f32; 2 * 16 * 8]);
-    let kv = KvBlocks { k: KvSlice::F32(&k), v: KvSlice::F32(&v), block_size: 16, kv_heads: 1, k_dim: 8, v_dim: 8 };
+    let kv = KvBlocks {
+        k: KvSlice::F32(k[..].into()),
+        v: KvSlice::F32(v[..].into()),
+        block_size: 16,
+        kv_heads: 1,
+        k_dim: 8,
+        v_dim: 8,
+    };
     let p = AttnParams { heads: 1, scale: 1.0, softcap: None, window: None, alibi: None };
     let q = vec![0f32; 8];
     let mut out = vec![0f32; 8];

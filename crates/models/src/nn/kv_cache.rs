@@ -28,7 +28,7 @@ use std::str::FromStr;
 use super::attention::with_flat;
 use super::batch::BatchMeta;
 use crate::cuda::GpuKv;
-use crate::kernels::attention::{paged_attention, AttnParams, KvBlocks, KvSlice};
+use crate::kernels::attention::{paged_attention, AttnParams, KvBlocks, KvMem, KvSlice};
 use crate::{Error, Result, TensorContext};
 
 /// How cached keys and values are stored.
@@ -183,9 +183,9 @@ impl Buf {
 
     fn as_slice(&self) -> KvSlice<'_> {
         match self {
-            Buf::F32(v) => KvSlice::F32(v),
-            Buf::F16(v) => KvSlice::F16(v.reinterpret_cast()),
-            Buf::I8(q, s) => KvSlice::I8 { q, scale: s.reinterpret_cast() },
+            Buf::F32(v) => KvSlice::F32(v[..].into()),
+            Buf::F16(v) => KvSlice::F16(v.reinterpret_cast::<f16>().into()),
+            Buf::I8(q, s) => KvSlice::I8 { q: q[..].into(), scale: s.reinterpret_cast::<f16>().into() },
         }
     }
 
@@ -198,9 +198,9 @@ impl Buf {
     }
 }
 
-/// A [`Buf`] as pointers, for writers that share a layer with another thread: each writes
-/// only the blocks of its own sequences, through slices of those blocks alone, and nobody
-/// reads the layer until every writer is done (see [`PagedKvCache::with_views`]).
+/// A [`Buf`] as pointers, for threads that share a layer: each writes only the blocks of its
+/// own sequences, through slices of those blocks alone, and reads only blocks that no other
+/// thread writes, again a block at a time (see [`PagedKvCache::with_views`]).
 #[derive(Clone, Copy)]
 enum RawBuf {
     F32(*mut f32, usize),
@@ -218,15 +218,15 @@ impl RawBuf {
         Ok(std::slice::from_raw_parts_mut(p.add(at), len))
     }
 
-    /// The whole buffer for reading. Safety: nobody writes it while the slice lives.
+    /// The buffer for the attention kernel, which reads it a block at a time. Safety: the
+    /// buffer outlives `'a`, and nobody writes a block the kernel reads meanwhile.
     unsafe fn as_slice<'a>(self) -> KvSlice<'a> {
         match self {
-            RawBuf::F32(p, n) => KvSlice::F32(std::slice::from_raw_parts(p, n)),
-            RawBuf::F16(p, n) => KvSlice::F16(std::slice::from_raw_parts(p.cast::<f16>(), n)),
-            RawBuf::I8 { q, q_len, s, s_len } => KvSlice::I8 {
-                q: std::slice::from_raw_parts(q, q_len),
-                scale: std::slice::from_raw_parts(s.cast::<f16>(), s_len),
-            },
+            RawBuf::F32(p, n) => KvSlice::F32(KvMem::from_raw(p, n)),
+            RawBuf::F16(p, n) => KvSlice::F16(KvMem::from_raw(p.cast::<f16>(), n)),
+            RawBuf::I8 { q, q_len, s, s_len } => {
+                KvSlice::I8 { q: KvMem::from_raw(q, q_len), scale: KvMem::from_raw(s.cast::<f16>(), s_len) }
+            }
         }
     }
 }
@@ -237,69 +237,14 @@ struct RawLayer {
     v: RawBuf,
 }
 
-/// Where the threads of one split step meet between storing a layer's new K/V and reading the
-/// layer (see [`PagedKvCache::with_views`]). A thread whose part of the step fails or panics
-/// poisons it, so the others return an error instead of waiting for it.
-pub(crate) struct StepBarrier {
-    parties: usize,
-    arrived: std::sync::atomic::AtomicUsize,
-    generation: std::sync::atomic::AtomicUsize,
-    poisoned: std::sync::atomic::AtomicBool,
-}
-
-impl StepBarrier {
-    pub(crate) fn new(parties: usize) -> Self {
-        use std::sync::atomic::{AtomicBool, AtomicUsize};
-        Self {
-            parties,
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-            poisoned: AtomicBool::new(false),
-        }
-    }
-
-    pub(crate) fn poison(&self) {
-        self.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn wait(&self) -> Result<()> {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
-        let gone = || Error::InvalidInput("another thread of this split step failed".into());
-        let generation = self.generation.load(Acquire);
-        if self.arrived.fetch_add(1, SeqCst) + 1 == self.parties {
-            self.arrived.store(0, Relaxed);
-            self.generation.fetch_add(1, SeqCst);
-        } else {
-            let mut spins = 0u32;
-            while self.generation.load(Acquire) == generation {
-                if self.poisoned.load(Relaxed) {
-                    return Err(gone());
-                }
-                spins += 1;
-                if spins < 1 << 14 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
-        if self.poisoned.load(Relaxed) {
-            return Err(gone());
-        }
-        Ok(())
-    }
-}
-
-/// One thread's view of a host pool during a split step: the layers' storage as pointers, and
-/// the barrier it shares with the other views.
+/// One thread's view of a host pool during a split step: the layers' storage as pointers.
 struct HostView {
     layers: Vec<RawLayer>,
-    barrier: *const StepBarrier,
 }
 
 // SAFETY: a view only exists inside `PagedKvCache::with_views`, which holds the pool's `&mut`
-// and the barrier for as long as any view lives; views write disjoint blocks and read a layer
-// only after every view has passed the layer's barrier.
+// for as long as any view lives. Views write disjoint blocks, through slices of one block
+// each, and read only blocks no other view writes, a block at a time (`KvMem`).
 unsafe impl Send for HostView {}
 
 /// Quantizes one head vector to int8 with the scale `max|x| / 127` (rounded to f16; the quants
@@ -422,10 +367,6 @@ impl PagedKvCache {
         }
         let (t, h, _) = q.dims3().ctx("attention q")?;
         with_flat(k, "k", |k| with_flat(v, "v", |v| self.write(layer, &batch.slots, k, v)))???;
-        if let Store::View(view) = &self.store {
-            // SAFETY: the barrier outlives the view (`with_views`).
-            unsafe { &*view.barrier }.wait()?;
-        }
         let mut out = vec![0f32; t * h * self.spec.v_dim];
         let blocks = self.blocks(layer)?;
         with_flat(q, "q", |q| paged_attention(q, &batch.seqs, &blocks, params, &mut out))??;
@@ -545,24 +486,23 @@ impl PagedKvCache {
     }
 
     /// Lends the host pool to `parts` threads of one step: `f` gets one view each, to pass as
-    /// that thread's pool. A view stores K/V like the pool itself, then waits at the layer's
-    /// barrier until every view has stored its tokens, and only then reads the layer. The
-    /// caller must give each view sequences whose written blocks no other view's sequences
-    /// read or write, and must run every view's step beside the others (a view alone waits at
-    /// the first barrier until the barrier is poisoned). `None` for a device pool.
-    pub(crate) fn with_views<R>(
-        &mut self,
-        parts: usize,
-        barrier: &StepBarrier,
-        f: impl FnOnce(Vec<PagedKvCache>) -> R,
-    ) -> Option<R> {
+    /// that thread's pool. A view stores and reads K/V like the pool itself, but through
+    /// pointers, a block at a time, so the threads need not wait for each other. `None` for a
+    /// device pool.
+    ///
+    /// # Safety
+    ///
+    /// Each view must be given sequences whose written blocks no other view's sequences read
+    /// or write (`Model::cpu_split` checks this): the views' writes and reads are then of
+    /// disjoint memory.
+    pub(crate) unsafe fn with_views<R>(&mut self, parts: usize, f: impl FnOnce(Vec<PagedKvCache>) -> R) -> Option<R> {
         let Store::Host(layers) = &mut self.store else { return None };
         let raw: Vec<RawLayer> = layers.iter_mut().map(|l| RawLayer { k: l.k.raw(), v: l.v.raw() }).collect();
         let views = (0..parts)
             .map(|_| PagedKvCache {
                 spec: self.spec.clone(),
                 num_blocks: self.num_blocks,
-                store: Store::View(HostView { layers: raw.clone(), barrier }),
+                store: Store::View(HostView { layers: raw.clone() }),
             })
             .collect();
         Some(f(views))
@@ -574,8 +514,8 @@ impl PagedKvCache {
                 let raw = view.layers.get(layer).ok_or_else(|| {
                     Error::InvalidInput(format!("kv read: layer {layer} of {}", self.spec.num_layers))
                 })?;
-                // SAFETY: read after the layer's barrier: no view writes this layer again in
-                // this step, and the pool stays borrowed by `with_views` meanwhile.
+                // SAFETY: the pool stays borrowed by `with_views` while the view lives, and
+                // the blocks this view's sequences read are written by no other view.
                 unsafe { (raw.k.as_slice(), raw.v.as_slice()) }
             }
             _ => {
@@ -652,42 +592,6 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn step_barrier_holds_every_thread_until_all_arrive_and_is_reusable() {
-        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-        let (barrier, past) = (StepBarrier::new(3), AtomicUsize::new(0));
-        std::thread::scope(|sc| {
-            for _ in 0..3 {
-                sc.spawn(|| {
-                    for round in 0..100 {
-                        barrier.wait().unwrap();
-                        // Nobody is a round ahead: all three passed this round's barrier
-                        // before any could pass the next.
-                        let n = past.fetch_add(1, SeqCst);
-                        assert!(n / 3 == round, "thread at round {round} saw {n} passes");
-                        barrier.wait().unwrap();
-                    }
-                });
-            }
-        });
-        assert_eq!(past.into_inner(), 300);
-    }
-
-    #[test]
-    fn a_poisoned_step_barrier_releases_the_waiters_with_an_error() {
-        let barrier = StepBarrier::new(3);
-        std::thread::scope(|sc| {
-            let waiters: Vec<_> = (0..2).map(|_| sc.spawn(|| barrier.wait())).collect();
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            barrier.poison();
-            for w in waiters {
-                let e = w.join().unwrap().unwrap_err();
-                assert!(e.to_string().contains("failed"), "{e}");
-            }
-        });
-        assert!(barrier.wait().is_err(), "a poisoned barrier stays poisoned");
-    }
 
     #[test]
     fn int8_vectors_round_trip_within_half_a_step() {

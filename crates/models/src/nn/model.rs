@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use super::attention::{Attention, QkvProj};
 use super::batch::{BatchMeta, LogitsFor, SeqChunk};
 use super::build::Builder;
-use super::kv_cache::{KvCache, KvDtype, KvSpec, PagedKvCache, StepBarrier};
+use super::kv_cache::{KvCache, KvDtype, KvSpec, PagedKvCache};
 use super::layer::{DecoderLayer, FeedForward};
 use super::linear::Linear;
 use super::mla::{Mla, MlaQuery};
@@ -457,67 +457,45 @@ impl Model {
 
     /// [`Model::forward_rank`] with the batch split by sequence over the CPU pool's threads:
     /// each runs its part's whole forward pass alone (its matmuls, attention and norms on that
-    /// core, nothing handed between cores), against a view of the one KV pool, and the threads
-    /// meet only at each layer's barrier between storing K/V and reading them. Logits come back
-    /// in chunk order. A row's arithmetic is the same whichever part it is in, so the results
-    /// are those of the unsplit step, bit for bit. `None` when the pool could not run the parts
-    /// side by side (it was busy): the caller runs the step unsplit.
+    /// core, nothing handed between cores) against a view of the one KV pool, and the threads
+    /// meet only when every part is done. Logits come back in chunk order. A row's arithmetic
+    /// is the same whichever part it is in, so the results are those of the unsplit step, bit
+    /// for bit. `None` when the pool could not run the parts side by side (it was busy): the
+    /// caller runs the step unsplit.
     fn forward_split(
         &self,
         chunks: &[SeqChunk],
         parts: &[std::ops::Range<usize>],
         kv: &mut PagedKvCache,
     ) -> Option<Result<Tensor>> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Mutex;
-        let barrier = StepBarrier::new(parts.len());
-        let first_failure = AtomicUsize::new(usize::MAX);
-        kv.with_views(parts.len(), &barrier, |views| {
+        let run = |views: Vec<PagedKvCache>| {
             let views: Vec<Mutex<PagedKvCache>> = views.into_iter().map(Mutex::new).collect();
             let out: Vec<Mutex<Option<Result<Tensor>>>> = parts.iter().map(|_| Mutex::new(None)).collect();
             let ran = crate::kernels::run_side_by_side(&|u| {
                 let (Some(range), Some(view)) = (parts.get(u), views.get(u)) else { return };
-                // Poisons the barrier unless this part finishes: on an error, or unwinding.
-                struct Guard<'a>(&'a StepBarrier, bool);
-                impl Drop for Guard<'_> {
-                    fn drop(&mut self) {
-                        if !self.1 {
-                            self.0.poison();
-                        }
-                    }
-                }
-                let mut guard = Guard(&barrier, false);
                 let mut view = view.lock().unwrap_or_else(|e| e.into_inner());
                 let r = self.forward_rank(&chunks[range.clone()], &mut view, None);
-                match &r {
-                    Ok(_) => guard.1 = true,
-                    Err(_) => {
-                        let _ = first_failure.compare_exchange(usize::MAX, u, Ordering::SeqCst, Ordering::SeqCst);
-                    }
-                }
                 *out[u].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
             });
             if !ran {
                 return None;
             }
-            self.split_steps.fetch_add(1, Ordering::Relaxed);
-            let mut results: Vec<Result<Tensor>> = out
+            self.split_steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The first part's error if any failed (a part that panicked left no result).
+            let logits = out
                 .into_iter()
                 .map(|m| {
                     m.into_inner()
                         .unwrap_or_else(|e| e.into_inner())
-                        .unwrap_or_else(|| Err(Error::InvalidInput("a split step's part did not run".into())))
+                        .unwrap_or_else(|| Err(Error::InvalidInput("a split step's part did not finish".into())))
                 })
-                .collect();
-            // The part that failed first, not the ones the poisoned barrier turned away.
-            let failed = first_failure.load(Ordering::SeqCst);
-            if failed < results.len() {
-                return Some(results.swap_remove(failed));
-            }
-            let logits = results.into_iter().collect::<Result<Vec<Tensor>>>();
+                .collect::<Result<Vec<Tensor>>>();
             Some(logits.and_then(|l| Tensor::cat(&l, 0).ctx("split step logits")))
-        })
-        .flatten()
+        };
+        // SAFETY: `parts` comes from `cpu_split`, which keeps a step whole when a block that
+        // one part writes is used by another part's sequences.
+        unsafe { kv.with_views(parts.len(), run) }.flatten()
     }
 
     /// The device part of a forward pass, from its inputs already on the device → logits
