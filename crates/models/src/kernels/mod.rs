@@ -90,9 +90,10 @@ pub(crate) fn pool_threads() -> usize {
     pool::Pool::global().threads()
 }
 
-/// Runs `f(0..pool_threads())` with every unit on its own pool thread at once, so units may
-/// wait for each other; false, running nothing, when the pool cannot promise that (one thread,
-/// or busy with another caller's job). Kernels called inside a unit run on its thread alone.
+/// Runs `f(0..pool_threads())` with every unit on its own pool thread at once (each part of a
+/// step split by sequence gets a core of its own; units may even wait for each other); false,
+/// running nothing, when the pool cannot promise that (one thread, or busy with another
+/// caller's job). Kernels called inside a unit run on its thread alone.
 pub(crate) fn run_side_by_side(f: &(dyn Fn(usize) + Sync)) -> bool {
     pool::Pool::global().run_each(f)
 }
