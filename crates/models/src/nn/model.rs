@@ -364,7 +364,8 @@ impl Model {
         next: Option<&NextIds>,
     ) -> Result<Tensor> {
         let mut batch = self.batch(chunks, kv)?;
-        if next.is_none() {
+        // (Inside a split step's part `kv` is a view, and the part runs whole.)
+        if next.is_none() && kv.is_host_pool() {
             if let Some(parts) = self.cpu_split(chunks, &batch, kv.spec().block_size) {
                 if let Some(logits) = self.forward_split(chunks, &parts, kv) {
                     return logits;
