@@ -417,19 +417,7 @@ impl Model {
         if parts < 2 || total < self.cpu_split_min_rows {
             return None;
         }
-        // Cut where the running token count passes each part's share.
-        let mut ranges = Vec::with_capacity(parts);
-        let (mut start, mut seen) = (0, 0);
-        for (i, c) in chunks.iter().enumerate() {
-            seen += c.tokens.len();
-            let left = chunks.len() - i - 1;
-            let cut = seen * parts >= total * (ranges.len() + 1) || left < parts - ranges.len() - 1;
-            if cut && ranges.len() + 1 < parts {
-                ranges.push(start..i + 1);
-                start = i + 1;
-            }
-        }
-        ranges.push(start..chunks.len());
+        let ranges = balanced_cuts(&chunks.iter().map(|c| c.tokens.len()).collect::<Vec<_>>(), parts);
         let tokens = |r: &std::ops::Range<usize>| chunks[r.clone()].iter().map(|c| c.tokens.len()).sum::<usize>();
         if ranges.len() < 2 || ranges.iter().any(|r| r.is_empty() || tokens(r) * parts * 10 > total * 13) {
             return None;
@@ -838,9 +826,46 @@ fn load_layer(
     Ok(layer)
 }
 
+/// `parts` contiguous, non-empty ranges of `sizes` (`1 ≤ parts ≤ sizes.len()`), each cut at the
+/// prefix sum nearest its share of the total. Cutting where the running sum first passes the
+/// share instead gave the first part the whole crossing sequence: a 16-prompt prefill split
+/// 739 / 599 tokens, and its parts took 574 / 517 ms.
+fn balanced_cuts(sizes: &[usize], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let total: usize = sizes.iter().sum();
+    let mut prefix = Vec::with_capacity(sizes.len() + 1);
+    prefix.push(0usize);
+    for s in sizes {
+        prefix.push(prefix.last().copied().unwrap_or(0) + s);
+    }
+    let mut ranges = Vec::with_capacity(parts);
+    let mut start = 0;
+    for j in 1..parts {
+        // Part j - 1 ends at `end`: at least one chunk, and one left for each later part.
+        let (lo, hi) = (start + 1, sizes.len() - (parts - j));
+        let target = total * j;
+        let end = (lo..=hi).min_by_key(|&e| (prefix[e] * parts).abs_diff(target)).unwrap_or(lo);
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges.push(start..sizes.len());
+    ranges
+}
+
 #[cfg(test)]
 mod tests {
-    use super::alibi_slopes;
+    use super::{alibi_slopes, balanced_cuts};
+
+    #[test]
+    fn balanced_cuts_take_the_nearest_prefix() {
+        // Passing half (50) at the second chunk would give 60 / 40; the nearest cut is 45 / 55.
+        assert_eq!(balanced_cuts(&[45, 15, 40], 2), vec![0..1, 1..3]);
+        assert_eq!(balanced_cuts(&[10, 10, 10, 10], 2), vec![0..2, 2..4]);
+        // Every part keeps at least one chunk, however skewed the sizes.
+        assert_eq!(balanced_cuts(&[1, 1, 100], 3), vec![0..1, 1..2, 2..3]);
+        assert_eq!(balanced_cuts(&[100, 1, 1], 2), vec![0..1, 1..3]);
+        assert_eq!(balanced_cuts(&[5, 5, 5, 5, 5, 5], 3), vec![0..2, 2..4, 4..6]);
+        assert_eq!(balanced_cuts(&[7], 1), vec![0..1]);
+    }
 
     #[test]
     fn alibi_slopes_match_bloom() {
