@@ -312,15 +312,15 @@ impl PagedKvCache {
         self.num_blocks
     }
 
-    /// Where a device pool's K and V of every layer live: what a CUDA graph captured against
-    /// it points at (`None` for a host pool).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     /// Whether this is a whole host pool, which [`PagedKvCache::with_views`] can lend out (not a
     /// device pool, and not already a view).
     pub(crate) fn is_host_pool(&self) -> bool {
         matches!(self.store, Store::Host(_))
     }
 
+    /// Where a device pool's K and V of every layer live: what a CUDA graph captured against
+    /// it points at (`None` for a host pool).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn device_addresses(&self) -> Option<Vec<u64>> {
         match &self.store {
             Store::Gpu(g) => Some(g.addresses()),
