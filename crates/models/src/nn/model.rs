@@ -419,7 +419,8 @@ impl Model {
         }
         let ranges = balanced_cuts(&chunks.iter().map(|c| c.tokens.len()).collect::<Vec<_>>(), parts);
         let tokens = |r: &std::ops::Range<usize>| chunks[r.clone()].iter().map(|c| c.tokens.len()).sum::<usize>();
-        if ranges.len() < 2 || ranges.iter().any(|r| r.is_empty() || tokens(r) * parts * 10 > total * 13) {
+        // (`balanced_cuts` gives `parts` ≥ 2 non-empty ranges.)
+        if ranges.iter().any(|r| tokens(r) * parts * 10 > total * 13) {
             return None;
         }
         // Each part's view writes only blocks that no other part's sequences touch.
