@@ -441,7 +441,13 @@ impl Core {
     fn execute(&mut self, seqs: &[ScheduledSeq], next: Option<&NextIds>) -> Result<(Launched, Instant)> {
         let chunks: Vec<SeqChunk> = seqs
             .iter()
-            .map(|s| SeqChunk { tokens: &s.tokens, start: s.start, block_table: &s.block_table, logits: logits_for(s) })
+            .map(|s| SeqChunk {
+                tokens: &s.tokens,
+                start: s.start,
+                block_table: &s.block_table,
+                logits: logits_for(s),
+                prompt_len: s.prompt_len,
+            })
             .collect();
         let logits = self.model.forward_batch_next(&chunks, &mut self.kv, next)?;
         let launched = Instant::now();

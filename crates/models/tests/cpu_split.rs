@@ -75,11 +75,15 @@ fn run(model: &Model) -> Vec<Vec<Vec<f32>>> {
         vec![10, 19, 37, 28, 21],
     ];
     let toks: Vec<Vec<u32>> = (0..6).map(|s| (0..16).map(|i| (s * 37 + i * 11 + 1) as u32 % 250).collect()).collect();
+    // Prompt lengths: sequence 1's second chunk is part prompt, part generated tokens (as a
+    // recomputation after preemption is), and the last step decodes generated tokens only.
+    let prompts = [13, 6, 12, 5, 6, 2];
     let chunk = |s: usize, from: usize, to: usize, logits| SeqChunk {
         tokens: &toks[s][from..to],
         start: from,
         block_table: &tables[s],
         logits,
+        prompt_len: prompts[s],
     };
     let steps: Vec<Vec<SeqChunk>> = vec![
         vec![
@@ -183,8 +187,8 @@ fn a_block_written_by_two_parts_keeps_the_step_whole() {
         let (a, b): (Vec<u32>, Vec<u32>) = ((1..3).collect(), (7..9).collect());
         let t = [5u32, 6];
         let chunks = [
-            SeqChunk { tokens: &a, start: 0, block_table: &t, logits: LogitsFor::Last },
-            SeqChunk { tokens: &b, start: 2, block_table: &t, logits: LogitsFor::Last },
+            SeqChunk { tokens: &a, start: 0, block_table: &t, logits: LogitsFor::Last, prompt_len: 2 },
+            SeqChunk { tokens: &b, start: 2, block_table: &t, logits: LogitsFor::Last, prompt_len: 4 },
         ];
         model.forward_batch(&chunks, &mut kv).unwrap().to_vec2::<f32>().unwrap()
     };

@@ -63,6 +63,7 @@ impl Run {
                 start: *start,
                 block_table: table,
                 logits: LogitsFor::Last,
+                prompt_len: *start,
             })
             .collect();
         self.model.forward_batch(&chunks, &mut self.kv).unwrap().to_device(&Device::Cpu).unwrap()

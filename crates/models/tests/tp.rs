@@ -107,7 +107,7 @@ fn run_batched(model: &Model) -> Vec<Tensor> {
     let mut kv = PagedKvCache::new(model.kv_spec(8), 8).unwrap();
     let (a, b): (Vec<u32>, Vec<u32>) = ((1..14).collect(), (100..106).collect());
     let (ta, tb) = ([3u32, 0], [7u32, 6]);
-    let chunk = |tokens, start, block_table, logits| SeqChunk { tokens, start, block_table, logits };
+    let chunk = |tokens, start, block_table, logits| SeqChunk { tokens, start, block_table, logits, prompt_len: usize::MAX };
     let mut out = vec![model.forward_batch(&[chunk(&b[..3], 0, &tb, LogitsFor::Last)], &mut kv).unwrap()];
     let both = [chunk(&a, 0, &ta, LogitsFor::All), chunk(&b[3..], 3, &tb, LogitsFor::Last)];
     out.push(model.forward_batch(&both, &mut kv).unwrap());
@@ -222,7 +222,7 @@ fn bad_input_leaves_the_split_model_working() {
     let e = split.forward(&[1, 999], &mut cache, LogitsFor::Last).unwrap_err().to_string();
     assert!(e.contains("token id 999 >= vocab_size 256"), "{e}");
     let mut kv = PagedKvCache::new(split.kv_spec(8), 2).unwrap();
-    let chunk = SeqChunk { tokens: &[1, 2, 3], start: 0, block_table: &[5], logits: LogitsFor::Last };
+    let chunk = SeqChunk { tokens: &[1, 2, 3], start: 0, block_table: &[5], logits: LogitsFor::Last, prompt_len: 3 };
     let e = split.forward_batch(&[chunk], &mut kv).unwrap_err().to_string();
     assert!(e.contains("block 5 is outside the KV pool of 2 blocks"), "{e}");
     let got = split.forward(&[1, 2, 3], &mut split.new_cache().unwrap(), LogitsFor::All).unwrap();

@@ -300,6 +300,7 @@ impl Scheduler {
             block_table: self.kv.block_table(id).to_vec(),
             sample: start + n == seq.tokens.len(),
             prompt_logprobs: seq.needs_prompt_logprobs && start < seq.prompt_len,
+            prompt_len: seq.prompt_len,
         })
     }
 

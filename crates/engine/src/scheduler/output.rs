@@ -39,4 +39,7 @@ pub struct ScheduledSeq {
     /// Return prompt logprobs for the prompt positions in this chunk. Positions are absolute, so
     /// a recomputation after preemption reproduces values the engine may already hold.
     pub prompt_logprobs: bool,
+    /// The request's prompt length: positions at or past it hold generated tokens (also when a
+    /// preempted sequence recomputes them).
+    pub prompt_len: usize,
 }

@@ -280,3 +280,185 @@ unsafe fn rows_amx<const M: usize, const HAS_MIN: bool>(
     }
     y.store_tiles(&acc, i0, col0, valid);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Prompt rows in bfloat16 (AMX-BF16).
+//
+// The int8 path above pays an f32 scaling step per (row, 32-weight block): the tile unit does
+// the integer work, but the per-block scales of Q4/Q5/Q8 weights and of the activations cannot
+// go into the tiles, and that step bounds it (~80 multiply-adds a cycle on the AMX Xeon VM,
+// bench/RESULTS.md). With the weights widened once to bfloat16 ([`WideTiles`], 2 bytes a
+// weight), `tdpbf16ps` accumulates a whole row in its f32 tile with nothing between blocks:
+// 2–2.5x the int8 path's rate on SmolLM2's shapes. It costs memory, so it serves prefill only
+// (decode streams the small quantized tiles), and only the rows the model marks as prompt rows
+// (`super::with_prompt_rows`), so that a token's numbers never depend on what else is in its
+// batch.
+
+/// Bytes of one block's bfloat16 B tile: 16 rows (pairs of k) × 16 columns × 2 values × 2 bytes.
+pub(crate) const WIDE_B_BYTES: usize = 1024;
+
+/// CPUID leaf 7: EDX bit 22 AMX-BF16.
+pub(crate) fn wide_available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| available() && __cpuid_count(7, 0).edx & (1 << 22) != 0)
+}
+
+/// An `n × k` matrix as bfloat16 B tiles: row tile `t` (outputs `16t..16t + 16`), block `b`
+/// (inputs `32b..32b + 32`) is the 1 KB tile at `(t · kb + b) · WIDE_B_BYTES`, its row `p`
+/// holding, for each column `c`, the pair `w[16t + c][32b + 2p .. + 2]`. Columns past `n` are 0.
+pub(crate) struct WideTiles {
+    kb: usize,
+    n_tiles: usize,
+    buf: Vec<Line>,
+}
+
+impl WideTiles {
+    /// `w` is the dequantized matrix, row-major (n, k); `k` a multiple of 32.
+    pub(crate) fn pack(w: &[f32], n: usize, k: usize) -> Self {
+        debug_assert!(k.is_multiple_of(QK) && w.len() == n * k);
+        let (kb, n_tiles) = (k / QK, n.div_ceil(MR));
+        let mut buf = vec![Line([0; 64]); n_tiles * kb * WIDE_B_BYTES / 64];
+        for (row, wr) in w.chunks_exact(k).enumerate() {
+            let (t, c) = (row / MR, row % MR);
+            for (j, &v) in wr.iter().enumerate() {
+                let (b, p, odd) = (j / QK, j % QK / 2, j % 2);
+                let at = (t * kb + b) * WIDE_B_BYTES + p * 64 + c * 4 + odd * 2;
+                let bits = half::bf16::from_f32(v).to_bits().to_le_bytes();
+                buf[at / 64].0[at % 64..at % 64 + 2].copy_from_slice(&bits);
+            }
+        }
+        Self { kb, n_tiles, buf }
+    }
+
+    /// The tiles of `parts` one after another (every part but the last a whole number of row
+    /// tiles, as `Tiles::concat`).
+    pub(crate) fn concat(parts: &[&WideTiles]) -> Self {
+        let buf = parts.iter().flat_map(|p| p.buf.iter().copied()).collect();
+        Self { kb: parts[0].kb, n_tiles: parts.iter().map(|p| p.n_tiles).sum(), buf }
+    }
+
+    /// The `kb` B tiles of row tile `t`.
+    pub(crate) fn row_tile(&self, t: usize) -> &[Line] {
+        let per = self.kb * WIDE_B_BYTES / 64;
+        &self.buf[t * per..][..per]
+    }
+}
+
+/// `x` (rows of `k` f32) → bfloat16 bits, rounded to nearest even (as `half::bf16::from_f32`;
+/// a NaN stays a NaN).
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn to_bf16(x: &[f32], out: &mut [u16]) {
+    debug_assert!(x.len() == out.len());
+    let n16 = x.len() / 16 * 16;
+    let (bias, one, qnan) = (_mm512_set1_epi32(0x7FFF), _mm512_set1_epi32(1), _mm512_set1_epi32(0x7FC0_0000));
+    for i in (0..n16).step_by(16) {
+        let v = _mm512_loadu_ps(x.as_ptr().add(i));
+        let bits = _mm512_castps_si512(v);
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), one);
+        let rounded = _mm512_add_epi32(bits, _mm512_add_epi32(bias, lsb));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        let r = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(bits, qnan));
+        _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut _, _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(r)));
+    }
+    for i in n16..x.len() {
+        out[i] = half::bf16::from_f32(x[i]).to_bits();
+    }
+}
+
+/// Output columns `col0..col0 + valid` of `rows` (at most 64 of them), from the row tile's
+/// bfloat16 B tiles `w` and the bfloat16 activations `x` (rows of `k`): per 16 rows one f32 C
+/// tile that every block's `tdpbf16ps` adds into, stored once at the end. Each row's sums run
+/// over the blocks in order, whatever rows share its tiles. Safety: [`wide_available`] is
+/// true; `x` holds every row of `rows`.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn tile_wide(w: &[Line], x: &[u16], k: usize, rows: Range<usize>, y: Out, col0: usize, valid: usize) {
+    debug_assert!(rows.len() <= 4 * MR && rows.end * k <= x.len() && w.len() * 64 == k / QK * WIDE_B_BYTES);
+    // Groups of 16 rows; the last (1..=16 rows) takes tmm3/tmm7, configured for its count.
+    let full = (rows.len() - 1) / MR;
+    let last = rows.len() - full * MR;
+    configure_wide(last);
+    let (kb, lda) = (k / QK, 2 * k);
+    let a = |g: usize| x.as_ptr().add((rows.start + g * MR) * k) as *const u8;
+    let (a0, a1, a2, a3) = (a(0), a(full.min(1)), a(full.min(2)), a(full));
+    let b = w.as_ptr() as *const u8;
+    macro_rules! run {
+        ($($body:literal),*) => {
+            // SAFETY: (caller) the tiles are configured above; A rows are `rows` of `x` at
+            // stride `lda`, each block's 64 bytes inside its row; B is block `kb`'s 1 KB tile.
+            asm!(
+                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                "2:",
+                "tileloadd tmm6, [{b} + {s64}*1]",
+                $($body,)*
+                "add {a0}, 64", "add {a1}, 64", "add {a2}, 64", "add {a3}, 64", "add {b}, 1024",
+                "dec {kb}",
+                "jnz 2b",
+                a0 = inout(reg) a0 => _, a1 = inout(reg) a1 => _, a2 = inout(reg) a2 => _,
+                a3 = inout(reg) a3 => _, b = inout(reg) b => _, kb = inout(reg) kb => _,
+                lda = in(reg) lda, s64 = in(reg) 64usize,
+                options(nostack),
+            )
+        };
+    }
+    match full {
+        0 => run!("tileloadd tmm7, [{a3} + {lda}*1]", "tdpbf16ps tmm3, tmm7, tmm6"),
+        1 => run!(
+            "tileloadd tmm4, [{a0} + {lda}*1]", "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm7, [{a3} + {lda}*1]", "tdpbf16ps tmm3, tmm7, tmm6"
+        ),
+        2 => run!(
+            "tileloadd tmm4, [{a0} + {lda}*1]", "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm5, [{a1} + {lda}*1]", "tdpbf16ps tmm1, tmm5, tmm6",
+            "tileloadd tmm7, [{a3} + {lda}*1]", "tdpbf16ps tmm3, tmm7, tmm6"
+        ),
+        _ => run!(
+            "tileloadd tmm4, [{a0} + {lda}*1]", "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm5, [{a1} + {lda}*1]", "tdpbf16ps tmm1, tmm5, tmm6",
+            "tileloadd tmm4, [{a2} + {lda}*1]", "tdpbf16ps tmm2, tmm4, tmm6",
+            "tileloadd tmm7, [{a3} + {lda}*1]", "tdpbf16ps tmm3, tmm7, tmm6"
+        ),
+    }
+    // C tiles → y. Whole 16-column tiles go straight to y's rows; a matrix's last, partial tile
+    // goes through a buffer so that no column past `valid` is written.
+    let mut buf = std::mem::MaybeUninit::<[Line; MR]>::uninit();
+    let bp = buf.as_mut_ptr() as *mut f32;
+    for g in 0..=full {
+        let (n, r0) = (if g == full { last } else { MR }, rows.start + g * MR);
+        let (dst, ld) = if valid == MR { (y.row_ptr(r0, col0), y.ld * 4) } else { (bp, 64) };
+        macro_rules! store {
+            ($c:literal) => {
+                // SAFETY: `n` rows at stride `ld` bytes: y's rows r0..r0 + n (this call owns
+                // their columns col0..col0 + 16) or the 16-row buffer.
+                asm!(concat!("tilestored [{d} + {ld}*1], ", $c), d = in(reg) dst, ld = in(reg) ld, options(nostack))
+            };
+        }
+        match (g == full, g) {
+            (true, _) => store!("tmm3"),
+            (false, 0) => store!("tmm0"),
+            (false, 1) => store!("tmm1"),
+            _ => store!("tmm2"),
+        }
+        if valid < MR {
+            for r in 0..n {
+                y.write_row(r0 + r, col0, std::slice::from_raw_parts(bp.add(r * MR), valid));
+            }
+        }
+    }
+}
+
+/// Tiles for [`tile_wide`]: C tmm0–2 (16 rows of 16 f32), tmm3 (`last` rows); A tmm4, tmm5
+/// (16 rows of 32 bf16), tmm7 (`last` rows); B tmm6 (16 rows of 16 pairs).
+unsafe fn configure_wide(last: usize) {
+    // Keys above the int8 path's row counts (1..=16).
+    let key = 64 + last;
+    if CONFIGURED.get() == key {
+        return;
+    }
+    let mut cfg = TileConfig { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
+    for (t, rows) in [(0, MR), (1, MR), (2, MR), (3, last), (4, MR), (5, MR), (6, MR), (7, last)] {
+        cfg.rows[t] = rows as u8;
+        cfg.colsb[t] = 64;
+    }
+    asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly));
+    CONFIGURED.set(key);
+}

@@ -180,6 +180,10 @@ pub struct QMatrix {
     k: usize,
     tiles: Tiles,
     backend: Backend,
+    /// The weights as bfloat16 AMX tiles, for prompt rows (see `amx`'s second half): built at
+    /// load for the 32-weight block kinds where the backend is AMX, while [`wide_budget`] lasts.
+    #[cfg(target_arch = "x86_64")]
+    wide: Option<amx::WideTiles>,
 }
 
 impl std::fmt::Debug for QMatrix {
@@ -205,7 +209,15 @@ impl QMatrix {
         if data.len() != want {
             return Err(kernel_error(op(), format!("expected {want} bytes of blocks, found {}", data.len())));
         }
-        Ok(Self { n, k, tiles: Tiles::pack(kind, n, k, data), backend: Backend::detect() })
+        let backend = Backend::detect();
+        Ok(Self {
+            n,
+            k,
+            tiles: Tiles::pack(kind, n, k, data),
+            backend,
+            #[cfg(target_arch = "x86_64")]
+            wide: wide_tiles(kind, backend, n, k, data)?,
+        })
     }
 
     /// Packs a 2-D CPU `QTensor` of a kind this module implements; `None` for other dtypes
@@ -271,6 +283,13 @@ impl QMatrix {
             k: first.k,
             tiles: Tiles::concat(&tiles),
             backend: first.backend,
+            // (The parts' own copies are dropped by the caller; their budget is not returned.)
+            #[cfg(target_arch = "x86_64")]
+            wide: parts
+                .iter()
+                .map(|p| p.wide.as_ref())
+                .collect::<Option<Vec<_>>>()
+                .map(|w| amx::WideTiles::concat(&w)),
         })
     }
 
@@ -280,6 +299,10 @@ impl QMatrix {
             return Err(kernel_error(format!("{self:?}"), format!("this CPU cannot run the {backend:?} backend")));
         }
         self.backend = backend;
+        #[cfg(target_arch = "x86_64")]
+        if backend != Backend::Amx {
+            self.wide = None;
+        }
         Ok(self)
     }
 
@@ -332,6 +355,10 @@ impl QMatrix {
         }
         ACTS.with(|acts| {
             let mut acts = acts.borrow_mut();
+            #[cfg(target_arch = "x86_64")]
+            if let Some(ranges) = self.wide.as_ref().and_then(|_| prompt_rows(m)) {
+                return self.run_wide(x, m, y, &mut acts, &ranges);
+            }
             acts.quantize(x, m, self.k, self.kind().sum_through_f16());
             if self.kind().is_kquant() {
                 OFFSETS.with(|offsets| {
@@ -340,10 +367,34 @@ impl QMatrix {
                     self.run(&Acts::KQuant(&acts, &offsets), m, y);
                 });
             } else {
-                self.run(&Acts::Quant(&acts), m, y);
+                self.run(&Acts::Quant(&acts, None), m, y);
             }
         });
         Ok(())
+    }
+
+    /// [`QMatrix::matmul_into`] with `prompt` rows through the bfloat16 tiles: those rows are
+    /// rounded to bfloat16, the others quantized as usual (all of them only if any remain).
+    #[cfg(target_arch = "x86_64")]
+    fn run_wide(&self, x: &[f32], m: usize, y: Out, acts: &mut QuantRows, prompt: &[Range<usize>]) {
+        let Some(tiles) = self.wide.as_ref() else { return };
+        thread_local! {
+            static X16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+        }
+        X16.with(|x16| {
+            let mut x16 = x16.borrow_mut();
+            x16.resize(m * self.k, 0);
+            for r in prompt {
+                let span = r.start * self.k..r.end * self.k;
+                // SAFETY: `wide` exists only where `amx::wide_available`, which implies AVX-512BW.
+                unsafe { amx::to_bf16(&x[span.clone()], &mut x16[span]) };
+            }
+            let covered: usize = prompt.iter().map(|r| r.len()).sum();
+            if covered < m {
+                acts.quantize(x, m, self.k, self.kind().sum_through_f16());
+            }
+            self.run(&Acts::Quant(acts, Some(Wide { x: &x16, rows: prompt, tiles })), m, y);
+        });
     }
 
     /// `x (.., k) → (.., n)` for a CPU tensor of any float dtype (computed in f32).
@@ -407,8 +458,35 @@ impl QMatrix {
             Acts::KQuant(acts, offsets) => {
                 return kquant::tile(self.backend, kind, w, acts, offsets, rows, y, col0, valid);
             }
-            Acts::Quant(acts) => acts,
+            #[cfg(target_arch = "x86_64")]
+            Acts::Quant(acts, Some(wide)) => {
+                // Prompt rows through the bfloat16 tiles, the rows between them as usual.
+                let mut at = rows.start;
+                for r in wide.rows {
+                    let (s, e) = (r.start.max(at), r.end.min(rows.end));
+                    if s >= e {
+                        continue;
+                    }
+                    if at < s {
+                        self.tile_quant(w, acts, at..s, y, col0, valid);
+                    }
+                    // SAFETY: `wide` exists only where `amx::wide_available`; `x` holds rows s..e.
+                    unsafe { amx::tile_wide(wide.tiles.row_tile(t), wide.x, self.k, s..e, y, col0, valid) };
+                    at = e;
+                }
+                if at < rows.end {
+                    self.tile_quant(w, acts, at..rows.end, y, col0, valid);
+                }
+                return;
+            }
+            Acts::Quant(acts, _) => acts,
         };
+        self.tile_quant(w, acts, rows, y, col0, valid)
+    }
+
+    /// [`QMatrix::tile`] for the 32-weight block kinds, from quantized activations.
+    fn tile_quant(&self, w: &[u8], acts: &QuantRows, rows: Range<usize>, y: Out, col0: usize, valid: usize) {
+        let kind = self.kind();
         match self.backend {
             // SAFETY: `with_backend`/`detect` admit only backends this CPU supports.
             #[cfg(target_arch = "x86_64")]
@@ -424,10 +502,99 @@ impl QMatrix {
 
 /// What the tiles multiply: quantized activation rows, or (dense kinds) the f32 rows themselves.
 enum Acts<'a> {
-    Quant(&'a QuantRows),
+    /// With the bfloat16 rows of the prompt, where the matrix has bfloat16 tiles.
+    Quant(&'a QuantRows, Option<Wide<'a>>),
     /// k-quant activations, with their per-16 offset sums (`kquant::offsets`).
     KQuant(&'a QuantRows, &'a [i32]),
     Dense(&'a [f32]),
+}
+
+/// Prompt rows in bfloat16, for the matrix's bfloat16 tiles.
+struct Wide<'a> {
+    /// (m, k), filled in `rows`.
+    x: &'a [u16],
+    /// Sorted, disjoint.
+    rows: &'a [Range<usize>],
+    #[cfg(target_arch = "x86_64")]
+    tiles: &'a amx::WideTiles,
+}
+
+thread_local! {
+    /// The current forward pass's prompt rows on this thread: `(rows in the batch, ranges)`.
+    static PROMPT_ROWS: RefCell<Option<(usize, Vec<Range<usize>>)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `rows` (sorted, disjoint ranges of a batch of `total` token rows) marked as
+/// prompt tokens on this thread: a matmul over exactly `total` rows inside `f` may compute those
+/// rows through bfloat16 tiles (AMX), which is faster for prefill but rounds differently from the
+/// quantized path that generated tokens take. Marking rows by what their token is, rather than
+/// by the size of the batch, keeps each token's numbers independent of the rows beside it.
+pub fn with_prompt_rows<R>(total: usize, rows: Vec<Range<usize>>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<(usize, Vec<Range<usize>>)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            PROMPT_ROWS.with(|p| *p.borrow_mut() = prev);
+        }
+    }
+    let _restore = Restore(PROMPT_ROWS.with(|p| p.replace(Some((total, rows)))));
+    f()
+}
+
+/// Runs `f` over rows `picked` (ascending) of the marked batch of `total` rows, gathered into a
+/// matrix of `picked.len()` rows (an expert's tokens, the rows that get logits): each keeps its
+/// token's mark ([`with_prompt_rows`]). Nothing is marked inside `f` if `total` is not the
+/// marked batch.
+pub fn with_picked_rows<R>(total: usize, picked: &[u32], f: impl FnOnce() -> R) -> R {
+    let marked = PROMPT_ROWS.with(|p| p.borrow().as_ref().filter(|(t, _)| *t == total).map(|(_, r)| r.clone()));
+    let mut rows: Vec<Range<usize>> = Vec::new();
+    for (j, &row) in picked.iter().enumerate() {
+        if marked.as_ref().is_some_and(|m| m.iter().any(|r| r.contains(&(row as usize)))) {
+            match rows.last_mut() {
+                Some(r) if r.end == j => r.end = j + 1,
+                _ => rows.push(j..j + 1),
+            }
+        }
+    }
+    with_prompt_rows(picked.len(), rows, f)
+}
+
+/// The prompt rows of a matmul over `m` rows, if it is over the marked batch and any are marked.
+#[cfg(target_arch = "x86_64")]
+fn prompt_rows(m: usize) -> Option<Vec<Range<usize>>> {
+    PROMPT_ROWS.with(|p| p.borrow().as_ref().filter(|(t, r)| *t == m && !r.is_empty()).map(|(_, r)| r.clone()))
+}
+
+/// Bytes of bfloat16 tiles the process may still build (`PROM_AMX_BF16_BYTES`, default 1 GiB;
+/// 0 turns the bfloat16 prompt path off). Taken at load, first come first served.
+#[cfg(target_arch = "x86_64")]
+fn take_wide_budget(bytes: usize) -> bool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LEFT: std::sync::OnceLock<AtomicUsize> = std::sync::OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        AtomicUsize::new(std::env::var("PROM_AMX_BF16_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 30))
+    });
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(bytes)).is_ok()
+}
+
+/// The bfloat16 tiles of a 32-weight block matrix, where the AMX backend runs it and the budget
+/// allows; `None` otherwise.
+#[cfg(target_arch = "x86_64")]
+fn wide_tiles(kind: QuantKind, backend: Backend, n: usize, k: usize, data: &[u8]) -> Result<Option<amx::WideTiles>> {
+    let dtype = match kind {
+        QuantKind::Q4_0 => GgmlDType::Q4_0,
+        QuantKind::Q4_1 => GgmlDType::Q4_1,
+        QuantKind::Q5_0 => GgmlDType::Q5_0,
+        QuantKind::Q5_1 => GgmlDType::Q5_1,
+        QuantKind::Q8_0 => GgmlDType::Q8_0,
+        _ => return Ok(None),
+    };
+    if backend != Backend::Amx || !amx::wide_available() || !take_wide_budget(n.div_ceil(TILE_ROWS) * k * 2 * TILE_ROWS)
+    {
+        return Ok(None);
+    }
+    let w = crate::quant::dequantize(dtype, data, &[n, k])?;
+    Ok(Some(amx::WideTiles::pack(&w, n, k)))
 }
 
 /// The values as raw BF16 or F16 bits, if one of them represents every value exactly (BF16 is

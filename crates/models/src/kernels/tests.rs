@@ -498,6 +498,54 @@ fn quantized_rows_do_not_depend_on_the_batch_beside_them() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn prompt_rows_take_bfloat16_tiles_and_keep_their_bits_in_any_batch() {
+    // Marked prompt rows go through the bfloat16 AMX tiles: each is the f64 dot of the bfloat16
+    // weights and activations to f32 rounding, and has the same bits alone, in a run of prompt
+    // rows, or between generated rows (which keep the quantized path's bits). Partial 16-row
+    // groups, a partial last weight tile (n = 40) and k = 576 (18 blocks) are covered.
+    if !amx::wide_available() {
+        eprintln!("skipped: this CPU has no AMX-BF16");
+        return;
+    }
+    let bf = |v: f32| half::bf16::from_f32(v).to_f32() as f64;
+    let mut rng = Rng(0x0B1F_16A3_5EED_0001);
+    let (n, k, m) = (40, 576, 70);
+    let prompt = vec![0..5, 9..50, 60..70];
+    for kind in KINDS {
+        let data = random_blocks(kind, n, k, &mut rng);
+        let w = QMatrix::from_ggml(kind, n, k, &data).unwrap();
+        assert!(w.wide.is_some(), "{kind:?}: no bfloat16 tiles on an AMX-BF16 CPU");
+        let x = random_x(m, k, &mut rng);
+        let run = |x: &[f32], rows: usize, marked: Vec<std::ops::Range<usize>>| {
+            let mut y = vec![f32::NAN; rows * n];
+            with_prompt_rows(rows, marked, || w.matmul(x, rows, &mut y)).unwrap();
+            y
+        };
+        let mixed = run(&x, m, prompt.clone());
+        let plain = run(&x, m, vec![]);
+        let dq: Vec<Vec<f32>> = (0..n).map(|j| dequantize_row(kind, &data, k, j)).collect();
+        for i in 0..m {
+            let row = &mixed[i * n..][..n];
+            if !prompt.iter().any(|r| r.contains(&i)) {
+                assert_eq!(row, &plain[i * n..][..n], "{kind:?} generated row {i}");
+                continue;
+            }
+            for (j, &got) in row.iter().enumerate() {
+                let want: f64 = (0..k).map(|c| bf(dq[j][c]) * bf(x[i * k + c])).sum();
+                let scale: f64 = (0..k).map(|c| (bf(dq[j][c]) * bf(x[i * k + c])).abs()).sum();
+                assert!((got as f64 - want).abs() <= 1e-5 * scale + 1e-30, "{kind:?} row {i} col {j}: {got} vs {want}");
+            }
+            // Alone, as a one-row prompt.
+            assert_eq!(run(&x[i * k..][..k], 1, vec![0..1]), row, "{kind:?} prompt row {i} alone");
+        }
+        // The 41-row run alone: full 16-row groups and a partial one at other offsets.
+        let run41 = run(&x[9 * k..50 * k], 41, vec![0..41]);
+        assert_eq!(run41, mixed[9 * n..50 * n], "{kind:?} rows 9..50 alone");
+    }
+}
+
 const KQUANTS: [QuantKind; 3] = [QuantKind::Q4K, QuantKind::Q5K, QuantKind::Q6K];
 
 #[test]

@@ -24,6 +24,12 @@ pub struct SeqChunk<'a> {
     pub start: usize,
     pub block_table: &'a [u32],
     pub logits: LogitsFor,
+    /// The sequence's prompt length: its tokens at positions below it are prompt tokens, the
+    /// rest generated ones (`usize::MAX`: all prompt, as in scoring). A CPU matmul may compute
+    /// prompt rows through faster prefill tiles that round differently (bfloat16 AMX, see
+    /// `kernels::with_prompt_rows`); choosing by the token, not by the batch, keeps a token's
+    /// numbers the same in any batch, chunking or recomputation.
+    pub prompt_len: usize,
 }
 
 /// The slot of a token whose K/V are not stored (a padding row of a CUDA graph's batch).
@@ -41,6 +47,8 @@ pub(crate) struct BatchMeta<'a> {
     pub spans: Vec<(usize, usize, usize)>,
     /// Rows that get logits, in order.
     pub logit_rows: Vec<u32>,
+    /// Rows of prompt tokens ([`SeqChunk::prompt_len`]): sorted, disjoint, adjacent runs merged.
+    pub prompt_rows: Vec<std::ops::Range<usize>>,
     /// The same layout in device memory, for a model on a GPU (set by the model, read by the
     /// attention kernels of every layer).
     pub gpu: Option<crate::cuda::GpuBatch>,
@@ -59,6 +67,7 @@ impl<'a> BatchMeta<'a> {
             seqs: Vec::with_capacity(chunks.len()),
             spans: Vec::with_capacity(chunks.len()),
             logit_rows: Vec::new(),
+            prompt_rows: Vec::new(),
             gpu: None,
         };
         for (i, c) in chunks.iter().enumerate() {
@@ -86,6 +95,13 @@ impl<'a> BatchMeta<'a> {
                 LogitsFor::All => m.logit_rows.extend(row as u32..(row + t) as u32),
                 LogitsFor::Last => m.logit_rows.push((row + t - 1) as u32),
                 LogitsFor::None => {}
+            }
+            let prompt = c.prompt_len.saturating_sub(start).min(t);
+            if prompt > 0 {
+                match m.prompt_rows.last_mut() {
+                    Some(r) if r.end == row => r.end = row + prompt,
+                    _ => m.prompt_rows.push(row..row + prompt),
+                }
             }
             m.seqs.push(AttnSeq { row, len: t, start, block_table: c.block_table });
             m.spans.push((start, t, start + t));
@@ -129,6 +145,8 @@ impl<'a> BatchMeta<'a> {
         self.seqs.truncate(n);
         self.spans.truncate(n);
         self.logit_rows.truncate(n);
+        self.prompt_rows.iter_mut().for_each(|r| r.end = r.end.min(n));
+        self.prompt_rows.retain(|r| !r.is_empty());
         self.gpu = None;
     }
 }
@@ -141,8 +159,8 @@ mod tests {
     fn decode_batches_pad_with_rows_that_store_nothing() {
         let (t0, t1) = ([7u32, 3], [9u32]);
         let chunks = [
-            SeqChunk { tokens: &[5], start: 20, block_table: &t0, logits: LogitsFor::Last },
-            SeqChunk { tokens: &[6], start: 3, block_table: &t1, logits: LogitsFor::Last },
+            SeqChunk { tokens: &[5], start: 20, block_table: &t0, logits: LogitsFor::Last, prompt_len: 8 },
+            SeqChunk { tokens: &[6], start: 3, block_table: &t1, logits: LogitsFor::Last, prompt_len: 3 },
         ];
         let mut m = BatchMeta::new(&chunks, 16, 100).unwrap();
         assert!(m.is_decode());
@@ -158,9 +176,9 @@ mod tests {
         m.unpad(2);
         assert_eq!((m.tokens.len(), m.slots.len(), m.seqs.len(), m.logit_rows.len()), (2, 2, 2, 2));
 
-        let prefill = [SeqChunk { tokens: &[1, 2], start: 0, block_table: &t1, logits: LogitsFor::Last }];
+        let prefill = [SeqChunk { tokens: &[1, 2], start: 0, block_table: &t1, logits: LogitsFor::Last, prompt_len: 2 }];
         assert!(!BatchMeta::new(&prefill, 16, 100).unwrap().is_decode());
-        let scoring = [SeqChunk { tokens: &[1], start: 0, block_table: &t1, logits: LogitsFor::None }];
+        let scoring = [SeqChunk { tokens: &[1], start: 0, block_table: &t1, logits: LogitsFor::None, prompt_len: usize::MAX }];
         assert!(!BatchMeta::new(&scoring, 16, 100).unwrap().is_decode());
     }
 }

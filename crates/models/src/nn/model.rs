@@ -293,7 +293,7 @@ impl Model {
         let start = cache.len();
         cache.reserve(start + tokens.len())?;
         let KvCache { pool, table, .. } = cache;
-        let chunk = SeqChunk { tokens, start, block_table: table, logits: which };
+        let chunk = SeqChunk { tokens, start, block_table: table, logits: which, prompt_len: usize::MAX };
         let logits = self.forward_batch(&[chunk], pool)?;
         cache.advance(tokens.len());
         Ok(logits)
@@ -496,6 +496,15 @@ impl Model {
         batch: &BatchMeta,
         kv: &mut PagedKvCache,
     ) -> Result<Tensor> {
+        if self.device.is_cpu() && !batch.prompt_rows.is_empty() {
+            let rows = batch.prompt_rows.clone();
+            return crate::kernels::with_prompt_rows(batch.num_tokens(), rows, || self.forward_rows(inputs, batch, kv));
+        }
+        self.forward_rows(inputs, batch, kv)
+    }
+
+    /// [`Model::forward_inputs`], with the batch's prompt rows marked for the CPU matmuls.
+    fn forward_rows(&self, inputs: &StepInputs, batch: &BatchMeta, kv: &mut PagedKvCache) -> Result<Tensor> {
         let t = batch.num_tokens();
         // (T, hidden) → (1, T, hidden)
         let mut x = match (&self.embed, &self.tp) {
@@ -549,7 +558,7 @@ impl Model {
             Some(h) => self.final_norm.forward_residual(&x, &logit_rows(h)?)?.1,
             None => self.final_norm.forward(&x)?,
         };
-        let mut logits = self.lm_head.forward(&x)?;
+        let mut logits = crate::kernels::with_picked_rows(t, &batch.logit_rows, || self.lm_head.forward(&x))?;
         if let Some(tp) = &self.tp {
             logits = tp.gather_logits(&logits)?;
         }
@@ -579,7 +588,7 @@ impl Model {
             let tokens = vec![[0u32]; size];
             let chunks: Vec<SeqChunk> = tokens
                 .iter()
-                .map(|t| SeqChunk { tokens: t, start: 0, block_table: &table, logits: LogitsFor::Last })
+                .map(|t| SeqChunk { tokens: t, start: 0, block_table: &table, logits: LogitsFor::Last, prompt_len: 0 })
                 .collect();
             if let Err(e) = self.forward_batch(&chunks, kv) {
                 tracing::warn!("capturing the decode graph of {size} sequences at start-up failed: {e}");

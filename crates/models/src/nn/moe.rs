@@ -237,7 +237,8 @@ impl Moe {
             let ids = Tensor::new(rows[e].as_slice(), xs.device()).ctx("expert rows")?;
             // (m_e, hidden)
             let xe = xs.index_select(&ids, 0).ctx("gather expert rows")?;
-            outs.push(expert.forward(&xe)?);
+            // (Each row keeps its token's prompt mark for the CPU kernels.)
+            outs.push(crate::kernels::with_picked_rows(n, &rows[e], || expert.forward(&xe))?);
             dest.extend_from_slice(&rows[e]);
             weights.extend_from_slice(&row_weights[e]);
         }

@@ -20,6 +20,7 @@ struct Chunk {
     start: usize,
     block_table: Vec<u32>,
     logits: LogitsFor,
+    prompt_len: usize,
 }
 
 enum Msg {
@@ -78,6 +79,7 @@ impl Followers {
                     start: c.start,
                     block_table: c.block_table.to_vec(),
                     logits: c.logits,
+                    prompt_len: c.prompt_len,
                 })
                 .collect()
         };
@@ -151,7 +153,13 @@ fn step(
     let Some(pool) = kv.as_mut() else { return Ok(()) };
     let chunks: Vec<SeqChunk> = chunks
         .iter()
-        .map(|c| SeqChunk { tokens: &c.tokens, start: c.start, block_table: &c.block_table, logits: c.logits })
+        .map(|c| SeqChunk {
+            tokens: &c.tokens,
+            start: c.start,
+            block_table: &c.block_table,
+            logits: c.logits,
+            prompt_len: c.prompt_len,
+        })
         .collect();
     model.forward_rank(&chunks, pool, None).map(|_| ())
 }
