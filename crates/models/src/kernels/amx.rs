@@ -365,97 +365,112 @@ pub(crate) unsafe fn to_bf16(x: &[f32], out: &mut [u16]) {
     }
 }
 
-/// Output columns `col0..col0 + valid` of `rows` (at most 64 of them), from the row tile's
-/// bfloat16 B tiles `w` and the bfloat16 activations `x` (rows of `k`): per 16 rows one f32 C
-/// tile that every block's `tdpbf16ps` adds into, stored once at the end. Each row's sums run
-/// over the blocks in order, whatever rows share its tiles. Safety: [`wide_available`] is
-/// true; `x` holds every row of `rows`.
+/// Output columns `col0..col0 + valid` (`valid` ≤ 32) of `rows`, from two row tiles' bfloat16
+/// B tiles `w0` (columns `col0..col0 + 16`) and `w1` (the next 16; `w0` again when `valid` ≤
+/// 16) and the bfloat16 activations `x` (rows of `k`). Rows go 32 at a time, two groups of 16
+/// (the last group 1..=16 rows): per block two B and two A tile loads feed four `tdpbf16ps`
+/// into four f32 C tiles, which are stored once at the end. Each row's sums run over the
+/// blocks in order, whatever rows share its tiles. Safety: [`wide_available`] is true; `x`
+/// holds every row of `rows`.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(crate) unsafe fn tile_wide(w: &[Line], x: &[u16], k: usize, rows: Range<usize>, y: Out, col0: usize, valid: usize) {
-    debug_assert!(rows.len() <= 4 * MR && rows.end * k <= x.len() && w.len() * 64 == k / QK * WIDE_B_BYTES);
-    // Groups of 16 rows; the last (1..=16 rows) takes tmm3/tmm7, configured for its count.
-    let full = (rows.len() - 1) / MR;
-    let last = rows.len() - full * MR;
-    configure_wide(last);
+pub(crate) unsafe fn tile_wide(
+    w0: &[Line],
+    w1: &[Line],
+    x: &[u16],
+    k: usize,
+    rows: Range<usize>,
+    y: Out,
+    col0: usize,
+    valid: usize,
+) {
+    debug_assert!(rows.end * k <= x.len() && valid <= 2 * MR);
+    debug_assert!(w0.len() * 64 == k / QK * WIDE_B_BYTES && w1.len() == w0.len());
     let (kb, lda) = (k / QK, 2 * k);
-    let a = |g: usize| x.as_ptr().add((rows.start + g * MR) * k) as *const u8;
-    let (a0, a1, a2, a3) = (a(0), a(full.min(1)), a(full.min(2)), a(full));
-    let b = w.as_ptr() as *const u8;
-    macro_rules! run {
-        ($($body:literal),*) => {
-            // SAFETY: (caller) the tiles are configured above; A rows are `rows` of `x` at
-            // stride `lda`, each block's 64 bytes inside its row; B is block `kb`'s 1 KB tile.
-            asm!(
-                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                "2:",
-                "tileloadd tmm6, [{b} + {s64}*1]",
-                $($body,)*
-                "add {a0}, 64", "add {a1}, 64", "add {a2}, 64", "add {a3}, 64", "add {b}, 1024",
-                "dec {kb}",
-                "jnz 2b",
-                a0 = inout(reg) a0 => _, a1 = inout(reg) a1 => _, a2 = inout(reg) a2 => _,
-                a3 = inout(reg) a3 => _, b = inout(reg) b => _, kb = inout(reg) kb => _,
-                lda = in(reg) lda, s64 = in(reg) 64usize,
-                options(nostack),
-            )
-        };
-    }
-    match full {
-        0 => run!("tileloadd tmm7, [{a3} + {lda}*1]", "tdpbf16ps tmm3, tmm7, tmm6"),
-        1 => run!(
-            "tileloadd tmm4, [{a0} + {lda}*1]", "tdpbf16ps tmm0, tmm4, tmm6",
-            "tileloadd tmm7, [{a3} + {lda}*1]", "tdpbf16ps tmm3, tmm7, tmm6"
-        ),
-        2 => run!(
-            "tileloadd tmm4, [{a0} + {lda}*1]", "tdpbf16ps tmm0, tmm4, tmm6",
-            "tileloadd tmm5, [{a1} + {lda}*1]", "tdpbf16ps tmm1, tmm5, tmm6",
-            "tileloadd tmm7, [{a3} + {lda}*1]", "tdpbf16ps tmm3, tmm7, tmm6"
-        ),
-        _ => run!(
-            "tileloadd tmm4, [{a0} + {lda}*1]", "tdpbf16ps tmm0, tmm4, tmm6",
-            "tileloadd tmm5, [{a1} + {lda}*1]", "tdpbf16ps tmm1, tmm5, tmm6",
-            "tileloadd tmm4, [{a2} + {lda}*1]", "tdpbf16ps tmm2, tmm4, tmm6",
-            "tileloadd tmm7, [{a3} + {lda}*1]", "tdpbf16ps tmm3, tmm7, tmm6"
-        ),
-    }
-    // C tiles → y. Whole 16-column tiles go straight to y's rows; a matrix's last, partial tile
-    // goes through a buffer so that no column past `valid` is written.
-    let mut buf = std::mem::MaybeUninit::<[Line; MR]>::uninit();
-    let bp = buf.as_mut_ptr() as *mut f32;
-    for g in 0..=full {
-        let (n, r0) = (if g == full { last } else { MR }, rows.start + g * MR);
-        let (dst, ld) = if valid == MR { (y.row_ptr(r0, col0), y.ld * 4) } else { (bp, 64) };
-        macro_rules! store {
-            ($c:literal) => {
-                // SAFETY: `n` rows at stride `ld` bytes: y's rows r0..r0 + n (this call owns
-                // their columns col0..col0 + 16) or the 16-row buffer.
-                asm!(concat!("tilestored [{d} + {ld}*1], ", $c), d = in(reg) dst, ld = in(reg) ld, options(nostack))
+    let mut i = rows.start;
+    while i < rows.end {
+        // The top group (16 rows) only when more than 16 rows are left; the bottom one takes
+        // the rest of this step (1..=16 rows).
+        let n = (rows.end - i).min(2 * MR);
+        let (top, bottom) = if n > MR { (MR, n - MR) } else { (0, n) };
+        configure_wide(bottom);
+        let at = |r: usize| x.as_ptr().add(r * k) as *const u8;
+        let (a_top, a_bot) = (at(i), at(i + top));
+        let (b0, b1) = (w0.as_ptr() as *const u8, w1.as_ptr() as *const u8);
+        macro_rules! run {
+            ($($body:literal),*) => {
+                // SAFETY: (caller) tiles configured above; A rows are rows of `x` at stride
+                // `lda`, each block's 64 bytes inside its row; B one block's 1 KB tile each.
+                asm!(
+                    "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                    "2:",
+                    "tileloadd tmm6, [{b0} + {s64}*1]",
+                    "tileloadd tmm7, [{b1} + {s64}*1]",
+                    $($body,)*
+                    "add {at}, 64", "add {ab}, 64", "add {b0}, 1024", "add {b1}, 1024",
+                    "dec {kb}",
+                    "jnz 2b",
+                    at = inout(reg) a_top => _, ab = inout(reg) a_bot => _,
+                    b0 = inout(reg) b0 => _, b1 = inout(reg) b1 => _, kb = inout(reg) kb => _,
+                    lda = in(reg) lda, s64 = in(reg) 64usize,
+                    options(nostack),
+                )
             };
         }
-        match (g == full, g) {
-            (true, _) => store!("tmm3"),
-            (false, 0) => store!("tmm0"),
-            (false, 1) => store!("tmm1"),
-            _ => store!("tmm2"),
+        if top > 0 {
+            run!(
+                "tileloadd tmm4, [{at} + {lda}*1]", "tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{ab} + {lda}*1]", "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7"
+            );
+        } else {
+            run!("tileloadd tmm5, [{ab} + {lda}*1]", "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7");
         }
-        if valid < MR {
-            for r in 0..n {
-                y.write_row(r0 + r, col0, std::slice::from_raw_parts(bp.add(r * MR), valid));
+        // C tiles → y: straight into y's rows when all 32 columns are the matrix's, else
+        // through a buffer so that no column past `valid` is written.
+        let mut buf = std::mem::MaybeUninit::<[Line; 2 * MR]>::uninit();
+        let bp = buf.as_mut_ptr() as *mut f32;
+        for (half, r0, nr) in [(0, i, top), (1, i + top, bottom)] {
+            if nr == 0 {
+                continue;
+            }
+            let (dst, ld) = if valid == 2 * MR { (y.row_ptr(r0, col0), y.ld * 4) } else { (bp, 2 * 64) };
+            macro_rules! store {
+                ($c0:literal, $c1:literal) => {
+                    // SAFETY: `nr` rows of 32 floats at stride `ld` bytes: y's rows r0..r0 + nr
+                    // (this call owns columns col0..col0 + 32) or the buffer.
+                    asm!(
+                        concat!("tilestored [{d} + {ld}*1], ", $c0),
+                        concat!("tilestored [{d1} + {ld}*1], ", $c1),
+                        d = in(reg) dst, d1 = in(reg) dst.add(MR), ld = in(reg) ld,
+                        options(nostack),
+                    )
+                };
+            }
+            if half == 0 {
+                store!("tmm0", "tmm1");
+            } else {
+                store!("tmm2", "tmm3");
+            }
+            if valid < 2 * MR {
+                for r in 0..nr {
+                    y.write_row(r0 + r, col0, std::slice::from_raw_parts(bp.add(r * 2 * MR), valid));
+                }
             }
         }
+        i += n;
     }
 }
 
-/// Tiles for [`tile_wide`]: C tmm0–2 (16 rows of 16 f32), tmm3 (`last` rows); A tmm4, tmm5
-/// (16 rows of 32 bf16), tmm7 (`last` rows); B tmm6 (16 rows of 16 pairs).
-unsafe fn configure_wide(last: usize) {
+/// Tiles for [`tile_wide`]: C tmm0, tmm1 (16 rows of 16 f32), tmm2, tmm3 (`bottom` rows); A tmm4
+/// (16 rows of 32 bf16), tmm5 (`bottom` rows); B tmm6, tmm7 (16 rows of 16 pairs).
+unsafe fn configure_wide(bottom: usize) {
     // Keys above the int8 path's row counts (1..=16).
-    let key = 64 + last;
+    let key = 64 + bottom;
     if CONFIGURED.get() == key {
         return;
     }
     let mut cfg = TileConfig { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
-    for (t, rows) in [(0, MR), (1, MR), (2, MR), (3, last), (4, MR), (5, MR), (6, MR), (7, last)] {
+    for (t, rows) in [(0, MR), (1, MR), (2, bottom), (3, bottom), (4, MR), (5, bottom), (6, MR), (7, MR)] {
         cfg.rows[t] = rows as u8;
         cfg.colsb[t] = 64;
     }

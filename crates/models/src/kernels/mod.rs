@@ -432,13 +432,15 @@ impl QMatrix {
         let pool = Pool::global();
         let threads = if m * self.n * self.k < PARALLEL_MIN_MACS { 1 } else { pool.threads() };
         // ~8 units per thread: small enough for the cursor to balance a late-waking helper.
+        // The bfloat16 tiles go two row tiles at a time, so their units hold pairs.
         let per_unit = n_tiles.div_ceil(threads * 8).max(1);
+        let per_unit = if matches!(acts, Acts::Quant(_, Some(_))) { per_unit.next_multiple_of(2) } else { per_unit };
         let n_units = n_tiles.div_ceil(per_unit);
         let unit = |u: usize| {
             let tiles = u * per_unit..n_tiles.min((u + 1) * per_unit);
             for r0 in (0..m).step_by(ROW_CHUNK) {
-                for t in tiles.clone() {
-                    self.tile(t, acts, r0..m.min(r0 + ROW_CHUNK), y);
+                for t in tiles.clone().step_by(2) {
+                    self.tiles(t..tiles.end.min(t + 2), acts, r0..m.min(r0 + ROW_CHUNK), y);
                 }
             }
         };
@@ -449,44 +451,59 @@ impl QMatrix {
         }
     }
 
+    /// Output columns `16t..16t + 16` (clipped to `n`) for activation `rows`, for each row tile
+    /// `t` of `ts` (one or two).
+    fn tiles(&self, ts: Range<usize>, acts: &Acts, rows: Range<usize>, y: Out) {
+        #[cfg(target_arch = "x86_64")]
+        if let Acts::Quant(q, Some(wide)) = acts {
+            // Prompt rows through the bfloat16 tiles, both row tiles at once; the rows between
+            // them as usual.
+            let (col0, valid) = (ts.start * TILE_ROWS, (ts.len() * TILE_ROWS).min(self.n - ts.start * TILE_ROWS));
+            let (w0, w1) = (wide.tiles.row_tile(ts.start), wide.tiles.row_tile(ts.end - 1));
+            let quant = |rows: Range<usize>| {
+                for t in ts.clone() {
+                    self.tile_quant(t, q, rows.clone(), y);
+                }
+            };
+            let mut at = rows.start;
+            for r in wide.rows {
+                let (s, e) = (r.start.max(at), r.end.min(rows.end));
+                if s >= e {
+                    continue;
+                }
+                if at < s {
+                    quant(at..s);
+                }
+                // SAFETY: `wide` exists only where `amx::wide_available`; `x` holds rows s..e;
+                // this unit owns both row tiles' columns.
+                unsafe { amx::tile_wide(w0, w1, wide.x, self.k, s..e, y, col0, valid) };
+                at = e;
+            }
+            if at < rows.end {
+                quant(at..rows.end);
+            }
+            return;
+        }
+        for t in ts {
+            self.tile(t, acts, rows.clone(), y);
+        }
+    }
+
     /// Output columns `16t..16t + 16` (clipped to `n`) for activation `rows`.
     fn tile(&self, t: usize, acts: &Acts, rows: Range<usize>, y: Out) {
         let (kind, w) = (self.kind(), self.tiles.row_tile(t));
         let (col0, valid) = (t * TILE_ROWS, TILE_ROWS.min(self.n - t * TILE_ROWS));
-        let acts = match acts {
-            Acts::Dense(x) => return dense::tile(self.backend, kind, w, x, self.k, rows, y, col0, valid),
-            Acts::KQuant(acts, offsets) => {
-                return kquant::tile(self.backend, kind, w, acts, offsets, rows, y, col0, valid);
-            }
-            #[cfg(target_arch = "x86_64")]
-            Acts::Quant(acts, Some(wide)) => {
-                // Prompt rows through the bfloat16 tiles, the rows between them as usual.
-                let mut at = rows.start;
-                for r in wide.rows {
-                    let (s, e) = (r.start.max(at), r.end.min(rows.end));
-                    if s >= e {
-                        continue;
-                    }
-                    if at < s {
-                        self.tile_quant(w, acts, at..s, y, col0, valid);
-                    }
-                    // SAFETY: `wide` exists only where `amx::wide_available`; `x` holds rows s..e.
-                    unsafe { amx::tile_wide(wide.tiles.row_tile(t), wide.x, self.k, s..e, y, col0, valid) };
-                    at = e;
-                }
-                if at < rows.end {
-                    self.tile_quant(w, acts, at..rows.end, y, col0, valid);
-                }
-                return;
-            }
-            Acts::Quant(acts, _) => acts,
-        };
-        self.tile_quant(w, acts, rows, y, col0, valid)
+        match acts {
+            Acts::Dense(x) => dense::tile(self.backend, kind, w, x, self.k, rows, y, col0, valid),
+            Acts::KQuant(acts, offsets) => kquant::tile(self.backend, kind, w, acts, offsets, rows, y, col0, valid),
+            Acts::Quant(acts, _) => self.tile_quant(t, acts, rows, y),
+        }
     }
 
     /// [`QMatrix::tile`] for the 32-weight block kinds, from quantized activations.
-    fn tile_quant(&self, w: &[u8], acts: &QuantRows, rows: Range<usize>, y: Out, col0: usize, valid: usize) {
-        let kind = self.kind();
+    fn tile_quant(&self, t: usize, acts: &QuantRows, rows: Range<usize>, y: Out) {
+        let (kind, w) = (self.kind(), self.tiles.row_tile(t));
+        let (col0, valid) = (t * TILE_ROWS, TILE_ROWS.min(self.n - t * TILE_ROWS));
         match self.backend {
             // SAFETY: `with_backend`/`detect` admit only backends this CPU supports.
             #[cfg(target_arch = "x86_64")]
