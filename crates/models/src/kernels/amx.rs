@@ -306,41 +306,97 @@ pub(crate) fn wide_available() -> bool {
 /// An `n × k` matrix as bfloat16 B tiles: row tile `t` (outputs `16t..16t + 16`), block `b`
 /// (inputs `32b..32b + 32`) is the 1 KB tile at `(t · kb + b) · WIDE_B_BYTES`, its row `p`
 /// holding, for each column `c`, the pair `w[16t + c][32b + 2p .. + 2]`. Columns past `n` are 0.
+/// The bytes count against [`WIDE_BUDGET`] while the tiles live.
 pub(crate) struct WideTiles {
     kb: usize,
     n_tiles: usize,
     buf: Vec<Line>,
 }
 
+/// Bytes of bfloat16 tiles the process may hold at once (`PROM_AMX_BF16_BYTES`, default 1 GiB;
+/// 0 turns the bfloat16 prompt path off): matrices are packed first come, first served, and
+/// the rest keep the quantized path for every row.
+pub(crate) const WIDE_BUDGET: usize = 1 << 30;
+
+fn wide_left() -> &'static std::sync::atomic::AtomicUsize {
+    static LEFT: OnceLock<std::sync::atomic::AtomicUsize> = OnceLock::new();
+    LEFT.get_or_init(|| {
+        let bytes = std::env::var("PROM_AMX_BF16_BYTES").ok().and_then(|v| v.parse().ok());
+        std::sync::atomic::AtomicUsize::new(bytes.unwrap_or(WIDE_BUDGET))
+    })
+}
+
 impl WideTiles {
-    /// `w` is the dequantized matrix, row-major (n, k); `k` a multiple of 32.
-    pub(crate) fn pack(w: &[f32], n: usize, k: usize) -> Self {
-        debug_assert!(k.is_multiple_of(QK) && w.len() == n * k);
+    /// The tiles' bytes for an (n, k) matrix.
+    pub(crate) fn bytes_for(n: usize, k: usize) -> usize {
+        n.div_ceil(MR) * (k / QK) * WIDE_B_BYTES
+    }
+
+    /// Takes `bytes` from the budget; false (taking nothing) when it has less left.
+    fn reserve(bytes: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        wide_left().fetch_update(Relaxed, Relaxed, |l| l.checked_sub(bytes)).is_ok()
+    }
+
+    /// Packs `w()` (the dequantized matrix, row-major (n, k); `k` a multiple of 32), or `None`
+    /// without calling it when the budget cannot hold the tiles.
+    pub(crate) fn pack(n: usize, k: usize, w: impl FnOnce() -> crate::Result<Vec<f32>>) -> crate::Result<Option<Self>> {
+        debug_assert!(k.is_multiple_of(QK));
         let (kb, n_tiles) = (k / QK, n.div_ceil(MR));
-        let mut buf = vec![Line([0; 64]); n_tiles * kb * WIDE_B_BYTES / 64];
-        for (row, wr) in w.chunks_exact(k).enumerate() {
-            let (t, c) = (row / MR, row % MR);
-            for (j, &v) in wr.iter().enumerate() {
-                let (b, p, odd) = (j / QK, j % QK / 2, j % 2);
-                let at = (t * kb + b) * WIDE_B_BYTES + p * 64 + c * 4 + odd * 2;
-                let bits = half::bf16::from_f32(v).to_bits().to_le_bytes();
-                buf[at / 64].0[at % 64..at % 64 + 2].copy_from_slice(&bits);
-            }
+        if !Self::reserve(Self::bytes_for(n, k)) {
+            return Ok(None);
         }
-        Self { kb, n_tiles, buf }
+        // (From here the tiles own the reservation: `Drop` returns it, also on error.)
+        let mut tiles = Self { kb, n_tiles, buf: Vec::new() };
+        let w = w()?;
+        debug_assert!(w.len() == n * k);
+        // Rows to bfloat16 first (rows past `n` stay 0), then each tile's pairs gathered: tile
+        // word (p, c) of block b is row 16t + c's pair at 32b + 2p. Tiles in parallel.
+        let mut w16 = vec![0u16; n_tiles * MR * k];
+        // SAFETY: `wide_available` (the caller's condition for packing) implies AVX-512BW.
+        unsafe { to_bf16(&w, &mut w16[..n * k]) };
+        drop(w);
+        let mut buf = vec![Line([0; 64]); n_tiles * kb * WIDE_B_BYTES / 64];
+        let per_tile = kb * WIDE_B_BYTES / 64;
+        let out = buf.as_mut_ptr() as usize;
+        super::parallel_for(n_tiles, &|t| {
+            // SAFETY: tile t's lines are written by this unit alone; `buf` outlives the call.
+            let lines = unsafe { std::slice::from_raw_parts_mut((out as *mut Line).add(t * per_tile), per_tile) };
+            let rows = &w16[t * MR * k..][..MR * k];
+            for (b, tile) in lines.chunks_exact_mut(WIDE_B_BYTES / 64).enumerate() {
+                for (p, line) in tile.iter_mut().enumerate() {
+                    for c in 0..MR {
+                        let at = c * k + b * QK + 2 * p;
+                        let pair = (rows[at] as u32) | (rows[at + 1] as u32) << 16;
+                        line.0[4 * c..4 * c + 4].copy_from_slice(&pair.to_le_bytes());
+                    }
+                }
+            }
+        });
+        tiles.buf = buf;
+        Ok(Some(tiles))
     }
 
     /// The tiles of `parts` one after another (every part but the last a whole number of row
-    /// tiles, as `Tiles::concat`).
-    pub(crate) fn concat(parts: &[&WideTiles]) -> Self {
-        let buf = parts.iter().flat_map(|p| p.buf.iter().copied()).collect();
-        Self { kb: parts[0].kb, n_tiles: parts.iter().map(|p| p.n_tiles).sum(), buf }
+    /// tiles, as `Tiles::concat`); `None` when the budget cannot hold the copy.
+    pub(crate) fn concat(parts: &[&WideTiles]) -> Option<Self> {
+        let (kb, n_tiles) = (parts[0].kb, parts.iter().map(|p| p.n_tiles).sum::<usize>());
+        if !Self::reserve(n_tiles * kb * WIDE_B_BYTES) {
+            return None;
+        }
+        Some(Self { kb, n_tiles, buf: parts.iter().flat_map(|p| p.buf.iter().copied()).collect() })
     }
 
     /// The `kb` B tiles of row tile `t`.
     pub(crate) fn row_tile(&self, t: usize) -> &[Line] {
         let per = self.kb * WIDE_B_BYTES / 64;
         &self.buf[t * per..][..per]
+    }
+}
+
+impl Drop for WideTiles {
+    fn drop(&mut self) {
+        wide_left().fetch_add(self.n_tiles * self.kb * WIDE_B_BYTES, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -283,13 +283,12 @@ impl QMatrix {
             k: first.k,
             tiles: Tiles::concat(&tiles),
             backend: first.backend,
-            // (The parts' own copies are dropped by the caller; their budget is not returned.)
             #[cfg(target_arch = "x86_64")]
             wide: parts
                 .iter()
                 .map(|p| p.wide.as_ref())
                 .collect::<Option<Vec<_>>>()
-                .map(|w| amx::WideTiles::concat(&w)),
+                .and_then(|w| amx::WideTiles::concat(&w)),
         })
     }
 
@@ -582,20 +581,23 @@ fn prompt_rows(m: usize) -> Option<Vec<Range<usize>>> {
     PROMPT_ROWS.with(|p| p.borrow().as_ref().filter(|(t, r)| *t == m && !r.is_empty()).map(|(_, r)| r.clone()))
 }
 
-/// Bytes of bfloat16 tiles the process may still build (`PROM_AMX_BF16_BYTES`, default 1 GiB;
-/// 0 turns the bfloat16 prompt path off). Taken at load, first come first served.
-#[cfg(target_arch = "x86_64")]
-fn take_wide_budget(bytes: usize) -> bool {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static LEFT: std::sync::OnceLock<AtomicUsize> = std::sync::OnceLock::new();
-    let left = LEFT.get_or_init(|| {
-        AtomicUsize::new(std::env::var("PROM_AMX_BF16_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 30))
-    });
-    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(bytes)).is_ok()
+thread_local! {
+    /// Set inside [`without_prompt_tiles`].
+    static NO_WIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (which loads weights) so that the matrices it packs get no bfloat16 prompt tiles:
+/// for a matrix that only ever sees a few rows at once, such as the LM head, where streaming 2
+/// bytes a weight costs more than the quantized path.
+pub fn without_prompt_tiles<R>(f: impl FnOnce() -> R) -> R {
+    let before = NO_WIDE.replace(true);
+    let r = f();
+    NO_WIDE.set(before);
+    r
 }
 
 /// The bfloat16 tiles of a 32-weight block matrix, where the AMX backend runs it and the budget
-/// allows; `None` otherwise.
+/// ([`amx::WIDE_BUDGET`]) allows; `None` otherwise.
 #[cfg(target_arch = "x86_64")]
 fn wide_tiles(kind: QuantKind, backend: Backend, n: usize, k: usize, data: &[u8]) -> Result<Option<amx::WideTiles>> {
     let dtype = match kind {
@@ -606,12 +608,10 @@ fn wide_tiles(kind: QuantKind, backend: Backend, n: usize, k: usize, data: &[u8]
         QuantKind::Q8_0 => GgmlDType::Q8_0,
         _ => return Ok(None),
     };
-    if backend != Backend::Amx || !amx::wide_available() || !take_wide_budget(n.div_ceil(TILE_ROWS) * k * 2 * TILE_ROWS)
-    {
+    if backend != Backend::Amx || !amx::wide_available() || NO_WIDE.get() {
         return Ok(None);
     }
-    let w = crate::quant::dequantize(dtype, data, &[n, k])?;
-    Ok(Some(amx::WideTiles::pack(&w, n, k)))
+    amx::WideTiles::pack(n, k, || crate::quant::dequantize(dtype, data, &[n, k]))
 }
 
 /// The values as raw BF16 or F16 bits, if one of them represents every value exactly (BF16 is

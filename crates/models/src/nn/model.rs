@@ -137,7 +137,9 @@ impl Model {
             Some(_) => Tensor::zeros(0, dtype, device).ctx("embedding placeholder")?,
             None => embed_raw.to_dense(device)?.to_dtype(dtype).ctx("embedding dtype")?,
         };
-        let lm_head = match (&names.lm_head, &tp) {
+        // One row a sequence at generation: no bfloat16 prompt tiles (see `kernels`).
+        let lm_head = crate::kernels::without_prompt_tiles(|| -> Result<Linear> {
+            Ok(match (&names.lm_head, &tp) {
             (Some(name), _) => {
                 let prefix = name.strip_suffix(".weight").unwrap_or(name);
                 shard::lm_head(&b, tp.as_ref(), prefix, vocab, hidden)?
@@ -157,7 +159,8 @@ impl Model {
                 None,
                 vocab,
             ),
-        };
+        })
+        })?;
         let position_embed = match (&cfg.position, &names.position_embed) {
             (PositionEncoding::Learned, Some(name)) => Some(b.tensor(name, &[cfg.max_position_embeddings, hidden])?),
             (PositionEncoding::Learned, None) => {
@@ -558,7 +561,8 @@ impl Model {
             Some(h) => self.final_norm.forward_residual(&x, &logit_rows(h)?)?.1,
             None => self.final_norm.forward(&x)?,
         };
-        let mut logits = crate::kernels::with_picked_rows(t, &batch.logit_rows, || self.lm_head.forward(&x))?;
+        // (The head has no bfloat16 prompt tiles: every row takes the quantized path.)
+        let mut logits = self.lm_head.forward(&x)?;
         if let Some(tp) = &self.tp {
             logits = tp.gather_logits(&logits)?;
         }
