@@ -30,6 +30,7 @@ use std::sync::OnceLock;
 use super::act::{QuantRows, Rows};
 use super::avx512::{nibbles, q8_flipped, BlockScales};
 use super::layout::{Line, QuantKind, QK};
+use super::slab::LineBuf;
 use super::Out;
 
 /// Activation rows per `tdpbsud` (the tile registers' 16 rows).
@@ -310,7 +311,8 @@ pub(crate) fn wide_available() -> bool {
 pub(crate) struct WideTiles {
     kb: usize,
     n_tiles: usize,
-    buf: Vec<Line>,
+    /// On huge pages where possible, as the quantized tiles (`slab`).
+    buf: LineBuf,
 }
 
 /// Bytes of bfloat16 tiles the process may hold at once (`PROM_AMX_BF16_BYTES`, default 1 GiB;
@@ -338,43 +340,40 @@ impl WideTiles {
         wide_left().fetch_update(Relaxed, Relaxed, |l| l.checked_sub(bytes)).is_ok()
     }
 
-    /// Packs `w()` (the dequantized matrix, row-major (n, k); `k` a multiple of 32), or `None`
-    /// without calling it when the budget cannot hold the tiles.
-    pub(crate) fn pack(n: usize, k: usize, w: impl FnOnce() -> crate::Result<Vec<f32>>) -> crate::Result<Option<Self>> {
+    /// Packs the matrix whose row `r` `row(r, out)` writes as f32 (`k` values, a multiple of
+    /// 32), or `None` without calling it when the budget cannot hold the tiles. Tiles are
+    /// packed in parallel.
+    pub(crate) fn pack(n: usize, k: usize, row: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Option<Self> {
         debug_assert!(k.is_multiple_of(QK));
         let (kb, n_tiles) = (k / QK, n.div_ceil(MR));
         if !Self::reserve(Self::bytes_for(n, k)) {
-            return Ok(None);
+            return None;
         }
-        // (From here the tiles own the reservation: `Drop` returns it, also on error.)
-        let mut tiles = Self { kb, n_tiles, buf: Vec::new() };
-        let w = w()?;
-        debug_assert!(w.len() == n * k);
-        // Rows to bfloat16 first (rows past `n` stay 0), then each tile's pairs gathered: tile
-        // word (p, c) of block b is row 16t + c's pair at 32b + 2p. Tiles in parallel.
-        let mut w16 = vec![0u16; n_tiles * MR * k];
-        // SAFETY: `wide_available` (the caller's condition for packing) implies AVX-512BW.
-        unsafe { to_bf16(&w, &mut w16[..n * k]) };
-        drop(w);
-        let mut buf = vec![Line([0; 64]); n_tiles * kb * WIDE_B_BYTES / 64];
+        let mut buf = LineBuf::zeroed(n_tiles * kb * WIDE_B_BYTES / 64);
         let per_tile = kb * WIDE_B_BYTES / 64;
         let out = buf.as_mut_ptr() as usize;
         super::parallel_for(n_tiles, &|t| {
             // SAFETY: tile t's lines are written by this unit alone; `buf` outlives the call.
             let lines = unsafe { std::slice::from_raw_parts_mut((out as *mut Line).add(t * per_tile), per_tile) };
-            let rows = &w16[t * MR * k..][..MR * k];
+            // The tile's rows in bfloat16 (rows past `n` stay 0); then word (p, c) of block b
+            // is row c's pair at 32b + 2p.
+            let (mut w, mut w16) = (vec![0f32; k], vec![0u16; MR * k]);
+            for c in 0..MR.min(n - t * MR) {
+                row(t * MR + c, &mut w);
+                // SAFETY: `wide_available` (the caller's condition for packing) implies AVX-512BW.
+                unsafe { to_bf16(&w, &mut w16[c * k..][..k]) };
+            }
             for (b, tile) in lines.chunks_exact_mut(WIDE_B_BYTES / 64).enumerate() {
                 for (p, line) in tile.iter_mut().enumerate() {
                     for c in 0..MR {
                         let at = c * k + b * QK + 2 * p;
-                        let pair = (rows[at] as u32) | (rows[at + 1] as u32) << 16;
+                        let pair = (w16[at] as u32) | (w16[at + 1] as u32) << 16;
                         line.0[4 * c..4 * c + 4].copy_from_slice(&pair.to_le_bytes());
                     }
                 }
             }
         });
-        tiles.buf = buf;
-        Ok(Some(tiles))
+        Some(Self { kb, n_tiles, buf })
     }
 
     /// The tiles of `parts` one after another (every part but the last a whole number of row
@@ -384,7 +383,13 @@ impl WideTiles {
         if !Self::reserve(n_tiles * kb * WIDE_B_BYTES) {
             return None;
         }
-        Some(Self { kb, n_tiles, buf: parts.iter().flat_map(|p| p.buf.iter().copied()).collect() })
+        let mut buf = LineBuf::zeroed(n_tiles * kb * WIDE_B_BYTES / 64);
+        let mut at = 0;
+        for p in parts {
+            buf[at..at + p.buf.len()].copy_from_slice(&p.buf);
+            at += p.buf.len();
+        }
+        Some(Self { kb, n_tiles, buf })
     }
 
     /// The `kb` B tiles of row tile `t`.

@@ -269,6 +269,35 @@ impl Tiles {
     }
 }
 
+/// One GGUF block of a 32-weight kind (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) as f32, as ggml's
+/// `dequantize_row_*`: `d · q + m` (Q4_0: `m = -8d`, Q5_0: `-16d`, Q8_0 signed `q`); quant byte
+/// `j`'s low nibble is weight `j`, its high nibble weight `j + 16`, and `qh` bit `j` weight `j`'s
+/// fifth bit.
+pub(crate) fn dequantize_block(kind: QuantKind, blk: &[u8], out: &mut [f32; QK]) {
+    let d = f16_at(blk, 0);
+    let qs = &blk[kind.qs_offset()..][..kind.qs_bytes()];
+    if kind == QuantKind::Q8_0 {
+        for (o, &q) in out.iter_mut().zip(qs) {
+            *o = d * q as i8 as f32;
+        }
+        return;
+    }
+    let m = match kind {
+        QuantKind::Q4_1 | QuantKind::Q5_1 => f16_at(blk, 2),
+        QuantKind::Q5_0 => -16.0 * d,
+        _ => -8.0 * d,
+    };
+    let qh = match kind.has_high_bit() {
+        true => u32::from_le_bytes(blk[kind.qs_offset() - 4..][..4].try_into().expect("4 bytes")),
+        false => 0,
+    };
+    let (lo, hi) = out.split_at_mut(QK / 2);
+    for (j, &q) in qs.iter().enumerate() {
+        lo[j] = d * ((q & 0x0F) as u32 | (qh >> j & 1) << 4) as f32 + m;
+        hi[j] = d * ((q >> 4) as u32 | (qh >> (j + 16) & 1) << 4) as f32 + m;
+    }
+}
+
 /// Reads the f16 at `bytes[at..at + 2]` (little-endian, as GGUF stores it).
 #[inline]
 pub(crate) fn f16_at(bytes: &[u8], at: usize) -> f32 {

@@ -216,7 +216,7 @@ impl QMatrix {
             tiles: Tiles::pack(kind, n, k, data),
             backend,
             #[cfg(target_arch = "x86_64")]
-            wide: wide_tiles(kind, backend, n, k, data)?,
+            wide: wide_tiles(kind, backend, n, k, data),
         })
     }
 
@@ -599,19 +599,18 @@ pub fn without_prompt_tiles<R>(f: impl FnOnce() -> R) -> R {
 /// The bfloat16 tiles of a 32-weight block matrix, where the AMX backend runs it and the budget
 /// ([`amx::WIDE_BUDGET`]) allows; `None` otherwise.
 #[cfg(target_arch = "x86_64")]
-fn wide_tiles(kind: QuantKind, backend: Backend, n: usize, k: usize, data: &[u8]) -> Result<Option<amx::WideTiles>> {
-    let dtype = match kind {
-        QuantKind::Q4_0 => GgmlDType::Q4_0,
-        QuantKind::Q4_1 => GgmlDType::Q4_1,
-        QuantKind::Q5_0 => GgmlDType::Q5_0,
-        QuantKind::Q5_1 => GgmlDType::Q5_1,
-        QuantKind::Q8_0 => GgmlDType::Q8_0,
-        _ => return Ok(None),
-    };
-    if backend != Backend::Amx || !amx::wide_available() || NO_WIDE.get() {
-        return Ok(None);
+fn wide_tiles(kind: QuantKind, backend: Backend, n: usize, k: usize, data: &[u8]) -> Option<amx::WideTiles> {
+    let blocks = matches!(kind, QuantKind::Q4_0 | QuantKind::Q4_1 | QuantKind::Q5_0 | QuantKind::Q5_1 | QuantKind::Q8_0);
+    if !blocks || backend != Backend::Amx || !amx::wide_available() || NO_WIDE.get() {
+        return None;
     }
-    amx::WideTiles::pack(n, k, || crate::quant::dequantize(dtype, data, &[n, k]))
+    let (kb, bb) = (k / QK, kind.block_bytes());
+    amx::WideTiles::pack(n, k, &|r, out| {
+        for (b, o) in out.chunks_exact_mut(QK).enumerate() {
+            let o: &mut [f32; QK] = o.try_into().expect("32 values");
+            layout::dequantize_block(kind, &data[(r * kb + b) * bb..][..bb], o);
+        }
+    })
 }
 
 /// The values as raw BF16 or F16 bits, if one of them represents every value exactly (BF16 is
