@@ -228,7 +228,8 @@ fn sampled_logprobs_are_the_models_log_softmax() {
     let out = run(&e, &prompt, SamplingParams { logprobs: Some(3), ..greedy(8) });
     let ids = out.ok();
     assert!(out.deltas[0].iter().all(|&(t, l)| t == l), "each delta's tokens have logprobs: {:?}", out.deltas);
-    let rows = reference_log_softmax(&model(DType::F32), &[prompt.as_slice(), &ids[..ids.len() - 1]].concat());
+    let tokens = [prompt.as_slice(), &ids[..ids.len() - 1]].concat();
+    let rows = reference_log_softmax(&model(DType::F32), &tokens, prompt.len());
     for (i, lp) in out.logprobs[0].iter().enumerate() {
         assert_eq!(lp.token, ids[i]);
         assert_eq!(lp.rank, 1, "greedy picks the most likely token");
@@ -254,7 +255,7 @@ fn check_prompt_logprobs(e: &Engine, prompt: &[u32], rows: &[Vec<f64>]) {
 #[test]
 fn prompt_logprobs_are_the_models_log_softmax_even_when_chunked_or_cached() {
     let prompt = encode(&format!("{PROMPT} the ships that passed at night never knew her name."));
-    let rows = reference_log_softmax(&model(DType::F32), &prompt);
+    let rows = reference_log_softmax(&model(DType::F32), &prompt, prompt.len());
     check_prompt_logprobs(&engine(DType::F32, config()), &prompt, &rows);
     // Chunks of 7 tokens, and the prompt's blocks already in the prefix cache: every position
     // must still be computed and scored once.

@@ -107,7 +107,8 @@ fn run_batched(model: &Model) -> Vec<Tensor> {
     let mut kv = PagedKvCache::new(model.kv_spec(8), 8).unwrap();
     let (a, b): (Vec<u32>, Vec<u32>) = ((1..14).collect(), (100..106).collect());
     let (ta, tb) = ([3u32, 0], [7u32, 6]);
-    let chunk = |tokens, start, block_table, logits| SeqChunk { tokens, start, block_table, logits, prompt_len: usize::MAX };
+    let chunk =
+        |tokens, start, block_table, logits| SeqChunk { tokens, start, block_table, logits, prompt_len: usize::MAX };
     let mut out = vec![model.forward_batch(&[chunk(&b[..3], 0, &tb, LogitsFor::Last)], &mut kv).unwrap()];
     let both = [chunk(&a, 0, &ta, LogitsFor::All), chunk(&b[3..], 3, &tb, LogitsFor::Last)];
     out.push(model.forward_batch(&both, &mut kv).unwrap());

@@ -161,6 +161,8 @@ fn prefill(model: &Model, cache: &mut KvCache, ids: &[u32], batch: usize) -> Res
 }
 
 fn decode(model: &Model, cache: &mut KvCache, ids: &[u32]) -> Result<()> {
+    // Generated tokens, as the engine computes them (not through the prompt kernels).
+    cache.end_prompt();
     for id in ids {
         model.forward(std::slice::from_ref(id), cache, LogitsFor::Last)?;
     }

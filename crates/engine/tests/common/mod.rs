@@ -178,10 +178,17 @@ pub fn wait_idle(engine: &Engine) -> EngineStats {
 }
 
 /// log_softmax of every row of one sequence's forward pass over `tokens` (`LogitsFor::All`).
-pub fn reference_log_softmax(model: &Model, tokens: &[u32]) -> Vec<Vec<f64>> {
+/// Every position's log-softmax over `tokens`, of which the first `prompt` are the prompt (the
+/// rest computed as generated tokens, as the engine does).
+pub fn reference_log_softmax(model: &Model, tokens: &[u32], prompt: usize) -> Vec<Vec<f64>> {
     let mut cache = model.new_cache().expect("cache");
-    let logits = model.forward(tokens, &mut cache, LogitsFor::All).expect("forward");
-    let rows: Vec<Vec<f32>> = logits.to_vec2().expect("logits");
+    let mut rows: Vec<Vec<f32>> =
+        model.forward(&tokens[..prompt], &mut cache, LogitsFor::All).expect("forward").to_vec2().expect("logits");
+    if prompt < tokens.len() {
+        cache.end_prompt();
+        let rest = model.forward(&tokens[prompt..], &mut cache, LogitsFor::All).expect("forward");
+        rows.extend(rest.to_vec2::<f32>().expect("logits"));
+    }
     rows.iter().map(|r| log_softmax(r)).collect()
 }
 
@@ -196,6 +203,7 @@ pub fn reference_greedy(model: &Model, prompt: &[u32], max_tokens: usize) -> Vec
     let mut cache = model.new_cache().expect("cache");
     let mut out = Vec::with_capacity(max_tokens);
     let mut logits = model.forward(prompt, &mut cache, LogitsFor::Last).expect("forward");
+    cache.end_prompt();
     loop {
         let row: Vec<f32> = logits.get(0).and_then(|r| r.to_vec1()).expect("row");
         // ties to the lowest id, as the sampler's argmax

@@ -480,8 +480,12 @@ pub(crate) unsafe fn tile_wide(
         }
         if top > 0 {
             run!(
-                "tileloadd tmm4, [{at} + {lda}*1]", "tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7",
-                "tileloadd tmm5, [{ab} + {lda}*1]", "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7"
+                "tileloadd tmm4, [{at} + {lda}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{ab} + {lda}*1]",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7"
             );
         } else {
             run!("tileloadd tmm5, [{ab} + {lda}*1]", "tdpbf16ps tmm2, tmm5, tmm6", "tdpbf16ps tmm3, tmm5, tmm7");

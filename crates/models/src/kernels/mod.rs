@@ -600,7 +600,8 @@ pub fn without_prompt_tiles<R>(f: impl FnOnce() -> R) -> R {
 /// ([`amx::WIDE_BUDGET`]) allows; `None` otherwise.
 #[cfg(target_arch = "x86_64")]
 fn wide_tiles(kind: QuantKind, backend: Backend, n: usize, k: usize, data: &[u8]) -> Option<amx::WideTiles> {
-    let blocks = matches!(kind, QuantKind::Q4_0 | QuantKind::Q4_1 | QuantKind::Q5_0 | QuantKind::Q5_1 | QuantKind::Q8_0);
+    let blocks =
+        matches!(kind, QuantKind::Q4_0 | QuantKind::Q4_1 | QuantKind::Q5_0 | QuantKind::Q5_1 | QuantKind::Q8_0);
     if !blocks || backend != Backend::Amx || !amx::wide_available() || NO_WIDE.get() {
         return None;
     }

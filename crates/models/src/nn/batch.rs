@@ -176,9 +176,11 @@ mod tests {
         m.unpad(2);
         assert_eq!((m.tokens.len(), m.slots.len(), m.seqs.len(), m.logit_rows.len()), (2, 2, 2, 2));
 
-        let prefill = [SeqChunk { tokens: &[1, 2], start: 0, block_table: &t1, logits: LogitsFor::Last, prompt_len: 2 }];
+        let prefill =
+            [SeqChunk { tokens: &[1, 2], start: 0, block_table: &t1, logits: LogitsFor::Last, prompt_len: 2 }];
         assert!(!BatchMeta::new(&prefill, 16, 100).unwrap().is_decode());
-        let scoring = [SeqChunk { tokens: &[1], start: 0, block_table: &t1, logits: LogitsFor::None, prompt_len: usize::MAX }];
+        let scoring =
+            [SeqChunk { tokens: &[1], start: 0, block_table: &t1, logits: LogitsFor::None, prompt_len: usize::MAX }];
         assert!(!BatchMeta::new(&scoring, 16, 100).unwrap().is_decode());
     }
 }

@@ -545,6 +545,8 @@ pub struct KvCache {
     pub(crate) pool: PagedKvCache,
     pub(crate) table: Vec<u32>,
     len: usize,
+    /// Positions below this hold prompt tokens ([`KvCache::end_prompt`]).
+    prompt_end: usize,
 }
 
 /// Blocks of a single-sequence cache: 16 tokens, as the engine's default.
@@ -553,7 +555,7 @@ const SINGLE_BLOCK: usize = 16;
 impl KvCache {
     pub fn new(mut spec: KvSpec) -> Result<Self> {
         spec.block_size = SINGLE_BLOCK;
-        Ok(Self { pool: PagedKvCache::new(spec, 0)?, table: Vec::new(), len: 0 })
+        Ok(Self { pool: PagedKvCache::new(spec, 0)?, table: Vec::new(), len: 0, prompt_end: usize::MAX })
     }
 
     pub fn dtype(&self) -> KvDtype {
@@ -569,8 +571,24 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Empties the cache; its next tokens are a prompt again.
     pub fn clear(&mut self) {
         self.len = 0;
+        self.prompt_end = usize::MAX;
+    }
+
+    /// Marks the tokens cached so far as the prompt and every later one as generated. The
+    /// engine computes the two kinds through different CPU kernels where the weights have
+    /// bfloat16 prompt tiles (`SeqChunk::prompt_len`); a caller that reproduces the engine's
+    /// numbers, or times decoding, says where its prompt ends. Until then every token counts as
+    /// a prompt token (scoring).
+    pub fn end_prompt(&mut self) {
+        self.prompt_end = self.len;
+    }
+
+    /// Where the prompt ends ([`KvCache::end_prompt`]; `usize::MAX` until then).
+    pub fn prompt_len(&self) -> usize {
+        self.prompt_end
     }
 
     /// Makes room for `total` tokens, growing the pool by doubling.

@@ -140,26 +140,26 @@ impl Model {
         // One row a sequence at generation: no bfloat16 prompt tiles (see `kernels`).
         let lm_head = crate::kernels::without_prompt_tiles(|| -> Result<Linear> {
             Ok(match (&names.lm_head, &tp) {
-            (Some(name), _) => {
-                let prefix = name.strip_suffix(".weight").unwrap_or(name);
-                shard::lm_head(&b, tp.as_ref(), prefix, vocab, hidden)?
-            }
-            (None, Some(t)) => {
-                // Tied: the head is this rank's embedding rows.
-                let (rows, per) = t.vocab_rows();
-                embed = shard::rows_padded(&embed, rows, per, &names.embed)?;
-                Linear::new(QMatMul::Tensor(embed.clone()), None, per)
-            }
-            // Tied: a quantized embedding stays quantized for the head matmul, as in llama.cpp.
-            (None, None) => Linear::new(
-                match embed_raw {
-                    WeightData::Quantized(q) => QMatMul::from_arc(q)?,
-                    WeightData::Dense(t) => QMatMul::Tensor(t),
-                },
-                None,
-                vocab,
-            ),
-        })
+                (Some(name), _) => {
+                    let prefix = name.strip_suffix(".weight").unwrap_or(name);
+                    shard::lm_head(&b, tp.as_ref(), prefix, vocab, hidden)?
+                }
+                (None, Some(t)) => {
+                    // Tied: the head is this rank's embedding rows.
+                    let (rows, per) = t.vocab_rows();
+                    embed = shard::rows_padded(&embed, rows, per, &names.embed)?;
+                    Linear::new(QMatMul::Tensor(embed.clone()), None, per)
+                }
+                // Tied: a quantized embedding stays quantized for the head matmul, as in llama.cpp.
+                (None, None) => Linear::new(
+                    match embed_raw {
+                        WeightData::Quantized(q) => QMatMul::from_arc(q)?,
+                        WeightData::Dense(t) => QMatMul::Tensor(t),
+                    },
+                    None,
+                    vocab,
+                ),
+            })
         })?;
         let position_embed = match (&cfg.position, &names.position_embed) {
             (PositionEncoding::Learned, Some(name)) => Some(b.tensor(name, &[cfg.max_position_embeddings, hidden])?),
@@ -295,8 +295,9 @@ impl Model {
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: LogitsFor) -> Result<Tensor> {
         let start = cache.len();
         cache.reserve(start + tokens.len())?;
+        let prompt_len = cache.prompt_len();
         let KvCache { pool, table, .. } = cache;
-        let chunk = SeqChunk { tokens, start, block_table: table, logits: which, prompt_len: usize::MAX };
+        let chunk = SeqChunk { tokens, start, block_table: table, logits: which, prompt_len };
         let logits = self.forward_batch(&[chunk], pool)?;
         cache.advance(tokens.len());
         Ok(logits)
