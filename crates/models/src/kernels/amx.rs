@@ -289,8 +289,8 @@ unsafe fn rows_amx<const M: usize, const HAS_MIN: bool>(
 // the integer work, but the per-block scales of Q4/Q5/Q8 weights and of the activations cannot
 // go into the tiles, and that step bounds it (~80 multiply-adds a cycle on the AMX Xeon VM,
 // bench/RESULTS.md). With the weights widened once to bfloat16 ([`WideTiles`], 2 bytes a
-// weight), `tdpbf16ps` accumulates a whole row in its f32 tile with nothing between blocks:
-// 2–2.5x the int8 path's rate on SmolLM2's shapes. It costs memory, so it serves prefill only
+// weight), `tdpbf16ps` accumulates a whole row in its f32 tile with nothing between blocks
+// (pp512 +33–40% on SmolLM2, bench/RESULTS.md). It costs memory, so it serves prefill only
 // (decode streams the small quantized tiles), and only the rows the model marks as prompt rows
 // (`super::with_prompt_rows`), so that a token's numbers never depend on what else is in its
 // batch.
@@ -379,7 +379,7 @@ impl WideTiles {
     /// The tiles of `parts` one after another (every part but the last a whole number of row
     /// tiles, as `Tiles::concat`); `None` when the budget cannot hold the copy.
     pub(crate) fn concat(parts: &[&WideTiles]) -> Option<Self> {
-        let (kb, n_tiles) = (parts[0].kb, parts.iter().map(|p| p.n_tiles).sum::<usize>());
+        let (kb, n_tiles) = (parts.first()?.kb, parts.iter().map(|p| p.n_tiles).sum::<usize>());
         if !Self::reserve(n_tiles * kb * WIDE_B_BYTES) {
             return None;
         }

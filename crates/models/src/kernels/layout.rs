@@ -272,8 +272,9 @@ impl Tiles {
 /// One GGUF block of a 32-weight kind (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) as f32, as ggml's
 /// `dequantize_row_*`: `d · q + m` (Q4_0: `m = -8d`, Q5_0: `-16d`, Q8_0 signed `q`); quant byte
 /// `j`'s low nibble is weight `j`, its high nibble weight `j + 16`, and `qh` bit `j` weight `j`'s
-/// fifth bit.
-pub(crate) fn dequantize_block(kind: QuantKind, blk: &[u8], out: &mut [f32; QK]) {
+/// fifth bit. `out` holds the block's 32 values.
+pub(crate) fn dequantize_block(kind: QuantKind, blk: &[u8], out: &mut [f32]) {
+    debug_assert_eq!(out.len(), QK);
     let d = f16_at(blk, 0);
     let qs = &blk[kind.qs_offset()..][..kind.qs_bytes()];
     if kind == QuantKind::Q8_0 {
@@ -288,7 +289,7 @@ pub(crate) fn dequantize_block(kind: QuantKind, blk: &[u8], out: &mut [f32; QK])
         _ => -8.0 * d,
     };
     let qh = match kind.has_high_bit() {
-        true => u32::from_le_bytes(blk[kind.qs_offset() - 4..][..4].try_into().expect("4 bytes")),
+        true => (0..4).fold(0u32, |h, i| h | (blk[kind.qs_offset() - 4 + i] as u32) << (8 * i)),
         false => 0,
     };
     let (lo, hi) = out.split_at_mut(QK / 2);

@@ -181,7 +181,8 @@ pub struct QMatrix {
     tiles: Tiles,
     backend: Backend,
     /// The weights as bfloat16 AMX tiles, for prompt rows (see `amx`'s second half): built at
-    /// load for the 32-weight block kinds where the backend is AMX, while [`wide_budget`] lasts.
+    /// load for the 32-weight block kinds where the backend is AMX, while `amx::WIDE_BUDGET`
+    /// lasts.
     #[cfg(target_arch = "x86_64")]
     wide: Option<amx::WideTiles>,
 }
@@ -355,8 +356,8 @@ impl QMatrix {
         ACTS.with(|acts| {
             let mut acts = acts.borrow_mut();
             #[cfg(target_arch = "x86_64")]
-            if let Some(ranges) = self.wide.as_ref().and_then(|_| prompt_rows(m)) {
-                return self.run_wide(x, m, y, &mut acts, &ranges);
+            if let Some((tiles, ranges)) = self.wide.as_ref().zip(prompt_rows(m)) {
+                return self.run_wide(x, m, y, &mut acts, tiles, &ranges);
             }
             acts.quantize(x, m, self.k, self.kind().sum_through_f16());
             if self.kind().is_kquant() {
@@ -375,8 +376,15 @@ impl QMatrix {
     /// [`QMatrix::matmul_into`] with `prompt` rows through the bfloat16 tiles: those rows are
     /// rounded to bfloat16, the others quantized as usual (all of them only if any remain).
     #[cfg(target_arch = "x86_64")]
-    fn run_wide(&self, x: &[f32], m: usize, y: Out, acts: &mut QuantRows, prompt: &[Range<usize>]) {
-        let Some(tiles) = self.wide.as_ref() else { return };
+    fn run_wide(
+        &self,
+        x: &[f32],
+        m: usize,
+        y: Out,
+        acts: &mut QuantRows,
+        tiles: &amx::WideTiles,
+        prompt: &[Range<usize>],
+    ) {
         thread_local! {
             static X16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
         }
@@ -590,10 +598,14 @@ thread_local! {
 /// for a matrix that only ever sees a few rows at once, such as the LM head, where streaming 2
 /// bytes a weight costs more than the quantized path.
 pub fn without_prompt_tiles<R>(f: impl FnOnce() -> R) -> R {
-    let before = NO_WIDE.replace(true);
-    let r = f();
-    NO_WIDE.set(before);
-    r
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_WIDE.set(self.0);
+        }
+    }
+    let _restore = Restore(NO_WIDE.replace(true));
+    f()
 }
 
 /// The bfloat16 tiles of a 32-weight block matrix, where the AMX backend runs it and the budget
@@ -608,7 +620,6 @@ fn wide_tiles(kind: QuantKind, backend: Backend, n: usize, k: usize, data: &[u8]
     let (kb, bb) = (k / QK, kind.block_bytes());
     amx::WideTiles::pack(n, k, &|r, out| {
         for (b, o) in out.chunks_exact_mut(QK).enumerate() {
-            let o: &mut [f32; QK] = o.try_into().expect("32 values");
             layout::dequantize_block(kind, &data[(r * kb + b) * bb..][..bb], o);
         }
     })
