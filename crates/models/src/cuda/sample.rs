@@ -122,11 +122,34 @@ pub fn pick_rows_async(logits: &Tensor, picks: &[RowPick]) -> Result<Picks> {
         let rows_f32 = all.get(layout.start_offset()..layout.start_offset() + rows * vocab);
         let rows_f32 =
             rows_f32.ok_or_else(|| crate::Error::InvalidInput("pick_rows: logits storage too short".into()))?;
+        if rows >= ARGMAX_PARALLEL_ROWS && picks.iter().all(|p| matches!(p, RowPick::Skip | RowPick::Argmax)) {
+            return Ok(Picks::Ready(argmax_host_rows(rows_f32, vocab, picks)));
+        }
         return Ok(Picks::Ready(rows_f32.chunks_exact(vocab).zip(picks).map(&mut pick).collect()));
     }
     drop(storage);
     let host = logits.flatten_all().and_then(|l| l.to_vec1::<f32>());
     Ok(Picks::Ready(host.ctx("pick logits")?.chunks_exact(vocab).zip(picks).map(pick).collect()))
+}
+
+/// From this many host rows of plain argmax (a batched greedy decode step), the rows are split
+/// over the CPU pool: 16 rows of a 49k vocabulary took ~0.26 ms on one thread.
+const ARGMAX_PARALLEL_ROWS: usize = 4;
+
+/// [`argmax`] of each `RowPick::Argmax` row of `logits` (rows of `vocab`), on the CPU pool's
+/// threads; `None` for skipped rows.
+fn argmax_host_rows(logits: &[f32], vocab: usize, picks: &[RowPick]) -> Vec<Option<u32>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // u64::MAX: no pick; otherwise the token id.
+    let out: Vec<AtomicU64> = picks.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
+    crate::kernels::parallel_for(picks.len(), &|i| {
+        if picks[i] == RowPick::Argmax {
+            if let Some(t) = argmax(&logits[i * vocab..][..vocab]) {
+                out[i].store(t as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    out.into_iter().map(|a| u32::try_from(a.into_inner()).ok()).collect()
 }
 
 /// A step's picked tokens, from [`pick_rows_async`].
