@@ -198,6 +198,56 @@ if len(sys.argv) > 1 and sys.argv[1] == "search":
             del ws
             torch.cuda.empty_cache()
     sys.exit(0)
+if len(sys.argv) > 1 and sys.argv[1] == "splitk":
+    # Split-K through the library: the K range cut into s slices run as one strided-batched call
+    # with f32 partial outputs (s times the CTAs of the plain call), then summed to bf16. Is that
+    # faster than cuBLAS's own choice for the narrow decode shapes?
+    for M in [int(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "128").split(",")]:
+        total = {}
+        for name, (n, k) in SHAPES.items():
+            copies = max(2, -(-(1 << 30) // (n * k * 2)))
+            ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
+            ring = [w.data_ptr() for w in ws]
+            x = torch.randn(M, k, device="cuda", dtype=torch.bfloat16)
+            ref = torch.empty(M, n, device="cuda", dtype=torch.bfloat16)
+            t1 = time_us(lambda w: cublas_run(M, n, k, w, x.data_ptr(), ref.data_ptr()), ring)
+            cublas_run(M, n, k, ring[0], x.data_ptr(), ref.data_ptr())
+            line = f"{name:8} M={M}: cublas {t1:6.1f} µs (floor {n * k * 2 / 4.2e6:5.1f})"
+            best = t1
+            for sk in (2, 3, 4, 6, 8):
+                if k % (sk * 64):
+                    continue
+                ks = k // sk
+                yf = torch.empty(sk, M, n, device="cuda", dtype=torch.float32)
+
+                def run(w):
+                    return blas.cublasGemmStridedBatchedEx(
+                        blas_h, OP_T, OP_N, n, M, ks, C.byref(one), C.c_void_p(w), CUDA_R_16BF, k, C.c_longlong(ks),
+                        C.c_void_p(x.data_ptr()), CUDA_R_16BF, k, C.c_longlong(ks), C.byref(zero), C.c_void_p(yf.data_ptr()),
+                        CUDA_R_32F, n, C.c_longlong(M * n), sk, CUBLAS_COMPUTE_32F, 99)
+
+                tg = time_us(run, ring)
+                red = torch.empty(M, n, device="cuda", dtype=torch.float32)
+
+                def reduce(_w):
+                    torch.sum(yf, 0, out=red)
+                    return 0
+
+                tr = time_us(reduce, ring)
+                ok(run(ring[0]), "split-K")
+                torch.cuda.synchronize()
+                d = (yf.sum(0).bfloat16().float() - ref.float()).abs().max().item()
+                line += f" | s{sk} {tg:5.1f} + sum {tr:4.1f}"
+                best = min(best, tg)
+                del yf
+            total[name] = (t1, best)
+            print(line + f"  maxdiff {d:.3g}")
+            del ws
+            torch.cuda.empty_cache()
+        a = sum(t * (32 if nm != "head" else 1) for nm, (t, _) in total.items())
+        b = sum(t * (32 if nm != "head" else 1) for nm, (_, t) in total.items())
+        print(f"M={M}: a step's GEMMs cublas {a / 1000:.2f} ms, best split (GEMM only) {b / 1000:.2f} ms")
+    sys.exit(0)
 ms = [int(v) for v in (sys.argv[1] if len(sys.argv) > 1 else "32,128,256,8192").split(",")]
 print(torch.cuda.get_device_name(), "torch", torch.__version__)
 print(f"{'shape':8} {'M':>5} {'cublas µs':>10} {'lt-h0 µs':>9} {'lt-best µs':>10} {'#':>3} {'best/cublas':>11} {'TB/s':>6} {'TFLOP/s':>8}")

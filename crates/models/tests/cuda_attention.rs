@@ -202,6 +202,11 @@ fn split_k_decode_attention_matches_the_single_pass_and_the_reference() {
             ..base((0..70).map(|i| ((i * 53) % 900, 1)).collect())
         },
         Case { heads: 4, kv_heads: 2, dim: 256, ..base((0..70).map(|i| ((i * 97) % 1300, 1)).collect()) },
+        // Decode batches of a warp an SM or more in bf16/f16 take decode_mma (tensor cores; the
+        // 64-sequence case above too, f32 keeps paged_decode): a sliding window at the 8B shape,
+        // and a group of 16 query heads (every row of the mma) at head dim 64.
+        Case { window: Some(150), ..base((0..40).map(|i| ((i * 29) % 500, 1)).collect()) },
+        Case { heads: 32, kv_heads: 2, dim: 64, ..base((0..80).map(|i| ((i * 61) % 400, 1)).collect()) },
         // Small decode batches (paged_decode's 16-warp kernel): bs 1 at the contexts of
         // bench/gpu.sh (up to 512 keys are one CTA, no split-K merge), a context past one
         // partition, and two sequences with a window.

@@ -238,13 +238,16 @@ fn fused_kernels_match_the_unfused_ops() {
                 assert!(e <= bound(dt), "{dt:?} rms_norm, {rows} × {dim}: {e} (seed {s})");
             }
 
-            let (g, u) = (t(&[1, rows, 1000], 4), t(&[1, rows, 1000], 5));
-            let want = (g.silu().unwrap() * &u).unwrap();
-            let e = rel_err(&silu_mul_pair(&g, &u).expect("covered").unwrap(), &want);
-            assert!(e <= bound(dt), "{dt:?} silu_mul_pair, {rows} rows: {e} (seed {s})");
-            let gu = Tensor::cat(&[&g, &u], D::Minus1).unwrap();
-            let e = rel_err(&silu_mul_fused(&gu, 1000).expect("covered").unwrap(), &want);
-            assert!(e <= bound(dt), "{dt:?} silu_mul_fused, {rows} rows: {e} (seed {s})");
+            // 16 bytes a thread (1000) and one value a thread (an odd width).
+            for ff in [1000, 1001] {
+                let (g, u) = (t(&[1, rows, ff], 4), t(&[1, rows, ff], 5));
+                let want = (g.silu().unwrap() * &u).unwrap();
+                let e = rel_err(&silu_mul_pair(&g, &u).expect("covered").unwrap(), &want);
+                assert!(e <= bound(dt), "{dt:?} silu_mul_pair, {rows} × {ff}: {e} (seed {s})");
+                let gu = Tensor::cat(&[&g, &u], D::Minus1).unwrap();
+                let e = rel_err(&silu_mul_fused(&gu, ff).expect("covered").unwrap(), &want);
+                assert!(e <= bound(dt), "{dt:?} silu_mul_fused, {rows} × {ff}: {e} (seed {s})");
+            }
         }
     }
 }

@@ -45,8 +45,9 @@ __device__ __forceinline__ float2 rope_pair(float x1, float x2, float c, float s
 // before rotary. Query heads are rotated into q_out (T, H, d); key heads rotated and value heads
 // copied straight into the pool at slots[i] (layout as kv_write). Rotary: `rot` leading dims of
 // each head turn (0: none), as pairs (j, j + rot/2) or, `interleaved`, (2j, 2j + 1), with cos/sin
-// (T, rot/2); computed in f32 and rounded once. One CTA per (token, head): grid (T, H + 2·kvh).
-// This replaces the head-split copies, two rotary launches and the KV write of the unfused path.
+// (T, rot/2); computed in f32 and rounded once. A row of threads (threadIdx.y) per (token, head):
+// grid (T, ⌈(H + 2·kvh) / blockDim.y⌉). This replaces the head-split copies, two rotary launches
+// and the KV write of the unfused path.
 template <typename T, typename TK>
 __device__ void qkv_rope_write(const T* __restrict__ qkv, const T* __restrict__ cos, const T* __restrict__ sin,
                                T* __restrict__ q_out, TK* __restrict__ kp, TK* __restrict__ vp,
@@ -54,7 +55,8 @@ __device__ void qkv_rope_write(const T* __restrict__ qkv, const T* __restrict__ 
                                int interleaved, int bs) {
   pdl_trigger();
   pdl_wait();
-  const int i = blockIdx.x, hh = blockIdx.y;
+  const int i = blockIdx.x, hh = blockIdx.y * blockDim.y + threadIdx.y;
+  if (hh >= H + 2 * kvh) return;
   const T* src = qkv + (size_t)i * (H + 2 * kvh) * d + (size_t)hh * d;
   const int half = rot / 2;
   const bool turn = hh < H + kvh && half > 0;

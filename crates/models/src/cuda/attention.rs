@@ -338,10 +338,14 @@ impl<'a> Packed<'a> {
         let (hi, kvhi, di, bsi) = (i32_(heads), i32_(kvh), i32_(d), i32_(bs));
         l.arg(&src).arg(&cos).arg(&sin).arg(&qp).arg(&pool.k).arg(&pool.v).arg(&slots);
         l.arg(&hi).arg(&kvhi).arg(&di).arg(&roti).arg(&inter).arg(&bsi);
-        let threads = (d / 2).next_multiple_of(32).clamp(32, 256) as u32;
+        // A warp (two rotary pairs a thread at head dim 128) per head, eight heads a CTA: a CTA
+        // per (token, head) of 64 threads was 9.3 µs at bs 128 of the 8B shape (Nsight Compute,
+        // bench/RESULTS.md, 2026-12-03), launch-bound.
+        let threads = (d / 4).next_multiple_of(32).clamp(32, 256);
+        let per_cta = (256 / threads).max(1);
         let cfg = LaunchConfig {
-            grid_dim: (t as u32, (heads + 2 * kvh) as u32, 1),
-            block_dim: (threads, 1, 1),
+            grid_dim: (t as u32, (heads + 2 * kvh).div_ceil(per_cta) as u32, 1),
+            block_dim: (threads as u32, per_cta as u32, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: argument types match qkv_rope_write's signature; qkv holds t rows of `width`,
@@ -471,6 +475,20 @@ pub(crate) fn attend(
     if mma {
         return prefill_mma(dev, pool, qp, (t, h, dk), batch, p);
     }
+    // A decode batch with a warp for every SM or more: the tensor-core decode kernel, same
+    // conditions as prefill_mma's and a group of at most 16 heads.
+    let dmma = one_token
+        && matches!((act, pool.dtype), (DType::BF16, DType::BF16) | (DType::F16, DType::F16))
+        && matches!(dk, 64 | 128)
+        && rep <= 16
+        && qp.is_multiple_of(16)
+        && p.alibi.is_none()
+        && p.softcap.is_none()
+        && matches!(split, Split::Auto | Split::Parts(1))
+        && batch.n_work * kvh >= decode_mma_min(dev);
+    if dmma {
+        return decode_mma(dev, pool, qp, (t, h, dk), batch, p);
+    }
     let chunk = |most: usize| (1..=most.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
     let hp = match (decode, small) {
         (true, _) => pow2_chunk(DMAXR),
@@ -587,6 +605,63 @@ pub(crate) fn attend(
 fn prefill_mma_on() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     super::launch::env_switch(&ON, "PROM_PREFILL_MMA")
+}
+
+/// The fewest (sequence, kv head) units a decode batch needs to take `decode_mma`: one an SM,
+/// or `PROM_DECODE_MMA_MIN` (a huge value turns it off, for comparison).
+fn decode_mma_min(dev: &CudaDevice) -> usize {
+    static MIN: OnceLock<usize> = OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("PROM_DECODE_MMA_MIN").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| sm_count(dev))
+    })
+}
+
+/// Keys a `decode_mma` tile holds and its ring's stages (`DM_K`, `DM_STAGES` of prefill.cuh).
+const DM_K: usize = 16;
+const DM_STAGES: usize = 3;
+
+/// [`attend`] on tensor cores for a decode batch (`decode_mma` in prefill.cuh): one warp per
+/// (sequence, kv head); the caller checked what [`prefill_mma`] needs, one token a work item and
+/// a group of at most 16 heads.
+fn decode_mma(
+    dev: &CudaDevice,
+    pool: &LayerPtrs,
+    qp: u64,
+    (t, h, d): (usize, usize, usize),
+    batch: &GpuBatch,
+    p: &AttnParams,
+) -> Result<Tensor> {
+    let act = pool.dtype;
+    let ty = if act == DType::BF16 { "bf16" } else { "f16" };
+    let f = func(dev, &format!("decode_mma_{ty}_{d}"))?;
+    // The K and V rings, rows padded by 8 values.
+    let smem = 2 * DM_STAGES * DM_K * (d + 8) * 2;
+    if smem > 48 * 1024 {
+        f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+            .map_err(|e| kernel_err("decode attention", format!("{smem} bytes of shared memory: {e}")))?;
+    }
+    let stream = dev.cuda_stream();
+    let out = super::alloc::output(dev, act, &[t, h * d])?;
+    let op = dptr(&out, &stream)?;
+    let b = &batch.buf;
+    let (work, seqs, tables) =
+        (slice_ptr(b, 0, &stream), slice_ptr(b, batch.seqs_at, &stream), slice_ptr(b, batch.tables_at, &stream));
+    let i32_ = |x: usize| x as i32;
+    let (hi, kvhi, bsi, win) = (i32_(h), i32_(pool.kv_heads), i32_(pool.block_size), p.window.map_or(0, i32_));
+    let mut l = Launch::new(&f);
+    l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables);
+    l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&p.scale).arg(&win);
+    let cfg = LaunchConfig {
+        grid_dim: (batch.n_work as u32, pool.kv_heads as u32, 1),
+        block_dim: (32, 1, 1),
+        shared_mem_bytes: smem as u32,
+    };
+    // SAFETY: argument types match decode_mma's signature; q holds t × h × d values and out
+    // t × h × d, every row one sequence's token whose warps write all its heads; the work list
+    // and tables were built from the batch the shapes were checked against, and the pool covers
+    // every block in them (checked by the caller).
+    unsafe { l.launch(&stream, cfg) }.w().ctx("decode attention")?;
+    Ok(out)
 }
 
 /// Query tokens a `prefill_mma` CTA takes (`PF_Q` of prefill.cuh): a multiple of `QTILE`, so

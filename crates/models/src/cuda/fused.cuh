@@ -85,18 +85,43 @@ __device__ void add_rms_norm(const T* __restrict__ x, const T* __restrict__ h, c
 // silu_mul: out[r, i] = silu(gate[r, i]) · up[r, i] for rows of `ff` features whose gate and up
 // rows are `ld` apart (ld = ff for separate projections; gate = up - ff, ld = 2 ff for a fused
 // `[gate | up]` projection). silu is computed in f32 and rounded to T before the product, which
-// is rounded again, as the unfused pair of ops does.
+// is rounded again, as the unfused pair of ops does. A thread takes 16 bytes of each row (32-bit
+// index math) where the rows and pointers allow it (cuda/fused.rs sizes the grid for that),
+// else one value at a time; the values are the same either way. The one-at-a-time loop's 64-bit
+// division made this kernel 11 µs at bs 128 of the 8B shape (bench/RESULTS.md, 2026-12-03).
+template <typename T>
+__device__ __forceinline__ T silu_times(float g, float u) {
+  const float a = to_f(from_f<T>(g / (1.f + expf(-g))));
+  return from_f<T>(a * u);
+}
+
 template <typename T>
 __device__ void silu_mul(const T* __restrict__ gate, const T* __restrict__ up, T* __restrict__ out, int rows,
                          int ff, int ld) {
   pdl_trigger();
   pdl_wait();
+  constexpr int V = 16 / sizeof(T);
+  const size_t first = (size_t)blockIdx.x * blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
+  const uintptr_t at = reinterpret_cast<uintptr_t>(gate) | reinterpret_cast<uintptr_t>(up) | reinterpret_cast<uintptr_t>(out);
+  if (ff % V == 0 && ld % V == 0 && at % 16 == 0 && (size_t)rows * (ff / V) <= 0xffffffffu) {
+    const unsigned per = ff / V, n = (unsigned)rows * per;
+    for (unsigned k = first; k < n; k += stride) {
+      const unsigned r = k / per, c = k - r * per;
+      float g[V], u[V];
+      unpack<T>(*reinterpret_cast<const uint4*>(gate + (size_t)r * ld + c * V), g);
+      unpack<T>(*reinterpret_cast<const uint4*>(up + (size_t)r * ld + c * V), u);
+      uint4 o;
+      T* e = reinterpret_cast<T*>(&o);
+#pragma unroll
+      for (int i = 0; i < V; i++) e[i] = silu_times<T>(g[i], u[i]);
+      *reinterpret_cast<uint4*>(out + (size_t)r * ff + c * V) = o;
+    }
+    return;
+  }
   const size_t n = (size_t)rows * ff;
-  for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (size_t)gridDim.x * blockDim.x) {
+  for (size_t k = first; k < n; k += stride) {
     const size_t r = k / ff, i = k - r * ff;
-    const float g = to_f(gate[r * ld + i]);
-    const float a = to_f(from_f<T>(g / (1.f + expf(-g))));
-    out[k] = from_f<T>(a * to_f(up[r * ld + i]));
+    out[k] = silu_times<T>(to_f(gate[r * ld + i]), to_f(up[r * ld + i]));
   }
 }
 

@@ -125,7 +125,11 @@ fn silu_mul(gate: &Tensor, up: &Tensor, up_at: usize, ff: usize, ld: usize, dims
         }
         let (rows, ff_i, ld_i) = ((n / ff) as i32, ff as i32, ld as i32);
         l.arg(&rows).arg(&ff_i).arg(&ld_i);
-        let ctas = n.div_ceil(EW_THREADS as usize).clamp(1, EW_MAX_CTAS) as u32;
+        // A thread takes 16 bytes where the kernel can (rows of whole 16-byte chunks, aligned).
+        let v = 16 / dt.size_in_bytes();
+        let aligned = ff.is_multiple_of(v) && ld.is_multiple_of(v) && ptrs.iter().all(|p| p.is_multiple_of(16));
+        let threads = if aligned { n / v } else { n };
+        let ctas = threads.div_ceil(EW_THREADS as usize).clamp(1, EW_MAX_CTAS) as u32;
         let cfg = LaunchConfig { grid_dim: (ctas, 1, 1), block_dim: (EW_THREADS, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: argument types match silu_mul's signature; every read (r · ld + i, i < ff,
         // r < rows, plus up_at) stays inside the contiguous input checked by the callers.

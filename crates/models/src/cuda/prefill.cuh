@@ -204,3 +204,184 @@ PREFILL(prefill_mma_bf16_64, __nv_bfloat16, 64)
 PREFILL(prefill_mma_bf16_128, __nv_bfloat16, 128)
 PREFILL(prefill_mma_f16_64, __half, 64)
 PREFILL(prefill_mma_f16_128, __half, 128)
+
+// ---------------------------------------------------------------------------------------------
+// Decode attention on tensor cores for large batches (`decode_mma`): one warp (a CTA of 32
+// threads) per (sequence, kv head), the group's query heads (up to 16) as the rows of
+// `mma.m16n8k16` (rows past the group are zero and never stored). The warp streams its keys in
+// 16-key tiles through an ST-stage `cp.async` ring in shared memory: while it scores and
+// accumulates tile t, tiles t + 1 .. t + ST − 1 are in flight, so an SM of 8 such warps keeps
+// ~128 KB of K/V reads outstanding. That is what `paged_decode` lacks at bs 128: its warps wait
+// on each tile's K rows, then on each batch of V rows, and ran at ~25% of DRAM bandwidth
+// (bench/RESULTS.md, 2026-12-01). Scores, the online softmax (base 2) and P·V follow
+// prefill_mma (P rounded to T as the A operand), and no warp shares its state, so there is no
+// merge. 16-bit cache of the activations' type, k_dim = v_dim = D ∈ {64, 128}, causal with an
+// optional window, no ALiBi or softcap (cuda/attention.rs picks it).
+constexpr int DM_K = 16;      // keys a tile
+constexpr int DM_STAGES = 3;  // tiles in the ring (cuda/attention.rs sizes its shared memory)
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  const int n = valid ? 16 : 0;  // 0: zero-fill (keys past the end)
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(n) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+template <typename T, int D, int ST>
+__device__ void decode_mma(const T* __restrict__ q, T* __restrict__ out, const T* __restrict__ kp,
+                           const T* __restrict__ vp, const int2* __restrict__ work, const SeqInfo* __restrict__ seqs,
+                           const uint32_t* __restrict__ tables, int H, int kvh, int bs, float scale, int window) {
+  using M = Mma16816<T>;
+  pdl_trigger();
+  constexpr int DP = D + 8;  // padded rows: a fragment's 8 rows start 4 banks apart
+  constexpr int CH = D / 8;  // 16-byte chunks a row
+  constexpr int RPI = 32 / CH;  // rows a warp-wide copy round covers
+  extern __shared__ __align__(16) unsigned char dm_smem[];
+  T* ks = reinterpret_cast<T*>(dm_smem);  // (ST, DM_K, DP)
+  T* vs = ks + ST * DM_K * DP;            // (ST, DM_K, DP)
+
+  const int lane = threadIdx.x, gid = lane >> 2, tig = lane & 3;
+  const SeqInfo s = seqs[work[blockIdx.x].x];
+  const int g = blockIdx.y, rep = H / kvh;
+  const int hi = s.start, lo = window > 0 ? max(0, hi + 1 - window) : 0;
+  const int tiles = (hi - lo) / DM_K + 1;
+  // Lanes 0..15 look up their key's pool row of a tile; the copy rounds take them by shuffle.
+  auto row_of = [&](int t) -> uint32_t {
+    const int pos = lo + t * DM_K + (lane & (DM_K - 1));
+    return pos <= hi ? (tables[s.table + pos / bs] * kvh + g) * bs + pos % bs : 0;
+  };
+  auto issue = [&](int t, uint32_t krow) {
+    if (t < tiles) {
+      T* kd = ks + (t % ST) * DM_K * DP;
+      T* vd = vs + (t % ST) * DM_K * DP;
+      const int c = lane % CH;
+#pragma unroll
+      for (int i = 0; i < DM_K / RPI; i++) {
+        const int r = lane / CH + i * RPI;
+        const uint32_t row = __shfl_sync(0xffffffff, krow, r);
+        const bool valid = lo + t * DM_K + r <= hi;
+        cp_async16(kd + r * DP + c * 8, kp + (size_t)row * D + c * 8, valid);
+        cp_async16(vd + r * DP + c * 8, vp + (size_t)row * D + c * 8, valid);
+      }
+    }
+    cp_async_commit();  // an empty group past the end keeps the wait counts uniform
+  };
+  uint32_t rows[ST];
+#pragma unroll
+  for (int t = 0; t < ST - 1; t++) rows[t] = t < tiles ? row_of(t) : 0;
+  pdl_wait();
+#pragma unroll
+  for (int t = 0; t < ST - 1; t++) issue(t, rows[t]);
+
+  // The group's query rows as A fragments (rows gid and gid + 8), straight from global memory.
+  uint32_t qa[D / 16][4];
+  const T* q0 = q + ((size_t)s.row * H + g * rep + gid) * D + 2 * tig;
+  const T* q1 = q0 + (size_t)8 * D;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    qa[kk][0] = gid < rep ? ld_u32(q0 + kk * 16) : 0u;
+    qa[kk][1] = gid + 8 < rep ? ld_u32(q1 + kk * 16) : 0u;
+    qa[kk][2] = gid < rep ? ld_u32(q0 + kk * 16 + 8) : 0u;
+    qa[kk][3] = gid + 8 < rep ? ld_u32(q1 + kk * 16 + 8) : 0u;
+  }
+  const float sl2 = scale * 1.4426950408889634f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+
+  for (int t = 0; t < tiles; t++) {
+    issue(t + ST - 1, t + ST - 1 < tiles ? row_of(t + ST - 1) : 0);
+    cp_async_wait<ST - 1>();  // this lane's copies of tile t have landed
+    __syncwarp();             // and every other lane's
+    const T* kt = ks + (t % ST) * DM_K * DP;
+    const T* vt = vs + (t % ST) * DM_K * DP;
+    const int kb = lo + t * DM_K;
+
+    float sc[2][4];
+#pragma unroll
+    for (int j = 0; j < 2; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const T* kr = kt + (j * 8 + gid) * DP + kk * 16 + 2 * tig;
+        M::run(sc[j], qa[kk], ld_u32(kr), ld_u32(kr + 8));
+      }
+    float t0 = -INFINITY, t1 = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const bool v = kb + j * 8 + 2 * tig + e <= hi;
+        sc[j][e] = v ? sc[j][e] * sl2 : -INFINITY;
+        sc[j][2 + e] = v ? sc[j][2 + e] * sl2 : -INFINITY;
+        t0 = fmaxf(t0, sc[j][e]);
+        t1 = fmaxf(t1, sc[j][2 + e]);
+      }
+    t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 1));
+    t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 2));
+    t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 1));
+    t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 2));
+    // Key kb is always in range, so the tile's maxima are finite.
+    const float n0 = fmaxf(m0, t0), n1 = fmaxf(m1, t1);
+    const float f0 = exp2f(m0 - n0), f1 = exp2f(m1 - n1);
+    m0 = n0;
+    m1 = n1;
+    l0 *= f0;
+    l1 *= f1;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      o[n][0] *= f0;
+      o[n][1] *= f0;
+      o[n][2] *= f1;
+      o[n][3] *= f1;
+    }
+    uint32_t pa[4];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      const float p00 = exp2f(sc[j][0] - n0), p01 = exp2f(sc[j][1] - n0);
+      const float p10 = exp2f(sc[j][2] - n1), p11 = exp2f(sc[j][3] - n1);
+      l0 += p00 + p01;
+      l1 += p10 + p11;
+      pa[j * 2] = M::pack2(p00, p01);
+      pa[j * 2 + 1] = M::pack2(p10, p11);
+    }
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      const unsigned addr = (unsigned)__cvta_generic_to_shared(vt + (lane & 15) * DP + n * 8);
+      uint32_t v0, v1;
+      asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];" : "=r"(v0), "=r"(v1) : "r"(addr));
+      M::run(o[n], pa, v0, v1);
+    }
+    __syncwarp();  // every lane is done with this stage before the next round refills it
+  }
+  cp_async_wait<0>();
+  l0 += __shfl_xor_sync(0xffffffff, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffff, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffff, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffff, l1, 2);
+  const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  T* y0 = out + ((size_t)s.row * H + g * rep + gid) * D + 2 * tig;
+  T* y1 = y0 + (size_t)8 * D;
+#pragma unroll
+  for (int n = 0; n < D / 8; n++) {
+    if (gid < rep) *reinterpret_cast<uint32_t*>(y0 + n * 8) = M::pack2(o[n][0] * i0, o[n][1] * i0);
+    if (gid + 8 < rep) *reinterpret_cast<uint32_t*>(y1 + n * 8) = M::pack2(o[n][2] * i1, o[n][3] * i1);
+  }
+}
+
+// A warp a CTA; 3 stages (26 KB of shared memory at D = 128): 8 CTAs an SM.
+#define DECODE_MMA(NAME, T, D)                                                                     \
+  extern "C" __global__ void __launch_bounds__(32)                                                 \
+      NAME(const T* q, T* out, const T* kp, const T* vp, const int2* work, const SeqInfo* seqs,     \
+           const uint32_t* tables, int H, int kvh, int bs, float scale, int window) {               \
+    decode_mma<T, D, DM_STAGES>(q, out, kp, vp, work, seqs, tables, H, kvh, bs, scale, window);     \
+  }
+DECODE_MMA(decode_mma_bf16_64, __nv_bfloat16, 64)
+DECODE_MMA(decode_mma_bf16_128, __nv_bfloat16, 128)
+DECODE_MMA(decode_mma_f16_64, __half, 64)
+DECODE_MMA(decode_mma_f16_128, __half, 128)
