@@ -476,7 +476,8 @@ pub(crate) fn attend(
         return prefill_mma(dev, pool, qp, (t, h, dk), batch, p);
     }
     // A decode batch with a warp for every SM or more: the tensor-core decode kernel, same
-    // conditions as prefill_mma's and a group of at most 16 heads.
+    // conditions as prefill_mma's (its 16-byte copies need the aligned pool that `one_token`
+    // checked) and a group of at most 16 heads.
     let dmma = one_token
         && matches!((act, pool.dtype), (DType::BF16, DType::BF16) | (DType::F16, DType::F16))
         && matches!(dk, 64 | 128)
