@@ -632,37 +632,10 @@ fn decode_mma(
     batch: &GpuBatch,
     p: &AttnParams,
 ) -> Result<Tensor> {
-    let act = pool.dtype;
-    let ty = if act == DType::BF16 { "bf16" } else { "f16" };
-    let f = func(dev, &format!("decode_mma_{ty}_{d}"))?;
+    let grid = (batch.n_work as u32, pool.kv_heads as u32, 1);
     // The K and V rings, rows padded by 8 values.
     let smem = 2 * DM_STAGES * DM_K * (d + 8) * 2;
-    if smem > 48 * 1024 {
-        f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-            .map_err(|e| kernel_err("decode attention", format!("{smem} bytes of shared memory: {e}")))?;
-    }
-    let stream = dev.cuda_stream();
-    let out = super::alloc::output(dev, act, &[t, h * d])?;
-    let op = dptr(&out, &stream)?;
-    let b = &batch.buf;
-    let (work, seqs, tables) =
-        (slice_ptr(b, 0, &stream), slice_ptr(b, batch.seqs_at, &stream), slice_ptr(b, batch.tables_at, &stream));
-    let i32_ = |x: usize| x as i32;
-    let (hi, kvhi, bsi, win) = (i32_(h), i32_(pool.kv_heads), i32_(pool.block_size), p.window.map_or(0, i32_));
-    let mut l = Launch::new(&f);
-    l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables);
-    l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&p.scale).arg(&win);
-    let cfg = LaunchConfig {
-        grid_dim: (batch.n_work as u32, pool.kv_heads as u32, 1),
-        block_dim: (32, 1, 1),
-        shared_mem_bytes: smem as u32,
-    };
-    // SAFETY: argument types match decode_mma's signature; q holds t × h × d values and out
-    // t × h × d, every row one sequence's token whose warps write all its heads; the work list
-    // and tables were built from the batch the shapes were checked against, and the pool covers
-    // every block in them (checked by the caller).
-    unsafe { l.launch(&stream, cfg) }.w().ctx("decode attention")?;
-    Ok(out)
+    mma_launch(dev, pool, qp, (t, h, d), batch, p, ("decode_mma", "decode attention"), grid, (32, smem))
 }
 
 /// Query tokens a `prefill_mma` CTA takes (`PF_Q` of prefill.cuh): a multiple of `QTILE`, so
@@ -681,14 +654,34 @@ fn prefill_mma(
     p: &AttnParams,
 ) -> Result<Tensor> {
     const _: () = assert!(PF_Q.is_multiple_of(QTILE));
-    let act = pool.dtype;
-    let ty = if act == DType::BF16 { "bf16" } else { "f16" };
-    let f = func(dev, &format!("prefill_mma_{ty}_{d}"))?;
     // Q, K and V tiles of 64 rows, each padded by 8 values.
     let smem = 3 * PF_Q * (d + 8) * 2;
+    let grid = (batch.n_work as u32, h as u32, 1);
+    mma_launch(dev, pool, qp, (t, h, d), batch, p, ("prefill_mma", "prefill attention"), grid, (128, smem))
+}
+
+/// One launch of a tensor-core attention kernel (`{name}_{bf16|f16}_{d}`, prefill.cuh), whose
+/// arguments are (q, out, k pool, v pool, work, seqs, tables, heads, kv heads, block size, scale,
+/// window) → a fresh `(t, h · d)` output. `(threads, smem)`: the CTA's threads and dynamic
+/// shared memory in bytes.
+#[allow(clippy::too_many_arguments)]
+fn mma_launch(
+    dev: &CudaDevice,
+    pool: &LayerPtrs,
+    qp: u64,
+    (t, h, d): (usize, usize, usize),
+    batch: &GpuBatch,
+    p: &AttnParams,
+    (name, what): (&str, &str),
+    grid: (u32, u32, u32),
+    (threads, smem): (u32, usize),
+) -> Result<Tensor> {
+    let act = pool.dtype;
+    let ty = if act == DType::BF16 { "bf16" } else { "f16" };
+    let f = func(dev, &format!("{name}_{ty}_{d}"))?;
     if smem > 48 * 1024 {
         f.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-            .map_err(|e| kernel_err("prefill attention", format!("{smem} bytes of shared memory: {e}")))?;
+            .map_err(|e| kernel_err(what, format!("{smem} bytes of shared memory: {e}")))?;
     }
     let stream = dev.cuda_stream();
     let out = super::alloc::output(dev, act, &[t, h * d])?;
@@ -701,16 +694,12 @@ fn prefill_mma(
     let mut l = Launch::new(&f);
     l.arg(&qp).arg(&op).arg(&pool.k).arg(&pool.v).arg(&work).arg(&seqs).arg(&tables);
     l.arg(&hi).arg(&kvhi).arg(&bsi).arg(&p.scale).arg(&win);
-    let cfg = LaunchConfig {
-        grid_dim: (batch.n_work as u32, h as u32, 1),
-        block_dim: (128, 1, 1),
-        shared_mem_bytes: smem as u32,
-    };
-    // SAFETY: argument types match prefill_mma's signature; q holds t × h × d values and out
-    // t × h × d (every row belongs to one sequence, and the CTA starting each 64-token tile
-    // writes its rows); the work list, tables and slots were built from the batch the shapes
-    // were checked against, and the pool covers every block in them (checked by the caller).
-    unsafe { l.launch(&stream, cfg) }.w().ctx("prefill attention")?;
+    let cfg = LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: smem as u32 };
+    // SAFETY: argument types match prefill_mma's and decode_mma's signature; q holds t × h × d
+    // values and out t × h × d (every row belongs to one sequence, whose CTAs or warps write all
+    // of its rows and heads); the work list and tables were built from the batch the shapes were
+    // checked against, and the pool covers every block in them (checked by the callers).
+    unsafe { l.launch(&stream, cfg) }.w().ctx(what)?;
     Ok(out)
 }
 

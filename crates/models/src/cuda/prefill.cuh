@@ -37,6 +37,70 @@ MMA16816(__half, "f16", __half2, __floats2half2_rn)
 
 __device__ __forceinline__ uint32_t ld_u32(const void* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
+// The online-softmax step of one key tile on `mma.m16n8k16` fragments (FlashAttention-2's, base
+// 2), shared by prefill_mma and decode_mma. `sc` holds NT 8-key score tiles, masked (-inf) and
+// scaled (c0, c1: row gid; c2, c3: row gid + 8; a row lives in the 4 threads of a quad). Updates
+// the two rows' running max and sum, rescales the output accumulators `o`, and returns the
+// probabilities rounded to T as P·V's A fragments: k-step t takes tiles 2t (a0, a1) and 2t + 1
+// (a2, a3). A row with no key yet keeps max -inf: its exponents are taken against 0, never NaN.
+template <typename M, int NT, int DN>
+__device__ __forceinline__ void softmax_tile(float (&sc)[NT][4], float& m0, float& m1, float& l0, float& l1,
+                                             float (&o)[DN][4], uint32_t (&pa)[NT / 2][4]) {
+  float t0 = -INFINITY, t1 = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < NT; j++) {
+    t0 = fmaxf(t0, fmaxf(sc[j][0], sc[j][1]));
+    t1 = fmaxf(t1, fmaxf(sc[j][2], sc[j][3]));
+  }
+  t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 1));
+  t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 2));
+  t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 1));
+  t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 2));
+  const float n0 = fmaxf(m0, t0), n1 = fmaxf(m1, t1);
+  const float b0 = n0 == -INFINITY ? 0.f : n0, b1 = n1 == -INFINITY ? 0.f : n1;
+  const float f0 = exp2f(m0 - b0), f1 = exp2f(m1 - b1);
+  m0 = n0;
+  m1 = n1;
+  l0 *= f0;
+  l1 *= f1;
+#pragma unroll
+  for (int n = 0; n < DN; n++) {
+    o[n][0] *= f0;
+    o[n][1] *= f0;
+    o[n][2] *= f1;
+    o[n][3] *= f1;
+  }
+#pragma unroll
+  for (int j = 0; j < NT; j++) {
+    const float p00 = exp2f(sc[j][0] - b0), p01 = exp2f(sc[j][1] - b0);
+    const float p10 = exp2f(sc[j][2] - b1), p11 = exp2f(sc[j][3] - b1);
+    l0 += p00 + p01;
+    l1 += p10 + p11;
+    pa[j / 2][(j % 2) * 2] = M::pack2(p00, p01);
+    pa[j / 2][(j % 2) * 2 + 1] = M::pack2(p10, p11);
+  }
+}
+
+// O += P·V for one 16-key k-step: B(k = key, n = dim) = V[key][dim] from shared-memory rows `v`
+// (stride DP), two 8 × 8 blocks a column tile transposed by ldmatrix (lanes 0–15 give the 16
+// keys' row addresses).
+template <typename M, typename T, int DN, int DP>
+__device__ __forceinline__ void pv_step(float (&o)[DN][4], const uint32_t (&pa)[4], const T* v, int lane) {
+#pragma unroll
+  for (int n = 0; n < DN; n++) {
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(v + (lane & 15) * DP + n * 8);
+    uint32_t v0, v1;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];" : "=r"(v0), "=r"(v1) : "r"(addr));
+    M::run(o[n], pa, v0, v1);
+  }
+}
+
+// The sum of a row's partial sums over the 4 threads of its quad.
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffff, x, 1);
+  return x + __shfl_xor_sync(0xffffffff, x, 2);
+}
+
 template <typename T, int D>
 __device__ void prefill_mma(const T* __restrict__ q, T* __restrict__ out, const T* __restrict__ kp,
                             const T* __restrict__ vp, const int2* __restrict__ work, const SeqInfo* __restrict__ seqs,
@@ -119,8 +183,7 @@ __device__ void prefill_mma(const T* __restrict__ q, T* __restrict__ out, const 
         M::run(sc[j], qa[kk], ld_u32(kr), ld_u32(kr + 8));
       }
 
-    // Mask (causal, window, rows past the chunk), scale, the tile's row maxima.
-    float t0 = -INFINITY, t1 = -INFINITY;
+    // Mask (causal, window, rows past the chunk) and scale.
 #pragma unroll
     for (int j = 0; j < PF_K / 8; j++)
 #pragma unroll
@@ -130,60 +193,15 @@ __device__ void prefill_mma(const T* __restrict__ q, T* __restrict__ out, const 
         const bool v1 = key <= qp1 && qp1 <= q_last && (window <= 0 || key > qp1 - window);
         sc[j][e] = v0 ? sc[j][e] * sl2 : -INFINITY;
         sc[j][2 + e] = v1 ? sc[j][2 + e] * sl2 : -INFINITY;
-        t0 = fmaxf(t0, sc[j][e]);
-        t1 = fmaxf(t1, sc[j][2 + e]);
       }
-    // A row lives in the 4 threads of a quad.
-    t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 1));
-    t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 2));
-    t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 1));
-    t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 2));
-    const float n0 = fmaxf(m0, t0), n1 = fmaxf(m1, t1);
-    // A row with no key yet keeps max -inf: exponents against 0 then give 0, never NaN.
-    const float b0 = n0 == -INFINITY ? 0.f : n0, b1 = n1 == -INFINITY ? 0.f : n1;
-    const float f0 = exp2f(m0 - b0), f1 = exp2f(m1 - b1);
-    m0 = n0;
-    m1 = n1;
-    l0 *= f0;
-    l1 *= f1;
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) {
-      o[n][0] *= f0;
-      o[n][1] *= f0;
-      o[n][2] *= f1;
-      o[n][3] *= f1;
-    }
-    // P as A fragments of P·V: score tile j holds keys 8j.., so k-step t takes tiles 2t (a0, a1)
-    // and 2t + 1 (a2, a3).
     uint32_t pa[PF_K / 16][4];
+    softmax_tile<M>(sc, m0, m1, l0, l1, o, pa);
 #pragma unroll
-    for (int j = 0; j < PF_K / 8; j++) {
-      const float p00 = exp2f(sc[j][0] - b0), p01 = exp2f(sc[j][1] - b0);
-      const float p10 = exp2f(sc[j][2] - b1), p11 = exp2f(sc[j][3] - b1);
-      l0 += p00 + p01;
-      l1 += p10 + p11;
-      pa[j / 2][(j % 2) * 2] = M::pack2(p00, p01);
-      pa[j / 2][(j % 2) * 2 + 1] = M::pack2(p10, p11);
-    }
-    // O += P V: B(k = key, n = dim) = V[key][dim], two 8 × 8 blocks transposed by ldmatrix (lanes
-    // 0–15 give the 16 keys' row addresses).
-#pragma unroll
-    for (int t = 0; t < PF_K / 16; t++)
-#pragma unroll
-      for (int n = 0; n < D / 8; n++) {
-        const unsigned addr = (unsigned)__cvta_generic_to_shared(vs + (t * 16 + (lane & 15)) * DP + n * 8);
-        uint32_t v0, v1;
-        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
-                     : "=r"(v0), "=r"(v1)
-                     : "r"(addr));
-        M::run(o[n], pa[t], v0, v1);
-      }
+    for (int t = 0; t < PF_K / 16; t++) pv_step<M, T, D / 8, DP>(o, pa[t], vs + t * 16 * DP, lane);
   }
   if (!live) return;
-  l0 += __shfl_xor_sync(0xffffffff, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffff, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffff, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffff, l1, 2);
+  l0 = quad_sum(l0);
+  l1 = quad_sum(l1);
   const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
   T* y0 = out + ((size_t)(s.row + tile0 + r0 + gid) * H + h) * D + 2 * tig;
   T* y1 = y0 + (size_t)8 * H * D;
@@ -311,7 +329,6 @@ __device__ void decode_mma(const T* __restrict__ q, T* __restrict__ out, const T
         const T* kr = kt + (j * 8 + gid) * DP + kk * 16 + 2 * tig;
         M::run(sc[j], qa[kk], ld_u32(kr), ld_u32(kr + 8));
       }
-    float t0 = -INFINITY, t1 = -INFINITY;
 #pragma unroll
     for (int j = 0; j < 2; j++)
 #pragma unroll
@@ -319,51 +336,15 @@ __device__ void decode_mma(const T* __restrict__ q, T* __restrict__ out, const T
         const bool v = kb + j * 8 + 2 * tig + e <= hi;
         sc[j][e] = v ? sc[j][e] * sl2 : -INFINITY;
         sc[j][2 + e] = v ? sc[j][2 + e] * sl2 : -INFINITY;
-        t0 = fmaxf(t0, sc[j][e]);
-        t1 = fmaxf(t1, sc[j][2 + e]);
       }
-    t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 1));
-    t0 = fmaxf(t0, __shfl_xor_sync(0xffffffff, t0, 2));
-    t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 1));
-    t1 = fmaxf(t1, __shfl_xor_sync(0xffffffff, t1, 2));
-    // Key kb is always in range, so the tile's maxima are finite.
-    const float n0 = fmaxf(m0, t0), n1 = fmaxf(m1, t1);
-    const float f0 = exp2f(m0 - n0), f1 = exp2f(m1 - n1);
-    m0 = n0;
-    m1 = n1;
-    l0 *= f0;
-    l1 *= f1;
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) {
-      o[n][0] *= f0;
-      o[n][1] *= f0;
-      o[n][2] *= f1;
-      o[n][3] *= f1;
-    }
-    uint32_t pa[4];
-#pragma unroll
-    for (int j = 0; j < 2; j++) {
-      const float p00 = exp2f(sc[j][0] - n0), p01 = exp2f(sc[j][1] - n0);
-      const float p10 = exp2f(sc[j][2] - n1), p11 = exp2f(sc[j][3] - n1);
-      l0 += p00 + p01;
-      l1 += p10 + p11;
-      pa[j * 2] = M::pack2(p00, p01);
-      pa[j * 2 + 1] = M::pack2(p10, p11);
-    }
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) {
-      const unsigned addr = (unsigned)__cvta_generic_to_shared(vt + (lane & 15) * DP + n * 8);
-      uint32_t v0, v1;
-      asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];" : "=r"(v0), "=r"(v1) : "r"(addr));
-      M::run(o[n], pa, v0, v1);
-    }
+    uint32_t pa[1][4];
+    softmax_tile<M>(sc, m0, m1, l0, l1, o, pa);
+    pv_step<M, T, D / 8, DP>(o, pa[0], vt, lane);
     __syncwarp();  // every lane is done with this stage before the next round refills it
   }
   cp_async_wait<0>();
-  l0 += __shfl_xor_sync(0xffffffff, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffff, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffff, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffff, l1, 2);
+  l0 = quad_sum(l0);
+  l1 = quad_sum(l1);
   const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
   T* y0 = out + ((size_t)s.row * H + g * rep + gid) * D + 2 * tig;
   T* y1 = y0 + (size_t)8 * D;
