@@ -248,6 +248,106 @@ if len(sys.argv) > 1 and sys.argv[1] == "splitk":
         b = sum(t * (32 if nm != "head" else 1) for nm, (_, t) in total.items())
         print(f"M={M}: a step's GEMMs cublas {a / 1000:.2f} ms, best split (GEMM only) {b / 1000:.2f} ms")
     sys.exit(0)
+if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
+    # The stream-K wgmma GEMM of crates/models/src/cuda/gemm.cuh (built here into a cubin from
+    # scripts/gpu/gemm_lab.cu) against cuBLAS on the decode shapes: µs a launch over the ring of
+    # weight copies, plain launches and with programmatic launch (as prom launches), and the
+    # largest error of each against an f32 reference.
+    cu = C.CDLL("libcuda.so.1")
+    mod = C.c_void_p()
+    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+
+    class Attr(C.Structure):
+        _fields_ = [("id", C.c_int), ("pad", C.c_char * 4), ("value", C.c_int), ("rest", C.c_char * 60)]
+
+    class Cfg(C.Structure):
+        _fields_ = [("gx", C.c_uint), ("gy", C.c_uint), ("gz", C.c_uint), ("bx", C.c_uint), ("by", C.c_uint),
+                    ("bz", C.c_uint), ("smem", C.c_uint), ("stream", C.c_void_p), ("attrs", C.POINTER(Attr)),
+                    ("nattrs", C.c_uint)]
+
+    keep = []
+
+    def tmap(ptr, rows, k, box_rows):
+        raw = C.create_string_buffer(256)
+        addr = (C.addressof(raw) + 127) // 128 * 128
+        keep.append(raw)
+        dims = (C.c_uint64 * 2)(k, rows)
+        strides = (C.c_uint64 * 1)(k * 2)
+        box = (C.c_uint32 * 2)(64, box_rows)
+        es = (C.c_uint32 * 2)(1, 1)
+        # bf16 (9), no interleave, 128-byte swizzle (3), L2 promotion 256 B (3), zero fill
+        ok(cu.cuTensorMapEncodeTiled(C.c_void_p(addr), 9, 2, C.c_void_p(ptr), dims, strides, box, es, 0, 3, 3, 0), "tensor map")
+        return C.c_void_p(addr)
+
+    def kernel(bn):
+        f = C.c_void_p()
+        ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}".encode()), "function")
+        stages = {64: 8, 128: 6, 256: 4}[bn]
+        smem = stages * (128 + bn) * 64 * 2 + 1024
+        ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
+        return f, smem
+
+    Ms = [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "32,64,128,256").split(",")]
+    scratch = torch.empty(2 * sms * 128 * 256, device="cuda", dtype=torch.float32)
+    tickets = torch.zeros(128256 // 128 + 1, device="cuda", dtype=torch.int32)
+    tot = {}
+    for M in Ms:
+        for name, (n, k) in SHAPES.items():
+            copies = max(2, -(-(1 << 30) // (n * k * 2)))
+            ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
+            ring = [w.data_ptr() for w in ws]
+            x = torch.randn(M, k, device="cuda", dtype=torch.bfloat16)
+            y = torch.empty(M, n, device="cuda", dtype=torch.bfloat16)
+            ref = (x.float() @ ws[0].float().T)
+            t_cublas = time_us(lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr()), ring)
+            ok(cublas_run(M, n, k, ring[0], x.data_ptr(), y.data_ptr()), "cublas")
+            torch.cuda.synchronize()
+            e_cublas = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+            line = f"{name:8} M={M:3}: cublas {t_cublas:6.1f} µs (err {e_cublas:.2e}) floor {n * k * 2 / 4.2e6:5.1f}"
+            for bn in [b for b in (64, 128, 256) if b >= M][:2]:
+                f, smem = kernel(bn)
+                maps = {w: tmap(w, n, k, 128) for w in ring}
+                xm = tmap(x.data_ptr(), M, k, bn)
+                tiles = -(-n // 128)
+                kit = -(-k // 64)
+                G = min(sms, tiles * kit)
+                a_y, a_s, a_t = C.c_uint64(y.data_ptr()), C.c_uint64(scratch.data_ptr()), C.c_uint64(tickets.data_ptr())
+                a_n, a_m, a_k, a_tl = C.c_int(n), C.c_int(M), C.c_int(kit), C.c_int(tiles)
+
+                def launch(w, pdl):
+                    args = (C.c_void_p * 9)(maps[w], xm, C.addressof(a_y), C.addressof(a_s), C.addressof(a_t),
+                                            C.addressof(a_n), C.addressof(a_m), C.addressof(a_k), C.addressof(a_tl))
+                    attr = Attr(id=6, value=1)
+                    cfg = Cfg(G, 1, 1, 384, 1, 1, smem, C.c_void_p(stream), C.pointer(attr), 1 if pdl else 0)
+                    return cu.cuLaunchKernelEx(C.byref(cfg), f, args, None)
+
+                y.zero_()
+                ok(launch(ring[0], False), "launch")
+                torch.cuda.synchronize()
+                err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                t0 = time_us(lambda w: launch(w, False), ring)
+                t1 = time_us(lambda w: launch(w, True), ring)
+                # twice more: the tickets must come back to zero, the result must not change
+                y2 = y.clone()
+                ok(launch(ring[0], True), "launch")
+                ok(launch(ring[0], True), "launch")
+                torch.cuda.synchronize()
+                same = torch.equal(y, y2)
+                line += f" | n{bn} {t0:6.1f} / pdl {t1:6.1f} ({t1 / t_cublas:.3f}, err {err:.2e}{'' if same else ', NOT DETERMINISTIC'})"
+                tot.setdefault(M, {}).setdefault(bn, 0)
+                tot[M][bn] += t1 * (32 if name != "head" else 1)
+            tot.setdefault(M, {}).setdefault("cublas", 0)
+            tot[M]["cublas"] += t_cublas * (32 if name != "head" else 1)
+            print(line, flush=True)
+            if tickets.abs().sum().item() != 0:
+                print("   tickets left non-zero!")
+                tickets.zero_()
+            del ws, maps
+            torch.cuda.empty_cache()
+    for M, d in tot.items():
+        print(f"M={M}: a step's GEMMs (32 layers + head) " + ", ".join(f"{key} {v / 1000:.2f} ms" for key, v in d.items()))
+    sys.exit(0)
 ms = [int(v) for v in (sys.argv[1] if len(sys.argv) > 1 else "32,128,256,8192").split(",")]
 print(torch.cuda.get_device_name(), "torch", torch.__version__)
 print(f"{'shape':8} {'M':>5} {'cublas µs':>10} {'lt-h0 µs':>9} {'lt-best µs':>10} {'#':>3} {'best/cublas':>11} {'TB/s':>6} {'TFLOP/s':>8}")
