@@ -9,6 +9,10 @@ stream from HBM as in a decode step. Prints µs a launch (median of rounds), the
 TB/s and TFLOP/s.
 
 There: python3 scripts/gpu/gemm_lab.py [M,M,...]
+Modes: `search` (every cuBLASLt configuration), `splitk` (split-K through strided-batched calls),
+`wgmma CUBIN [M,M,...]` (our wgmma GEMM of scripts/gpu/gemm_lab.cu, built here into CUBIN, against
+cuBLAS; SPLITS=1,4 picks the cluster sizes, ONLY=o,qkv the shapes, NORED=1 adds the kernel without
+its cluster sum, ROT=1 the form whose tiles start their k loop at different offsets).
 Torch only allocates and times (events); the GEMMs go through cuBLAS / cuBLASLt via ctypes.
 """
 import ctypes as C
@@ -249,17 +253,19 @@ if len(sys.argv) > 1 and sys.argv[1] == "splitk":
         print(f"M={M}: a step's GEMMs cublas {a / 1000:.2f} ms, best split (GEMM only) {b / 1000:.2f} ms")
     sys.exit(0)
 if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
-    # The stream-K wgmma GEMM of crates/models/src/cuda/gemm.cuh (built here into a cubin from
+    # The wgmma decode GEMM of crates/models/src/cuda/gemm.cuh (built here into a cubin from
     # scripts/gpu/gemm_lab.cu) against cuBLAS on the decode shapes: µs a launch over the ring of
-    # weight copies, plain launches and with programmatic launch (as prom launches), and the
-    # largest error of each against an f32 reference.
+    # weight copies, plain launches and with programmatic launch (as prom launches), for split-K
+    # cluster sizes S (the first: the one cuda/gemm.rs picks), and the largest error of each
+    # against an f32 reference, relative to the reference's largest value.
     cu = C.CDLL("libcuda.so.1")
     mod = C.c_void_p()
     ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
     sms = torch.cuda.get_device_properties(0).multi_processor_count
+    BM, STAGES = 256, {64: 5, 128: 4}
 
     class Attr(C.Structure):
-        _fields_ = [("id", C.c_int), ("pad", C.c_char * 4), ("value", C.c_int), ("rest", C.c_char * 60)]
+        _fields_ = [("id", C.c_int), ("pad", C.c_char * 4), ("value", C.c_uint * 3), ("rest", C.c_char * 52)]
 
     class Cfg(C.Structure):
         _fields_ = [("gx", C.c_uint), ("gy", C.c_uint), ("gz", C.c_uint), ("bx", C.c_uint), ("by", C.c_uint),
@@ -283,17 +289,16 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
     def kernel(bn):
         f = C.c_void_p()
         ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}".encode()), "function")
-        stages = {64: 8, 128: 6, 256: 4}[bn]
-        smem = stages * (128 + bn) * 64 * 2 + 1024
+        smem = STAGES[bn] * (BM + bn) * 64 * 2 + 1024
         ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
         return f, smem
 
-    Ms = [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "32,64,128,256").split(",")]
-    scratch = torch.empty(2 * sms * 128 * 256, device="cuda", dtype=torch.float32)
-    tickets = torch.zeros(128256 // 128 + 1, device="cuda", dtype=torch.int32)
+    Ms = [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "32,64,128").split(",")]
     tot = {}
     for M in Ms:
         for name, (n, k) in SHAPES.items():
+            if os.environ.get("ONLY") and name not in os.environ["ONLY"].split(","):
+                continue
             copies = max(2, -(-(1 << 30) // (n * k * 2)))
             ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
             ring = [w.data_ptr() for w in ws]
@@ -305,44 +310,70 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
             torch.cuda.synchronize()
             e_cublas = ((y.float() - ref).abs().max() / ref.abs().max()).item()
             line = f"{name:8} M={M:3}: cublas {t_cublas:6.1f} µs (err {e_cublas:.2e}) floor {n * k * 2 / 4.2e6:5.1f}"
-            for bn in [b for b in (64, 128, 256) if b >= M][:2]:
-                f, smem = kernel(bn)
-                maps = {w: tmap(w, n, k, 128) for w in ring}
-                xm = tmap(x.data_ptr(), M, k, bn)
-                tiles = -(-n // 128)
-                kit = -(-k // 64)
-                G = min(sms, tiles * kit)
-                a_y, a_s, a_t = C.c_uint64(y.data_ptr()), C.c_uint64(scratch.data_ptr()), C.c_uint64(tickets.data_ptr())
-                a_n, a_m, a_k, a_tl = C.c_int(n), C.c_int(M), C.c_int(kit), C.c_int(tiles)
+            bn = 64 if M <= 64 else 128
+            f, smem = kernel(bn)
+            maps = {w: tmap(w, n, k, BM) for w in ring}
+            xm = tmap(x.data_ptr(), M, k, bn)
+            tiles = -(-n // BM)
+            kit = -(-k // 64)
+            auto = max(1, min(8, sms // tiles, kit // 4))
+            splits = [auto] + [s for s in (1, 2, 4, 6, 8) if s * tiles <= 2 * sms and s != auto and kit // s >= 4 and name != "head"]
+            if os.environ.get("SPLITS"):
+                splits = [int(v) for v in os.environ["SPLITS"].split(",")]
+            for S in dict.fromkeys(splits):
+                a_y = C.c_uint64(y.data_ptr())
+                a_n, a_m, a_k = C.c_int(n), C.c_int(M), C.c_int(kit)
 
                 def launch(w, pdl):
-                    args = (C.c_void_p * 9)(maps[w], xm, C.addressof(a_y), C.addressof(a_s), C.addressof(a_t),
-                                            C.addressof(a_n), C.addressof(a_m), C.addressof(a_k), C.addressof(a_tl))
-                    attr = Attr(id=6, value=1)
-                    cfg = Cfg(G, 1, 1, 384, 1, 1, smem, C.c_void_p(stream), C.pointer(attr), 1 if pdl else 0)
+                    args = (C.c_void_p * 6)(maps[w], xm, C.addressof(a_y), C.addressof(a_n), C.addressof(a_m), C.addressof(a_k))
+                    attrs = (Attr * 2)()
+                    attrs[0].id = 4  # cluster dimension
+                    attrs[0].value[0], attrs[0].value[1], attrs[0].value[2] = S, 1, 1
+                    attrs[1].id = 6  # programmatic stream serialization
+                    attrs[1].value[0] = 1
+                    cfg = Cfg(S, tiles, 1, 384, 1, 1, smem, C.c_void_p(stream), attrs, 2 if pdl else 1)
                     return cu.cuLaunchKernelEx(C.byref(cfg), f, args, None)
 
                 y.zero_()
-                ok(launch(ring[0], False), "launch")
+                r = launch(ring[0], False)
+                if r != 0:
+                    line += f" | S{S}: launch error {r}"
+                    continue
                 torch.cuda.synchronize()
                 err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-                t0 = time_us(lambda w: launch(w, False), ring)
-                t1 = time_us(lambda w: launch(w, True), ring)
-                # twice more: the tickets must come back to zero, the result must not change
                 y2 = y.clone()
-                ok(launch(ring[0], True), "launch")
                 ok(launch(ring[0], True), "launch")
                 torch.cuda.synchronize()
                 same = torch.equal(y, y2)
-                line += f" | n{bn} {t0:6.1f} / pdl {t1:6.1f} ({t1 / t_cublas:.3f}, err {err:.2e}{'' if same else ', NOT DETERMINISTIC'})"
-                tot.setdefault(M, {}).setdefault(bn, 0)
-                tot[M][bn] += t1 * (32 if name != "head" else 1)
+                t0 = time_us(lambda w: launch(w, False), ring)
+                t1 = time_us(lambda w: launch(w, True), ring)
+                line += f" | S{S} {t0:6.1f} / pdl {t1:6.1f} ({t0 / t_cublas:.3f}, err {err:.2e}{'' if same else ', NOT DETERMINISTIC'})"
+                if os.environ.get("ROT"):
+                    f_keep = f
+                    f = C.c_void_p()
+                    ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}_rot".encode()), "function")
+                    ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
+                    y.zero_()
+                    ok(launch(ring[0], False), "launch")
+                    torch.cuda.synchronize()
+                    e_rot = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                    line += f" [rot {time_us(lambda w: launch(w, False), ring):5.1f}, err {e_rot:.1e}]"
+                    f = f_keep
+                if S > 1 and os.environ.get("NORED"):
+                    f_keep = f
+                    f = C.c_void_p()
+                    ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}_nored".encode()), "function")
+                    ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
+                    line += f" [no sum {time_us(lambda w: launch(w, False), ring):5.1f}]"
+                    f = f_keep
+                if S == auto:
+                    tot.setdefault(M, {}).setdefault("wgmma", 0)
+                    tot[M]["wgmma"] += t0 * (32 if name != "head" else 1)
+                    tot[M].setdefault("wgmma-pdl", 0)
+                    tot[M]["wgmma-pdl"] += t1 * (32 if name != "head" else 1)
             tot.setdefault(M, {}).setdefault("cublas", 0)
             tot[M]["cublas"] += t_cublas * (32 if name != "head" else 1)
             print(line, flush=True)
-            if tickets.abs().sum().item() != 0:
-                print("   tickets left non-zero!")
-                tickets.zero_()
             del ws, maps
             torch.cuda.empty_cache()
     for M, d in tot.items():
