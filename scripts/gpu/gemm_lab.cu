@@ -79,42 +79,24 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 
 // D (64 × N, f32, in registers) += A (64 × 16, shared) · B (16 × N, shared), both K-major.
 template <typename T, int N> struct Wgmma;
-template <> struct Wgmma<__nv_bfloat16, 64> {
-  static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "l"(a), "l"(b));
-  }
-};
-template <> struct Wgmma<__nv_bfloat16, 128> {
-  static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(a), "l"(b));
-  }
-};
-template <> struct Wgmma<__half, 64> {
-  static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "l"(a), "l"(b));
-  }
-};
-template <> struct Wgmma<__half, 128> {
-  static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(a), "l"(b));
-  }
-};
+// The accumulator operands of m64n64 (32 registers) and m64n128 (64).
+#define WG_REGS_64 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define WG_OPS_64 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define WG_REGS_128 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define WG_OPS_128 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define WG_MMA(T, PTX, N, A, B)                                                                                    \
+  template <> struct Wgmma<T, N> {                                                                                 \
+    static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {                                 \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\nwgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PTX   \
+                   "." PTX " {" WG_REGS_##N "}, %" #A ", %" #B ", p, 1, 1, 0, 0;\n}\n"                                \
+                   : WG_OPS_##N                                                                                    \
+                   : "l"(a), "l"(b));                                                                              \
+    }                                                                                                              \
+  };
+WG_MMA(__nv_bfloat16, "bf16", 64, 32, 33)
+WG_MMA(__nv_bfloat16, "bf16", 128, 64, 65)
+WG_MMA(__half, "f16", 64, 32, 33)
+WG_MMA(__half, "f16", 128, 64, 65)
 
 // Cluster helpers: this CTA's shared address `p` as seen in CTA `rank` of the cluster, a load
 // from there, and a barrier over every thread of the cluster (release / acquire).
@@ -154,7 +136,7 @@ __device__ __forceinline__ void acc_pos(int ct, int r, int& row, int& col) {
 // rows past the end read as zeros.
 template <typename T, int BN, int STAGES, bool REDUCE = true, bool ROT = false>
 __device__ __forceinline__ void gemm_body(const TmaDesc* wmap, const TmaDesc* xmap, T* __restrict__ y, int n_out,
-                                          int m, int k_iters) {
+                                          int m, int k_iters, const uint8_t* wblk = nullptr) {
   constexpr int W_BYTES = BM * BK * 2, X_BYTES = BN * BK * 2, STAGE = W_BYTES + X_BYTES;
   static_assert(256 * BN * 4 <= STAGES * STAGE, "the partials reuse the ring");
   extern __shared__ uint8_t gemm_smem_raw[];
@@ -167,6 +149,19 @@ __device__ __forceinline__ void gemm_body(const TmaDesc* wmap, const TmaDesc* xm
   // activation columns at the same moment.
   const int rot = ROT ? (tile * 7 + z * 3) % max(n_it, 1) : 0;
   auto kat = [&](int i) { return kb + (i + rot < n_it ? i + rot : i + rot - n_it); };
+  // The weight box of k-iteration j: a TMA box of the row-major weight, or with `wblk` one
+  // contiguous W_BYTES block of a copy laid out [tile][k-iteration][256 rows × 64], already in
+  // the 128-byte swizzle (a single bulk copy, the DRAM reads in order).
+  auto load_w = [&](uint8_t* dst, uint64_t* bar, int j) {
+    if (wblk) {
+      const uint8_t* src = wblk + ((size_t)tile * k_iters + j) * W_BYTES;
+      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                   ::"r"(smem_u32(dst)), "l"((uint64_t)src), "r"(W_BYTES), "r"(smem_u32(bar))
+                   : "memory");
+    } else {
+      tma_load(dst, wmap, bar, j * BK, tile * BM);
+    }
+  };
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32;
   if (threadIdx.x == 0) {
     asm volatile("prefetch.tensormap [%0];" ::"l"((uint64_t)wmap) : "memory");
@@ -187,7 +182,7 @@ __device__ __forceinline__ void gemm_body(const TmaDesc* wmap, const TmaDesc* xm
       const int pre = min(STAGES, n_it);
       for (int i = 0; i < pre; i++) {
         mbar_expect_tx(&full[i], STAGE);
-        tma_load(smem + i * STAGE, wmap, &full[i], kat(i) * BK, tile * BM);
+        load_w(smem + i * STAGE, &full[i], kat(i));
       }
       pdl_wait();
       for (int i = 0; i < pre; i++) tma_load(smem + i * STAGE + W_BYTES, xmap, &full[i], kat(i) * BK, 0);
@@ -195,7 +190,7 @@ __device__ __forceinline__ void gemm_body(const TmaDesc* wmap, const TmaDesc* xm
         const int s = i % STAGES;
         mbar_wait(&empty[s], ((i / STAGES) - 1) & 1);
         mbar_expect_tx(&full[s], STAGE);
-        tma_load(smem + s * STAGE, wmap, &full[s], kat(i) * BK, tile * BM);
+        load_w(smem + s * STAGE, &full[s], kat(i));
         tma_load(smem + s * STAGE + W_BYTES, xmap, &full[s], kat(i) * BK, 0);
       }
     }
@@ -320,4 +315,15 @@ extern "C" __global__ void __launch_bounds__(wg::THREADS, 1)
     wg_gemm_bf16_n64_rot(const __grid_constant__ wg::TmaDesc wmap, const __grid_constant__ wg::TmaDesc xmap,
                          __nv_bfloat16* y, int n_out, int m, int k_iters) {
   wg::gemm_body<__nv_bfloat16, 64, 5, true, true>(&wmap, &xmap, y, n_out, m, k_iters);
+}
+// Lab only: the weight from a blocked, pre-swizzled copy (`wblk`), one bulk copy a stage.
+extern "C" __global__ void __launch_bounds__(wg::THREADS, 1)
+    wg_gemm_bf16_n128_blk(const __grid_constant__ wg::TmaDesc wmap, const __grid_constant__ wg::TmaDesc xmap,
+                          __nv_bfloat16* y, int n_out, int m, int k_iters, const uint8_t* wblk) {
+  wg::gemm_body<__nv_bfloat16, 128, 4>(&wmap, &xmap, y, n_out, m, k_iters, wblk);
+}
+extern "C" __global__ void __launch_bounds__(wg::THREADS, 1)
+    wg_gemm_bf16_n64_blk(const __grid_constant__ wg::TmaDesc wmap, const __grid_constant__ wg::TmaDesc xmap,
+                         __nv_bfloat16* y, int n_out, int m, int k_iters, const uint8_t* wblk) {
+  wg::gemm_body<__nv_bfloat16, 64, 5>(&wmap, &xmap, y, n_out, m, k_iters, wblk);
 }

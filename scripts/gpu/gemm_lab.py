@@ -12,7 +12,8 @@ There: python3 scripts/gpu/gemm_lab.py [M,M,...]
 Modes: `search` (every cuBLASLt configuration), `splitk` (split-K through strided-batched calls),
 `wgmma CUBIN [M,M,...]` (our wgmma GEMM of scripts/gpu/gemm_lab.cu, built here into CUBIN, against
 cuBLAS; SPLITS=1,4 picks the cluster sizes, ONLY=o,qkv the shapes, NORED=1 adds the kernel without
-its cluster sum, ROT=1 the form whose tiles start their k loop at different offsets).
+its cluster sum, ROT=1 the form whose tiles start their k loop at different offsets, BLOCKED=1
+the form that reads a blocked, pre-swizzled copy of the weight with one bulk copy a stage).
 Torch only allocates and times (events); the GEMMs go through cuBLAS / cuBLASLt via ctypes.
 """
 import ctypes as C
@@ -167,6 +168,15 @@ def search_configs(g, m, n, k):
     return out
 
 
+def operands(m, n, k):
+    """Copies of an (n, k) weight that together outgrow L2 (each launch streams its weight from
+    HBM), their addresses, and an (m, k) input and (m, n) output, all bf16."""
+    copies = max(2, -(-(1 << 30) // (n * k * 2)))
+    ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    return ws, [w.data_ptr() for w in ws], x, torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+
+
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate|up": (28672, 4096), "down": (4096, 14336), "head": (128256, 4096)}
 if len(sys.argv) > 1 and sys.argv[1] == "search":
     # The exhaustive search at decode sizes: is there a config far better than cuBLAS's?
@@ -174,11 +184,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "search":
         for name, (n, k) in SHAPES.items():
             if name == "head":
                 continue
-            copies = max(2, -(-(1 << 30) // (n * k * 2)))
-            ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
-            ring = [w.data_ptr() for w in ws]
-            x = torch.randn(M, k, device="cuda", dtype=torch.bfloat16)
-            y = torch.empty(M, n, device="cuda", dtype=torch.bfloat16)
+            ws, ring, x, y = operands(M, n, k)
             ref = torch.empty_like(y)
             g = LtGemm(M, n, k)
             t_cublas = time_us(lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr()), ring)
@@ -209,11 +215,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "splitk":
     for M in [int(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "128").split(",")]:
         total = {}
         for name, (n, k) in SHAPES.items():
-            copies = max(2, -(-(1 << 30) // (n * k * 2)))
-            ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
-            ring = [w.data_ptr() for w in ws]
-            x = torch.randn(M, k, device="cuda", dtype=torch.bfloat16)
-            ref = torch.empty(M, n, device="cuda", dtype=torch.bfloat16)
+            ws, ring, x, ref = operands(M, n, k)
             t1 = time_us(lambda w: cublas_run(M, n, k, w, x.data_ptr(), ref.data_ptr()), ring)
             cublas_run(M, n, k, ring[0], x.data_ptr(), ref.data_ptr())
             line = f"{name:8} M={M}: cublas {t1:6.1f} µs (floor {n * k * 2 / 4.2e6:5.1f})"
@@ -294,16 +296,13 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
         return f, smem
 
     Ms = [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "32,64,128").split(",")]
+    blocked_for = {}
     tot = {}
     for M in Ms:
         for name, (n, k) in SHAPES.items():
             if os.environ.get("ONLY") and name not in os.environ["ONLY"].split(","):
                 continue
-            copies = max(2, -(-(1 << 30) // (n * k * 2)))
-            ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
-            ring = [w.data_ptr() for w in ws]
-            x = torch.randn(M, k, device="cuda", dtype=torch.bfloat16)
-            y = torch.empty(M, n, device="cuda", dtype=torch.bfloat16)
+            ws, ring, x, y = operands(M, n, k)
             ref = (x.float() @ ws[0].float().T)
             t_cublas = time_us(lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr()), ring)
             ok(cublas_run(M, n, k, ring[0], x.data_ptr(), y.data_ptr()), "cublas")
@@ -359,6 +358,31 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
                     e_rot = ((y.float() - ref).abs().max() / ref.abs().max()).item()
                     line += f" [rot {time_us(lambda w: launch(w, False), ring):5.1f}, err {e_rot:.1e}]"
                     f = f_keep
+                if os.environ.get("BLOCKED"):
+                    # The same kernel reading a blocked, pre-swizzled copy of each weight.
+                    if name not in blocked_for:
+                        r = torch.arange(256, device="cuda")[:, None]
+                        sw = torch.arange(8, device="cuda")[None, :] ^ (r & 7)
+                        blocked_for[name] = [w.view(n // 256, 256, k // 64, 8, 8).permute(0, 2, 1, 3, 4)[:, :, r, sw].contiguous() for w in ws]
+                    blk = {w: b.data_ptr() for w, b in zip(ring, blocked_for[name])}
+                    fb = C.c_void_p()
+                    ok(cu.cuModuleGetFunction(C.byref(fb), mod, f"wg_gemm_bf16_n{bn}_blk".encode()), "function")
+                    ok(cu.cuFuncSetAttribute(fb, 8, smem), "smem attribute")
+
+                    def launch_blk(w):
+                        a_b = C.c_uint64(blk[w])
+                        args = (C.c_void_p * 7)(maps[w], xm, C.addressof(a_y), C.addressof(a_n), C.addressof(a_m), C.addressof(a_k), C.addressof(a_b))
+                        attrs = (Attr * 1)()
+                        attrs[0].id = 4
+                        attrs[0].value[0], attrs[0].value[1], attrs[0].value[2] = S, 1, 1
+                        cfg = Cfg(S, tiles, 1, 384, 1, 1, smem, C.c_void_p(stream), attrs, 1)
+                        return cu.cuLaunchKernelEx(C.byref(cfg), fb, args, None)
+
+                    y.zero_()
+                    ok(launch_blk(ring[0]), "launch")
+                    torch.cuda.synchronize()
+                    e_b = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                    line += f" [blocked {time_us(launch_blk, ring):5.1f}, err {e_b:.1e}]"
                 if S > 1 and os.environ.get("NORED"):
                     f_keep = f
                     f = C.c_void_p()
@@ -375,6 +399,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
             tot[M]["cublas"] += t_cublas * (32 if name != "head" else 1)
             print(line, flush=True)
             del ws, maps
+            blocked_for.clear()
             torch.cuda.empty_cache()
     for M, d in tot.items():
         print(f"M={M}: a step's GEMMs (32 layers + head) " + ", ".join(f"{key} {v / 1000:.2f} ms" for key, v in d.items()))
@@ -386,11 +411,7 @@ tot = {}
 for M in ms:
     for name, (n, k) in SHAPES.items():
         wbytes = n * k * 2
-        copies = max(2, -(-(1 << 30) // wbytes))
-        ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(copies)]
-        x = torch.randn(M, k, device="cuda", dtype=torch.bfloat16)
-        y = torch.empty(M, n, device="cuda", dtype=torch.bfloat16)
-        ring = [w.data_ptr() for w in ws]
+        ws, ring, x, y = operands(M, n, k)
         g = LtGemm(M, n, k)
         t_cublas = time_us(lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr()), ring)
         ref = y.clone()

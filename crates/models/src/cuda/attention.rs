@@ -473,7 +473,12 @@ pub(crate) fn attend(
         && matches!(split, Split::Auto | Split::Parts(1))
         && prefill_mma_on();
     if mma {
-        return prefill_mma(dev, pool, qp, (t, h, dk), batch, p);
+        // `prefill_mma` (prefill.cuh): a CTA of 4 warps per (64-token tile, head), whose Q, K
+        // and V tiles of PF_Q rows are each padded by 8 values.
+        let smem = 3 * PF_Q * (dk + 8) * 2;
+        let grid = (batch.n_work as u32, h as u32, 1);
+        let name = ("prefill_mma", "prefill attention");
+        return mma_launch(dev, pool, qp, (t, h, dk), batch, p, name, grid, (128, smem));
     }
     // A decode batch with a warp for every SM or more: the tensor-core decode kernel, same
     // conditions as prefill_mma's (its 16-byte copies need the aligned pool that `one_token`
@@ -488,7 +493,11 @@ pub(crate) fn attend(
         && matches!(split, Split::Auto | Split::Parts(1))
         && batch.n_work * kvh >= decode_mma_min(dev);
     if dmma {
-        return decode_mma(dev, pool, qp, (t, h, dk), batch, p);
+        // `decode_mma` (prefill.cuh): one warp per (sequence, kv head), with K and V rings of
+        // DM_STAGES tiles of DM_K keys, rows padded by 8 values.
+        let smem = 2 * DM_STAGES * DM_K * (dk + 8) * 2;
+        let grid = (batch.n_work as u32, kvh as u32, 1);
+        return mma_launch(dev, pool, qp, (t, h, dk), batch, p, ("decode_mma", "decode attention"), grid, (32, smem));
     }
     let chunk = |most: usize| (1..=most.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
     let hp = match (decode, small) {
@@ -621,44 +630,10 @@ fn decode_mma_min(dev: &CudaDevice) -> usize {
 const DM_K: usize = 16;
 const DM_STAGES: usize = 3;
 
-/// [`attend`] on tensor cores for a decode batch (`decode_mma` in prefill.cuh): one warp per
-/// (sequence, kv head); the caller checked what [`prefill_mma`] needs, one token a work item and
-/// a group of at most 16 heads.
-fn decode_mma(
-    dev: &CudaDevice,
-    pool: &LayerPtrs,
-    qp: u64,
-    (t, h, d): (usize, usize, usize),
-    batch: &GpuBatch,
-    p: &AttnParams,
-) -> Result<Tensor> {
-    let grid = (batch.n_work as u32, pool.kv_heads as u32, 1);
-    // The K and V rings, rows padded by 8 values.
-    let smem = 2 * DM_STAGES * DM_K * (d + 8) * 2;
-    mma_launch(dev, pool, qp, (t, h, d), batch, p, ("decode_mma", "decode attention"), grid, (32, smem))
-}
-
 /// Query tokens a `prefill_mma` CTA takes (`PF_Q` of prefill.cuh): a multiple of `QTILE`, so
 /// that one work item of paged_attn's list starts each CTA's tile.
 const PF_Q: usize = 64;
-
-/// [`attend`] on tensor cores for a batch with prefill chunks (`prefill_mma` in prefill.cuh):
-/// q at `qp`, `(t, h, d)` contiguous and 16-byte aligned, a 16-bit cache of the same dtype, head
-/// dim 64 or 128, no ALiBi or softcap (checked by the caller).
-fn prefill_mma(
-    dev: &CudaDevice,
-    pool: &LayerPtrs,
-    qp: u64,
-    (t, h, d): (usize, usize, usize),
-    batch: &GpuBatch,
-    p: &AttnParams,
-) -> Result<Tensor> {
-    const _: () = assert!(PF_Q.is_multiple_of(QTILE));
-    // Q, K and V tiles of 64 rows, each padded by 8 values.
-    let smem = 3 * PF_Q * (d + 8) * 2;
-    let grid = (batch.n_work as u32, h as u32, 1);
-    mma_launch(dev, pool, qp, (t, h, d), batch, p, ("prefill_mma", "prefill attention"), grid, (128, smem))
-}
+const _: () = assert!(PF_Q.is_multiple_of(QTILE));
 
 /// One launch of a tensor-core attention kernel (`{name}_{bf16|f16}_{d}`, prefill.cuh), whose
 /// arguments are (q, out, k pool, v pool, work, seqs, tables, heads, kv heads, block size, scale,
