@@ -2,8 +2,10 @@
 # prom on an H200 against llama.cpp (CUDA, F16, flash attention) and HF transformers (bf16,
 # SDPA), one device call. On a Llama-3-8B-shape seeded random model (scripts/gpu/make_model.py:
 # bf16 safetensors for prom and transformers, the same weights as F16 GGUF for llama.cpp):
-# - bs 1 decode tok/s (prom: 1 / mean inter-token latency; llama.cpp: llama-bench tg128;
-#   transformers: 128 new tokens / wall);
+# - bs 1 decode tok/s at two contexts, each tool at the same one: 1→128 (prom: 1 / mean
+#   inter-token latency after a 1-token prompt; llama.cpp: llama-bench tg128 from an empty cache,
+#   `-d 0`) and 128→256 (prom: after a 128-token prompt; llama.cpp: tg128 at depth 128, `-d 128`;
+#   transformers: 128 new tokens after 128 / wall);
 # - 128-in/128-out end-to-end output tok/s at bs 32, 128, 256 (prom: `prom bench`, wall from
 #   the first submit to the last token; llama.cpp: llama-batched-bench, B·128 / T;
 #   transformers: generate, B·128 / wall);
@@ -66,6 +68,11 @@ for entry in ${PROMS:-prom}; do
     2>&1 | tee "$OUT/$name.txt"
   tail -1 "$OUT/$name.txt" > "$OUT/$name.json"
 done
+# bs 1 from a near-empty cache, the context llama-bench's tg128 runs at.
+echo "== prom, bs 1 after a 1-token prompt"
+"$GPU_BIN/prom" bench --device cuda --model "$W/m/hf" --offline --concurrency 1 --max-tokens 128 --prompt-tokens 1 \
+  --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching 2>&1 | tee "$OUT/ctx0.txt"
+tail -1 "$OUT/ctx0.txt" > "$OUT/ctx0.json"
 if [ -n "${LONG_PROMPT:-}" ]; then
   for entry in ${PROMS:-prom}; do
     bin=${entry%+eager} name=${entry/+/-} extra=()
@@ -83,7 +90,7 @@ if [ "$PEERS" = 1 ]; then
     | grep -v Warning | tee "$OUT/hf.txt"
   echo "== llama.cpp"
   LB="$W/llama.cpp/build/bin"
-  "$LB/llama-bench" -m "$W/m/f16.gguf" -ngl 99 -fa 1 -p 0 -n 128 -r 3 -o json > "$OUT/llamacpp-bench.json"
+  "$LB/llama-bench" -m "$W/m/f16.gguf" -ngl 99 -fa 1 -p 0 -n 128 -d 0,128 -r 3 -o json > "$OUT/llamacpp-bench.json"
   big=$(csv $(for b in $BATCHES; do [ "$b" -gt 1 ] && echo "$b"; done))
   "$LB/llama-batched-bench" -m "$W/m/f16.gguf" -ngl 99 -fa on -c $((256 * 256)) -npp 128 -ntg 128 -npl "$big" \
     --output-format jsonl 2>/dev/null | grep '^{' > "$OUT/llamacpp-batched.jsonl"
