@@ -134,7 +134,7 @@ __device__ __forceinline__ void acc_pos(int ct, int r, int& row, int& col) {
 // tile. Dynamic shared memory STAGES · (BM + BN) · BK · 2 bytes + 1024 (alignment). `wmap`
 // boxes (BK, BM) of W (n_out × k), `xmap` boxes (BK, BN) of x (m × k), both 128-byte swizzled,
 // rows past the end read as zeros.
-template <typename T, int BN, int STAGES, bool REDUCE = true, bool ROT = false>
+template <typename T, int BN, int STAGES, bool REDUCE = true, bool ROT = false, bool MMA = true>
 __device__ __forceinline__ void gemm_body(const TmaDesc* wmap, const TmaDesc* xmap, T* __restrict__ y, int n_out,
                                           int m, int k_iters, const uint8_t* wblk = nullptr) {
   constexpr int W_BYTES = BM * BK * 2, X_BYTES = BN * BK * 2, STAGE = W_BYTES + X_BYTES;
@@ -203,6 +203,10 @@ __device__ __forceinline__ void gemm_body(const TmaDesc* wmap, const TmaDesc* xm
     for (int i = 0; i < n_it; i++) {
       const int s = i % STAGES;
       mbar_wait(&full[s], (i / STAGES) & 1);
+      if (!MMA) { // the ring alone: each stage is released as soon as it lands
+        if (lane == 0) mbar_arrive(&empty[s]);
+        continue;
+      }
       const uint8_t* st = smem + s * STAGE;
       wgmma_fence();
 #pragma unroll
@@ -216,7 +220,7 @@ __device__ __forceinline__ void gemm_body(const TmaDesc* wmap, const TmaDesc* xm
       if (pending >= 0 && lane == 0) mbar_arrive(&empty[pending]);
       pending = s;
     }
-    wgmma_wait<0>();
+    if (MMA) wgmma_wait<0>();
   }
   const int ct = threadIdx.x - 128; // consumer thread 0..255
   if (S == 1 || !REDUCE) {
@@ -326,4 +330,16 @@ extern "C" __global__ void __launch_bounds__(wg::THREADS, 1)
     wg_gemm_bf16_n64_blk(const __grid_constant__ wg::TmaDesc wmap, const __grid_constant__ wg::TmaDesc xmap,
                          __nv_bfloat16* y, int n_out, int m, int k_iters, const uint8_t* wblk) {
   wg::gemm_body<__nv_bfloat16, 64, 5>(&wmap, &xmap, y, n_out, m, k_iters, wblk);
+}
+// Lab only: the TMA ring without the math (each stage released once it lands; the output is
+// zeros), to time the stream the kernel can reach at a given grid.
+extern "C" __global__ void __launch_bounds__(wg::THREADS, 1)
+    wg_gemm_bf16_n128_stream(const __grid_constant__ wg::TmaDesc wmap, const __grid_constant__ wg::TmaDesc xmap,
+                             __nv_bfloat16* y, int n_out, int m, int k_iters) {
+  wg::gemm_body<__nv_bfloat16, 128, 4, false, false, false>(&wmap, &xmap, y, n_out, m, k_iters);
+}
+extern "C" __global__ void __launch_bounds__(wg::THREADS, 1)
+    wg_gemm_bf16_n64_stream(const __grid_constant__ wg::TmaDesc wmap, const __grid_constant__ wg::TmaDesc xmap,
+                            __nv_bfloat16* y, int n_out, int m, int k_iters) {
+  wg::gemm_body<__nv_bfloat16, 64, 5, false, false, false>(&wmap, &xmap, y, n_out, m, k_iters);
 }

@@ -13,7 +13,8 @@ Modes: `search` (every cuBLASLt configuration), `splitk` (split-K through stride
 `wgmma CUBIN [M,M,...]` (our wgmma GEMM of scripts/gpu/gemm_lab.cu, built here into CUBIN, against
 cuBLAS; SPLITS=1,4 picks the cluster sizes, ONLY=o,qkv the shapes, NORED=1 adds the kernel without
 its cluster sum, ROT=1 the form whose tiles start their k loop at different offsets, BLOCKED=1
-the form that reads a blocked, pre-swizzled copy of the weight with one bulk copy a stage).
+the form that reads a blocked, pre-swizzled copy of the weight with one bulk copy a stage,
+STREAM=1 the ring alone, without the math).
 Torch only allocates and times (events); the GEMMs go through cuBLAS / cuBLASLt via ctypes.
 """
 import ctypes as C
@@ -383,6 +384,13 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
                     torch.cuda.synchronize()
                     e_b = ((y.float() - ref).abs().max() / ref.abs().max()).item()
                     line += f" [blocked {time_us(launch_blk, ring):5.1f}, err {e_b:.1e}]"
+                if os.environ.get("STREAM"):
+                    f_keep = f
+                    f = C.c_void_p()
+                    ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}_stream".encode()), "function")
+                    ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
+                    line += f" [ring alone {time_us(lambda w: launch(w, False), ring):5.1f}]"
+                    f = f_keep
                 if S > 1 and os.environ.get("NORED"):
                     f_keep = f
                     f = C.c_void_p()
