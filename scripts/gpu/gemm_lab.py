@@ -289,9 +289,11 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
         ok(cu.cuTensorMapEncodeTiled(C.c_void_p(addr), 9, 2, C.c_void_p(ptr), dims, strides, box, es, 0, 3, 3, 0), "tensor map")
         return C.c_void_p(addr)
 
-    def kernel(bn):
+    def kernel(bn, form=""):
+        """wg_gemm_bf16_n{bn}{form} (form: "", "_rot", "_blk", "_stream", "_nored"), its shared
+        memory allowed."""
         f = C.c_void_p()
-        ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}".encode()), "function")
+        ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}{form}".encode()), "function")
         smem = STAGES[bn] * (BM + bn) * 64 * 2 + 1024
         ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
         return f, smem
@@ -324,15 +326,31 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
                 a_y = C.c_uint64(y.data_ptr())
                 a_n, a_m, a_k = C.c_int(n), C.c_int(M), C.c_int(kit)
 
-                def launch(w, pdl):
-                    args = (C.c_void_p * 6)(maps[w], xm, C.addressof(a_y), C.addressof(a_n), C.addressof(a_m), C.addressof(a_k))
+                def launch(w, pdl, func=None, blocked=None):
+                    # func: another form of the kernel; blocked: its blocked weight copies
+                    ptrs = [maps[w], xm, C.addressof(a_y), C.addressof(a_n), C.addressof(a_m), C.addressof(a_k)]
+                    if blocked:
+                        a_b = C.c_uint64(blocked[w])
+                        ptrs.append(C.addressof(a_b))
+                    args = (C.c_void_p * len(ptrs))(*ptrs)
                     attrs = (Attr * 2)()
                     attrs[0].id = 4  # cluster dimension
                     attrs[0].value[0], attrs[0].value[1], attrs[0].value[2] = S, 1, 1
                     attrs[1].id = 6  # programmatic stream serialization
                     attrs[1].value[0] = 1
                     cfg = Cfg(S, tiles, 1, 384, 1, 1, smem, C.c_void_p(stream), attrs, 2 if pdl else 1)
-                    return cu.cuLaunchKernelEx(C.byref(cfg), f, args, None)
+                    return cu.cuLaunchKernelEx(C.byref(cfg), func or f, args, None)
+
+                def form(suffix, blocked=None, check=True):
+                    """The kernel's `suffix` form: µs a launch, and its error when `check`."""
+                    g, _ = kernel(bn, suffix)
+                    err = ""
+                    if check:
+                        y.zero_()
+                        ok(launch(ring[0], False, g, blocked), "launch")
+                        torch.cuda.synchronize()
+                        err = f", err {((y.float() - ref).abs().max() / ref.abs().max()).item():.1e}"
+                    return f"{time_us(lambda w: launch(w, False, g, blocked), ring):5.1f}{err}"
 
                 y.zero_()
                 r = launch(ring[0], False)
@@ -349,16 +367,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
                 t1 = time_us(lambda w: launch(w, True), ring)
                 line += f" | S{S} {t0:6.1f} / pdl {t1:6.1f} ({t0 / t_cublas:.3f}, err {err:.2e}{'' if same else ', NOT DETERMINISTIC'})"
                 if os.environ.get("ROT"):
-                    f_keep = f
-                    f = C.c_void_p()
-                    ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}_rot".encode()), "function")
-                    ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
-                    y.zero_()
-                    ok(launch(ring[0], False), "launch")
-                    torch.cuda.synchronize()
-                    e_rot = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-                    line += f" [rot {time_us(lambda w: launch(w, False), ring):5.1f}, err {e_rot:.1e}]"
-                    f = f_keep
+                    line += f" [rot {form('_rot')}]"
                 if os.environ.get("BLOCKED"):
                     # The same kernel reading a blocked, pre-swizzled copy of each weight.
                     if name not in blocked_for:
@@ -366,38 +375,11 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
                         sw = torch.arange(8, device="cuda")[None, :] ^ (r & 7)
                         blocked_for[name] = [w.view(n // 256, 256, k // 64, 8, 8).permute(0, 2, 1, 3, 4)[:, :, r, sw].contiguous() for w in ws]
                     blk = {w: b.data_ptr() for w, b in zip(ring, blocked_for[name])}
-                    fb = C.c_void_p()
-                    ok(cu.cuModuleGetFunction(C.byref(fb), mod, f"wg_gemm_bf16_n{bn}_blk".encode()), "function")
-                    ok(cu.cuFuncSetAttribute(fb, 8, smem), "smem attribute")
-
-                    def launch_blk(w):
-                        a_b = C.c_uint64(blk[w])
-                        args = (C.c_void_p * 7)(maps[w], xm, C.addressof(a_y), C.addressof(a_n), C.addressof(a_m), C.addressof(a_k), C.addressof(a_b))
-                        attrs = (Attr * 1)()
-                        attrs[0].id = 4
-                        attrs[0].value[0], attrs[0].value[1], attrs[0].value[2] = S, 1, 1
-                        cfg = Cfg(S, tiles, 1, 384, 1, 1, smem, C.c_void_p(stream), attrs, 1)
-                        return cu.cuLaunchKernelEx(C.byref(cfg), fb, args, None)
-
-                    y.zero_()
-                    ok(launch_blk(ring[0]), "launch")
-                    torch.cuda.synchronize()
-                    e_b = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-                    line += f" [blocked {time_us(launch_blk, ring):5.1f}, err {e_b:.1e}]"
+                    line += f" [blocked {form('_blk', blk)}]"
                 if os.environ.get("STREAM"):
-                    f_keep = f
-                    f = C.c_void_p()
-                    ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}_stream".encode()), "function")
-                    ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
-                    line += f" [ring alone {time_us(lambda w: launch(w, False), ring):5.1f}]"
-                    f = f_keep
+                    line += f" [ring alone {form('_stream', check=False)}]"
                 if S > 1 and os.environ.get("NORED"):
-                    f_keep = f
-                    f = C.c_void_p()
-                    ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}_nored".encode()), "function")
-                    ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
-                    line += f" [no sum {time_us(lambda w: launch(w, False), ring):5.1f}]"
-                    f = f_keep
+                    line += f" [no sum {form('_nored', check=False)}]"
                 if S == auto:
                     tot.setdefault(M, {}).setdefault("wgmma", 0)
                     tot[M]["wgmma"] += t0 * (32 if name != "head" else 1)
