@@ -343,3 +343,40 @@ extern "C" __global__ void __launch_bounds__(wg::THREADS, 1)
                             __nv_bfloat16* y, int n_out, int m, int k_iters) {
   wg::gemm_body<__nv_bfloat16, 64, 5, false, false, false>(&wmap, &xmap, y, n_out, m, k_iters);
 }
+
+// The `l2pre` mode's stand-in for a small kernel between two GEMMs (a norm, rotary, SwiGLU):
+// it first asks L2 for the next GEMM's weight bytes (fire and forget: a bulk prefetch does not
+// hold the kernel), then spins `ns` nanoseconds, as the small kernel's own work would. Two
+// patterns: the first `prefix` bytes of each of `rows` rows of `row_bytes` (every output tile's
+// first k steps), or, with prefix = 0, the first `range` bytes of the weight in 4 KiB pieces
+// (the first tiles' whole rows).
+extern "C" __global__ void spin_prefetch(const char* w, unsigned rows, unsigned row_bytes, unsigned prefix,
+                                         unsigned long long range, unsigned long long ns) {
+  unsigned long long t0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  const unsigned tid = blockIdx.x * blockDim.x + threadIdx.x, nth = gridDim.x * blockDim.x;
+  if (prefix) {
+    for (unsigned r = tid; r < rows; r += nth)
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(w + (size_t)r * row_bytes), "r"(prefix) : "memory");
+  } else {
+    for (unsigned long long off = (unsigned long long)tid * 4096; off < range; off += (unsigned long long)nth * 4096)
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(w + off), "r"(4096u) : "memory");
+  }
+  unsigned long long t;
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
+
+// The `pdlpair` mode's small kernel: with `trigger` it lets the next launch start at once
+// (griddepcontrol.launch_dependents); it waits for its predecessor (a no-op unless launched
+// with programmatic serialization), then spins `ns` nanoseconds.
+extern "C" __global__ void pdl_tiny(unsigned long long ns, int trigger) {
+  if (trigger) pdl_trigger();
+  pdl_wait();
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}

@@ -14,7 +14,9 @@ Modes: `search` (every cuBLASLt configuration), `splitk` (split-K through stride
 cuBLAS; SPLITS=1,4 picks the cluster sizes, ONLY=o,qkv the shapes, NORED=1 adds the kernel without
 its cluster sum, ROT=1 the form whose tiles start their k loop at different offsets, BLOCKED=1
 the form that reads a blocked, pre-swizzled copy of the weight with one bulk copy a stage,
-STREAM=1 the ring alone, without the math).
+STREAM=1 the ring alone, without the math), `l2pre CUBIN [M,...]` (a small kernel that asks L2
+for the next GEMM's first weight bytes before its own work, then cuBLAS's GEMM), `pdlpair CUBIN
+[M,...]` (a small kernel between GEMMs, launched plainly or programmatically).
 Torch only allocates and times (events); the GEMMs go through cuBLAS / cuBLASLt via ctypes.
 """
 import ctypes as C
@@ -114,6 +116,34 @@ def time_us(fn, ring, reps=3, per=20):
         s.record()
         for i in range(per):
             fn(ring[i % len(ring)])
+        e.record()
+        e.synchronize()
+        out.append(s.elapsed_time(e) * 1000 / per)
+    return statistics.median(out)
+
+
+def time_graph(fn, ring, reps=5, per=20):
+    """time_us with the `per` launches captured into one CUDA graph and replayed: the host's
+    launch cost (ctypes, a few µs a call) stays out of the figure, as in prom's decode graphs."""
+    global stream
+    g = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    for i in range(4):
+        ok(fn(ring[i % len(ring)]), "warm-up")
+    torch.cuda.synchronize()
+    with torch.cuda.graph(g, stream=side):
+        stream = side.cuda_stream
+        ok(blas.cublasSetStream_v2(blas_h, C.c_void_p(stream)), "cublasSetStream")
+        for i in range(per):
+            ok(fn(ring[i % len(ring)]), "capture")
+    stream = torch.cuda.current_stream().cuda_stream
+    ok(blas.cublasSetStream_v2(blas_h, C.c_void_p(stream)), "cublasSetStream")
+    g.replay()
+    out = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        g.replay()
         e.record()
         e.synchronize()
         out.append(s.elapsed_time(e) * 1000 / per)
@@ -393,6 +423,168 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
             torch.cuda.empty_cache()
     for M, d in tot.items():
         print(f"M={M}: a step's GEMMs (32 layers + head) " + ", ".join(f"{key} {v / 1000:.2f} ms" for key, v in d.items()))
+    sys.exit(0)
+if len(sys.argv) > 1 and sys.argv[1] == "l2pre":
+    # Can the small kernel before a GEMM (a norm, rotary, SwiGLU: a few µs that leave HBM idle)
+    # hide part of the GEMM's weight stream by asking L2 for it first? Each pair is
+    # spin_prefetch (scripts/gpu/gemm_lab.cu: prefetch, then spin SPIN_NS) followed by cuBLAS's
+    # GEMM on the same weight copy; µs a pair, against the pair with nothing prefetched. Patterns:
+    # p<B>: the first B bytes of every weight row; r<MB>: the first MB of the weight, whole rows.
+    cu = C.CDLL("libcuda.so.1")
+    mod = C.c_void_p()
+    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
+    f = C.c_void_p()
+    ok(cu.cuModuleGetFunction(C.byref(f), mod, b"spin_prefetch"), "function")
+    spin = int(os.environ.get("SPIN_NS", "5000"))
+    for M in [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "128").split(",")]:
+        for name, (n, k) in SHAPES.items():
+            if name == "head" or (os.environ.get("ONLY") and name not in os.environ["ONLY"].split(",")):
+                continue
+            ws, ring, x, y = operands(M, n, k)
+
+            def pair(w, prefix, rng, ns=spin):
+                a = [C.c_uint64(w), C.c_uint(n), C.c_uint(k * 2), C.c_uint(prefix), C.c_uint64(rng), C.c_uint64(ns)]
+                args = (C.c_void_p * 6)(*[C.addressof(v) for v in a])
+                r = cu.cuLaunchKernel(f, 128, 1, 1, 128, 1, 1, 0, C.c_void_p(stream), args, None)
+                return r or cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr())
+
+            t_gemm = time_graph(lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr()), ring)
+            t_spin = time_graph(lambda w: pair(w, 0, 0), ring)
+            line = f"{name:8} M={M}: gemm {t_gemm:5.1f} | spin {spin / 1000:.1f} + gemm {t_spin:5.1f}"
+            for p in (256, 512, 1024, 2048, 4096):
+                if p <= k * 2:
+                    line += f" | p{p} ({n * p / 1e6:4.1f} MB) {time_graph(lambda w: pair(w, p, 0), ring):5.1f}"
+            for mb in (8, 16, 24):
+                line += f" | r{mb} {time_graph(lambda w: pair(w, 0, mb << 20), ring):5.1f}"
+            print(line, flush=True)
+            del ws
+            torch.cuda.empty_cache()
+    sys.exit(0)
+if len(sys.argv) > 1 and sys.argv[1] == "pdlpair":
+    # What a small kernel between two cuBLAS GEMMs costs beyond its own work, and whether
+    # programmatic launch wins it back: µs a (small kernel + GEMM) pair over the weight ring, for
+    # the small kernel (pdl_tiny, 128 CTAs, spinning SPIN_NS) launched plainly, with programmatic
+    # serialization, and with that plus an early trigger; against the GEMM alone.
+    cu = C.CDLL("libcuda.so.1")
+    mod = C.c_void_p()
+    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
+    f = C.c_void_p()
+    ok(cu.cuModuleGetFunction(C.byref(f), mod, b"pdl_tiny"), "function")
+
+    class Attr(C.Structure):
+        _fields_ = [("id", C.c_int), ("pad", C.c_char * 4), ("value", C.c_uint * 3), ("rest", C.c_char * 52)]
+
+    class Cfg(C.Structure):
+        _fields_ = [("gx", C.c_uint), ("gy", C.c_uint), ("gz", C.c_uint), ("bx", C.c_uint), ("by", C.c_uint),
+                    ("bz", C.c_uint), ("smem", C.c_uint), ("stream", C.c_void_p), ("attrs", C.POINTER(Attr)),
+                    ("nattrs", C.c_uint)]
+
+    def tiny(ns, pdl, trigger):
+        a = [C.c_uint64(ns), C.c_int(trigger)]
+        args = (C.c_void_p * 2)(*[C.addressof(v) for v in a])
+        attrs = (Attr * 1)()
+        attrs[0].id = 6
+        attrs[0].value[0] = 1
+        cfg = Cfg(128, 1, 1, 128, 1, 1, 0, C.c_void_p(stream), attrs, 1 if pdl else 0)
+        return cu.cuLaunchKernelEx(C.byref(cfg), f, args, None)
+
+    for M in [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "128").split(",")]:
+        for name, (n, k) in SHAPES.items():
+            if name == "head" or (os.environ.get("ONLY") and name not in os.environ["ONLY"].split(",")):
+                continue
+            ws, ring, x, y = operands(M, n, k)
+            g = lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr())
+            line = f"{name:8} M={M}: gemm {time_us(g, ring):5.1f}, graphed {time_graph(g, ring):5.1f}"
+            for ns in [int(v) for v in os.environ.get("SPIN_NS", "0,3000").split(",")]:
+                line += f" | spin {ns / 1000:.1f}:"
+                for tag, pdl, trig in (("plain", 0, 0), ("pdl", 1, 0), ("pdl+trigger", 1, 1)):
+                    line += f" {tag} {time_graph(lambda w: tiny(ns, pdl, trig) or g(w), ring):5.1f}"
+                line += f" (alone {time_graph(lambda w: tiny(ns, 0, 0), ring):4.1f})"
+            print(line, flush=True)
+            del ws
+            torch.cuda.empty_cache()
+    sys.exit(0)
+if len(sys.argv) > 1 and sys.argv[1] == "mlp":
+    # A decode layer's MLP half as prom's graph runs it, captured into a CUDA graph: add_rms_norm
+    # (prom's kernel, from kernels.cu in CUBIN), gate|up GEMM, silu_mul (prom's kernel), down GEMM,
+    # each round on another weight copy. µs a round with every kernel, and without the norm or
+    # the silu_mul (their outputs then stale): what each small kernel costs inside the graph.
+    # SILU_CTAS=132,264,... times silu_mul at other grid sizes (a grid-stride loop: any grid).
+    cu = C.CDLL("libcuda.so.1")
+    mod = C.c_void_p()
+    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
+
+    def fn(name):
+        f = C.c_void_p()
+        ok(cu.cuModuleGetFunction(C.byref(f), mod, name), "function")
+        return f
+
+    f_norm, f_silu = fn(b"add_rms_norm_bf16"), fn(b"silu_mul_bf16")
+    D, FF = 4096, 14336
+    bf = dict(device="cuda", dtype=torch.bfloat16)
+
+    def launch(f, grid, block, vals):
+        keep = [v for v in vals]
+        args = (C.c_void_p * len(keep))(*[C.addressof(v) for v in keep])
+        return cu.cuLaunchKernel(f, grid, 1, 1, block, 1, 1, 0, C.c_void_p(stream), args, None)
+
+    for M in [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "128").split(",")]:
+        wgu = [torch.randn(2 * FF, D, **bf) for _ in range(3)]
+        wd = [torch.randn(D, FF, **bf) for _ in range(3)]
+        dout, h, s2, normed = (torch.randn(M, D, **bf) for _ in range(4))
+        wn = torch.randn(D, **bf)
+        gu, act = torch.randn(M, 2 * FF, **bf), torch.randn(M, FF, **bf)
+        ring = list(range(3))
+
+        def norm():
+            return launch(f_norm, M, 256, [C.c_uint64(dout.data_ptr()), C.c_uint64(h.data_ptr()), C.c_uint64(wn.data_ptr()),
+                                           C.c_uint64(s2.data_ptr()), C.c_uint64(normed.data_ptr()), C.c_int(D), C.c_float(1e-5), C.c_int(1)])
+
+        def silu(ctas):
+            return launch(f_silu, ctas, 256, [C.c_uint64(gu.data_ptr()), C.c_uint64(gu.data_ptr() + FF * 2), C.c_uint64(act.data_ptr()),
+                                              C.c_int(M), C.c_int(FF), C.c_int(2 * FF)])
+
+        prom_ctas = min(-(-(M * FF // 8) // 256), 132 * 16)
+
+        def rnd(i, with_norm=True, silu_ctas=prom_ctas):
+            r = norm() if with_norm else 0
+            r = r or cublas_run(M, 2 * FF, D, wgu[i].data_ptr(), normed.data_ptr(), gu.data_ptr())
+            r = r or (silu(silu_ctas) if silu_ctas else 0)
+            return r or cublas_run(M, D, FF, wd[i].data_ptr(), act.data_ptr(), dout.data_ptr())
+
+        def alloc(nbytes):
+            ptr = C.c_uint64()
+            ok(cu.cuMemAllocAsync(C.byref(ptr), C.c_size_t(nbytes), C.c_void_p(stream)), "cuMemAllocAsync")
+            return ptr.value
+
+        def free(ptr):
+            return cu.cuMemFreeAsync(C.c_uint64(ptr), C.c_void_p(stream))
+
+        def rnd_nodes(i):
+            # As prom's graph: each kernel's output allocated stream-ordered before it and freed
+            # after its last reader (memory nodes between the kernels).
+            ny, ns = alloc(M * D * 2), alloc(M * D * 2)
+            r = launch(f_norm, M, 256, [C.c_uint64(dout.data_ptr()), C.c_uint64(h.data_ptr()), C.c_uint64(wn.data_ptr()),
+                                        C.c_uint64(ns), C.c_uint64(ny), C.c_int(D), C.c_float(1e-5), C.c_int(1)])
+            g = alloc(M * 2 * FF * 2)
+            r = r or cublas_run(M, 2 * FF, D, wgu[i].data_ptr(), ny, g)
+            r = r or free(ny)
+            a = alloc(M * FF * 2)
+            r = r or launch(f_silu, prom_ctas, 256, [C.c_uint64(g), C.c_uint64(g + FF * 2), C.c_uint64(a), C.c_int(M), C.c_int(FF), C.c_int(2 * FF)])
+            r = r or free(g)
+            r = r or cublas_run(M, D, FF, wd[i].data_ptr(), a, dout.data_ptr())
+            return r or free(a) or free(ns)
+
+        line0 = f"M={M}: with memory nodes {time_graph(rnd_nodes, ring):6.1f} µs | "
+        full = time_graph(lambda i: rnd(i), ring)
+        line = line0 + f"norm+gate|up+silu+down {full:6.1f} µs | no norm {time_graph(lambda i: rnd(i, False), ring):6.1f}"
+        line += f" | no silu {time_graph(lambda i: rnd(i, True, 0), ring):6.1f} | GEMMs only {time_graph(lambda i: rnd(i, False, 0), ring):6.1f}"
+        line += f" | norm alone {time_graph(lambda i: norm(), ring):4.1f} | silu alone ({prom_ctas} CTAs) {time_graph(lambda i: silu(prom_ctas), ring):4.1f}"
+        for c in [int(v) for v in os.environ.get("SILU_CTAS", "132,264,528").split(",")]:
+            line += f" | silu {c} CTAs: round {time_graph(lambda i: rnd(i, True, c), ring):6.1f}, alone {time_graph(lambda i: silu(c), ring):4.1f}"
+        print(line, flush=True)
+        del wgu, wd
+        torch.cuda.empty_cache()
     sys.exit(0)
 ms = [int(v) for v in (sys.argv[1] if len(sys.argv) > 1 else "32,128,256,8192").split(",")]
 print(torch.cuda.get_device_name(), "torch", torch.__version__)

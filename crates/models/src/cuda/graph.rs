@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::cuda::cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-use candle_core::cuda::cudarc::driver::{result, CudaGraph, CudaSlice, DeviceRepr};
+use candle_core::cuda::cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
+use candle_core::cuda::cudarc::driver::{result, CudaEvent, CudaGraph, CudaSlice, DeviceRepr};
 use candle_core::{CudaDevice, DType, Device, Tensor};
 
 use super::attention::{dptr, GpuBatch};
@@ -44,6 +44,61 @@ struct State {
     graphs: BTreeMap<usize, Graph>,
     /// The KV pool's addresses the graphs were captured against.
     pool: Vec<u64>,
+    /// `PROM_GRAPH_TIMING=1`: events around each replay, summed into a log line.
+    timing: Option<Timing>,
+}
+
+/// Where a replayed decode step's device time goes (`PROM_GRAPH_TIMING=1`): from events
+/// recorded on the stream when the step's inputs start being written, when its graph is
+/// launched and after it, summed over the steps whose events have completed and logged every
+/// 64 steps (info level). `between` is the stream's time from one graph's end to the next
+/// step's first input write: the logits' conversion and sampling, plus any time the device
+/// sat idle waiting for the host.
+struct Timing {
+    pending: std::collections::VecDeque<[CudaEvent; 3]>,
+    last_end: Option<CudaEvent>,
+    sums: [f64; 3],
+    steps: usize,
+}
+
+impl Timing {
+    fn from_env() -> Option<Self> {
+        (std::env::var("PROM_GRAPH_TIMING").as_deref() == Ok("1")).then(Self::fresh)
+    }
+
+    fn record(dev: &CudaDevice) -> Option<CudaEvent> {
+        dev.cuda_stream().record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).ok()
+    }
+
+    /// Takes the three events of a step (input writes begin, graph launched, graph done) and
+    /// sums the steps that have completed.
+    fn push(&mut self, step: [CudaEvent; 3]) {
+        self.pending.push_back(step);
+        while self.pending.front().is_some_and(|s| s[2].is_complete()) {
+            let Some([start, launch, end]) = self.pending.pop_front() else { break };
+            let ms = |a: &CudaEvent, b: &CudaEvent| a.elapsed_ms(b).map(f64::from).unwrap_or(0.0);
+            if let Some(prev) = &self.last_end {
+                self.sums[2] += ms(prev, &start);
+            }
+            self.sums[0] += ms(&start, &launch);
+            self.sums[1] += ms(&launch, &end);
+            self.last_end = Some(end);
+            self.steps += 1;
+            if self.steps == 64 {
+                let [inputs, graph, between] = self.sums.map(|v| v * 1e3 / 64.0);
+                tracing::info!(
+                    "decode graph timing over 64 steps, µs a step: inputs {inputs:.0}, graph {graph:.0}, \
+                     between steps {between:.0}"
+                );
+                self.sums = [0.0; 3];
+                self.steps = 0;
+            }
+        }
+    }
+
+    fn fresh() -> Self {
+        Self { pending: Default::default(), last_end: None, sums: [0.0; 3], steps: 0 }
+    }
 }
 
 /// A captured graph.
@@ -71,7 +126,13 @@ fn graph_err(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl DecodeGraphs {
     pub fn new(device: &Device) -> Self {
-        let state = State { enabled: device.is_cuda(), inputs: None, graphs: BTreeMap::new(), pool: Vec::new() };
+        let state = State {
+            enabled: device.is_cuda(),
+            inputs: None,
+            graphs: BTreeMap::new(),
+            pool: Vec::new(),
+            timing: Timing::from_env(),
+        };
         Self { state: Mutex::new(state) }
     }
 
@@ -133,6 +194,7 @@ impl DecodeGraphs {
             }
         }
         let Some(inputs) = &st.inputs else { return Ok(None) };
+        let t_start = st.timing.as_ref().and_then(|_| Timing::record(dev));
         batch.pad_decode(size);
         let (host, mut layout) = GpuBatch::layout(&batch.seqs, &batch.slots)?;
         // The graph's split-K grid must not depend on this step's contexts.
@@ -145,7 +207,14 @@ impl DecodeGraphs {
         let step = inputs.step(size)?;
         match st.graphs.get(&size) {
             Some(g) => {
-                if let Err(e) = g.0.launch() {
+                let t_launch = st.timing.as_ref().and_then(|_| Timing::record(dev));
+                let launched = g.0.launch();
+                if let (Some(t), Some(a), Some(b), Some(c)) =
+                    (st.timing.as_mut(), t_start, t_launch, launched.is_ok().then(|| Timing::record(dev)).flatten())
+                {
+                    t.push([a, b, c]);
+                }
+                if let Err(e) = launched {
                     // Nothing ran (graph memory, say): this step and the next run eagerly.
                     tracing::warn!("CUDA graphs off: replaying a decode step of {size} sequences failed: {e}");
                     st.enabled = false;
