@@ -509,7 +509,8 @@ if len(sys.argv) > 1 and sys.argv[1] == "mlp":
     # (prom's kernel, from kernels.cu in CUBIN), gate|up GEMM, silu_mul (prom's kernel), down GEMM,
     # each round on another weight copy. µs a round with every kernel, and without the norm or
     # the silu_mul (their outputs then stale): what each small kernel costs inside the graph.
-    # SILU_CTAS=132,264,... times silu_mul at other grid sizes (a grid-stride loop: any grid).
+    # SILU_CTAS=132,264,... times silu_mul at other grid sizes (a grid-stride loop: any grid);
+    # NORM_FN / SILU_FN name other kernels of CUBIN with the same arguments (a variant to try).
     cu = C.CDLL("libcuda.so.1")
     mod = C.c_void_p()
     ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
@@ -519,7 +520,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "mlp":
         ok(cu.cuModuleGetFunction(C.byref(f), mod, name), "function")
         return f
 
-    f_norm, f_silu = fn(b"add_rms_norm_bf16"), fn(b"silu_mul_bf16")
+    f_norm, f_silu = fn(os.environ.get("NORM_FN", "add_rms_norm_bf16").encode()), fn(os.environ.get("SILU_FN", "silu_mul_bf16").encode())
     D, FF = 4096, 14336
     bf = dict(device="cuda", dtype=torch.bfloat16)
 

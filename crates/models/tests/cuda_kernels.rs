@@ -252,6 +252,50 @@ fn fused_kernels_match_the_unfused_ops() {
     }
 }
 
+/// `silu_mul` in bf16 over every bf16 bit pattern of the gate (NaNs, infinities, subnormals
+/// included), with fresh up values, must equal the unfused arithmetic bit for bit: candle's f32
+/// silu (`g / (1 + expf(-g))`), rounded to bf16, times up in f32, rounded to bf16. (A faster
+/// silu must keep this; one tried with the fast intrinsics and an exact fallback near rounding
+/// ties passed it, but was slower: bench/RESULTS.md, 2026-12-03.)
+#[test]
+fn silu_mul_bf16_is_the_exact_f32_silu_bit_for_bit() {
+    let dev = device();
+    if !dev.is_cuda() {
+        return;
+    }
+    let s = seed();
+    let gate: Vec<half::bf16> = (0..=u16::MAX).map(half::bf16::from_bits).collect();
+    let up: Vec<half::bf16> = values(gate.len(), s).into_iter().map(half::bf16::from_f32).collect();
+    let (rows, ff) = (16, gate.len() / 16);
+    let g = Tensor::from_vec(gate, (rows, ff), &Device::Cpu).unwrap().to_device(&dev).unwrap();
+    let u = Tensor::from_vec(up, (rows, ff), &Device::Cpu).unwrap().to_device(&dev).unwrap();
+    let silu = g.to_dtype(DType::F32).unwrap().silu().unwrap().to_dtype(DType::BF16).unwrap();
+    let want =
+        (silu.to_dtype(DType::F32).unwrap() * u.to_dtype(DType::F32).unwrap()).unwrap().to_dtype(DType::BF16).unwrap();
+    let bits = |t: &Tensor| -> Vec<u16> {
+        t.flatten_all().unwrap().to_vec1::<half::bf16>().unwrap().into_iter().map(half::bf16::to_bits).collect()
+    };
+    let want = bits(&want);
+    let gu = Tensor::cat(&[&g, &u], D::Minus1).unwrap();
+    for (what, got) in [
+        ("silu_mul_pair", silu_mul_pair(&g, &u).expect("covered").unwrap()),
+        ("silu_mul_fused", silu_mul_fused(&gu, ff).expect("covered").unwrap()),
+    ] {
+        let got = bits(&got);
+        let nan = |b: u16| b & 0x7fff > 0x7f80;
+        let bad: Vec<usize> =
+            (0..want.len()).filter(|&i| got[i] != want[i] && !(nan(got[i]) && nan(want[i]))).collect();
+        assert!(
+            bad.is_empty(),
+            "{what}: {} of 65536 gate values differ, first gate bits {:#06x}: {:#06x} against {:#06x} (seed {s})",
+            bad.len(),
+            bad[0],
+            got[bad[0]],
+            want[bad[0]]
+        );
+    }
+}
+
 /// Fresh values of `shape` on the host, rounded to `dt`.
 fn rounded(shape: (usize, usize), seed: u64, dt: DType) -> Tensor {
     Tensor::from_vec(values(shape.0 * shape.1, seed), shape, &Device::Cpu).unwrap().to_dtype(dt).unwrap()
