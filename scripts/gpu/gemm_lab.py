@@ -209,6 +209,44 @@ def operands(m, n, k):
 
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate|up": (28672, 4096), "down": (4096, 14336), "head": (128256, 4096)}
+
+
+class Attr(C.Structure):
+    """CUlaunchAttribute: an id and its value (the cluster dims, or the programmatic flag)."""
+    _fields_ = [("id", C.c_int), ("pad", C.c_char * 4), ("value", C.c_uint * 3), ("rest", C.c_char * 52)]
+
+
+class Cfg(C.Structure):
+    """CUlaunchConfig for cuLaunchKernelEx."""
+    _fields_ = [("gx", C.c_uint), ("gy", C.c_uint), ("gz", C.c_uint), ("bx", C.c_uint), ("by", C.c_uint),
+                ("bz", C.c_uint), ("smem", C.c_uint), ("stream", C.c_void_p), ("attrs", C.POINTER(Attr)),
+                ("nattrs", C.c_uint)]
+
+
+def lab_module(path):
+    """The lab cubin (scripts/gpu/gemm_lab.cu built at `path`) → (libcuda, a kernel getter by name)."""
+    cu = C.CDLL("libcuda.so.1")
+    mod = C.c_void_p()
+    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(path, "rb").read())), "module")
+
+    def get(name):
+        f = C.c_void_p()
+        ok(cu.cuModuleGetFunction(C.byref(f), mod, name.encode()), "function")
+        return f
+
+    return cu, get
+
+
+def decode_shapes(M):
+    """(name, n, k, ring, x, y) of each layer GEMM shape (ONLY=... picks some) at M rows, its
+    operands freed after the caller's turn."""
+    for name, (n, k) in SHAPES.items():
+        if name == "head" or (os.environ.get("ONLY") and name not in os.environ["ONLY"].split(",")):
+            continue
+        ws, ring, x, y = operands(M, n, k)
+        yield name, n, k, ring, x, y
+        del ws
+        torch.cuda.empty_cache()
 if len(sys.argv) > 1 and sys.argv[1] == "search":
     # The exhaustive search at decode sizes: is there a config far better than cuBLAS's?
     for M in [int(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "128").split(",")]:
@@ -291,19 +329,9 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
     # weight copies, plain launches and with programmatic launch (as prom launches), for split-K
     # cluster sizes S (the first: the one cuda/gemm.rs picks), and the largest error of each
     # against an f32 reference, relative to the reference's largest value.
-    cu = C.CDLL("libcuda.so.1")
-    mod = C.c_void_p()
-    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
+    cu, get = lab_module(sys.argv[2])
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     BM, STAGES = 256, {64: 5, 128: 4}
-
-    class Attr(C.Structure):
-        _fields_ = [("id", C.c_int), ("pad", C.c_char * 4), ("value", C.c_uint * 3), ("rest", C.c_char * 52)]
-
-    class Cfg(C.Structure):
-        _fields_ = [("gx", C.c_uint), ("gy", C.c_uint), ("gz", C.c_uint), ("bx", C.c_uint), ("by", C.c_uint),
-                    ("bz", C.c_uint), ("smem", C.c_uint), ("stream", C.c_void_p), ("attrs", C.POINTER(Attr)),
-                    ("nattrs", C.c_uint)]
 
     keep = []
 
@@ -322,8 +350,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "wgmma":
     def kernel(bn, form=""):
         """wg_gemm_bf16_n{bn}{form} (form: "", "_rot", "_blk", "_stream", "_nored"), its shared
         memory allowed."""
-        f = C.c_void_p()
-        ok(cu.cuModuleGetFunction(C.byref(f), mod, f"wg_gemm_bf16_n{bn}{form}".encode()), "function")
+        f = get(f"wg_gemm_bf16_n{bn}{form}")
         smem = STAGES[bn] * (BM + bn) * 64 * 2 + 1024
         ok(cu.cuFuncSetAttribute(f, 8, smem), "smem attribute")
         return f, smem
@@ -430,17 +457,11 @@ if len(sys.argv) > 1 and sys.argv[1] == "l2pre":
     # spin_prefetch (scripts/gpu/gemm_lab.cu: prefetch, then spin SPIN_NS) followed by cuBLAS's
     # GEMM on the same weight copy; µs a pair, against the pair with nothing prefetched. Patterns:
     # p<B>: the first B bytes of every weight row; r<MB>: the first MB of the weight, whole rows.
-    cu = C.CDLL("libcuda.so.1")
-    mod = C.c_void_p()
-    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
-    f = C.c_void_p()
-    ok(cu.cuModuleGetFunction(C.byref(f), mod, b"spin_prefetch"), "function")
+    cu, get = lab_module(sys.argv[2])
+    f = get("spin_prefetch")
     spin = int(os.environ.get("SPIN_NS", "5000"))
     for M in [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "128").split(",")]:
-        for name, (n, k) in SHAPES.items():
-            if name == "head" or (os.environ.get("ONLY") and name not in os.environ["ONLY"].split(",")):
-                continue
-            ws, ring, x, y = operands(M, n, k)
+        for name, n, k, ring, x, y in decode_shapes(M):
 
             def pair(w, prefix, rng, ns=spin):
                 a = [C.c_uint64(w), C.c_uint(n), C.c_uint(k * 2), C.c_uint(prefix), C.c_uint64(rng), C.c_uint64(ns)]
@@ -457,27 +478,14 @@ if len(sys.argv) > 1 and sys.argv[1] == "l2pre":
             for mb in (8, 16, 24):
                 line += f" | r{mb} {time_graph(lambda w: pair(w, 0, mb << 20), ring):5.1f}"
             print(line, flush=True)
-            del ws
-            torch.cuda.empty_cache()
     sys.exit(0)
 if len(sys.argv) > 1 and sys.argv[1] == "pdlpair":
     # What a small kernel between two cuBLAS GEMMs costs beyond its own work, and whether
     # programmatic launch wins it back: µs a (small kernel + GEMM) pair over the weight ring, for
     # the small kernel (pdl_tiny, 128 CTAs, spinning SPIN_NS) launched plainly, with programmatic
     # serialization, and with that plus an early trigger; against the GEMM alone.
-    cu = C.CDLL("libcuda.so.1")
-    mod = C.c_void_p()
-    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
-    f = C.c_void_p()
-    ok(cu.cuModuleGetFunction(C.byref(f), mod, b"pdl_tiny"), "function")
-
-    class Attr(C.Structure):
-        _fields_ = [("id", C.c_int), ("pad", C.c_char * 4), ("value", C.c_uint * 3), ("rest", C.c_char * 52)]
-
-    class Cfg(C.Structure):
-        _fields_ = [("gx", C.c_uint), ("gy", C.c_uint), ("gz", C.c_uint), ("bx", C.c_uint), ("by", C.c_uint),
-                    ("bz", C.c_uint), ("smem", C.c_uint), ("stream", C.c_void_p), ("attrs", C.POINTER(Attr)),
-                    ("nattrs", C.c_uint)]
+    cu, get = lab_module(sys.argv[2])
+    f = get("pdl_tiny")
 
     def tiny(ns, pdl, trigger):
         a = [C.c_uint64(ns), C.c_int(trigger)]
@@ -489,10 +497,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "pdlpair":
         return cu.cuLaunchKernelEx(C.byref(cfg), f, args, None)
 
     for M in [int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "128").split(",")]:
-        for name, (n, k) in SHAPES.items():
-            if name == "head" or (os.environ.get("ONLY") and name not in os.environ["ONLY"].split(",")):
-                continue
-            ws, ring, x, y = operands(M, n, k)
+        for name, n, k, ring, x, y in decode_shapes(M):
             g = lambda w: cublas_run(M, n, k, w, x.data_ptr(), y.data_ptr())
             line = f"{name:8} M={M}: gemm {time_us(g, ring):5.1f}, graphed {time_graph(g, ring):5.1f}"
             for ns in [int(v) for v in os.environ.get("SPIN_NS", "0,3000").split(",")]:
@@ -501,8 +506,6 @@ if len(sys.argv) > 1 and sys.argv[1] == "pdlpair":
                     line += f" {tag} {time_graph(lambda w: tiny(ns, pdl, trig) or g(w), ring):5.1f}"
                 line += f" (alone {time_graph(lambda w: tiny(ns, 0, 0), ring):4.1f})"
             print(line, flush=True)
-            del ws
-            torch.cuda.empty_cache()
     sys.exit(0)
 if len(sys.argv) > 1 and sys.argv[1] == "mlp":
     # A decode layer's MLP half as prom's graph runs it, captured into a CUDA graph: add_rms_norm
@@ -511,16 +514,8 @@ if len(sys.argv) > 1 and sys.argv[1] == "mlp":
     # the silu_mul (their outputs then stale): what each small kernel costs inside the graph.
     # SILU_CTAS=132,264,... times silu_mul at other grid sizes (a grid-stride loop: any grid);
     # NORM_FN / SILU_FN name other kernels of CUBIN with the same arguments (a variant to try).
-    cu = C.CDLL("libcuda.so.1")
-    mod = C.c_void_p()
-    ok(cu.cuModuleLoadData(C.byref(mod), C.c_char_p(open(sys.argv[2], "rb").read())), "module")
-
-    def fn(name):
-        f = C.c_void_p()
-        ok(cu.cuModuleGetFunction(C.byref(f), mod, name), "function")
-        return f
-
-    f_norm, f_silu = fn(os.environ.get("NORM_FN", "add_rms_norm_bf16").encode()), fn(os.environ.get("SILU_FN", "silu_mul_bf16").encode())
+    cu, get = lab_module(sys.argv[2])
+    f_norm, f_silu = get(os.environ.get("NORM_FN", "add_rms_norm_bf16")), get(os.environ.get("SILU_FN", "silu_mul_bf16"))
     D, FF = 4096, 14336
     bf = dict(device="cuda", dtype=torch.bfloat16)
 
