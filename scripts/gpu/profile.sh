@@ -21,7 +21,7 @@ if [ "$CONC" = 1 ]; then
   CMD=("$PROM" run --device cuda --model "$M/hf" --offline --raw --max-tokens 200 --temperature 0 --ignore-eos "hello")
   CSV="$OUT/ncu.csv"
 else
-  CMD=("$PROM" bench --device cuda --model "$M/hf" --offline --concurrency "$CONC" --max-tokens 64 --prompt-tokens 128
+  CMD=("$PROM" bench --device cuda --model "$M/hf" --offline --concurrency "$CONC" --max-tokens "${MAXTOK:-64}" --prompt-tokens 128
        --max-num-seqs 256 --max-num-batched-tokens 8192 --kv-cache-memory 0.3 --no-prefix-caching)
   CSV="$OUT/ncu-$CONC.csv"
 fi

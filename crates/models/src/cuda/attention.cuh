@@ -94,6 +94,58 @@ QKV_ROPE_WRITE(qkv_rope_write_f32_f16, float, __half)
 QKV_ROPE_WRITE(qkv_rope_write_f16_f16, __half, __half)
 QKV_ROPE_WRITE(qkv_rope_write_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
 
+// qkv_rope_write's vector form, for the common case: 16-bit activations and a cache of their
+// type, rotary over the whole head in halves (j, j + d/2) or none, d a multiple of 16 and every
+// row 16-byte aligned (cuda/attention.rs checks). A thread takes dims j..j+7 of both halves of
+// one head with 16-byte loads and stores: blockDim.x = d / 16 threads a head, blockDim.y heads a
+// CTA, grid (T, ⌈(H + 2·kvh) / blockDim.y⌉). The same rounding as the scalar form, bit for bit.
+// (The scalar form moves 2 bytes a thread: 149 µs for 8192 rows of the 8B shape, 1.3 TB/s.)
+template <typename T>
+__device__ void qkv_rope_write_v(const T* __restrict__ qkv, const T* __restrict__ cos, const T* __restrict__ sin,
+                                 T* __restrict__ q_out, T* __restrict__ kp, T* __restrict__ vp,
+                                 const uint32_t* __restrict__ slots, int H, int kvh, int d, int rot, int bs) {
+  pdl_trigger();
+  pdl_wait();
+  const int i = blockIdx.x, hh = blockIdx.y * blockDim.y + threadIdx.y;
+  if (hh >= H + 2 * kvh) return;
+  const int half = d / 2, j = threadIdx.x * 8;
+  T* dst;
+  if (hh < H) {
+    dst = q_out + ((size_t)i * H + hh) * d;
+  } else {
+    if (slots[i] == NO_SLOT) return;
+    const size_t slot = slots[i];
+    const size_t at = (slot / bs * kvh + (hh - H) % kvh) * bs + slot % bs;
+    dst = (hh < H + kvh ? kp : vp) + at * d;
+  }
+  const T* src = qkv + ((size_t)i * (H + 2 * kvh) + hh) * d;
+  uint4 a = *reinterpret_cast<const uint4*>(src + j), b = *reinterpret_cast<const uint4*>(src + j + half);
+  if (rot > 0 && hh < H + kvh) {
+    const uint4 cv = *reinterpret_cast<const uint4*>(cos + (size_t)i * half + j);
+    const uint4 sv = *reinterpret_cast<const uint4*>(sin + (size_t)i * half + j);
+    T* x1 = reinterpret_cast<T*>(&a);
+    T* x2 = reinterpret_cast<T*>(&b);
+    const T* c = reinterpret_cast<const T*>(&cv);
+    const T* sn = reinterpret_cast<const T*>(&sv);
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+      const float2 y = rope_pair(to_f(x1[e]), to_f(x2[e]), to_f(c[e]), to_f(sn[e]));
+      x1[e] = from_f<T>(y.x);
+      x2[e] = from_f<T>(y.y);
+    }
+  }
+  *reinterpret_cast<uint4*>(dst + j) = a;
+  *reinterpret_cast<uint4*>(dst + j + half) = b;
+}
+
+#define QKV_ROPE_WRITE_V(NAME, T)                                                                  \
+  extern "C" __global__ void NAME(const T* qkv, const T* cos, const T* sin, T* q_out, T* kp, T* vp, \
+                                  const uint32_t* slots, int H, int kvh, int d, int rot, int bs) {   \
+    qkv_rope_write_v<T>(qkv, cos, sin, q_out, kp, vp, slots, H, kvh, d, rot, bs);                    \
+  }
+QKV_ROPE_WRITE_V(qkv_rope_write_v_f16, __half)
+QKV_ROPE_WRITE_V(qkv_rope_write_v_bf16, __nv_bfloat16)
+
 // ---------------------------------------------------------------------------------------------
 // Paged attention. One CTA of WARPS warps per (work item, query-head chunk):
 // - a work item is (sequence, first token of a tile of up to QTILE query tokens);

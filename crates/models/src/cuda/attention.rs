@@ -56,7 +56,9 @@ fn kernel_err(op: &str, msg: impl Into<String>) -> Error {
 }
 
 /// The batch's layout for the kernels, in one device buffer of u32:
-/// `[work (seq, first token) × n_work | seqs (row, len, start, table offset) | slots | tables]`.
+/// `[work (seq, first token) × n_work | seqs (row, len, start, table offset) | slots | tables |
+/// tiles (seq, first token) × n_tiles]`: `work` every `QTILE` tokens of each sequence, `tiles`
+/// every `PF_Q` tokens (`prefill_mma`'s CTAs), only when some sequence has several tokens.
 pub(crate) struct GpuBatch {
     buf: Arc<CudaSlice<u32>>,
     meta: BatchLayout,
@@ -69,6 +71,8 @@ pub(crate) struct BatchLayout {
     seqs_at: usize,
     slots_at: usize,
     tables_at: usize,
+    tiles_at: usize,
+    n_tiles: usize,
     n_tokens: usize,
     n_slots: usize,
     n_seqs: usize,
@@ -119,26 +123,46 @@ impl GpuBatch {
             seqs.extend([u(s.row)?, u(s.len)?, u(s.start)?, u(tables.len())?]);
             tables.extend_from_slice(s.block_table);
         }
+        // A decode batch (one token a sequence) has no tiles: its graphs' fixed buffer holds
+        // 7 words a row and the tables.
+        let mut tiles = Vec::new();
+        if batch_seqs.iter().any(|s| s.len > 1) {
+            for (si, s) in batch_seqs.iter().enumerate() {
+                for tile in (0..s.len).step_by(PF_Q) {
+                    tiles.extend([u(si)?, u(tile)?]);
+                }
+            }
+        }
         let n_work = work.len() / 2;
         let seqs_at = work.len();
         let slots_at = seqs_at + seqs.len();
         let tables_at = slots_at + slots.len();
+        let max_block = tables.iter().copied().max();
         let mut host = work;
         host.extend(seqs);
         for &s in slots {
             host.push(u(s)?);
         }
         host.extend(tables);
+        // The kernels read a work item as one 8-byte int2: the tiles start at an even word.
+        if !tiles.is_empty() && host.len() % 2 == 1 {
+            host.push(0);
+        }
+        let tiles_at = host.len();
+        let n_tiles = tiles.len() / 2;
+        host.extend(tiles);
         let meta = BatchLayout {
             n_work,
             seqs_at,
             slots_at,
             tables_at,
+            tiles_at,
+            n_tiles,
             n_tokens: batch_seqs.iter().map(|s| s.len).sum(),
             n_slots: slots.len(),
             n_seqs: batch_seqs.len(),
             max_ctx: batch_seqs.iter().map(|s| s.start + s.len).max().unwrap_or(0),
-            max_block: host[tables_at..].iter().copied().max(),
+            max_block,
             max_slot: slots.iter().copied().filter(|&s| s != NO_SLOT).max(),
         };
         Ok((host, meta))
@@ -332,23 +356,42 @@ impl<'a> Packed<'a> {
         let q = super::alloc::output(dev, act, &[t, heads, d])?;
         let qp = dptr(&q, &stream)?;
         let slots = slice_ptr(&batch.buf, batch.slots_at, &stream);
-        let f = func(dev, &format!("qkv_rope_write_{ty}"))?;
-        let mut l = Launch::new(&f);
         let i32_ = |x: usize| x as i32;
         let (hi, kvhi, di, bsi) = (i32_(heads), i32_(kvh), i32_(d), i32_(bs));
+        // The vector form: 16-byte rows of a 16-bit type in the cache's type, rotary over
+        // whole heads in halves or none (every address a multiple of 16 bytes: d a multiple of
+        // 16 and 16-byte aligned bases).
+        let aligned = [src, cos, sin, qp, pool.k, pool.v].iter().all(|p| p.is_multiple_of(16));
+        let vector = act == pool.dtype
+            && matches!(act, DType::BF16 | DType::F16)
+            && d.is_multiple_of(16)
+            && (roti == 0 || (roti as usize == d && inter == 0))
+            && aligned;
+        let (f, threads) = if vector {
+            let f = func(dev, &format!("qkv_rope_write_v_{}", if act == DType::BF16 { "bf16" } else { "f16" }))?;
+            (f, d / 16)
+        } else {
+            // A warp (two rotary pairs a thread at head dim 128) per head: a CTA per (token,
+            // head) of 64 threads was 9.3 µs at bs 128 of the 8B shape (Nsight Compute,
+            // bench/RESULTS.md, 2026-12-03), launch-bound.
+            (func(dev, &format!("qkv_rope_write_{ty}"))?, (d / 4).next_multiple_of(32).clamp(32, 256))
+        };
+        let mut l = Launch::new(&f);
         l.arg(&src).arg(&cos).arg(&sin).arg(&qp).arg(&pool.k).arg(&pool.v).arg(&slots);
-        l.arg(&hi).arg(&kvhi).arg(&di).arg(&roti).arg(&inter).arg(&bsi);
-        // A warp (two rotary pairs a thread at head dim 128) per head, eight heads a CTA: a CTA
-        // per (token, head) of 64 threads was 9.3 µs at bs 128 of the 8B shape (Nsight Compute,
-        // bench/RESULTS.md, 2026-12-03), launch-bound.
-        let threads = (d / 4).next_multiple_of(32).clamp(32, 256);
+        l.arg(&hi).arg(&kvhi).arg(&di).arg(&roti);
+        if !vector {
+            l.arg(&inter);
+        }
+        l.arg(&bsi);
+        // 256 threads a CTA: several heads of one token.
         let per_cta = (256 / threads).max(1);
         let cfg = LaunchConfig {
             grid_dim: (t as u32, (heads + 2 * kvh).div_ceil(per_cta) as u32, 1),
             block_dim: (threads as u32, per_cta as u32, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: argument types match qkv_rope_write's signature; qkv holds t rows of `width`,
+        // SAFETY: argument types match qkv_rope_write's signature (qkv_rope_write_v's: without
+        // `interleaved`; its alignment and shapes checked above); qkv holds t rows of `width`,
         // the tables t rows of rot / 2 (checked by `Packed::new`), q t × heads × d; every slot
         // is inside the pool (checked by the caller against the pool's blocks).
         unsafe { l.launch(&stream, cfg) }.w().ctx("qkv rope write")?;
@@ -475,10 +518,12 @@ pub(crate) fn attend(
     if mma {
         // `prefill_mma` (prefill.cuh): a CTA of 4 warps per (64-token tile, head), whose Q, K
         // and V tiles of PF_Q rows are each padded by 8 values.
+        // A CTA for each tile of the batch's `tiles` list, not for each `work` item (3 in 4 of
+        // which would start no tile and return at once).
         let smem = 3 * PF_Q * (dk + 8) * 2;
-        let grid = (batch.n_work as u32, h as u32, 1);
+        let grid = (batch.n_tiles as u32, h as u32, 1);
         let name = ("prefill_mma", "prefill attention");
-        return mma_launch(dev, pool, qp, (t, h, dk), batch, p, name, grid, (128, smem));
+        return mma_launch(dev, pool, qp, (t, h, dk), (batch, batch.tiles_at), p, name, grid, (128, smem));
     }
     // A decode batch with a warp for every SM or more: the tensor-core decode kernel, same
     // conditions as prefill_mma's (its 16-byte copies need the aligned pool that `one_token`
@@ -497,7 +542,8 @@ pub(crate) fn attend(
         // DM_STAGES tiles of DM_K keys, rows padded by 8 values.
         let smem = 2 * DM_STAGES * DM_K * (dk + 8) * 2;
         let grid = (batch.n_work as u32, kvh as u32, 1);
-        return mma_launch(dev, pool, qp, (t, h, dk), batch, p, ("decode_mma", "decode attention"), grid, (32, smem));
+        let name = ("decode_mma", "decode attention");
+        return mma_launch(dev, pool, qp, (t, h, dk), (batch, 0), p, name, grid, (32, smem));
     }
     let chunk = |most: usize| (1..=most.min(rep)).rev().find(|d| rep % d == 0).unwrap_or(1);
     let hp = match (decode, small) {
@@ -637,15 +683,16 @@ const _: () = assert!(PF_Q.is_multiple_of(QTILE));
 
 /// One launch of a tensor-core attention kernel (`{name}_{bf16|f16}_{d}`, prefill.cuh), whose
 /// arguments are (q, out, k pool, v pool, work, seqs, tables, heads, kv heads, block size, scale,
-/// window) → a fresh `(t, h · d)` output. `(threads, smem)`: the CTA's threads and dynamic
-/// shared memory in bytes.
+/// window) → a fresh `(t, h · d)` output. `work_at`: where in the batch's buffer the kernel's
+/// work list (a `(seq, first token)` pair a CTA or warp) starts. `(threads, smem)`: the CTA's
+/// threads and dynamic shared memory in bytes.
 #[allow(clippy::too_many_arguments)]
 fn mma_launch(
     dev: &CudaDevice,
     pool: &LayerPtrs,
     qp: u64,
     (t, h, d): (usize, usize, usize),
-    batch: &GpuBatch,
+    (batch, work_at): (&GpuBatch, usize),
     p: &AttnParams,
     (name, what): (&str, &str),
     grid: (u32, u32, u32),
@@ -663,7 +710,7 @@ fn mma_launch(
     let op = dptr(&out, &stream)?;
     let b = &batch.buf;
     let (work, seqs, tables) =
-        (slice_ptr(b, 0, &stream), slice_ptr(b, batch.seqs_at, &stream), slice_ptr(b, batch.tables_at, &stream));
+        (slice_ptr(b, work_at, &stream), slice_ptr(b, batch.seqs_at, &stream), slice_ptr(b, batch.tables_at, &stream));
     let i32_ = |x: usize| x as i32;
     let (hi, kvhi, bsi, win) = (i32_(h), i32_(pool.kv_heads), i32_(pool.block_size), p.window.map_or(0, i32_));
     let mut l = Launch::new(&f);

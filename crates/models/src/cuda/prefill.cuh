@@ -10,10 +10,12 @@
 // accumulates its 16 × D output in f32 registers. The output is divided by the sum once and
 // rounded to T.
 //
-// The CTA rides on paged_attn's work list (a work item per QTILE = 4 tokens): the item whose
-// first token starts a 64-token tile takes it, the others leave at once.
+// `work` is the batch's tile list (GpuBatch's `tiles`): a (sequence, first token) item a CTA,
+// every 64 tokens of each sequence. (Launched over paged_attn's QTILE-token list instead, 3 CTAs
+// in 4 left at once, and a step of 64 prompts of 128 tokens spent most of its time on them.)
 constexpr int PF_Q = 64;  // query tokens a CTA, 16 a warp
 constexpr int PF_K = 64;  // keys a tile
+constexpr int PF_THREADS = 128;  // 4 warps a CTA (__launch_bounds__ below, cuda/attention.rs)
 
 // `mma.m16n8k16` with f32 accumulators for T = bf16 or f16 (PTX names the type), and `pack2`: two
 // floats rounded to T, the first in the low half (the lower column).
@@ -116,7 +118,6 @@ __device__ void prefill_mma(const T* __restrict__ q, T* __restrict__ out, const 
   T* vs = ks + PF_K * DP;                 // (PF_K, DP)
 
   const int2 wi = work[blockIdx.x];
-  if (wi.y % PF_Q != 0) return;
   const SeqInfo s = seqs[wi.x];
   const int tile0 = wi.y, nq = min(PF_Q, s.len - tile0);
   const int h = blockIdx.y, g = h / (H / kvh);
@@ -126,11 +127,21 @@ __device__ void prefill_mma(const T* __restrict__ q, T* __restrict__ out, const 
   const int lo = window > 0 ? max(0, q_first + 1 - window) : 0;
   pdl_wait();
 
-  for (int i = tid; i < PF_Q * CH; i += blockDim.x) {
-    const int r = i / CH, c = i - r * CH;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (r < nq) v = *reinterpret_cast<const uint4*>(q + ((size_t)(s.row + tile0 + r) * H + h) * D + c * 8);
-    *reinterpret_cast<uint4*>(qs + r * DP + c * 8) = v;
+  // Every thread stages the same 16-byte chunk `c` of rows cr, cr + RS, ... (PF_THREADS is a
+  // multiple of CH): all of a thread's loads of a tile are independent and issued together.
+  constexpr int RS = PF_THREADS / CH, NL = PF_K / RS;
+  static_assert(PF_THREADS % CH == 0 && PF_K % RS == 0 && PF_Q == PF_K, "staging layout");
+  const int c = tid % CH, cr = tid / CH;
+  {
+    uint4 v[NL];
+#pragma unroll
+    for (int k = 0; k < NL; k++) {
+      const int r = cr + k * RS;
+      v[k] = r < nq ? *reinterpret_cast<const uint4*>(q + ((size_t)(s.row + tile0 + r) * H + h) * D + c * 8)
+                    : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int k = 0; k < NL; k++) *reinterpret_cast<uint4*>(qs + (cr + k * RS) * DP + c * 8) = v[k];
   }
   __syncthreads();
 
@@ -156,17 +167,26 @@ __device__ void prefill_mma(const T* __restrict__ q, T* __restrict__ out, const 
   for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
 
   for (int kb = lo; kb <= q_last; kb += PF_K) {
+    // The tile's rows through the block table, then all their K and V chunks at once: one
+    // round trip a stage (a row at a time, a thread waited on 2·NL dependent trips a tile).
+    size_t row[NL];
+#pragma unroll
+    for (int k = 0; k < NL; k++) {
+      const int pos = kb + cr + k * RS;
+      row[k] = pos <= q_last ? ((size_t)tables[s.table + pos / bs] * kvh + g) * bs + pos % bs : SIZE_MAX;
+    }
+    uint4 kv[NL], vv[NL];
+#pragma unroll
+    for (int k = 0; k < NL; k++) {
+      const bool in = row[k] != SIZE_MAX;
+      kv[k] = in ? *reinterpret_cast<const uint4*>(kp + row[k] * D + c * 8) : make_uint4(0, 0, 0, 0);
+      vv[k] = in ? *reinterpret_cast<const uint4*>(vp + row[k] * D + c * 8) : make_uint4(0, 0, 0, 0);
+    }
     __syncthreads();  // the previous tile is consumed
-    for (int i = tid; i < PF_K * CH; i += blockDim.x) {
-      const int r = i / CH, c = i - r * CH, pos = kb + r;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-      if (pos <= q_last) {
-        const size_t row = ((size_t)tables[s.table + pos / bs] * kvh + g) * bs + pos % bs;
-        kv = *reinterpret_cast<const uint4*>(kp + row * D + c * 8);
-        vv = *reinterpret_cast<const uint4*>(vp + row * D + c * 8);
-      }
-      *reinterpret_cast<uint4*>(ks + r * DP + c * 8) = kv;
-      *reinterpret_cast<uint4*>(vs + r * DP + c * 8) = vv;
+#pragma unroll
+    for (int k = 0; k < NL; k++) {
+      *reinterpret_cast<uint4*>(ks + (cr + k * RS) * DP + c * 8) = kv[k];
+      *reinterpret_cast<uint4*>(vs + (cr + k * RS) * DP + c * 8) = vv[k];
     }
     __syncthreads();
     if (!live || kb > warp_last) continue;  // every key of the tile is after this warp's rows
@@ -213,7 +233,7 @@ __device__ void prefill_mma(const T* __restrict__ q, T* __restrict__ out, const 
 }
 
 #define PREFILL(NAME, T, D)                                                                        \
-  extern "C" __global__ void __launch_bounds__(128)                                                \
+  extern "C" __global__ void __launch_bounds__(PF_THREADS)                                         \
       NAME(const T* q, T* out, const T* kp, const T* vp, const int2* work, const SeqInfo* seqs,     \
            const uint32_t* tables, int H, int kvh, int bs, float scale, int window) {               \
     prefill_mma<T, D>(q, out, kp, vp, work, seqs, tables, H, kvh, bs, scale, window);               \
